@@ -1,0 +1,7 @@
+//! kiln — bake virtual-machine images from Packer legacy-JSON recipes and publish them to
+//! Exoscale.
+//!
+//! The crate is one library with a thin binary on top. Data flows one way:
+//! `recipe` (parse, interpolate, validate) → build plan → runner → events → front ends.
+
+pub mod recipe;
