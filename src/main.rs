@@ -1,1 +1,44 @@
-fn main() {}
+//! The `kiln` binary: no subcommand opens the window; subcommands run headless.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+use kiln::cli::{self, Cli, Command};
+
+fn main() -> ExitCode {
+    init_logging();
+    let cli = match Cli::try_parse_from(cli::args::packer_style(std::env::args_os())) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // clap: 0 for --help/--version, 2 for usage errors.
+            return ExitCode::from(e.exit_code().clamp(0, 255) as u8);
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    let mut err = std::io::stderr().lock();
+    let result = match &cli.command {
+        Some(Command::Validate(args)) => cli::validate::run(args, &mut out, &mut err),
+        Some(Command::Inspect(args)) => cli::inspect::run(args, &mut out, &mut err),
+        None => cli::inspect::run_default(&mut out, &mut err),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(e) => {
+            let _ = writeln!(err, "kiln: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Logs go to standard error; `KILN_LOG` sets the filter (e.g. `KILN_LOG=debug`).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KILN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

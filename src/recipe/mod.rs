@@ -1,5 +1,17 @@
 //! Recipes: Packer legacy-JSON templates — parsing with positions, interpolation, variables,
 //! typed configuration of builders, provisioners and post-processors, and diagnostics.
 
+pub mod checksum;
+pub(crate) mod decode;
+pub mod diag;
 pub mod interp;
+pub mod isotime;
 pub mod json;
+pub mod postprocessor;
+pub mod provisioner;
+pub mod qemu;
+pub mod secret;
+pub mod shell_local;
+pub mod template;
+pub mod units;
+pub mod vars;

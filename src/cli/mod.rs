@@ -1,0 +1,55 @@
+//! The command line: `kiln validate`, `kiln inspect`, … Each subcommand lives in its own file.
+
+pub mod args;
+pub mod inspect;
+pub mod validate;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Bake virtual-machine images from Packer recipes and publish them to Exoscale.
+#[derive(Debug, Parser)]
+#[command(name = "kiln", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do; without a subcommand kiln opens its window.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a recipe and report every problem with its place (exit 0 valid, 1 invalid).
+    Validate(validate::ValidateArgs),
+    /// Show a recipe's variables, builder, provisioners and post-processor chains.
+    Inspect(inspect::InspectArgs),
+}
+
+/// Options shared by every subcommand that reads a recipe.
+#[derive(Debug, Clone, Args)]
+pub struct RecipeArgs {
+    /// The recipe (a Packer legacy-JSON template).
+    #[arg(value_name = "RECIPE")]
+    pub recipe: PathBuf,
+    /// Set a variable: `-var name=value` (Packer's single dash works too). Repeatable.
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = args::parse_var)]
+    pub vars: Vec<(String, String)>,
+    /// Read variables from a JSON file. Repeatable; later files win, `-var` beats them all.
+    #[arg(long = "var-file", value_name = "FILE")]
+    pub var_files: Vec<PathBuf>,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl RecipeArgs {
+    /// The load options these arguments describe.
+    pub fn load_options(&self) -> crate::recipe::template::LoadOptions {
+        crate::recipe::template::LoadOptions {
+            vars: self.vars.clone(),
+            var_files: self.var_files.clone(),
+            ..Default::default()
+        }
+    }
+}

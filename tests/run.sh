@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# kiln's whole test suite on a fresh Debian 12 machine: installs what the tests need (as root
+# or through sudo), checks formatting and lints, then runs every test.
+#   tests/run.sh            # everything
+#   tests/run.sh recipe::   # only tests whose name contains "recipe::" (passed to cargo test)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n== %s\n' "$*"; }
+
+# --- system packages -------------------------------------------------------------------------
+# Debian packages the tests use; only missing ones are installed.
+APT_PACKAGES=()
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    echo "tests/run.sh: need root (or sudo) to install: $*" >&2; exit 1; fi
+}
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing ${missing[*]}"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# --- Rust toolchain ---------------------------------------------------------------------------
+if ! command -v cargo >/dev/null; then
+  echo "tests/run.sh: cargo not found; install Rust 1.95 with rustup (https://rustup.rs) first" >&2
+  exit 1
+fi
+rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy
+
+# --- checks -----------------------------------------------------------------------------------
+start=$(date +%s)
+log "cargo fmt --check"
+cargo fmt --all -- --check
+log "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets --quiet -- -D warnings
+log "cargo test"
+cargo test --all-targets "$@"
+log "tests/run.sh finished in $(( $(date +%s) - start )) s"
