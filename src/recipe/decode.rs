@@ -193,11 +193,6 @@ impl<'a, 's> Fields<'a, 's> {
         }
     }
 
-    /// The key path of this object.
-    pub fn path(&self) -> &str {
-        &self.path
-    }
-
     /// The key path of option `key`.
     pub fn key_path(&self, key: &str) -> String {
         if self.path.is_empty() {
@@ -205,11 +200,6 @@ impl<'a, 's> Fields<'a, 's> {
         } else {
             format!("{}.{key}", self.path)
         }
-    }
-
-    /// The position of the object itself.
-    pub fn pos(&self) -> Pos {
-        self.pos
     }
 
     /// The scope used for interpolation.

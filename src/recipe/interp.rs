@@ -54,6 +54,7 @@
 //! time): any action that uses it — alone, in a pipeline or as an argument — is copied to the
 //! output verbatim, trim markers included, so that a later pass can render it.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -197,22 +198,27 @@ pub fn referenced_variables(src: &str) -> Result<Vec<String>, InterpError> {
 /// by [`Tmpl::render`].
 pub fn parse(src: &str) -> Result<Tmpl<'_>, InterpError> {
     let b = src.as_bytes();
-    let mut nodes = Vec::new();
+    let mut tmpl = Tmpl {
+        src,
+        nodes: Vec::new(),
+        ast: Ast::default(),
+    };
+    let mut stacks = Stacks::default();
+    let mut parens = Vec::new();
     let mut pos = 0;
     // Whether the previous action ended with ` -}}`.
     let mut trim_next = false;
     loop {
-        let Some(rel) = src[pos..].find("{{") else {
+        let Some(open) = find_open(src, pos) else {
             let mut text = &src[pos..];
             if trim_next {
                 text = text.trim_start_matches(is_space_char);
             }
             if !text.is_empty() {
-                nodes.push(Node::Text(text));
+                tmpl.nodes.push(Node::Text(text));
             }
             break;
         };
-        let open = pos + rel;
         let after = open + 2;
         let left_trim = has_left_trim_marker(b, after);
         let mut text = &src[pos..open];
@@ -223,7 +229,7 @@ pub fn parse(src: &str) -> Result<Tmpl<'_>, InterpError> {
             text = text.trim_end_matches(is_space_char);
         }
         if !text.is_empty() {
-            nodes.push(Node::Text(text));
+            tmpl.nodes.push(Node::Text(text));
         }
         let inner = if left_trim { after + 2 } else { after };
         if b[inner..].starts_with(b"/*") {
@@ -241,15 +247,27 @@ pub fn parse(src: &str) -> Result<Tmpl<'_>, InterpError> {
             trim_next = trim;
             continue;
         }
-        let toks = lex_action(src, open, inner);
-        let mut parser = Parser { toks, i: 0, open };
+        parens.clear();
+        let mut parser = Parser {
+            lex: Lexer {
+                src,
+                p: inner,
+                open,
+                parens: &mut parens,
+                last: None,
+            },
+            peeked: None,
+            open,
+            ast: &mut tmpl.ast,
+            stacks: &mut stacks,
+        };
         let pipe = parser.parse_pipeline(None)?;
-        let (end, trim) = match parser.peek().tok {
+        let (end, trim) = match parser.next().tok {
             Tok::End { end, trim } => (end, trim),
             // parse_pipeline only returns at the end of the action.
             _ => return Err(syntax(open, "unclosed action: missing `}}`")),
         };
-        nodes.push(Node::Action {
+        tmpl.nodes.push(Node::Action {
             start: open,
             end,
             pipe,
@@ -257,7 +275,20 @@ pub fn parse(src: &str) -> Result<Tmpl<'_>, InterpError> {
         pos = end;
         trim_next = trim;
     }
-    Ok(Tmpl { src, nodes })
+    Ok(tmpl)
+}
+
+/// The offset of the next `{{` at or after `pos` (a char boundary).
+fn find_open(src: &str, mut pos: usize) -> Option<usize> {
+    let b = src.as_bytes();
+    while let Some(rel) = src[pos..].find('{') {
+        let i = pos + rel;
+        if b.get(i + 1) == Some(&b'{') {
+            return Some(i);
+        }
+        pos = i + 1;
+    }
+    None
 }
 
 /// A parsed template: literal text and actions, ready to render any number of times.
@@ -265,17 +296,21 @@ pub fn parse(src: &str) -> Result<Tmpl<'_>, InterpError> {
 pub struct Tmpl<'s> {
     src: &'s str,
     nodes: Vec<Node<'s>>,
+    ast: Ast<'s>,
 }
 
 impl Tmpl<'_> {
     /// Renders the template in `ctx`.
     pub fn render(&self, ctx: &Context<'_>) -> Result<String, InterpError> {
-        let mut out = String::with_capacity(self.src.len());
-        let eval = Eval { ctx };
+        let mut out = String::with_capacity(self.src.len() + self.src.len() / 4);
+        let eval = Eval {
+            ast: &self.ast,
+            ctx,
+        };
         for node in &self.nodes {
             match node {
                 Node::Text(text) => out.push_str(text),
-                Node::Action { start, end, pipe } => match eval.pipe(pipe)?.0 {
+                Node::Action { start, end, pipe } => match eval.pipe(*pipe)?.0 {
                     Val::Str(s) => out.push_str(&s),
                     Val::Int(i) => {
                         let _ = write!(out, "{i}");
@@ -293,7 +328,7 @@ impl Tmpl<'_> {
         let mut names = Vec::new();
         for node in &self.nodes {
             if let Node::Action { pipe, .. } = node {
-                collect_user_names(pipe, &mut names);
+                self.ast.collect_user_names(*pipe, &mut names);
             }
         }
         names
@@ -306,83 +341,105 @@ impl Tmpl<'_> {
     }
 }
 
-fn collect_user_names(pipe: &Pipe, names: &mut Vec<String>) {
-    let push = |name: &str, names: &mut Vec<String>| {
-        if !names.iter().any(|n| n == name) {
-            names.push(name.to_string());
-        }
-    };
-    for (k, cmd) in pipe.cmds.iter().enumerate() {
-        if let OpKind::Func(Func::User) = cmd.args[0].kind {
-            match cmd.args.get(1).map(|a| &a.kind) {
-                Some(OpKind::Str(name)) => push(name, names),
-                None if k > 0 => {
-                    let prev = &pipe.cmds[k - 1].args;
-                    if let [
-                        Operand {
-                            kind: OpKind::Str(name),
-                            ..
-                        },
-                    ] = prev.as_slice()
-                    {
-                        push(name, names);
-                    }
-                }
-                _ => {}
-            }
-        }
-        for arg in &cmd.args {
-            if let OpKind::Pipe(inner) = &arg.kind {
-                collect_user_names(inner, names);
-            }
-        }
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
-// Syntax tree
+// Syntax tree: every operand, command and pipeline of a template lives in one of three flat
+// arrays, so parsing allocates nothing per action.
 
 #[derive(Debug, Clone)]
 enum Node<'s> {
     /// Literal text, already trimmed.
     Text(&'s str),
-    /// An action; `start..end` is its source text from `{{` to `}}` inclusive.
+    /// An action; `start..end` is its source text from `{{` to `}}` inclusive; `pipe` indexes
+    /// [`Ast::pipes`].
     Action {
         start: usize,
         end: usize,
-        pipe: Pipe,
+        pipe: usize,
     },
 }
 
-#[derive(Debug, Clone)]
-struct Pipe {
-    /// Never empty.
-    cmds: Vec<Cmd>,
+/// A range of one of the [`Ast`] arrays.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    start: usize,
+    len: usize,
+}
+
+impl Span {
+    fn range(self) -> std::ops::Range<usize> {
+        self.start..self.start + self.len
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct Ast<'s> {
+    /// The operands of all commands.
+    ops: Vec<Operand<'s>>,
+    /// Commands: never-empty spans of `ops`; the first operand is the function (or the lone
+    /// operand of a first stage).
+    cmds: Vec<Span>,
+    /// Pipelines: never-empty spans of `cmds`.
+    pipes: Vec<Span>,
+}
+
+impl Ast<'_> {
+    fn collect_user_names(&self, pipe: usize, names: &mut Vec<String>) {
+        fn push(names: &mut Vec<String>, name: &str) {
+            if !names.iter().any(|n| n == name) {
+                names.push(name.to_string());
+            }
+        }
+        let cmds = &self.cmds[self.pipes[pipe].range()];
+        let mut nested = Vec::new();
+        for (k, cmd) in cmds.iter().enumerate() {
+            let ops = &self.ops[cmd.range()];
+            if let OpKind::Func(Func::User) = ops[0].kind {
+                match ops.get(1).map(|a| &a.kind) {
+                    Some(OpKind::Str(name)) => push(names, name),
+                    None if k > 0 => {
+                        if let [
+                            Operand {
+                                kind: OpKind::Str(name),
+                                ..
+                            },
+                        ] = &self.ops[cmds[k - 1].range()]
+                        {
+                            push(names, name);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            for op in ops {
+                if let OpKind::Pipe(inner) = op.kind {
+                    nested.push(inner);
+                }
+            }
+            for inner in nested.drain(..) {
+                self.collect_user_names(inner, names);
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
-struct Cmd {
-    /// Never empty; `args[0]` is the function (or the lone operand).
-    args: Vec<Operand>,
-}
-
-#[derive(Debug, Clone)]
-struct Operand {
+struct Operand<'s> {
     offset: usize,
-    kind: OpKind,
+    kind: OpKind<'s>,
 }
 
 #[derive(Debug, Clone)]
-enum OpKind {
-    Str(String),
+enum OpKind<'s> {
+    Str(Cow<'s, str>),
     Int(i64),
     /// Field name without the leading dot (`A.B` for a chain).
-    Field(String),
+    Field(&'s str),
     Func(Func),
-    Pipe(Pipe),
+    /// A parenthesised pipeline: an index into [`Ast::pipes`].
+    Pipe(usize),
 }
 
-impl OpKind {
+impl OpKind<'_> {
     fn describe(&self) -> String {
         match self {
             OpKind::Str(s) => format!("the string {s:?}"),
@@ -538,7 +595,8 @@ impl Func {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Lexer (a port of the rules of Go's text/template/parse/lex.go, inside one action)
+// Lexer (the rules of Go's text/template/parse/lex.go, inside one action), producing tokens
+// on demand so that, as in Go, the first error in reading order is the one reported.
 
 #[derive(Debug, Clone)]
 struct Token<'s> {
@@ -552,8 +610,9 @@ enum Tok<'s> {
     Pipe,
     LParen,
     RParen,
-    Str(String),
+    Str(Cow<'s, str>),
     Int(i64),
+    /// Field name without the dot.
     Field(&'s str),
     Dot,
     Ident(&'s str),
@@ -564,8 +623,18 @@ enum Tok<'s> {
         end: usize,
         trim: bool,
     },
-    /// A lexical error; always the last token.
-    Bad(InterpError),
+    /// A lexical error.
+    Bad(Box<InterpError>),
+}
+
+impl Tok<'_> {
+    /// Whether the token starts an operand.
+    fn starts_operand(&self) -> bool {
+        matches!(
+            self,
+            Tok::Str(_) | Tok::Int(_) | Tok::Field(_) | Tok::Dot | Tok::Ident(_) | Tok::LParen
+        )
+    }
 }
 
 fn syntax(offset: usize, message: impl Into<String>) -> InterpError {
@@ -624,124 +693,117 @@ fn at_terminator(b: &[u8], p: usize) -> bool {
     }
 }
 
-/// Scans one action from `p` (just after `{{` and its trim marker) to its closing `}}`.
-/// The returned tokens always end with [`Tok::End`] or [`Tok::Bad`].
-fn lex_action(src: &str, open: usize, mut p: usize) -> Vec<Token<'_>> {
-    let b = src.as_bytes();
-    let mut toks = Vec::new();
-    let mut parens: Vec<usize> = Vec::new();
-    let bad = |toks: &mut Vec<Token<'_>>, e: InterpError| {
-        toks.push(Token {
+struct Lexer<'s, 'b> {
+    src: &'s str,
+    /// Where the next token starts.
+    p: usize,
+    /// Offset of the action's `{{`.
+    open: usize,
+    /// Offsets of the open parentheses.
+    parens: &'b mut Vec<usize>,
+    /// The final token (`End` or `Bad`) once reached; returned again on every later call.
+    last: Option<Token<'s>>,
+}
+
+impl<'s> Lexer<'s, '_> {
+    fn next(&mut self) -> Token<'s> {
+        if let Some(t) = &self.last {
+            return t.clone();
+        }
+        let t = self.scan();
+        if matches!(t.tok, Tok::End { .. } | Tok::Bad(_)) {
+            self.last = Some(t.clone());
+        }
+        t
+    }
+
+    fn scan(&mut self) -> Token<'s> {
+        let src = self.src;
+        let b = src.as_bytes();
+        let bad = |e: InterpError| Token {
             off: 0,
-            tok: Tok::Bad(e),
-        });
-    };
-    loop {
+            tok: Tok::Bad(Box::new(e)),
+        };
+        let p = self.p;
         if let Some(trim) = at_right_delim(b, p) {
-            if let Some(&po) = parens.last() {
-                bad(
-                    &mut toks,
-                    syntax(po, "unclosed `(`: missing `)` before the end of the action"),
-                );
-            } else {
-                let end = p + if trim { 4 } else { 2 };
-                toks.push(Token {
-                    off: p,
-                    tok: Tok::End { end, trim },
-                });
+            if let Some(&po) = self.parens.last() {
+                return bad(syntax(
+                    po,
+                    "unclosed `(`: missing `)` before the end of the action",
+                ));
             }
-            return toks;
+            let end = p + if trim { 4 } else { 2 };
+            self.p = end;
+            return Token {
+                off: p,
+                tok: Tok::End { end, trim },
+            };
         }
         let Some(c) = src[p..].chars().next() else {
-            bad(&mut toks, syntax(open, "unclosed action: missing `}}`"));
-            return toks;
+            return bad(syntax(self.open, "unclosed action: missing `}}`"));
         };
-        let start = p;
-        let tok = match c {
+        let (tok, next) = match c {
             ' ' | '\t' | '\r' | '\n' => {
                 let mut q = p;
                 while q < b.len() && is_space(b[q]) {
                     q += 1;
                 }
-                // The last space may belong to a trim-marked delimiter ` -}}`.
+                // The last space may belong to a trim-marked delimiter ` -}}` (never the
+                // first one: that case was caught above).
                 if at_right_delim(b, q - 1) == Some(true) {
                     q -= 1;
-                    if q == p {
-                        continue;
-                    }
                 }
-                p = q;
-                Tok::Space
+                (Tok::Space, q)
             }
-            '|' => {
-                p += 1;
-                Tok::Pipe
-            }
+            '|' => (Tok::Pipe, p + 1),
             '(' => {
-                if parens.len() >= MAX_NESTING {
-                    bad(
-                        &mut toks,
-                        syntax(
-                            p,
-                            format!("parentheses nested more than {MAX_NESTING} levels deep"),
-                        ),
-                    );
-                    return toks;
+                if self.parens.len() >= MAX_NESTING {
+                    return bad(syntax(
+                        p,
+                        format!("parentheses nested more than {MAX_NESTING} levels deep"),
+                    ));
                 }
-                parens.push(p);
-                p += 1;
-                Tok::LParen
+                self.parens.push(p);
+                (Tok::LParen, p + 1)
             }
             ')' => {
-                if parens.pop().is_none() {
-                    bad(
-                        &mut toks,
-                        syntax(p, "unexpected `)` without a matching `(`"),
-                    );
-                    return toks;
+                if self.parens.pop().is_none() {
+                    return bad(syntax(p, "unexpected `)` without a matching `(`"));
                 }
-                p += 1;
-                Tok::RParen
+                (Tok::RParen, p + 1)
             }
             '"' => match lex_quoted(src, p) {
-                Ok((s, q)) => {
-                    p = q;
-                    Tok::Str(s)
-                }
-                Err(e) => {
-                    bad(&mut toks, e);
-                    return toks;
-                }
+                Ok((s, q)) => (Tok::Str(s), q),
+                Err(e) => return bad(e),
             },
             '`' => match src[p + 1..].find('`') {
                 Some(len) => {
                     let raw = &src[p + 1..p + 1 + len];
-                    p += len + 2;
                     // Go's strconv.Unquote drops carriage returns from raw strings.
-                    Tok::Str(raw.replace('\r', ""))
+                    let value = if raw.contains('\r') {
+                        Cow::Owned(raw.replace('\r', ""))
+                    } else {
+                        Cow::Borrowed(raw)
+                    };
+                    (Tok::Str(value), p + len + 2)
                 }
                 None => {
-                    bad(
-                        &mut toks,
-                        syntax(p, "unterminated raw string: missing closing backtick"),
-                    );
-                    return toks;
+                    return bad(syntax(
+                        p,
+                        "unterminated raw string: missing closing backtick",
+                    ));
                 }
             },
             '$' => {
                 let name_end = scan_alnum(src, p + 1);
-                bad(&mut toks, construct(p, &src[p..name_end]));
-                return toks;
+                return bad(construct(p, &src[p..name_end]));
             }
             '\'' => {
-                bad(
-                    &mut toks,
-                    syntax(
-                        p,
-                        "character constants are not supported: write strings in double quotes or backticks",
-                    ),
-                );
-                return toks;
+                return bad(syntax(
+                    p,
+                    "character constants are not supported: write strings in double quotes \
+                     or backticks",
+                ));
             }
             ':' => {
                 let what = if b.get(p + 1) == Some(&b'=') {
@@ -749,87 +811,59 @@ fn lex_action(src: &str, open: usize, mut p: usize) -> Vec<Token<'_>> {
                 } else {
                     ":"
                 };
-                bad(&mut toks, construct(p, what));
-                return toks;
+                return bad(construct(p, what));
             }
-            '=' => {
-                bad(&mut toks, construct(p, "="));
-                return toks;
-            }
+            '=' => return bad(construct(p, "=")),
             '.' if !b.get(p + 1).is_some_and(u8::is_ascii_digit) => {
                 let q = p + 1;
                 if at_terminator(b, q) {
-                    p = q;
-                    Tok::Dot
+                    (Tok::Dot, q)
                 } else {
                     let end = scan_alnum(src, q);
                     if !at_terminator(b, end) {
-                        bad(&mut toks, bad_char(src, end));
-                        return toks;
+                        return bad(bad_char(src, end));
                     }
-                    p = end;
-                    Tok::Field(&src[q..end])
+                    (Tok::Field(&src[q..end]), end)
                 }
             }
             '.' | '+' | '-' | '0'..='9' => match lex_number(src, p) {
-                Ok((value, q)) => {
-                    p = q;
-                    Tok::Int(value)
-                }
-                Err(e) => {
-                    bad(&mut toks, e);
-                    return toks;
-                }
+                Ok((value, q)) => (Tok::Int(value), q),
+                Err(e) => return bad(e),
             },
             c if is_alnum(c) => {
                 let end = scan_alnum(src, p);
                 if !at_terminator(b, end) {
-                    bad(&mut toks, bad_char(src, end));
-                    return toks;
+                    return bad(bad_char(src, end));
                 }
                 let word = &src[p..end];
                 match word {
                     "if" | "else" | "end" | "range" | "with" | "define" | "template" | "block"
-                    | "break" | "continue" => {
-                        bad(&mut toks, construct(p, word));
-                        return toks;
-                    }
+                    | "break" | "continue" => return bad(construct(p, word)),
                     "true" | "false" | "nil" => {
-                        bad(
-                            &mut toks,
-                            syntax(
-                                p,
-                                format!(
-                                    "`{word}` is not supported in recipes: only strings and integers are"
-                                ),
+                        return bad(syntax(
+                            p,
+                            format!(
+                                "`{word}` is not supported in recipes: only strings and \
+                                 integers are"
                             ),
-                        );
-                        return toks;
+                        ));
                     }
-                    _ => {}
+                    _ => (Tok::Ident(word), end),
                 }
-                p = end;
-                Tok::Ident(word)
             }
-            c if c.is_ascii() && !c.is_ascii_control() => {
-                p += 1;
-                Tok::Char(c)
-            }
+            c if c.is_ascii() && !c.is_ascii_control() => (Tok::Char(c), p + 1),
             c => {
-                bad(
-                    &mut toks,
-                    syntax(
-                        p,
-                        format!(
-                            "unexpected character {c:?} (U+{:04X}) in an action",
-                            u32::from(c)
-                        ),
+                return bad(syntax(
+                    p,
+                    format!(
+                        "unexpected character {c:?} (U+{:04X}) in an action",
+                        u32::from(c)
                     ),
-                );
-                return toks;
+                ));
             }
         };
-        toks.push(Token { off: start, tok });
+        self.p = next;
+        Token { off: p, tok }
     }
 }
 
@@ -855,7 +889,7 @@ fn bad_char(src: &str, p: usize) -> InterpError {
 
 /// Scans a double-quoted string starting at `p`; returns its decoded value and the offset
 /// just past the closing quote.
-fn lex_quoted(src: &str, p: usize) -> Result<(String, usize), InterpError> {
+fn lex_quoted(src: &str, p: usize) -> Result<(Cow<'_, str>, usize), InterpError> {
     let b = src.as_bytes();
     let mut q = p + 1;
     loop {
@@ -880,9 +914,9 @@ fn lex_quoted(src: &str, p: usize) -> Result<(String, usize), InterpError> {
 }
 
 /// Decodes Go escapes in the body of a double-quoted string (Go's `strconv.Unquote`).
-fn unquote(body: &str) -> Result<String, String> {
+fn unquote(body: &str) -> Result<Cow<'_, str>, String> {
     if !body.contains('\\') {
-        return Ok(body.to_string());
+        return Ok(Cow::Borrowed(body));
     }
     let mut out: Vec<u8> = Vec::with_capacity(body.len());
     let mut chars = body.chars();
@@ -938,6 +972,7 @@ fn unquote(body: &str) -> Result<String, String> {
         out.push(byte);
     }
     String::from_utf8(out)
+        .map(Cow::Owned)
         .map_err(|_| "the escapes in this string do not form valid UTF-8".to_string())
 }
 
@@ -1103,72 +1138,79 @@ fn underscore_ok(s: &str) -> bool {
 // ---------------------------------------------------------------------------------------------
 // Parser (the shape of Go's text/template/parse/parse.go pipeline/command/operand)
 
-struct Parser<'s> {
-    toks: Vec<Token<'s>>,
-    i: usize,
-    open: usize,
+/// Work stacks reused across the actions of a template: operands and commands are collected
+/// here and moved to the [`Ast`] as contiguous spans when their command or pipeline ends.
+#[derive(Default)]
+struct Stacks<'s> {
+    ops: Vec<Operand<'s>>,
+    cmds: Vec<Span>,
 }
 
-impl<'s> Parser<'s> {
-    fn peek(&self) -> &Token<'s> {
-        // The token list always ends with End or Bad, and `bump` never moves past it.
-        &self.toks[self.i.min(self.toks.len().saturating_sub(1))]
-    }
+struct Parser<'s, 'b> {
+    lex: Lexer<'s, 'b>,
+    peeked: Option<Token<'s>>,
+    open: usize,
+    ast: &'b mut Ast<'s>,
+    stacks: &'b mut Stacks<'s>,
+}
 
-    fn bump(&mut self) {
-        if self.i + 1 < self.toks.len() {
-            self.i += 1;
+impl<'s> Parser<'s, '_> {
+    fn next(&mut self) -> Token<'s> {
+        match self.peeked.take() {
+            Some(t) => t,
+            None => self.lex.next(),
         }
     }
 
-    fn skip_spaces(&mut self) {
-        while matches!(self.peek().tok, Tok::Space) {
-            self.bump();
+    fn backup(&mut self, t: Token<'s>) {
+        self.peeked = Some(t);
+    }
+
+    fn next_non_space(&mut self) -> Token<'s> {
+        loop {
+            let t = self.next();
+            if !matches!(t.tok, Tok::Space) {
+                return t;
+            }
         }
     }
 
-    /// Parses a pipeline up to the end of the action (`paren == None`, the `}}` is left in
-    /// place) or up to the `)` matching the `(` at `paren` (consumed).
-    fn parse_pipeline(&mut self, paren: Option<usize>) -> Result<Pipe, InterpError> {
-        let mut cmds: Vec<Cmd> = Vec::new();
+    /// Parses a pipeline up to the end of the action (`paren == None`; the `}}` is left to
+    /// read) or up to the `)` matching the `(` at `paren` (consumed). Returns its index in
+    /// [`Ast::pipes`].
+    fn parse_pipeline(&mut self, paren: Option<usize>) -> Result<usize, InterpError> {
+        let mark = self.stacks.cmds.len();
         let mut dangling_pipe: Option<usize> = None;
         loop {
-            self.skip_spaces();
-            let t = self.peek();
-            let off = t.off;
-            match &t.tok {
-                Tok::End { .. } if paren.is_none() => break,
-                Tok::RParen if paren.is_some() => {
-                    self.bump();
+            let t = self.next_non_space();
+            match t.tok {
+                Tok::End { .. } if paren.is_none() => {
+                    self.backup(t);
                     break;
                 }
-                Tok::Str(_)
-                | Tok::Int(_)
-                | Tok::Field(_)
-                | Tok::Dot
-                | Tok::Ident(_)
-                | Tok::LParen => {
-                    let (cmd, piped) = self.parse_command()?;
-                    cmds.push(cmd);
-                    dangling_pipe = piped;
+                Tok::RParen if paren.is_some() => break,
+                ref tok if tok.starts_operand() => {
+                    self.backup(t);
+                    dangling_pipe = self.parse_command()?;
                 }
-                Tok::Bad(e) => return Err(e.clone()),
+                Tok::Bad(e) => return Err(*e),
                 Tok::Pipe => {
                     return Err(syntax(
-                        off,
+                        t.off,
                         "`|` must come between two commands, e.g. {{ user `x` | upper }}",
                     ));
                 }
-                Tok::Char(c) => return Err(syntax(off, format!("unexpected `{c}` in an action"))),
-                // End inside parentheses and `)` outside them are lexer errors (Bad).
-                Tok::End { .. } | Tok::RParen | Tok::Space => {
-                    return Err(syntax(off, "unexpected end of the expression"));
+                Tok::Char(c) => {
+                    return Err(syntax(t.off, format!("unexpected `{c}` in an action")));
                 }
+                // `}}` inside parentheses and `)` outside them are lexer errors (Bad).
+                _ => return Err(syntax(t.off, "unexpected end of the expression")),
             }
         }
         if let Some(off) = dangling_pipe {
             return Err(syntax(off, "`|` must be followed by a function call"));
         }
+        let cmds = &self.stacks.cmds[mark..];
         if cmds.is_empty() {
             return Err(match paren {
                 Some(off) => syntax(off, "empty parentheses: put a function call inside"),
@@ -1179,7 +1221,8 @@ impl<'s> Parser<'s> {
             });
         }
         for (k, cmd) in cmds.iter().enumerate() {
-            let head = &cmd.args[0];
+            let ops = &self.ast.ops[cmd.range()];
+            let head = &ops[0];
             if matches!(head.kind, OpKind::Func(_)) {
                 continue;
             }
@@ -1192,7 +1235,7 @@ impl<'s> Parser<'s> {
                     ),
                 ));
             }
-            if let Some(arg) = cmd.args.get(1) {
+            if let Some(arg) = ops.get(1) {
                 return Err(syntax(
                     arg.offset,
                     format!(
@@ -1202,96 +1245,103 @@ impl<'s> Parser<'s> {
                 ));
             }
         }
-        Ok(Pipe { cmds })
+        let span = Span {
+            start: self.ast.cmds.len(),
+            len: cmds.len(),
+        };
+        self.ast.cmds.extend(self.stacks.cmds.drain(mark..));
+        self.ast.pipes.push(span);
+        Ok(self.ast.pipes.len() - 1)
     }
 
-    /// Parses operands separated by spaces. Returns the command and, when it ended with `|`
+    /// Parses operands separated by spaces. Returns, when the command ended with `|`
     /// (consumed), the offset of that `|`.
-    fn parse_command(&mut self) -> Result<(Cmd, Option<usize>), InterpError> {
-        let mut args = Vec::new();
-        loop {
-            self.skip_spaces();
-            if let Some(op) = self.parse_operand()? {
-                args.push(op);
+    fn parse_command(&mut self) -> Result<Option<usize>, InterpError> {
+        let mark = self.stacks.ops.len();
+        let piped = loop {
+            let mut t = self.next_non_space();
+            if t.tok.starts_operand() {
+                let op = self.parse_operand(t)?;
+                self.stacks.ops.push(op);
+                t = self.next();
             }
-            let t = self.peek();
-            let off = t.off;
-            match &t.tok {
-                Tok::Space => self.bump(),
-                Tok::End { .. } | Tok::RParen => return Ok((Cmd { args }, None)),
-                Tok::Pipe => {
-                    self.bump();
-                    return Ok((Cmd { args }, Some(off)));
+            match t.tok {
+                Tok::Space => {}
+                Tok::End { .. } | Tok::RParen => {
+                    self.backup(t);
+                    break None;
                 }
-                Tok::Bad(e) => return Err(e.clone()),
+                Tok::Pipe => break Some(t.off),
+                Tok::Bad(e) => return Err(*e),
                 Tok::LParen => {
                     return Err(syntax(
-                        off,
+                        t.off,
                         "unexpected `(`: Go templates call functions without parentheses \
                          (`{{ upper \"x\" }}`); put a space before a parenthesised argument",
                     ));
                 }
                 Tok::Char(c) => {
-                    return Err(syntax(off, format!("unexpected `{c}` in an action")));
+                    return Err(syntax(t.off, format!("unexpected `{c}` in an action")));
                 }
-                Tok::Str(_) | Tok::Int(_) | Tok::Field(_) | Tok::Dot | Tok::Ident(_) => {
-                    return Err(syntax(off, "missing space between arguments"));
-                }
+                _ => return Err(syntax(t.off, "missing space between arguments")),
             }
-        }
+        };
+        let span = Span {
+            start: self.ast.ops.len(),
+            len: self.stacks.ops.len() - mark,
+        };
+        self.ast.ops.extend(self.stacks.ops.drain(mark..));
+        self.stacks.cmds.push(span);
+        Ok(piped)
     }
 
-    /// Parses one operand if the next token starts one.
-    fn parse_operand(&mut self) -> Result<Option<Operand>, InterpError> {
-        let t = self.peek();
+    /// Parses the operand that starts with `t`.
+    fn parse_operand(&mut self, t: Token<'s>) -> Result<Operand<'s>, InterpError> {
         let offset = t.off;
-        let kind = match &t.tok {
-            Tok::Str(s) => OpKind::Str(s.clone()),
-            Tok::Int(i) => OpKind::Int(*i),
-            Tok::Field(name) => OpKind::Field((*name).to_string()),
+        let kind = match t.tok {
+            Tok::Str(s) => OpKind::Str(s),
+            Tok::Int(i) => OpKind::Int(i),
+            Tok::Field(name) => OpKind::Field(name),
+            Tok::Ident(name) => match Func::from_name(name) {
+                Some(f) => OpKind::Func(f),
+                None => {
+                    return Err(InterpError::UnknownFunction {
+                        offset,
+                        name: name.to_string(),
+                    });
+                }
+            },
+            Tok::LParen => OpKind::Pipe(self.parse_pipeline(Some(offset))?),
             Tok::Dot => {
                 return Err(syntax(
                     offset,
                     "`.` alone is not supported: name a field, e.g. `.HTTPIP`",
                 ));
             }
-            Tok::Ident(name) => match Func::from_name(name) {
-                Some(f) => OpKind::Func(f),
-                None => {
-                    return Err(InterpError::UnknownFunction {
-                        offset,
-                        name: (*name).to_string(),
-                    });
-                }
-            },
-            Tok::LParen => {
-                self.bump();
-                let inner = self.parse_pipeline(Some(offset))?;
-                OpKind::Pipe(inner)
-            }
-            _ => return Ok(None),
+            _ => return Err(syntax(offset, "expected an argument")),
         };
-        if !matches!(kind, OpKind::Pipe(_)) {
-            self.bump();
-        }
         let mut op = Operand { offset, kind };
         // A field right after an operand, without a space: a chain (`.A.B`, `(x).A`).
-        while let Tok::Field(name) = self.peek().tok {
+        loop {
+            let t = self.next();
+            let Tok::Field(name) = t.tok else {
+                self.backup(t);
+                return Ok(op);
+            };
             match &mut op.kind {
                 OpKind::Field(chain) => {
-                    chain.push('.');
-                    chain.push_str(name);
-                    self.bump();
+                    // The chain is contiguous in the source: `.A.B`.
+                    let end = t.off + 1 + name.len();
+                    *chain = &self.lex.src[offset + 1..end];
                 }
                 other => {
                     return Err(syntax(
-                        self.peek().off,
+                        t.off,
                         format!("fields of {} are not supported", other.describe()),
                     ));
                 }
             }
         }
-        Ok(Some(op))
     }
 }
 
@@ -1300,46 +1350,50 @@ impl<'s> Parser<'s> {
 
 /// A value flowing through a pipeline.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Val {
-    Str(String),
+enum Val<'v> {
+    Str(Cow<'v, str>),
     Int(i64),
     /// Depends on a field known only later: the whole action is kept verbatim.
     Deferred,
 }
 
-struct Eval<'c, 'a> {
-    ctx: &'c Context<'a>,
+struct Eval<'v, 's> {
+    ast: &'v Ast<'s>,
+    ctx: &'v Context<'v>,
 }
 
-impl Eval<'_, '_> {
+impl<'v> Eval<'v, '_> {
     /// Evaluates a pipeline; returns its value and the offset it came from.
-    fn pipe(&self, pipe: &Pipe) -> Result<(Val, usize), InterpError> {
-        let mut last: Option<(Val, usize)> = None;
-        for cmd in &pipe.cmds {
-            let head = &cmd.args[0];
+    fn pipe(&self, pipe: usize) -> Result<(Val<'v>, usize), InterpError> {
+        let ast = self.ast;
+        let mut last: Option<(Val<'v>, usize)> = None;
+        for cmd in &ast.cmds[ast.pipes[pipe].range()] {
+            let ops = &ast.ops[cmd.range()];
+            let head = &ops[0];
             last = Some(match head.kind {
-                OpKind::Func(f) => self.call(f, head.offset, &cmd.args[1..], last)?,
+                OpKind::Func(f) => self.call(f, head.offset, &ops[1..], last)?,
                 // The parser allows a non-function only alone, in the first stage.
                 _ => self.operand(head)?,
             });
         }
-        Ok(last.unwrap_or((Val::Str(String::new()), 0)))
+        Ok(last.unwrap_or((Val::Str(Cow::Borrowed("")), 0)))
     }
 
-    fn operand(&self, op: &Operand) -> Result<(Val, usize), InterpError> {
+    fn operand(&self, op: &'v Operand<'_>) -> Result<(Val<'v>, usize), InterpError> {
         let val = match &op.kind {
-            OpKind::Str(s) => Val::Str(s.clone()),
+            OpKind::Str(s) => Val::Str(Cow::Borrowed(s)),
             OpKind::Int(i) => Val::Int(*i),
             OpKind::Field(name) => self.field(name, op.offset)?,
             OpKind::Func(f) => return self.call(*f, op.offset, &[], None),
-            OpKind::Pipe(p) => self.pipe(p)?.0,
+            OpKind::Pipe(p) => self.pipe(*p)?.0,
         };
         Ok((val, op.offset))
     }
 
-    fn field(&self, name: &str, offset: usize) -> Result<Val, InterpError> {
-        match self.ctx.fields.iter().find(|(n, _)| *n == name) {
-            Some((_, Some(v))) => Ok(Val::Str(v.clone())),
+    fn field(&self, name: &str, offset: usize) -> Result<Val<'v>, InterpError> {
+        let fields: &'v [(&'v str, Option<String>)] = self.ctx.fields;
+        match fields.iter().find(|(n, _)| *n == name) {
+            Some((_, Some(v))) => Ok(Val::Str(Cow::Borrowed(v))),
             Some((_, None)) => Ok(Val::Deferred),
             None => Err(InterpError::FieldNotAllowed {
                 offset,
@@ -1352,9 +1406,9 @@ impl Eval<'_, '_> {
         &self,
         f: Func,
         offset: usize,
-        args: &[Operand],
-        piped: Option<(Val, usize)>,
-    ) -> Result<(Val, usize), InterpError> {
+        args: &'v [Operand<'_>],
+        piped: Option<(Val<'v>, usize)>,
+    ) -> Result<(Val<'v>, usize), InterpError> {
         let name = f.name();
         let bad = |offset: usize, message: String| InterpError::BadArguments {
             offset,
@@ -1367,7 +1421,8 @@ impl Eval<'_, '_> {
                 name: name.to_string(),
             });
         }
-        if f == Func::Env && !self.ctx.allow_env {
+        let ctx: &'v Context<'v> = self.ctx;
+        if f == Func::Env && !ctx.allow_env {
             return Err(InterpError::EnvNotAllowed { offset });
         }
         let (params, optional) = f.params();
@@ -1387,11 +1442,15 @@ impl Eval<'_, '_> {
                 format!("takes {want}, got {given}; usage: {}", f.usage()),
             ));
         }
-        let mut vals = Vec::with_capacity(given);
-        for arg in args {
-            vals.push(self.operand(arg)?);
+        // At most MAX_PARAMS values (checked above): no allocation.
+        let mut vals: [(Val<'v>, usize); MAX_PARAMS] = std::array::from_fn(|_| (Val::Int(0), 0));
+        for (slot, arg) in vals.iter_mut().zip(args) {
+            *slot = self.operand(arg)?;
         }
-        vals.extend(piped);
+        if let Some(p) = piped {
+            vals[given - 1] = p;
+        }
+        let vals = &vals[..given];
         if vals.iter().any(|(v, _)| *v == Val::Deferred) {
             return Ok((Val::Deferred, offset));
         }
@@ -1419,15 +1478,14 @@ impl Eval<'_, '_> {
             }
         }
         let s = |k: usize| match vals.get(k) {
-            Some((Val::Str(s), _)) => s.as_str(),
+            Some((Val::Str(s), _)) => s.as_ref(),
             _ => "",
         };
         let int = |k: usize| match vals.get(k) {
             Some((Val::Int(i), _)) => *i,
             _ => 0,
         };
-        let ctx = self.ctx;
-        let out = match f {
+        let out: Cow<'v, str> = match f {
             Func::BuildName | Func::BuildType => {
                 let value = if f == Func::BuildName {
                     ctx.build_name
@@ -1435,7 +1493,7 @@ impl Eval<'_, '_> {
                     ctx.build_type
                 };
                 match value {
-                    Some(v) => v.to_string(),
+                    Some(v) => Cow::Borrowed(v),
                     None => {
                         return Err(bad(
                             offset,
@@ -1445,36 +1503,37 @@ impl Eval<'_, '_> {
                     }
                 }
             }
-            Func::Env => (ctx.env)(s(0)).unwrap_or_default(),
+            Func::Env => Cow::Owned((ctx.env)(s(0)).unwrap_or_default()),
             Func::Isotime => {
                 let layout = if vals.is_empty() {
                     "2006-01-02T15:04:05Z07:00"
                 } else {
                     s(0)
                 };
-                isotime::format_utc(&ctx.run.started, layout)
+                Cow::Owned(isotime::format_utc(&ctx.run.started, layout))
             }
-            Func::Pwd => ctx.run.pwd.clone(),
+            Func::Pwd => Cow::Borrowed(&ctx.run.pwd),
             Func::TemplateDir => {
                 if ctx.run.template_dir.is_empty() {
                     return Err(bad(
                         offset,
-                        "the template directory is not known (the recipe was not read from a file)"
+                        "the template directory is not known (the recipe was not read from a \
+                         file)"
                             .to_string(),
                     ));
                 }
-                ctx.run.template_dir.clone()
+                Cow::Borrowed(&ctx.run.template_dir)
             }
-            Func::Timestamp => ctx.run.started.timestamp().to_string(),
-            Func::Uuid => uuid::Uuid::new_v4().to_string(),
+            Func::Timestamp => Cow::Owned(ctx.run.started.timestamp().to_string()),
+            Func::Uuid => Cow::Owned(uuid::Uuid::new_v4().to_string()),
             Func::User => {
-                let var = s(0);
-                match ctx.vars.get(var) {
-                    Some(v) => v.clone(),
+                let vars: &'v BTreeMap<String, String> = ctx.vars;
+                match vars.get(s(0)) {
+                    Some(v) => Cow::Borrowed(v),
                     None => {
                         return Err(InterpError::UndeclaredVariable {
                             offset: vals[0].1,
-                            name: var.to_string(),
+                            name: s(0).to_string(),
                         });
                     }
                 }
@@ -1483,29 +1542,33 @@ impl Eval<'_, '_> {
                 let (text, sep, index) = (s(0), s(1), int(2));
                 let parts = go_split(text, sep);
                 match usize::try_from(index).ok().and_then(|i| parts.get(i)) {
-                    Some(part) => (*part).to_string(),
+                    Some(part) => Cow::Owned((*part).to_string()),
                     None => {
                         return Err(bad(
                             offset,
                             format!(
-                                "there is no part {index}: splitting {text:?} at {sep:?} gives {} part(s), numbered from 0",
+                                "there is no part {index}: splitting {text:?} at {sep:?} gives \
+                                 {} part(s), numbered from 0",
                                 parts.len()
                             ),
                         ));
                     }
                 }
             }
-            Func::Replace => go_replace(s(3), s(0), s(1), int(2)),
-            Func::ReplaceAll => go_replace(s(2), s(0), s(1), -1),
-            Func::Upper => s(0).chars().map(go_to_upper).collect(),
-            Func::Lower => s(0).chars().map(go_to_lower).collect(),
-            Func::CleanResourceName => clean_resource_name(s(0)),
+            Func::Replace => Cow::Owned(go_replace(s(3), s(0), s(1), int(2))),
+            Func::ReplaceAll => Cow::Owned(go_replace(s(2), s(0), s(1), -1)),
+            Func::Upper => Cow::Owned(s(0).chars().map(go_to_upper).collect()),
+            Func::Lower => Cow::Owned(s(0).chars().map(go_to_lower).collect()),
+            Func::CleanResourceName => Cow::Owned(clean_resource_name(s(0))),
             Func::Build => return Ok((self.field(s(0), vals[0].1)?, offset)),
-            Func::Refused(_) => String::new(),
+            Func::Refused(_) => Cow::Borrowed(""),
         };
         Ok((Val::Str(out), offset))
     }
 }
+
+/// The most parameters a function has (`replace`).
+const MAX_PARAMS: usize = 4;
 
 /// Go's `strings.Split(s, sep)`: an empty separator splits into characters (and an empty
 /// string into nothing).

@@ -717,15 +717,20 @@ impl QemuConfig {
                 "give either `http_directory` or `http_content`, not both",
             );
         }
-        if memory < 64 {
-            if let Some(m) = f.take("memory") {
-                f.error_at(m, format!("{memory} MiB is too little memory for a guest; memory is in MiB (e.g. 1024)"));
-            }
+        if memory < 64
+            && let Some(m) = f.take("memory")
+        {
+            f.error_at(
+                m,
+                format!(
+                    "{memory} MiB is too little memory for a guest; memory is in MiB (e.g. 1024)"
+                ),
+            );
         }
-        if cpus == 0 {
-            if let Some(m) = f.take("cpus") {
-                f.error_at(m, "`cpus` must be at least 1");
-            }
+        if cpus == 0
+            && let Some(m) = f.take("cpus")
+        {
+            f.error_at(m, "`cpus` must be at least 1");
         }
         if config.efi_boot && config.firmware.is_some() {
             let m = f.take("firmware").expect("present");

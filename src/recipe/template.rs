@@ -316,16 +316,13 @@ pub fn load_str(
     let given = given_variables(options, &mut diags);
     let env = options.env.clone();
     let env_fn = move |name: &str| env(name);
-    let variables = vars::resolve(
-        display,
-        &declared,
-        given,
-        &sensitive,
-        &run,
-        &env_fn,
-        options.required_is_warning,
-        &mut diags,
-    );
+    let how = vars::Resolution {
+        file: display,
+        run: &run,
+        env: &env_fn,
+        required_is_warning: options.required_is_warning,
+    };
+    let variables = vars::resolve(&how, &declared, given, &sensitive, &mut diags);
     let values = variables
         .iter()
         .map(|v| (v.name.clone(), v.value.clone()))

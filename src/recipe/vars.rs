@@ -79,18 +79,33 @@ fn env_names(text: &str) -> Vec<String> {
     out
 }
 
+/// What variable resolution reads besides the variables themselves.
+pub(crate) struct Resolution<'a> {
+    /// The file name used in diagnostics.
+    pub file: &'a str,
+    /// Run-wide facts (`timestamp`, `pwd`, …).
+    pub run: &'a RunInfo,
+    /// Environment lookup for `{{env}}`.
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+    /// Report unset required variables as warnings (with a `<name>` placeholder value).
+    pub required_is_warning: bool,
+}
+
 /// Resolves every variable; errors go to `diags`. Variables whose value could not be
 /// resolved still appear (with an empty value) so later sections do not report them again.
 pub(crate) fn resolve(
-    file: &str,
+    how: &Resolution<'_>,
     declared: &[Declared],
     given: Vec<Given>,
     sensitive: &[String],
-    run: &RunInfo,
-    env: &dyn Fn(&str) -> Option<String>,
-    required_is_warning: bool,
     diags: &mut Diagnostics,
 ) -> Vec<Variable> {
+    let Resolution {
+        file,
+        run,
+        env,
+        required_is_warning,
+    } = *how;
     let mut overrides: HashMap<String, Given> = HashMap::new();
     let mut override_order: Vec<String> = Vec::new();
     for g in given {
@@ -194,11 +209,11 @@ pub(crate) fn resolve(
         }
     }
     for (name, g) in &overrides {
-        if let Some(&i) = index.get(name) {
-            if i >= declared.len() {
-                vars[i].value = g.value.clone();
-                vars[i].source = g.source.clone();
-            }
+        if let Some(&i) = index.get(name)
+            && i >= declared.len()
+        {
+            vars[i].value = g.value.clone();
+            vars[i].source = g.source.clone();
         }
     }
 
