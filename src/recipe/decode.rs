@@ -53,7 +53,17 @@ impl Scope<'_> {
             Ok(s) => Some(s),
             Err(e) => {
                 let at = pos_in_string(pos, text, interp_offset(&e));
-                diags.error(self.file, Some(at), path, explain_interp_error(&e, fields));
+                let mut message = explain_interp_error(&e, fields);
+                if let InterpError::UndeclaredVariable { name, .. } = &e
+                    && let Some(known) = suggest_variable(name, self.vars.keys())
+                {
+                    message = format!(
+                        "undeclared variable `{name}`: did you mean `{known}`? (variable names \
+                         are case-sensitive; otherwise declare `{name}` in \"variables\" or pass \
+                         -var {name}=VALUE)"
+                    );
+                }
+                diags.error(self.file, Some(at), path, message);
                 None
             }
         }
@@ -154,6 +164,20 @@ pub(crate) fn suggest<'k>(name: &str, known: impl IntoIterator<Item = &'k str>) 
         .filter(|(d, _)| *d <= limit)
         .min_by_key(|(d, _)| *d)
         .map(|(_, k)| k)
+}
+
+/// The declared variable `name` most likely means: one that differs only in case, else a
+/// close spelling.
+pub(crate) fn suggest_variable<'k>(
+    name: &str,
+    known: impl IntoIterator<Item = &'k String>,
+) -> Option<&'k str> {
+    let known: Vec<&str> = known.into_iter().map(String::as_str).collect();
+    known
+        .iter()
+        .find(|k| k.eq_ignore_ascii_case(name))
+        .copied()
+        .or_else(|| suggest(name, known.iter().copied()))
 }
 
 /// Reads the options of one JSON object.

@@ -179,7 +179,9 @@ pub fn render(src: &str, ctx: &Context<'_>) -> Result<String, InterpError> {
     if !src.contains("{{") {
         return Ok(src.to_string());
     }
-    parse(src)?.render(ctx)
+    with_scratch(src, |src, bufs| {
+        render_nodes(src, &bufs.nodes, &bufs.ast, ctx)
+    })?
 }
 
 /// Names of the user variables that `src` references through `user`, in order of appearance,
@@ -188,7 +190,55 @@ pub fn referenced_variables(src: &str) -> Result<Vec<String>, InterpError> {
     if !src.contains("{{") {
         return Ok(Vec::new());
     }
-    Ok(parse(src)?.referenced_variables())
+    with_scratch(src, |src, bufs| user_names(src, &bufs.nodes, &bufs.ast))
+}
+
+/// Parse buffers, reused by [`render`] and [`referenced_variables`] so that parsing a string
+/// allocates nothing once the buffers have grown.
+#[derive(Default)]
+struct Bufs {
+    nodes: Vec<Node>,
+    ast: Ast,
+    stacks: Stacks,
+    parens: Vec<usize>,
+}
+
+impl Bufs {
+    fn clear(&mut self) {
+        self.nodes.clear();
+        self.ast.ops.clear();
+        self.ast.cmds.clear();
+        self.ast.pipes.clear();
+        self.stacks.ops.clear();
+        self.stacks.cmds.clear();
+        self.parens.clear();
+    }
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Bufs> = std::cell::RefCell::new(Bufs::default());
+}
+
+/// Parses `src` into the thread's scratch buffers (fresh ones if they are in use, e.g. when
+/// an `env` callback renders a template itself) and runs `f` on the result.
+fn with_scratch<T>(src: &str, f: impl FnOnce(&str, &Bufs) -> T) -> Result<T, InterpError> {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut bufs) => {
+            bufs.clear();
+            let parsed = parse_into(src, &mut bufs);
+            let result = parsed.map(|()| f(src, &bufs));
+            // Do not keep the memory of an unusually large template.
+            if bufs.ast.ops.capacity() > 1 << 16 || bufs.nodes.capacity() > 1 << 16 {
+                *bufs = Bufs::default();
+            }
+            result
+        }
+        Err(_) => {
+            let mut bufs = Bufs::default();
+            parse_into(src, &mut bufs)?;
+            Ok(f(src, &bufs))
+        }
+    })
 }
 
 /// Parses `src` once, to render it later (possibly many times) with [`Tmpl::render`].
@@ -197,40 +247,35 @@ pub fn referenced_variables(src: &str) -> Result<Vec<String>, InterpError> {
 /// [`Context`] (undeclared variables, fields, refused functions, argument types) is reported
 /// by [`Tmpl::render`].
 pub fn parse(src: &str) -> Result<Tmpl<'_>, InterpError> {
-    let b = src.as_bytes();
-    let mut tmpl = Tmpl {
+    let mut bufs = Bufs::default();
+    parse_into(src, &mut bufs)?;
+    Ok(Tmpl {
         src,
-        nodes: Vec::new(),
-        ast: Ast::default(),
-    };
-    let mut stacks = Stacks::default();
-    let mut parens = Vec::new();
+        nodes: bufs.nodes,
+        ast: bufs.ast,
+    })
+}
+
+/// Parses `src` into `bufs` (which must be clear).
+fn parse_into(src: &str, bufs: &mut Bufs) -> Result<(), InterpError> {
+    let b = src.as_bytes();
+    let Bufs {
+        nodes,
+        ast,
+        stacks,
+        parens,
+    } = bufs;
     let mut pos = 0;
     // Whether the previous action ended with ` -}}`.
     let mut trim_next = false;
     loop {
         let Some(open) = find_open(src, pos) else {
-            let mut text = &src[pos..];
-            if trim_next {
-                text = text.trim_start_matches(is_space_char);
-            }
-            if !text.is_empty() {
-                tmpl.nodes.push(Node::Text(text));
-            }
+            push_text(nodes, src, pos, src.len(), trim_next, false);
             break;
         };
         let after = open + 2;
         let left_trim = has_left_trim_marker(b, after);
-        let mut text = &src[pos..open];
-        if trim_next {
-            text = text.trim_start_matches(is_space_char);
-        }
-        if left_trim {
-            text = text.trim_end_matches(is_space_char);
-        }
-        if !text.is_empty() {
-            tmpl.nodes.push(Node::Text(text));
-        }
+        push_text(nodes, src, pos, open, trim_next, left_trim);
         let inner = if left_trim { after + 2 } else { after };
         if b[inner..].starts_with(b"/*") {
             let Some(close) = src[inner + 2..].find("*/") else {
@@ -253,13 +298,13 @@ pub fn parse(src: &str) -> Result<Tmpl<'_>, InterpError> {
                 src,
                 p: inner,
                 open,
-                parens: &mut parens,
+                parens,
                 last: None,
             },
             peeked: None,
             open,
-            ast: &mut tmpl.ast,
-            stacks: &mut stacks,
+            ast,
+            stacks,
         };
         let pipe = parser.parse_pipeline(None)?;
         let (end, trim) = match parser.next().tok {
@@ -267,7 +312,7 @@ pub fn parse(src: &str) -> Result<Tmpl<'_>, InterpError> {
             // parse_pipeline only returns at the end of the action.
             _ => return Err(syntax(open, "unclosed action: missing `}}`")),
         };
-        tmpl.nodes.push(Node::Action {
+        nodes.push(Node::Action {
             start: open,
             end,
             pipe,
@@ -275,7 +320,36 @@ pub fn parse(src: &str) -> Result<Tmpl<'_>, InterpError> {
         pos = end;
         trim_next = trim;
     }
-    Ok(tmpl)
+    Ok(())
+}
+
+/// Adds the literal text `src[start..end]`, without its leading and/or trailing white space
+/// when the neighbouring actions have trim markers.
+fn push_text(
+    nodes: &mut Vec<Node>,
+    src: &str,
+    mut start: usize,
+    mut end: usize,
+    trim_start: bool,
+    trim_end: bool,
+) {
+    let b = src.as_bytes();
+    if trim_start {
+        while start < end && is_space(b[start]) {
+            start += 1;
+        }
+    }
+    if trim_end {
+        while end > start && is_space(b[end - 1]) {
+            end -= 1;
+        }
+    }
+    if start < end {
+        nodes.push(Node::Text(Span {
+            start,
+            len: end - start,
+        }));
+    }
 }
 
 /// The offset of the next `{{` at or after `pos` (a char boundary).
@@ -295,43 +369,20 @@ fn find_open(src: &str, mut pos: usize) -> Option<usize> {
 #[derive(Debug, Clone)]
 pub struct Tmpl<'s> {
     src: &'s str,
-    nodes: Vec<Node<'s>>,
-    ast: Ast<'s>,
+    nodes: Vec<Node>,
+    ast: Ast,
 }
 
 impl Tmpl<'_> {
     /// Renders the template in `ctx`.
     pub fn render(&self, ctx: &Context<'_>) -> Result<String, InterpError> {
-        let mut out = String::with_capacity(self.src.len() + self.src.len() / 4);
-        let eval = Eval {
-            ast: &self.ast,
-            ctx,
-        };
-        for node in &self.nodes {
-            match node {
-                Node::Text(text) => out.push_str(text),
-                Node::Action { start, end, pipe } => match eval.pipe(*pipe)?.0 {
-                    Val::Str(s) => out.push_str(&s),
-                    Val::Int(i) => {
-                        let _ = write!(out, "{i}");
-                    }
-                    Val::Deferred => out.push_str(&self.src[*start..*end]),
-                },
-            }
-        }
-        Ok(out)
+        render_nodes(self.src, &self.nodes, &self.ast, ctx)
     }
 
     /// Names of the user variables referenced through `user` with a literal name
     /// (`{{user "x"}}`, `{{user `x`}}`, `{{"x" | user}}`), in order, without duplicates.
     pub fn referenced_variables(&self) -> Vec<String> {
-        let mut names = Vec::new();
-        for node in &self.nodes {
-            if let Node::Action { pipe, .. } = node {
-                self.ast.collect_user_names(*pipe, &mut names);
-            }
-        }
-        names
+        user_names(self.src, &self.nodes, &self.ast)
     }
 
     /// Whether the template has no actions (rendering returns its text unchanged, apart from
@@ -341,14 +392,47 @@ impl Tmpl<'_> {
     }
 }
 
+fn render_nodes(
+    src: &str,
+    nodes: &[Node],
+    ast: &Ast,
+    ctx: &Context<'_>,
+) -> Result<String, InterpError> {
+    let mut out = String::with_capacity(src.len() + src.len() / 4);
+    let eval = Eval { src, ast, ctx };
+    for node in nodes {
+        match node {
+            Node::Text(text) => out.push_str(&src[text.range()]),
+            Node::Action { start, end, pipe } => match eval.pipe(*pipe)?.0 {
+                Val::Str(s) => out.push_str(&s),
+                Val::Int(i) => {
+                    let _ = write!(out, "{i}");
+                }
+                Val::Deferred => out.push_str(&src[*start..*end]),
+            },
+        }
+    }
+    Ok(out)
+}
+
+fn user_names(src: &str, nodes: &[Node], ast: &Ast) -> Vec<String> {
+    let mut names = Vec::new();
+    for node in nodes {
+        if let Node::Action { pipe, .. } = node {
+            ast.collect_user_names(src, *pipe, &mut names);
+        }
+    }
+    names
+}
+
 // ---------------------------------------------------------------------------------------------
 // Syntax tree: every operand, command and pipeline of a template lives in one of three flat
 // arrays, so parsing allocates nothing per action.
 
 #[derive(Debug, Clone)]
-enum Node<'s> {
+enum Node {
     /// Literal text, already trimmed.
-    Text(&'s str),
+    Text(Span),
     /// An action; `start..end` is its source text from `{{` to `}}` inclusive; `pipe` indexes
     /// [`Ast::pipes`].
     Action {
@@ -372,9 +456,9 @@ impl Span {
 }
 
 #[derive(Debug, Clone, Default)]
-struct Ast<'s> {
+struct Ast {
     /// The operands of all commands.
-    ops: Vec<Operand<'s>>,
+    ops: Vec<Operand>,
     /// Commands: never-empty spans of `ops`; the first operand is the function (or the lone
     /// operand of a first stage).
     cmds: Vec<Span>,
@@ -382,8 +466,8 @@ struct Ast<'s> {
     pipes: Vec<Span>,
 }
 
-impl Ast<'_> {
-    fn collect_user_names(&self, pipe: usize, names: &mut Vec<String>) {
+impl Ast {
+    fn collect_user_names(&self, src: &str, pipe: usize, names: &mut Vec<String>) {
         fn push(names: &mut Vec<String>, name: &str) {
             if !names.iter().any(|n| n == name) {
                 names.push(name.to_string());
@@ -395,7 +479,7 @@ impl Ast<'_> {
             let ops = &self.ops[cmd.range()];
             if let OpKind::Func(Func::User) = ops[0].kind {
                 match ops.get(1).map(|a| &a.kind) {
-                    Some(OpKind::Str(name)) => push(names, name),
+                    Some(OpKind::Str(name)) => push(names, name.as_str(src)),
                     None if k > 0 => {
                         if let [
                             Operand {
@@ -404,7 +488,7 @@ impl Ast<'_> {
                             },
                         ] = &self.ops[cmds[k - 1].range()]
                         {
-                            push(names, name);
+                            push(names, name.as_str(src));
                         }
                     }
                     _ => {}
@@ -416,35 +500,51 @@ impl Ast<'_> {
                 }
             }
             for inner in nested.drain(..) {
-                self.collect_user_names(inner, names);
+                self.collect_user_names(src, inner, names);
             }
         }
     }
 }
 
 #[derive(Debug, Clone)]
-struct Operand<'s> {
+struct Operand {
     offset: usize,
-    kind: OpKind<'s>,
+    kind: OpKind,
 }
 
 #[derive(Debug, Clone)]
-enum OpKind<'s> {
-    Str(Cow<'s, str>),
+enum OpKind {
+    Str(Lit),
     Int(i64),
-    /// Field name without the leading dot (`A.B` for a chain).
-    Field(&'s str),
+    /// Where the field name (without the leading dot; `A.B` for a chain) is in the source.
+    Field(Span),
     Func(Func),
     /// A parenthesised pipeline: an index into [`Ast::pipes`].
     Pipe(usize),
 }
 
-impl OpKind<'_> {
-    fn describe(&self) -> String {
+/// A string literal's value: a span of the source when it has no escapes, else decoded.
+#[derive(Debug, Clone)]
+enum Lit {
+    Src(Span),
+    Owned(Box<str>),
+}
+
+impl Lit {
+    fn as_str<'v>(&'v self, src: &'v str) -> &'v str {
         match self {
-            OpKind::Str(s) => format!("the string {s:?}"),
+            Lit::Src(span) => &src[span.range()],
+            Lit::Owned(s) => s,
+        }
+    }
+}
+
+impl OpKind {
+    fn describe(&self, src: &str) -> String {
+        match self {
+            OpKind::Str(s) => format!("the string {:?}", s.as_str(src)),
             OpKind::Int(i) => format!("the number {i}"),
-            OpKind::Field(f) => format!("the field `.{f}`"),
+            OpKind::Field(f) => format!("the field `.{}`", &src[f.range()]),
             OpKind::Func(f) => format!("the function `{}`", f.name()),
             OpKind::Pipe(_) => "a parenthesised expression".to_string(),
         }
@@ -610,10 +710,10 @@ enum Tok<'s> {
     Pipe,
     LParen,
     RParen,
-    Str(Cow<'s, str>),
+    Str(Lit),
     Int(i64),
-    /// Field name without the dot.
-    Field(&'s str),
+    /// Where the field name (without the dot) is.
+    Field(Span),
     Dot,
     Ident(&'s str),
     /// Any other printable ASCII character (never valid here).
@@ -656,10 +756,6 @@ fn construct(offset: usize, what: &str) -> InterpError {
 
 fn is_space(c: u8) -> bool {
     matches!(c, b' ' | b'\t' | b'\r' | b'\n')
-}
-
-fn is_space_char(c: char) -> bool {
-    matches!(c, ' ' | '\t' | '\r' | '\n')
 }
 
 fn is_alnum(c: char) -> bool {
@@ -781,9 +877,9 @@ impl<'s> Lexer<'s, '_> {
                     let raw = &src[p + 1..p + 1 + len];
                     // Go's strconv.Unquote drops carriage returns from raw strings.
                     let value = if raw.contains('\r') {
-                        Cow::Owned(raw.replace('\r', ""))
+                        Lit::Owned(raw.replace('\r', "").into())
                     } else {
-                        Cow::Borrowed(raw)
+                        Lit::Src(Span { start: p + 1, len })
                     };
                     (Tok::Str(value), p + len + 2)
                 }
@@ -823,7 +919,13 @@ impl<'s> Lexer<'s, '_> {
                     if !at_terminator(b, end) {
                         return bad(bad_char(src, end));
                     }
-                    (Tok::Field(&src[q..end]), end)
+                    (
+                        Tok::Field(Span {
+                            start: q,
+                            len: end - q,
+                        }),
+                        end,
+                    )
                 }
             }
             '.' | '+' | '-' | '0'..='9' => match lex_number(src, p) {
@@ -869,10 +971,19 @@ impl<'s> Lexer<'s, '_> {
 
 /// The end of the run of identifier characters starting at `p`.
 fn scan_alnum(src: &str, p: usize) -> usize {
-    let rest = &src[p..];
-    rest.char_indices()
-        .find(|&(_, c)| !is_alnum(c))
-        .map_or(src.len(), |(i, _)| p + i)
+    let b = src.as_bytes();
+    let mut q = p;
+    // ASCII fast path; `q` stays on a char boundary (it only passes ASCII bytes).
+    while q < b.len() && (b[q].is_ascii_alphanumeric() || b[q] == b'_') {
+        q += 1;
+    }
+    if q < b.len() && !b[q].is_ascii() {
+        return src[q..]
+            .char_indices()
+            .find(|&(_, c)| !is_alnum(c))
+            .map_or(src.len(), |(i, _)| q + i);
+    }
+    q
 }
 
 /// The error for a character that may not follow an identifier or field.
@@ -889,7 +1000,7 @@ fn bad_char(src: &str, p: usize) -> InterpError {
 
 /// Scans a double-quoted string starting at `p`; returns its decoded value and the offset
 /// just past the closing quote.
-fn lex_quoted(src: &str, p: usize) -> Result<(Cow<'_, str>, usize), InterpError> {
+fn lex_quoted(src: &str, p: usize) -> Result<(Lit, usize), InterpError> {
     let b = src.as_bytes();
     let mut q = p + 1;
     loop {
@@ -909,14 +1020,21 @@ fn lex_quoted(src: &str, p: usize) -> Result<(Cow<'_, str>, usize), InterpError>
     }
     // `q` is at the closing quote; a backslash may have skipped into a multi-byte character,
     // but the quote itself is ASCII, so `p + 1..q` are char boundaries.
-    let value = unquote(&src[p + 1..q]).map_err(|m| syntax(p, m))?;
+    let value = match unquote(&src[p + 1..q]).map_err(|m| syntax(p, m))? {
+        Some(decoded) => Lit::Owned(decoded.into()),
+        None => Lit::Src(Span {
+            start: p + 1,
+            len: q - p - 1,
+        }),
+    };
     Ok((value, q + 1))
 }
 
-/// Decodes Go escapes in the body of a double-quoted string (Go's `strconv.Unquote`).
-fn unquote(body: &str) -> Result<Cow<'_, str>, String> {
+/// Decodes Go escapes in the body of a double-quoted string (Go's `strconv.Unquote`);
+/// `None` when there is nothing to decode.
+fn unquote(body: &str) -> Result<Option<String>, String> {
     if !body.contains('\\') {
-        return Ok(Cow::Borrowed(body));
+        return Ok(None);
     }
     let mut out: Vec<u8> = Vec::with_capacity(body.len());
     let mut chars = body.chars();
@@ -972,7 +1090,7 @@ fn unquote(body: &str) -> Result<Cow<'_, str>, String> {
         out.push(byte);
     }
     String::from_utf8(out)
-        .map(Cow::Owned)
+        .map(Some)
         .map_err(|_| "the escapes in this string do not form valid UTF-8".to_string())
 }
 
@@ -1141,8 +1259,8 @@ fn underscore_ok(s: &str) -> bool {
 /// Work stacks reused across the actions of a template: operands and commands are collected
 /// here and moved to the [`Ast`] as contiguous spans when their command or pipeline ends.
 #[derive(Default)]
-struct Stacks<'s> {
-    ops: Vec<Operand<'s>>,
+struct Stacks {
+    ops: Vec<Operand>,
     cmds: Vec<Span>,
 }
 
@@ -1150,8 +1268,8 @@ struct Parser<'s, 'b> {
     lex: Lexer<'s, 'b>,
     peeked: Option<Token<'s>>,
     open: usize,
-    ast: &'b mut Ast<'s>,
-    stacks: &'b mut Stacks<'s>,
+    ast: &'b mut Ast,
+    stacks: &'b mut Stacks,
 }
 
 impl<'s> Parser<'s, '_> {
@@ -1231,7 +1349,7 @@ impl<'s> Parser<'s, '_> {
                     head.offset,
                     format!(
                         "only a function can follow `|`, not {}",
-                        head.kind.describe()
+                        head.kind.describe(self.lex.src)
                     ),
                 ));
             }
@@ -1240,7 +1358,7 @@ impl<'s> Parser<'s, '_> {
                     arg.offset,
                     format!(
                         "{} is not a function and takes no arguments",
-                        head.kind.describe()
+                        head.kind.describe(self.lex.src)
                     ),
                 ));
             }
@@ -1296,12 +1414,12 @@ impl<'s> Parser<'s, '_> {
     }
 
     /// Parses the operand that starts with `t`.
-    fn parse_operand(&mut self, t: Token<'s>) -> Result<Operand<'s>, InterpError> {
+    fn parse_operand(&mut self, t: Token<'s>) -> Result<Operand, InterpError> {
         let offset = t.off;
         let kind = match t.tok {
             Tok::Str(s) => OpKind::Str(s),
             Tok::Int(i) => OpKind::Int(i),
-            Tok::Field(name) => OpKind::Field(name),
+            Tok::Field(span) => OpKind::Field(span),
             Tok::Ident(name) => match Func::from_name(name) {
                 Some(f) => OpKind::Func(f),
                 None => {
@@ -1331,13 +1449,15 @@ impl<'s> Parser<'s, '_> {
             match &mut op.kind {
                 OpKind::Field(chain) => {
                     // The chain is contiguous in the source: `.A.B`.
-                    let end = t.off + 1 + name.len();
-                    *chain = &self.lex.src[offset + 1..end];
+                    chain.len = name.start + name.len - chain.start;
                 }
                 other => {
                     return Err(syntax(
                         t.off,
-                        format!("fields of {} are not supported", other.describe()),
+                        format!(
+                            "fields of {} are not supported",
+                            other.describe(self.lex.src)
+                        ),
                     ));
                 }
             }
@@ -1357,12 +1477,13 @@ enum Val<'v> {
     Deferred,
 }
 
-struct Eval<'v, 's> {
-    ast: &'v Ast<'s>,
+struct Eval<'v> {
+    src: &'v str,
+    ast: &'v Ast,
     ctx: &'v Context<'v>,
 }
 
-impl<'v> Eval<'v, '_> {
+impl<'v> Eval<'v> {
     /// Evaluates a pipeline; returns its value and the offset it came from.
     fn pipe(&self, pipe: usize) -> Result<(Val<'v>, usize), InterpError> {
         let ast = self.ast;
@@ -1379,11 +1500,12 @@ impl<'v> Eval<'v, '_> {
         Ok(last.unwrap_or((Val::Str(Cow::Borrowed("")), 0)))
     }
 
-    fn operand(&self, op: &'v Operand<'_>) -> Result<(Val<'v>, usize), InterpError> {
+    fn operand(&self, op: &'v Operand) -> Result<(Val<'v>, usize), InterpError> {
+        let src: &'v str = self.src;
         let val = match &op.kind {
-            OpKind::Str(s) => Val::Str(Cow::Borrowed(s)),
+            OpKind::Str(s) => Val::Str(Cow::Borrowed(s.as_str(src))),
             OpKind::Int(i) => Val::Int(*i),
-            OpKind::Field(name) => self.field(name, op.offset)?,
+            OpKind::Field(name) => self.field(&src[name.range()], op.offset)?,
             OpKind::Func(f) => return self.call(*f, op.offset, &[], None),
             OpKind::Pipe(p) => self.pipe(*p)?.0,
         };
@@ -1406,7 +1528,7 @@ impl<'v> Eval<'v, '_> {
         &self,
         f: Func,
         offset: usize,
-        args: &'v [Operand<'_>],
+        args: &'v [Operand],
         piped: Option<(Val<'v>, usize)>,
     ) -> Result<(Val<'v>, usize), InterpError> {
         let name = f.name();

@@ -517,6 +517,16 @@ impl QemuConfig {
             }
         };
         let iso_checksum = checksum(f);
+        if iso_checksum == Checksum::None
+            && let Some(m) = f
+                .take("iso_checksum")
+                .or_else(|| f.take("iso_checksum_type"))
+        {
+            f.warn_at(
+                m,
+                "the base image will not be verified: give its digest (\"sha256:…\") or \"file:<url of SHA256SUMS>\"",
+            );
+        }
         let format = match f.one_of("format", &["qcow2", "raw"]).as_deref() {
             Some("raw") => DiskFormat::Raw,
             _ => DiskFormat::Qcow2,

@@ -1,0 +1,221 @@
+//! The `kiln` binary as a user runs it: exit codes, Packer-style flags, JSON output, masking.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn kiln(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("EXOSCALE_API_KEY")
+        .env_remove("EXOSCALE_API_SECRET")
+        .output()
+        .expect("kiln runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn write_temp(dir: &Path, name: &str, content: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, content).expect("write");
+    path
+}
+
+#[test]
+fn validate_exit_codes_are_0_valid_1_invalid_2_usage() {
+    let ok = kiln(&[
+        "validate",
+        "-var",
+        "bucket=my-images",
+        "recipes/debian-12.json",
+    ]);
+    assert_eq!(ok.status.code(), Some(0), "stderr: {}", text(&ok.stderr));
+    assert!(text(&ok.stdout).contains("recipes/debian-12.json: valid"));
+
+    let invalid = kiln(&["validate", "recipes/debian-12.json"]);
+    assert_eq!(invalid.status.code(), Some(1));
+    let stderr = text(&invalid.stderr);
+    assert!(
+        stderr.contains(
+            "recipes/debian-12.json:14:5: variables.bucket: required variable `bucket` is not set"
+        ),
+        "{stderr}"
+    );
+
+    let usage = kiln(&["validate", "--no-such-flag", "recipes/debian-12.json"]);
+    assert_eq!(usage.status.code(), Some(2));
+    let usage = kiln(&["validate", "-var", "novalue", "recipes/debian-12.json"]);
+    assert_eq!(usage.status.code(), Some(2));
+    assert!(text(&usage.stderr).contains("expected NAME=VALUE"));
+}
+
+#[test]
+fn double_dash_and_var_files_work_like_packer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = write_temp(
+        dir.path(),
+        "a.json",
+        r#"{"bucket": "from-a", "zone": "de-fra-1"}"#,
+    );
+    let second = write_temp(dir.path(), "b.json", r#"{"bucket": "from-b"}"#);
+    let out = kiln(&[
+        "inspect",
+        "--var-file",
+        first.to_str().unwrap(),
+        "-var-file",
+        second.to_str().unwrap(),
+        "--json",
+        "recipes/debian-12.json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let var = |name: &str| {
+        report["variables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == name)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(var("bucket")["value"], "from-b");
+    assert_eq!(var("zone")["value"], "de-fra-1");
+    assert!(var("bucket")["source"].as_str().unwrap().contains("b.json"));
+
+    let out = kiln(&[
+        "inspect",
+        "-var-file",
+        first.to_str().unwrap(),
+        "-var",
+        "bucket=cli",
+        "--json",
+        "recipes/debian-12.json",
+    ]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let bucket = report["variables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "bucket")
+        .unwrap();
+    assert_eq!(bucket["value"], "cli");
+}
+
+#[test]
+fn validate_json_lists_diagnostics_with_places() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let recipe = write_temp(
+        dir.path(),
+        "bad.json",
+        "{\n  \"builders\": [{\"type\": \"qemu\", \"iso_url\": \"x.qcow2\", \"iso_checksum\": \"none\",\n    \"ssh_username\": \"debian\", \"ssh_timeout\": \"twenty\"}]\n}\n",
+    );
+    let out = kiln(&["validate", "-json", recipe.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(report["valid"], false);
+    assert_eq!(report["errors"], 1);
+    assert_eq!(
+        report["warnings"], 1,
+        "iso_checksum none is worth a warning"
+    );
+    let d = report["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["severity"] == "error")
+        .expect("an error");
+    assert_eq!(d["severity"], "error");
+    assert_eq!(d["line"], 3);
+    assert_eq!(d["col"], 46);
+    assert_eq!(d["path"], "builders[0].ssh_timeout");
+    assert!(
+        d["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("expected a duration like \"20m\", got \"twenty\"")
+    );
+}
+
+#[test]
+fn inspect_masks_sensitive_values() {
+    let out = kiln(&[
+        "inspect",
+        "-var",
+        "bucket=b",
+        "-var",
+        "exoscale_api_secret=SENTINEL-SECRET-123",
+        "recipes/debian-12.json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    let all = text(&out.stdout) + &text(&out.stderr);
+    assert!(!all.contains("SENTINEL-SECRET-123"), "{all}");
+    assert!(all.contains("exoscale_api_secret = \"********\""), "{all}");
+
+    let out = kiln(&[
+        "inspect",
+        "--json",
+        "-var",
+        "bucket=b",
+        "-var",
+        "exoscale_api_secret=SENTINEL-SECRET-123",
+        "recipes/debian-12.json",
+    ]);
+    assert!(!text(&out.stdout).contains("SENTINEL-SECRET-123"));
+}
+
+#[test]
+fn inspect_shows_builder_provisioners_and_chains() {
+    let out = kiln(&["inspect", "recipes/debian-10-seed-article.json"]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("Build `qemu`:"), "{stdout}");
+    assert!(
+        stdout.contains("output-qemu/debian-buster.qcow2"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("1. shell: 3 inline command(s)"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "shell-local (1 inline command(s)) → exoscale-import (bucket mcorbin.fr.images"
+        ),
+        "{stdout}"
+    );
+    assert!(text(&out.stderr).contains("`iso_checksum_url` is deprecated"));
+}
+
+#[test]
+fn version_and_help() {
+    let out = kiln(&["--version"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        text(&out.stdout).trim(),
+        format!("kiln {}", env!("CARGO_PKG_VERSION"))
+    );
+    let out = kiln(&["help"]);
+    assert_eq!(out.status.code(), Some(0));
+    let help = text(&out.stdout);
+    assert!(
+        help.contains("validate") && help.contains("inspect"),
+        "{help}"
+    );
+}
+
+#[test]
+fn missing_file_is_a_clear_error() {
+    let out = kiln(&["validate", "no/such/recipe.json"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("no/such/recipe.json: cannot read the file"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn no_arguments_shows_the_default_recipe() {
+    let out = kiln(&[]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("Debian 12 cloud image"));
+}
