@@ -95,23 +95,80 @@ pub(crate) fn explain_interp_error(e: &InterpError, fields: &[(&str, Option<Stri
                 .to_string()
         }
         InterpError::FieldNotAllowed { field, .. } => {
+            let hint = match suggest(field, fields.iter().map(|(n, _)| *n)) {
+                Some(s) => format!(" (did you mean `.{s}`?)"),
+                None => match field_home(field) {
+                    Some(home) => format!(" (`.{field}` is filled in at build time in {home})"),
+                    None => String::new(),
+                },
+            };
             if fields.is_empty() {
-                format!("`.{field}` is not available in this option")
+                format!("`.{field}` is not available in this option{hint}")
             } else {
                 let names: Vec<String> = fields.iter().map(|(n, _)| format!(".{n}")).collect();
                 format!(
-                    "`.{field}` is not available here (available: {})",
+                    "`.{field}` is not available here{hint}; available: {}",
                     names.join(", ")
                 )
             }
         }
-        InterpError::UnknownFunction { name, .. } => format!(
-            "unknown template function `{name}` (kiln knows: user, env, timestamp, isotime, uuid, \
-             build_name, build_type, pwd, template_dir, upper, lower, replace, replace_all, split, \
-             clean_resource_name)"
-        ),
+        InterpError::UnknownFunction { name, .. } => {
+            // Every equally close name: `uper` is as close to `user` as to `upper`.
+            let best = suggest(name, FUNCTIONS.iter().copied()).map(|s| edit_distance(name, s));
+            let close: Vec<String> = FUNCTIONS
+                .iter()
+                .filter(|f| Some(edit_distance(name, f)) == best)
+                .map(|f| format!("`{f}`"))
+                .collect();
+            if close.is_empty() {
+                format!(
+                    "unknown template function `{name}` (kiln knows: {})",
+                    FUNCTIONS.join(", ")
+                )
+            } else {
+                format!(
+                    "unknown template function `{name}` (did you mean {}?)",
+                    close.join(" or ")
+                )
+            }
+        }
         other => other.to_string(),
     }
+}
+
+/// The template functions kiln runs, as listed in messages.
+const FUNCTIONS: &[&str] = &[
+    "user",
+    "env",
+    "timestamp",
+    "isotime",
+    "uuid",
+    "build_name",
+    "build_type",
+    "pwd",
+    "template_dir",
+    "upper",
+    "lower",
+    "replace",
+    "replace_all",
+    "split",
+    "clean_resource_name",
+    "build",
+];
+
+/// Where a context field can be used, for messages about using it elsewhere.
+fn field_home(field: &str) -> Option<&'static str> {
+    Some(match field {
+        "HTTPIP" | "HTTPPort" | "HTTPDir" | "OutputDir" | "Name" | "SSHHostPort" => {
+            "the qemu builder's `boot_command` and `qemuargs`"
+        }
+        "Path" | "Vars" | "EnvVarFile" => "a `shell` provisioner's `execute_command`",
+        "Script" | "Command" => "`shell-local`'s `execute_command`",
+        "BuildName" | "BuilderType" | "ChecksumType" => {
+            "the `output` of the `checksum` and `compress` post-processors"
+        }
+        _ => return None,
+    })
 }
 
 /// The position of byte `offset` inside a JSON string literal starting at `pos` (its quote).

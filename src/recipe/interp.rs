@@ -442,7 +442,7 @@ enum Node {
     },
 }
 
-/// A range of one of the [`Ast`] arrays.
+/// A range of the source text or of one of the [`Ast`] arrays.
 #[derive(Debug, Clone, Copy)]
 struct Span {
     start: usize,
@@ -2499,6 +2499,43 @@ mod tests {
             };
             assert_eq!(t.render(&ctx).unwrap(), format!("web-{ip}"));
         }
+    }
+
+    #[test]
+    fn nested_and_repeated_use_of_the_scratch_buffers() {
+        // An `env` callback that renders a template itself while the outer render runs.
+        let run = run();
+        let vars = vars();
+        let inner_env = |name: &str| -> Option<String> {
+            let ctx = Context {
+                vars: &vars,
+                allow_env: false,
+                env: &env,
+                run: &run,
+                build_name: None,
+                build_type: None,
+                fields: &[],
+            };
+            render(&format!("<{{{{ upper `{name}` }}}}>"), &ctx).ok()
+        };
+        let ctx = Context {
+            vars: &vars,
+            allow_env: true,
+            env: &inner_env,
+            run: &run,
+            build_name: None,
+            build_type: None,
+            fields: &[],
+        };
+        assert_eq!(
+            render("{{ env `a` }}-{{ env `b` }}", &ctx),
+            Ok("<A>-<B>".to_string())
+        );
+        // A failed parse leaves the buffers usable.
+        assert!(r("{{ user `name` | }}").is_err());
+        assert_eq!(ok("{{ user `name` }}"), "web");
+        assert!(r("{{ ((( }}").is_err());
+        assert_eq!(ok("{{ (user `name`) }}"), "web");
     }
 
     #[test]

@@ -348,13 +348,30 @@ pub fn load_str(
                 Value::Array(items) => {
                     for (i, item) in items.iter().enumerate() {
                         if let Some(name) = builder_name(display, item, i, &mut diags) {
-                            if builder_nodes.iter().any(|(n, _, _)| *n == name) {
+                            if let Some((_, _, first)) =
+                                builder_nodes.iter().find(|(n, _, _)| *n == name)
+                            {
+                                // Point at the name when there is one; an unnamed builder is
+                                // named after its type.
+                                let named = members(item).and_then(|m| member(m, "name")).filter(
+                                    |m| matches!(&m.value.value, Value::String(s) if !s.is_empty()),
+                                );
+                                let (pos, path, why) = match named {
+                                    Some(m) => (m.value.pos, format!("builders[{i}].name"), ""),
+                                    None => (
+                                        item.pos,
+                                        format!("builders[{i}]"),
+                                        " (a builder without a \"name\" is named after its type)",
+                                    ),
+                                };
                                 diags.error(
-                                display,
-                                Some(item.pos),
-                                &format!("builders[{i}]"),
-                                format!("two builders are named `{name}`: give each a distinct \"name\""),
-                            );
+                                    display,
+                                    Some(pos),
+                                    &path,
+                                    format!(
+                                        "builders[{first}] and builders[{i}] are both named `{name}`{why}: give each a distinct \"name\""
+                                    ),
+                                );
                             } else {
                                 builder_nodes.push((name, item, i));
                             }

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::decode::{explain_interp_error, interp_offset, pos_in_string};
+use super::decode::{explain_interp_error, interp_offset, pos_in_string, suggest_variable};
 use super::diag::Diagnostics;
 use super::interp::{self, Context, RunInfo};
 use super::json::Pos;
@@ -183,12 +183,16 @@ pub(crate) fn resolve(
                     match index.get(&name) {
                         Some(&j) => deps[i].push(j),
                         None => {
+                            let hint = match suggest_variable(&name, index.keys()) {
+                                Some(known) => format!(" (did you mean `{known}`?)"),
+                                None => String::new(),
+                            };
                             diags.error(
                                 file,
                                 Some(d.value_pos),
                                 &format!("variables.{}", d.name),
                                 format!(
-                                    "variable `{}` uses undeclared variable `{name}`: declare `{name}` in \"variables\" or pass -var {name}=VALUE",
+                                    "variable `{}` uses undeclared variable `{name}`{hint}: declare `{name}` in \"variables\" or pass -var {name}=VALUE",
                                     d.name
                                 ),
                             );
@@ -250,16 +254,38 @@ pub(crate) fn resolve(
                             .collect();
                         chain.push(vars[dep].name.as_str());
                         let d = &declared[node];
+                        let message = match &stack[from..] {
+                            [_] => format!(
+                                "variable `{0}` uses itself ({1}): a default cannot read \
+                                 {{{{user `{0}`}}}}",
+                                vars[node].name,
+                                chain.join(" → ")
+                            ),
+                            [_, _] => format!(
+                                "variables `{}` and `{}` depend on each other ({}): break the cycle",
+                                vars[dep].name,
+                                vars[node].name,
+                                chain.join(" → ")
+                            ),
+                            members => {
+                                let names: Vec<String> = members
+                                    .iter()
+                                    .map(|(n, _)| format!("`{}`", vars[*n].name))
+                                    .collect();
+                                let (last, rest) = names.split_last().expect("three or more");
+                                format!(
+                                    "variables {} and {last} depend on each other in a cycle \
+                                     ({}): break the cycle",
+                                    rest.join(", "),
+                                    chain.join(" → ")
+                                )
+                            }
+                        };
                         diags.error(
                             file,
                             Some(d.value_pos),
                             &format!("variables.{}", d.name),
-                            format!(
-                                "variables `{}` and `{}` depend on each other ({}): break the cycle",
-                                vars[node].name,
-                                vars[dep].name,
-                                chain.join(" → ")
-                            ),
+                            message,
                         );
                         for (n, _) in &stack[from..] {
                             broken[*n] = true;
