@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 
 use super::decode::{Fields, Scope, kind, suggest};
 use super::diag::Diagnostics;
-use super::interp::RunInfo;
+use super::interp::{self, RunInfo};
 use super::json::{self, Member, Node, Pos, Value};
 use super::postprocessor::{self, POST_PROCESSOR_TYPES, PostProcessor};
 use super::provisioner::{self, PROVISIONER_TYPES, Provisioner};
@@ -462,6 +462,7 @@ pub fn load_str(
         }
     }
 
+    drop_consequences_of_unresolved(&root, &variables, &mut diags);
     diags.sort();
     if diags.has_errors() {
         return Err(diags);
@@ -476,6 +477,45 @@ pub fn load_str(
         run,
         warnings: diags,
     })
+}
+
+/// A variable without a value (already reported) makes the options that use it empty;
+/// errors about those options ("`image_bucket` is required") would only repeat the first
+/// error, so they are dropped.
+fn drop_consequences_of_unresolved(root: &Node, variables: &[Variable], diags: &mut Diagnostics) {
+    let unresolved: Vec<&str> = variables
+        .iter()
+        .filter(|v| v.unresolved)
+        .map(|v| v.name.as_str())
+        .collect();
+    if unresolved.is_empty() {
+        return;
+    }
+    fn collect(node: &Node, unresolved: &[&str], out: &mut Vec<Pos>) {
+        match &node.value {
+            Value::String(s) if s.contains("{{") => {
+                let uses = interp::referenced_variables(s).unwrap_or_default();
+                if uses.iter().any(|u| unresolved.contains(&u.as_str())) {
+                    out.push(node.pos);
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|n| collect(n, unresolved, out)),
+            Value::Object(members) => members
+                .iter()
+                .filter(|m| m.key != "variables")
+                .for_each(|m| collect(&m.value, unresolved, out)),
+            _ => {}
+        }
+    }
+    let mut positions = Vec::new();
+    collect(root, &unresolved, &mut positions);
+    diags.retain(|d| {
+        !(d.is_error()
+            && !d.path.starts_with("variables.")
+            && positions
+                .iter()
+                .any(|p| d.line == Some(p.line) && d.col == Some(p.col)))
+    });
 }
 
 fn top_string(file: &str, top: &[Member], key: &str, diags: &mut Diagnostics) -> Option<String> {

@@ -40,6 +40,9 @@ pub struct Variable {
     pub env_names: Vec<String>,
     /// Where it is declared.
     pub pos: Option<Pos>,
+    /// No value could be determined (required and not given, a cycle, an error in its
+    /// default, or it depends on such a variable). Its value is empty.
+    pub unresolved: bool,
 }
 
 /// A variable as declared in the template.
@@ -127,6 +130,7 @@ pub(crate) fn resolve(
             source: VarSource::Default,
             env_names: d.default.as_deref().map(env_names).unwrap_or_default(),
             pos: Some(d.pos),
+            unresolved: false,
         })
         .collect();
     for name in &override_order {
@@ -141,6 +145,7 @@ pub(crate) fn resolve(
                 source: VarSource::CommandLine,
                 env_names: Vec::new(),
                 pos: None,
+                unresolved: false,
             });
         }
     }
@@ -304,12 +309,13 @@ pub(crate) fn resolve(
     let mut values: BTreeMap<String, String> = BTreeMap::new();
     for i in order {
         let name = vars[i].name.clone();
-        let resolvable = i < declared.len()
-            && declared[i].default.is_some()
-            && !overrides.contains_key(&name)
-            && !broken[i]
-            && deps[i].iter().all(|&j| !broken[j]);
-        if resolvable {
+        let from_default =
+            i < declared.len() && declared[i].default.is_some() && !overrides.contains_key(&name);
+        if from_default && deps[i].iter().any(|&j| broken[j]) {
+            // Its value depends on one that could not be resolved: it is unknown too.
+            broken[i] = true;
+        }
+        if from_default && !broken[i] {
             let d = &declared[i];
             let default = d.default.as_deref().unwrap_or_default();
             let ctx = Context {
@@ -335,6 +341,9 @@ pub(crate) fn resolve(
             }
         }
         values.insert(name, vars[i].value.clone());
+    }
+    for (v, broken) in vars.iter_mut().zip(broken) {
+        v.unresolved = broken;
     }
     vars
 }
