@@ -1,0 +1,6 @@
+//! Builds: turning a recipe's build into running steps that emit events. Front ends only
+//! read events and send commands (start, cancel); they hold no build logic.
+
+pub mod event;
+pub mod redact;
+pub mod runner;

@@ -1,0 +1,285 @@
+//! The step runner: Packer's multistep idea with Rust ownership. Steps run in order under one
+//! cancellation token; each may push cleanups, which are unwound in reverse on success,
+//! failure and cancel alike.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Instant;
+
+use tokio_util::sync::CancellationToken;
+
+use super::event::{Event, EventSink, Outcome, Unit};
+
+/// A boxed future, as steps and cleanups return them.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A step failed: the message says what happened, where, and what to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct StepError(pub String);
+
+/// How a step that did not fail ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepDone {
+    /// It did its job.
+    Done,
+    /// It had nothing to do, and why.
+    Skipped(String),
+}
+
+/// One step of a build.
+pub trait Step: Send {
+    /// The name shown in the step list ("Base image", "Boot", …).
+    fn name(&self) -> String;
+
+    /// Runs the step. The future may be dropped at any await point when the build is
+    /// cancelled, so anything it starts must stop on drop (e.g. `kill_on_drop` children)
+    /// or be registered as a cleanup with [`StepContext::defer`].
+    fn run<'a>(
+        &'a mut self,
+        ctx: &'a mut StepContext,
+    ) -> BoxFuture<'a, Result<StepDone, StepError>>;
+}
+
+type CleanupFn = Box<dyn FnOnce() -> BoxFuture<'static, Result<(), String>> + Send>;
+
+struct Cleanup {
+    what: String,
+    run: CleanupFn,
+}
+
+/// What a running step can use: events, the cancellation token, and the cleanup stack.
+pub struct StepContext {
+    index: usize,
+    events: EventSink,
+    cancel: CancellationToken,
+    cleanups: Vec<Cleanup>,
+}
+
+impl StepContext {
+    /// The step's position in the build.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// The event sink (lines sent through it are redacted).
+    pub fn events(&self) -> &EventSink {
+        &self.events
+    }
+
+    /// The build's cancellation token.
+    pub fn cancel(&self) -> &CancellationToken {
+        &self.cancel
+    }
+
+    /// Logs a line of kiln's own for this step.
+    pub fn log(&self, line: impl Into<String>) {
+        self.events.log(Some(self.index), line);
+    }
+
+    /// Reports progress of this step.
+    pub fn progress(&self, done: u64, total: Option<u64>, unit: Unit) {
+        self.events.send(Event::Progress {
+            index: self.index,
+            done,
+            total,
+            unit,
+        });
+    }
+
+    /// Registers a cleanup, run after the last step in reverse order of registration,
+    /// whatever the outcome. `what` says what it removes or stops ("the VM", "the temporary
+    /// disk /tmp/…") and is reported when it ran.
+    pub fn defer<F, Fut>(&mut self, what: impl Into<String>, cleanup: F)
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        self.cleanups.push(Cleanup {
+            what: what.into(),
+            run: Box::new(move || Box::pin(cleanup())),
+        });
+    }
+}
+
+/// Runs `steps` in order and unwinds their cleanups; returns how the build ended. Every
+/// step start and end, every cleanup and the end of the build are sent to `events`.
+pub async fn run(
+    build: &str,
+    steps: Vec<Box<dyn Step>>,
+    events: EventSink,
+    cancel: CancellationToken,
+) -> Outcome {
+    let started = Instant::now();
+    events.send(Event::BuildStarted {
+        build: build.to_string(),
+        steps: steps.iter().map(|s| s.name()).collect(),
+    });
+    let mut ctx = StepContext {
+        index: 0,
+        events: events.clone(),
+        cancel: cancel.clone(),
+        cleanups: Vec::new(),
+    };
+    let mut outcome = Outcome::Done;
+    for (index, mut step) in steps.into_iter().enumerate() {
+        if cancel.is_cancelled() {
+            outcome = Outcome::Cancelled;
+            break;
+        }
+        ctx.index = index;
+        events.send(Event::StepStarted {
+            index,
+            name: step.name(),
+        });
+        let step_started = Instant::now();
+        let result = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => None,
+            r = step.run(&mut ctx) => Some(r),
+        };
+        let step_outcome = match result {
+            None => Outcome::Cancelled,
+            Some(Ok(StepDone::Done)) => Outcome::Done,
+            Some(Ok(StepDone::Skipped(why))) => Outcome::Skipped(why),
+            Some(Err(StepError(message))) => Outcome::Failed(format!("{}: {message}", step.name())),
+        };
+        events.send(Event::StepFinished {
+            index,
+            outcome: step_outcome.clone(),
+            duration: step_started.elapsed(),
+        });
+        if matches!(step_outcome, Outcome::Failed(_) | Outcome::Cancelled) {
+            outcome = step_outcome;
+            break;
+        }
+    }
+    while let Some(cleanup) = ctx.cleanups.pop() {
+        match (cleanup.run)().await {
+            Ok(()) => events.send(Event::CleanedUp(cleanup.what)),
+            Err(e) => events.send(Event::Warning(format!(
+                "cleanup of {} failed: {e}",
+                cleanup.what
+            ))),
+        }
+    }
+    events.send(Event::BuildFinished {
+        outcome: outcome.clone(),
+        duration: started.elapsed(),
+    });
+    outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::build::redact::Redactor;
+
+    /// A step that records its cleanup in `journal`, then does `action`.
+    struct Scripted {
+        name: &'static str,
+        journal: Arc<Mutex<Vec<String>>>,
+        action: &'static str,
+    }
+
+    impl Step for Scripted {
+        fn name(&self) -> String {
+            self.name.to_string()
+        }
+
+        fn run<'a>(
+            &'a mut self,
+            ctx: &'a mut StepContext,
+        ) -> BoxFuture<'a, Result<StepDone, StepError>> {
+            Box::pin(async move {
+                let journal = self.journal.clone();
+                let name = self.name;
+                self.journal.lock().unwrap().push(format!("run {name}"));
+                ctx.defer(format!("{name}'s mess"), move || async move {
+                    journal.lock().unwrap().push(format!("clean {name}"));
+                    Ok(())
+                });
+                match self.action {
+                    "fail" => Err(StepError("it broke; fix it".into())),
+                    "skip" => Ok(StepDone::Skipped("cached".into())),
+                    "hang" => {
+                        ctx.cancel().cancel();
+                        tokio::time::sleep(Duration::from_secs(3600)).await;
+                        Ok(StepDone::Done)
+                    }
+                    _ => Ok(StepDone::Done),
+                }
+            })
+        }
+    }
+
+    async fn run_script(
+        actions: &[(&'static str, &'static str)],
+    ) -> (Outcome, Vec<String>, Vec<Event>) {
+        let journal = Arc::new(Mutex::new(Vec::new()));
+        let steps: Vec<Box<dyn Step>> = actions
+            .iter()
+            .map(|(name, action)| {
+                Box::new(Scripted {
+                    name,
+                    journal: journal.clone(),
+                    action,
+                }) as Box<dyn Step>
+            })
+            .collect();
+        let (sink, mut rx) = EventSink::channel(Redactor::new());
+        let outcome = run("test", steps, sink, CancellationToken::new()).await;
+        let mut events = Vec::new();
+        while let Ok(e) = rx.try_recv() {
+            events.push(e);
+        }
+        let journal = journal.lock().unwrap().clone();
+        (outcome, journal, events)
+    }
+
+    #[tokio::test]
+    async fn success_unwinds_cleanups_in_reverse() {
+        let (outcome, journal, events) =
+            run_script(&[("a", "ok"), ("b", "skip"), ("c", "ok")]).await;
+        assert_eq!(outcome, Outcome::Done);
+        assert_eq!(
+            journal,
+            ["run a", "run b", "run c", "clean c", "clean b", "clean a"]
+        );
+        assert!(events.contains(&Event::CleanedUp("a's mess".into())));
+        assert!(matches!(
+            events.last(),
+            Some(Event::BuildFinished {
+                outcome: Outcome::Done,
+                ..
+            })
+        ));
+        assert!(events.iter().any(|e| matches!(e, Event::StepFinished { index: 1, outcome: Outcome::Skipped(w), .. } if w == "cached")));
+    }
+
+    #[tokio::test]
+    async fn failure_stops_and_names_the_step() {
+        let (outcome, journal, _) = run_script(&[("a", "ok"), ("b", "fail"), ("c", "ok")]).await;
+        assert_eq!(outcome, Outcome::Failed("b: it broke; fix it".into()));
+        assert_eq!(journal, ["run a", "run b", "clean b", "clean a"]);
+    }
+
+    #[tokio::test]
+    async fn cancel_drops_the_running_step_and_still_cleans_up() {
+        let (outcome, journal, events) =
+            run_script(&[("a", "ok"), ("b", "hang"), ("c", "ok")]).await;
+        assert_eq!(outcome, Outcome::Cancelled);
+        assert_eq!(journal, ["run a", "run b", "clean b", "clean a"]);
+        assert!(events.iter().any(|e| matches!(
+            e,
+            Event::StepFinished {
+                index: 1,
+                outcome: Outcome::Cancelled,
+                ..
+            }
+        )));
+    }
+}
