@@ -115,7 +115,8 @@ fn options(args: &Args) -> LoadOptions {
 /// Text with the absolute corpus directory written as `<recipes>`.
 fn relative(text: &str) -> String {
     let dir = corpus_dir().display().to_string();
-    text.replace(&format!("{dir}/"), "").replace(&dir, "<recipes>")
+    text.replace(&format!("{dir}/"), "")
+        .replace(&dir, "<recipes>")
 }
 
 /// `valid`/`invalid` and every diagnostic, as the `.expected` file holds them.
@@ -343,7 +344,9 @@ fn check_values(recipe: &Recipe, text: &str) -> Vec<String> {
         if line.trim().is_empty() || line.starts_with('#') {
             continue;
         }
-        let (path, check) = if let Some((p, v)) = line.split_once(" = ") {
+        let (path, check) = if let Some(p) = line.strip_suffix(" =") {
+            (p, Check::Equal(String::new()))
+        } else if let Some((p, v)) = line.split_once(" = ") {
             (p, Check::Equal(v.replace("<recipes>", &dir)))
         } else if let Some((p, v)) = line.split_once(" like ") {
             (p, Check::Like(v.to_string()))
@@ -363,7 +366,9 @@ fn check_values(recipe: &Recipe, text: &str) -> Vec<String> {
         };
         let path = path.trim();
         let Some(actual) = lookup(recipe, path) else {
-            failures.push(format!("  {path}: no such value (see `lookup` for the paths)"));
+            failures.push(format!(
+                "  {path}: no such value (see `lookup` for the paths)"
+            ));
             continue;
         };
         let ok = match &check {
@@ -374,7 +379,7 @@ fn check_values(recipe: &Recipe, text: &str) -> Vec<String> {
         if !ok {
             failures.push(format!(
                 "  {path}:\n    expected {check:?}\n    actual   {:?}",
-                relative(&actual)
+                actual.replace(&dir, "<recipes>")
             ));
         }
     }
@@ -485,11 +490,16 @@ fn corpus() {
         names.len(),
         failed.join(", ")
     );
-    assert!(names.len() >= 40, "the corpus has only {} cases", names.len());
+    assert!(
+        names.len() >= 40,
+        "the corpus has only {} cases",
+        names.len()
+    );
 }
 
-/// Every `.args`, `.values` and `.json` of the corpus belongs to a case or is used by one
-/// (var-files, scripts), so that nothing is silently skipped.
+/// Every file of the corpus belongs to a case (`NAME.json`, `.expected`, `.args`, `.values`)
+/// or is a var-file one uses (`vars/`), so that nothing is silently skipped. (`scripts/`
+/// holds the scripts provisioners name.)
 #[test]
 fn no_orphan_files() {
     let names = cases();
@@ -498,7 +508,18 @@ fn no_orphan_files() {
         used.extend(read_args(&corpus_dir().join(format!("{name}.args"))).var_files);
     }
     let mut orphans = Vec::new();
-    for entry in std::fs::read_dir(corpus_dir()).expect("tests/recipes exists").flatten() {
+    for entry in std::fs::read_dir(corpus_dir().join("vars"))
+        .expect("tests/recipes/vars exists")
+        .flatten()
+    {
+        if !used.contains(&entry.path()) {
+            orphans.push(format!("vars/{}", entry.file_name().to_string_lossy()));
+        }
+    }
+    for entry in std::fs::read_dir(corpus_dir())
+        .expect("tests/recipes exists")
+        .flatten()
+    {
         let path = entry.path();
         let file = entry.file_name().to_string_lossy().into_owned();
         let stem = file.split('.').next().unwrap_or_default().to_string();
@@ -560,8 +581,7 @@ fn bundled_debian_12_validates_with_a_bucket() {
 #[test]
 fn bundled_debian_12_without_a_bucket_names_the_variable() {
     let diags = load_file(&bundled("debian-12.json"), &bundled_options(&[]))
-        .err()
-        .expect("debian-12.json needs a bucket");
+        .expect_err("debian-12.json needs a bucket");
     let errors: Vec<String> = diags.errors().map(ToString::to_string).collect();
     assert!(
         errors

@@ -197,17 +197,25 @@ pub(crate) fn kind(value: &Value) -> &'static str {
     }
 }
 
-/// Levenshtein distance, for "did you mean" suggestions.
+/// Edit distance for "did you mean" suggestions: insertions, deletions, substitutions and
+/// swaps of two adjacent characters (`sha265` is one step from `sha256`) each count one
+/// (optimal string alignment).
 pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
+    // Three rows: the one before the previous (for swaps), the previous and the current.
+    let mut before: Vec<usize> = vec![0; b.len() + 1];
     let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
+    for i in 0..a.len() {
         let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
+        for j in 0..b.len() {
+            let cost = usize::from(a[i] != b[j]);
             cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+            if i > 0 && j > 0 && a[i] == b[j - 1] && a[i - 1] == b[j] {
+                cur[j + 1] = cur[j + 1].min(before[j - 1] + 1);
+            }
         }
-        prev = cur;
+        before = std::mem::replace(&mut prev, cur);
     }
     prev[b.len()]
 }
@@ -372,7 +380,12 @@ impl<'a, 's> Fields<'a, 's> {
         if allowed.contains(&value.as_str()) {
             Some(value)
         } else {
-            let hint = match suggest(&value, allowed.iter().copied()) {
+            let close = allowed
+                .iter()
+                .find(|a| a.eq_ignore_ascii_case(&value))
+                .copied()
+                .or_else(|| suggest(&value, allowed.iter().copied()));
+            let hint = match close {
                 Some(s) => format!(" (did you mean \"{s}\"?)"),
                 None => String::new(),
             };
@@ -432,7 +445,11 @@ impl<'a, 's> Fields<'a, 's> {
         match trimmed.parse::<u64>() {
             Ok(v) => Some(v),
             Err(_) => {
-                self.error_at(m, format!("expected a whole number, got \"{text}\""));
+                let got = match &m.value.value {
+                    Value::Number(n) => n.clone(),
+                    _ => format!("\"{text}\""),
+                };
+                self.error_at(m, format!("expected a whole number (0 or more), got {got}"));
                 None
             }
         }
@@ -615,6 +632,16 @@ impl<'a, 's> Fields<'a, 's> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn swapped_letters_are_one_edit() {
+        assert_eq!(edit_distance("sha265", "sha256"), 1);
+        assert_eq!(edit_distance("sha265", "sha224"), 2);
+        assert_eq!(edit_distance("ab", "ba"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(suggest("sha265", ["sha224", "sha256"]), Some("sha256"));
+    }
 
     #[test]
     fn suggestions_find_typos_only() {

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::checksum::{Checksum, HashAlgorithm};
 use super::decode::Fields;
+use super::json::Value;
 use super::secret::Secret;
 use super::units;
 
@@ -303,25 +304,17 @@ fn check_range(
     }
 }
 
-fn checksum(f: &mut Fields<'_, '_>) -> Checksum {
+/// The base image checksum; `None` when a problem was reported (the caller then neither
+/// warns that the image is unverified nor reports the checksum as missing).
+fn checksum(f: &mut Fields<'_, '_>) -> Option<Checksum> {
     let old_type = f.string("iso_checksum_type");
     let old_url = f.string("iso_checksum_url");
     let value = f.string("iso_checksum");
-    let old_algorithm = match old_type.as_deref() {
-        None | Some("") => None,
-        Some(t) if t.eq_ignore_ascii_case("none") => return Checksum::None,
-        Some(t) => match HashAlgorithm::from_name(t) {
-            Some(a) => Some(a),
-            None => {
-                let m = f.take("iso_checksum_type").expect("just read");
-                f.error_at(
-                    m,
-                    format!("unknown checksum type \"{t}\"; use md5, sha1, sha256, sha512 or none"),
-                );
-                None
-            }
-        },
-    };
+    // A value that failed to interpolate was reported already.
+    let mut failed = ["iso_checksum_type", "iso_checksum_url", "iso_checksum"]
+        .iter()
+        .zip([old_type.is_none(), old_url.is_none(), value.is_none()])
+        .any(|(key, missing)| missing && f.has(key));
     for key in ["iso_checksum_type", "iso_checksum_url"] {
         if let Some(m) = f.take(key) {
             f.warn_at(
@@ -333,38 +326,83 @@ fn checksum(f: &mut Fields<'_, '_>) -> Checksum {
             );
         }
     }
-    match (value, old_url) {
+    let old_algorithm = match old_type.as_deref() {
+        None | Some("") => None,
+        Some(t) if t.eq_ignore_ascii_case("none") => return (!failed).then_some(Checksum::None),
+        Some(t) => match HashAlgorithm::from_name(t) {
+            Some(a) => Some(a),
+            None => {
+                let m = f.take("iso_checksum_type").expect("just read");
+                f.error_at(
+                    m,
+                    format!("unknown checksum type \"{t}\"; use md5, sha1, sha256, sha512 or none"),
+                );
+                failed = true;
+                None
+            }
+        },
+    };
+    let checksum = match (value, old_url) {
         (Some(_), Some(_)) => {
             let m = f.take("iso_checksum_url").expect("just read");
             f.error_at(
                 m,
                 "give either `iso_checksum` or `iso_checksum_url`, not both",
             );
-            Checksum::None
+            None
         }
         (Some(text), None) => {
             let parsed = match old_algorithm {
                 Some(a) if !text.contains(':') => Checksum::digest(&text, Some(a)),
                 _ => Checksum::parse(&text),
             };
-            parsed.unwrap_or_else(|why| {
-                let m = f.take("iso_checksum").expect("just read");
-                f.error_at(m, why);
-                Checksum::None
-            })
+            match parsed {
+                Ok(c) => Some(c),
+                Err(why) => {
+                    let m = f.take("iso_checksum").expect("just read");
+                    f.error_at(m, why);
+                    None
+                }
+            }
         }
-        (None, Some(url)) => Checksum::File {
+        (None, Some(url)) => Some(Checksum::File {
             url,
             algorithm: old_algorithm,
-        },
+        }),
+        (None, None) if failed => None,
         (None, None) => {
             f.error_here(
                 "`iso_checksum` is required: give \"sha256:<digest>\", \"file:<url of SHA256SUMS>\", \
                  or \"none\" to skip verification",
             );
-            Checksum::None
+            None
+        }
+    };
+    checksum.filter(|_| !failed)
+}
+
+/// `memory` in MiB. A size with a unit (`"2G"`, as `disk_size` takes) gets a message that
+/// says the number to write instead.
+fn memory_mib(f: &mut Fields<'_, '_>) -> Option<u64> {
+    let m = f.take("memory")?;
+    let with_unit = matches!(&m.value.value, Value::String(s)
+        if s.trim().ends_with(|c: char| c.is_ascii_alphabetic()) && !s.contains("{{"));
+    if with_unit {
+        let text = f.string("memory")?;
+        if let Ok(bytes) = units::parse_disk_size(&text)
+            && bytes >= 1024 * 1024
+        {
+            f.error_at(
+                m,
+                format!(
+                    "`memory` is a number of MiB without a unit: write \"{}\" for \"{text}\"",
+                    bytes / (1024 * 1024)
+                ),
+            );
+            return None;
         }
     }
+    f.uint("memory")
 }
 
 fn refuse_unsupported(f: &mut Fields<'_, '_>) {
@@ -509,6 +547,8 @@ impl QemuConfig {
                 f.error_at(m, "`iso_urls` is empty: list at least one URL");
                 Vec::new()
             }
+            // A value that failed to interpolate was reported already.
+            (None, None) if f.has("iso_url") || f.has("iso_urls") => Vec::new(),
             (None, None) => {
                 f.error_here(
                     "`iso_url` is required: the URL or path of the base image (with `disk_image`: true for a cloud qcow2)",
@@ -517,7 +557,7 @@ impl QemuConfig {
             }
         };
         let iso_checksum = checksum(f);
-        if iso_checksum == Checksum::None
+        if iso_checksum == Some(Checksum::None)
             && let Some(m) = f
                 .take("iso_checksum")
                 .or_else(|| f.take("iso_checksum_type"))
@@ -527,6 +567,7 @@ impl QemuConfig {
                 "the base image will not be verified: give its digest (\"sha256:…\") or \"file:<url of SHA256SUMS>\"",
             );
         }
+        let iso_checksum = iso_checksum.unwrap_or(Checksum::None);
         let format = match f.one_of("format", &["qcow2", "raw"]).as_deref() {
             Some("raw") => DiskFormat::Raw,
             _ => DiskFormat::Qcow2,
@@ -534,16 +575,17 @@ impl QemuConfig {
         let disk_size = match f.take("disk_size") {
             None if disk_image => None,
             None => Some(40960 * 1024 * 1024),
-            Some(m) => {
-                let text = f.string("disk_size").unwrap_or_default();
-                match units::parse_disk_size(&text) {
+            Some(m) => match f.string("disk_size") {
+                // A value that failed to interpolate was reported already.
+                None => None,
+                Some(text) => match units::parse_disk_size(&text) {
                     Ok(bytes) => Some(bytes),
                     Err(why) => {
                         f.error_at(m, why);
                         None
                     }
-                }
-            }
+                },
+            },
         };
         let use_backing_file = f.bool("use_backing_file").unwrap_or(false);
         if use_backing_file && !(disk_image && format == DiskFormat::Qcow2) {
@@ -634,7 +676,7 @@ impl QemuConfig {
             http_port_min,
             http_port_max,
         );
-        let memory = f.uint("memory").unwrap_or(512);
+        let memory = memory_mib(f).unwrap_or(512);
         let cpus = small(f, "cpus", 1);
         let config = QemuConfig {
             name: name.to_string(),

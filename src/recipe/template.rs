@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use super::decode::{Fields, Scope, kind, suggest};
+use super::decode::{Fields, Scope, edit_distance, kind, suggest};
 use super::diag::Diagnostics;
 use super::interp::{self, RunInfo};
 use super::json::{self, Member, Node, Pos, Value};
@@ -155,7 +155,25 @@ pub fn load_file(path: &Path, options: &LoadOptions) -> Result<Recipe, Diagnosti
         })
         .unwrap_or(Path::new("."));
     let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-    load_str(&display, &text, &dir, options)
+    let started = std::time::Instant::now();
+    let result = load_str(&display, &text, &dir, options);
+    let file_name = display.as_str();
+    match &result {
+        Ok(recipe) => tracing::debug!(
+            file = file_name,
+            bytes = text.len(),
+            builds = recipe.builds.len(),
+            warnings = recipe.warnings.len(),
+            elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+            "recipe loaded"
+        ),
+        Err(diags) => tracing::debug!(
+            file = file_name,
+            errors = diags.errors().count(),
+            "recipe rejected"
+        ),
+    }
+    result
 }
 
 fn read_text(path: &Path, display: &str) -> Result<String, Diagnostics> {
@@ -178,10 +196,43 @@ fn read_text(path: &Path, display: &str) -> Result<String, Diagnostics> {
     }
     let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read the file: {e}")))?;
     String::from_utf8(bytes).map_err(|e| {
-        fail(format!(
-            "the file is not UTF-8 text (invalid byte at offset {}); save it as UTF-8",
-            e.utf8_error().valid_up_to()
-        ))
+        // Name the place of the first bad byte, counted like the JSON parser counts.
+        let offset = e.utf8_error().valid_up_to();
+        let bytes = e.as_bytes();
+        let valid = std::str::from_utf8(&bytes[..offset]).unwrap_or_default();
+        let valid = valid.strip_prefix('\u{feff}').unwrap_or(valid);
+        let line_start = valid.rfind('\n').map_or(0, |i| i + 1);
+        let pos = Pos {
+            line: u32::try_from(valid.matches('\n').count() + 1).unwrap_or(u32::MAX),
+            col: u32::try_from(valid[line_start..].chars().count() + 1).unwrap_or(u32::MAX),
+        };
+        // Text has no NULs and few control characters; an image or archive has many.
+        let head = &bytes[..bytes.len().min(512)];
+        let controls = head
+            .iter()
+            .filter(|&&b| b < 0x20 && !matches!(b, b'\n' | b'\r' | b'\t'))
+            .count();
+        let mut d = Diagnostics::new();
+        if head.contains(&0) || controls * 10 > head.len() {
+            d.error(
+                display,
+                None,
+                "",
+                "this is a binary file, not a JSON recipe: check the path",
+            );
+        } else {
+            d.error(
+                display,
+                Some(pos),
+                "",
+                format!(
+                    "the file is not UTF-8 text: byte 0x{:02X} (offset {offset}) is not valid \
+                     UTF-8; save the file as UTF-8",
+                    bytes[offset]
+                ),
+            );
+        }
+        d
     })
 }
 
@@ -597,12 +648,22 @@ fn declared_variables(file: &str, top: &[Member], diags: &mut Diagnostics) -> Ve
                 Some(String::new())
             }
         };
-        if item.key.is_empty() || item.key.contains(char::is_whitespace) {
+        if item.key.is_empty() {
             diags.error(
                 file,
                 Some(item.key_pos),
                 "variables",
-                format!("`{}` is not a usable variable name", item.key),
+                "a variable needs a name: this key is empty",
+            );
+        } else if item.key.contains(char::is_whitespace) {
+            diags.error(
+                file,
+                Some(item.key_pos),
+                &format!("variables.{}", item.key),
+                format!(
+                    "`{}` is not a usable variable name: it contains white space",
+                    item.key
+                ),
             );
         }
         out.push(Declared {
@@ -795,6 +856,25 @@ fn builder_name(file: &str, node: &Node, index: usize, diags: &mut Diagnostics) 
     }
 }
 
+/// The message for a builder name in `only`, `except` or `override` that names no builder.
+fn no_such_builder(name: &str, builders: &[&str]) -> String {
+    // Only a single closest name is suggested: `debian-11` is as close to `debian-12` as to
+    // `debian-13`, and naming one of them would mislead.
+    let best = suggest(name, builders.iter().copied());
+    let ties = builders
+        .iter()
+        .filter(|b| best.is_some_and(|s| edit_distance(name, b) == edit_distance(name, s)))
+        .count();
+    let hint = match best {
+        Some(s) if ties == 1 => format!(" (did you mean `{s}`?)"),
+        _ => String::new(),
+    };
+    format!(
+        "no builder is named `{name}`{hint}; builders: {}",
+        builders.join(", ")
+    )
+}
+
 /// Reads `only`/`except` of an entry and says whether it applies to `build`.
 fn applies(
     scope: &Scope<'_>,
@@ -827,10 +907,7 @@ fn applies(
                             scope.file,
                             Some(item.pos),
                             &format!("{}[{i}]", join(path, key)),
-                            format!(
-                                "no builder is named `{s}` (builders: {})",
-                                builders.join(", ")
-                            ),
+                            no_such_builder(s, builders),
                         );
                     }
                     names.push(s.clone());
@@ -907,11 +984,7 @@ fn decode_provisioner(
                             scope.file,
                             Some(b.key_pos),
                             &format!("{path}.override.{}", b.key),
-                            format!(
-                                "no builder is named `{}` (builders: {})",
-                                b.key,
-                                builders.join(", ")
-                            ),
+                            no_such_builder(&b.key, builders),
                         );
                     }
                     if b.key != build {
@@ -1034,12 +1107,16 @@ fn decode_chain(
         match &node.value {
             Value::String(ty) => {
                 if !POST_PROCESSOR_TYPES.contains(&ty.as_str()) {
+                    let hint = match suggest(ty, POST_PROCESSOR_TYPES.iter().copied()) {
+                        Some(s) => format!(" (did you mean `{s}`?)"),
+                        None => String::new(),
+                    };
                     diags.error(
                         scope.file,
                         Some(node.pos),
                         &path,
                         format!(
-                            "post-processor type `{ty}` is not supported; kiln supports: {}",
+                            "post-processor type `{ty}` is not supported{hint}; kiln supports: {}",
                             POST_PROCESSOR_TYPES.join(", ")
                         ),
                     );
