@@ -130,7 +130,7 @@ impl Checksum {
             Some(a) => a,
             None => HashAlgorithm::from_hex_len(hex.len()).ok_or_else(|| {
                 format!(
-                    "cannot tell the algorithm of a {}-digit digest: prefix it with md5:, sha1:, sha256: or sha512:",
+                    "a {}-digit digest matches no algorithm: md5, sha1, sha256 and sha512 digests have 32, 40, 64 and 128 hex digits; check that it was copied whole",
                     hex.len()
                 )
             })?,
@@ -214,7 +214,11 @@ mod tests {
                 .unwrap_err()
                 .contains("unknown checksum type")
         );
-        assert!(Checksum::parse("abc").unwrap_err().contains("prefix it"));
+        assert!(
+            Checksum::parse("abc")
+                .unwrap_err()
+                .contains("32, 40, 64 and 128 hex digits")
+        );
         assert!(
             Checksum::parse("zz")
                 .unwrap_err()

@@ -256,6 +256,9 @@ pub(crate) struct Fields<'a, 's> {
     members: Vec<&'a Member>,
     used: Vec<bool>,
     known: Vec<&'static str>,
+    /// Options whose value could not be read (already reported): later errors about them
+    /// ("`x` is required") would only repeat that, so they are dropped.
+    failed: Vec<String>,
 }
 
 impl<'a, 's> Fields<'a, 's> {
@@ -279,6 +282,7 @@ impl<'a, 's> Fields<'a, 's> {
             members,
             used,
             known: Vec::new(),
+            failed: Vec::new(),
         }
     }
 
@@ -315,7 +319,12 @@ impl<'a, 's> Fields<'a, 's> {
     }
 
     /// Reports an error at option `key`.
+    ///
+    /// Dropped when the option's value already failed to render (the first error says why).
     pub fn error_at(&mut self, member: &Member, message: impl Into<String>) {
+        if self.failed.contains(&member.key) {
+            return;
+        }
         let path = self.key_path(&member.key);
         self.diags
             .error(self.scope.file, Some(member.value.pos), &path, message);
@@ -329,12 +338,42 @@ impl<'a, 's> Fields<'a, 's> {
     }
 
     /// Reports an error about the object as a whole.
+    ///
+    /// Dropped when it names (in backticks) an option whose value already failed to render.
     pub fn error_here(&mut self, message: impl Into<String>) {
+        let message = message.into();
+        if self
+            .failed
+            .iter()
+            .any(|k| message.contains(&format!("`{k}`")))
+        {
+            return;
+        }
         self.diags
             .error(self.scope.file, Some(self.pos), &self.path, message);
     }
 
-    fn render_node(
+    /// Renders one scalar node (numbers and booleans as written); anything else, or a
+    /// failed interpolation, is reported and remembered (see [`Fields::error_at`]).
+    pub fn render_node(
+        &mut self,
+        path: &str,
+        node: &Node,
+        fields: &[(&str, Option<String>)],
+    ) -> Option<String> {
+        let rendered = self.render_scalar(path, node, fields);
+        if rendered.is_none() {
+            let rest = path
+                .strip_prefix(self.path.as_str())
+                .map(|r| r.trim_start_matches('.'))
+                .unwrap_or(path);
+            let key = rest.split(['[', '.']).next().unwrap_or(rest);
+            self.failed.push(key.to_string());
+        }
+        rendered
+    }
+
+    fn render_scalar(
         &mut self,
         path: &str,
         node: &Node,

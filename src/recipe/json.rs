@@ -485,6 +485,17 @@ impl<'a> Parser<'a> {
                     i = self.escape(i, open, s)?;
                     seg = i;
                 }
+                Some(&b)
+                    if b == b'\n' || (b == b'\r' && src.as_bytes().get(i + 1) == Some(&b'\n')) =>
+                {
+                    return Err(self.error(
+                        i,
+                        format!(
+                            "unterminated string (started at {}:{}): close it with `\"` before the end of the line, or write the line break as \\n",
+                            open.line, open.col
+                        ),
+                    ));
+                }
                 Some(&b) => {
                     let escape = match b {
                         0x08 => "\\b".to_owned(),
@@ -1116,7 +1127,7 @@ mod tests {
             "{\"a\": \"line\nnext\"}",
             1,
             12,
-            "control character U+000A inside a string: escape it as \\n",
+            "unterminated string (started at 1:7): close it with `\"` before the end of the line, or write the line break as \\n",
         );
         fails(
             "\"a\tb\"",

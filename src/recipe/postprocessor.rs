@@ -516,7 +516,11 @@ fn decode_compress(f: &mut Fields<'_, '_>) -> Option<CompressConfig> {
                     path,
                     format!(
                         "unknown archive format \"{value}\"; use one of: {}",
-                        known_extensions().replace('.', "")
+                        CompressFormat::EXTENSIONS
+                            .iter()
+                            .map(|(ext, _)| *ext)
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 );
             }

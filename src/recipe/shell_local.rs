@@ -205,20 +205,7 @@ pub(crate) struct Item {
 
 /// Renders one scalar node as text (numbers and booleans as written), reporting anything else.
 fn render_text(f: &mut Fields<'_, '_>, path: &str, node: &Node) -> Option<String> {
-    match &node.value {
-        Value::String(s) => f.scope().render(f.diags, path, node.pos, s, &[]),
-        Value::Number(n) => Some(n.clone()),
-        Value::Bool(b) => Some(b.to_string()),
-        other => {
-            report(
-                f,
-                node.pos,
-                path,
-                format!("expected a string, got {}", decode::kind(other)),
-            );
-            None
-        }
-    }
+    f.render_node(path, node, &[])
 }
 
 /// A list of strings, like [`Fields::string_list`], keeping each element's position so that
