@@ -6,5 +6,7 @@
 
 pub mod build;
 pub mod cli;
+pub mod cloudinit;
+pub mod qemu;
 pub mod recipe;
 pub mod recipes;

@@ -10,7 +10,9 @@ log() { printf '\n== %s\n' "$*"; }
 
 # --- system packages -------------------------------------------------------------------------
 # Debian packages the tests use; only missing ones are installed.
-APT_PACKAGES=()
+APT_PACKAGES=(
+  genisoimage xorriso mtools dosfstools util-linux mount cloud-image-utils  # seed images (tests/seed.rs)
+)
 
 as_root() {
   if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
@@ -35,6 +37,9 @@ fi
 rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy
 
 # --- checks -----------------------------------------------------------------------------------
+# Tests that check files with external tools fail (instead of skipping) when a tool is missing.
+export KILN_REQUIRE_TOOLS=1
+
 start=$(date +%s)
 log "cargo fmt --check"
 cargo fmt --all -- --check

@@ -2,6 +2,7 @@
 
 pub mod args;
 pub mod inspect;
+pub mod seed;
 pub mod validate;
 
 use std::path::PathBuf;
@@ -24,6 +25,8 @@ pub enum Command {
     Validate(validate::ValidateArgs),
     /// Show a recipe's variables, builder, provisioners and post-processor chains.
     Inspect(inspect::InspectArgs),
+    /// Write a cloud-init NoCloud seed image (ISO 9660 or vfat), like cloud-localds.
+    Seed(seed::SeedArgs),
 }
 
 /// Options shared by every subcommand that reads a recipe.
