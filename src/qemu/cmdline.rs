@@ -1,0 +1,516 @@
+//! The qemu command line: Packer's defaults, then `qemuargs` with Packer's override rules,
+//! then kiln's own plumbing (QMP socket, serial console).
+//!
+//! Override rules (as Packer's qemu builder applies them): each `qemuargs` row is a switch
+//! and its value (the row's other elements joined without a separator); a switch given in
+//! `qemuargs` replaces *all* of kiln's default values for that switch — so one `-drive`
+//! entry replaces every default drive, one `-device` every default device (the NIC is
+//! added back when no `-device` mentions `net_device`). Unlike Packer, the order is
+//! deterministic: default switches first in a fixed order, then new switches in the order
+//! the recipe gives them.
+
+use std::path::{Path, PathBuf};
+
+use crate::recipe::interp::{self, Context, RunInfo};
+use crate::recipe::qemu::{DiskFormat, QemuConfig};
+
+/// The accelerator actually used for one start of the VM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accel {
+    /// Hardware virtualisation.
+    Kvm,
+    /// Software emulation.
+    Tcg,
+}
+
+impl Accel {
+    /// The name qemu uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        }
+    }
+}
+
+/// Facts known only when the VM starts.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    /// The accelerator for this start.
+    pub accel: Accel,
+    /// The disk image the build writes (`output_directory/vm_name`).
+    pub disk: PathBuf,
+    /// The installer ISO, when the base is not a disk image.
+    pub iso: Option<PathBuf>,
+    /// CD images to attach (kiln's cloud-init seed, `cd_files`).
+    pub cdroms: Vec<PathBuf>,
+    /// The host port forwarded to the guest's SSH port (None without a communicator).
+    pub ssh_host_port: Option<u16>,
+    /// The VNC display number (port − 5900), None when VNC is disabled.
+    pub vnc_display: Option<u16>,
+    /// kiln's QMP socket.
+    pub qmp_socket: PathBuf,
+    /// kiln's serial-console socket (qemu connects to it).
+    pub serial_socket: PathBuf,
+    /// The built-in HTTP server's address as the guest sees it and its port.
+    pub http: Option<(String, u16)>,
+    /// The output directory (`{{ .OutputDir }}`).
+    pub output_dir: PathBuf,
+}
+
+/// A `qemuargs` value could not be rendered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("qemuargs[{row}][{col}]: {message}")]
+pub struct ArgsError {
+    /// Row of `qemuargs`.
+    pub row: usize,
+    /// Element of that row.
+    pub col: usize,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// The switches kiln sets by default, in the order they appear on the command line.
+const DEFAULT_ORDER: &[&str] = &[
+    "-name", "-machine", "-cpu", "-m", "-smp", "-boot", "-netdev", "-device", "-drive", "-vnc",
+    "-display", "-bios",
+];
+
+fn drive_args(config: &QemuConfig, launch: &Launch, devices: &mut Vec<String>) -> Vec<String> {
+    let mut drives = Vec::new();
+    let format = match config.format {
+        DiskFormat::Qcow2 => "qcow2",
+        DiskFormat::Raw => "raw",
+    };
+    let mut tail = format!(
+        "cache={},discard={},format={format}",
+        config.disk_cache, config.disk_discard
+    );
+    if config.disk_detect_zeroes != "off" {
+        tail.push_str(&format!(",detect-zeroes={}", config.disk_detect_zeroes));
+    }
+    let disk = launch.disk.display();
+    if config.disk_interface == "virtio-scsi" {
+        devices.push("virtio-scsi-pci,id=scsi0".into());
+        devices.push("scsi-hd,bus=scsi0.0,drive=drive0".into());
+        drives.push(format!("if=none,file={disk},id=drive0,{tail}"));
+    } else {
+        drives.push(format!("file={disk},if={},{tail}", config.disk_interface));
+    }
+    let cds = launch.iso.iter().chain(launch.cdroms.iter());
+    for (i, cd) in cds.enumerate() {
+        drives.push(format!(
+            "file={},media=cdrom,readonly=on,index={}",
+            cd.display(),
+            i + 2
+        ));
+    }
+    drives
+}
+
+/// kiln's default value(s) for each switch, before `qemuargs`.
+fn defaults(config: &QemuConfig, launch: &Launch) -> Vec<(&'static str, Vec<String>)> {
+    let mut out: Vec<(&'static str, Vec<String>)> = Vec::new();
+    out.push(("-name", vec![config.vm_name.clone()]));
+    out.push((
+        "-machine",
+        vec![format!(
+            "type={},accel={}",
+            config.machine_type,
+            launch.accel.name()
+        )],
+    ));
+    let cpu = match (&config.cpu_model, launch.accel) {
+        (Some(model), _) => model.clone(),
+        (None, Accel::Kvm) => "host".into(),
+        // A TCG-friendly model with the instructions Debian's userland expects.
+        (None, Accel::Tcg) => "max".into(),
+    };
+    out.push(("-cpu", vec![cpu]));
+    out.push(("-m", vec![format!("{}M", config.memory)]));
+    if config.cpus > 1 || config.sockets > 0 || config.cores > 0 || config.threads > 0 {
+        let mut smp = format!("cpus={}", config.cpus);
+        for (name, value) in [
+            ("sockets", config.sockets),
+            ("cores", config.cores),
+            ("threads", config.threads),
+        ] {
+            if value > 0 {
+                smp.push_str(&format!(",{name}={value}"));
+            }
+        }
+        out.push(("-smp", vec![smp]));
+    }
+    out.push((
+        "-boot",
+        vec![if config.disk_image {
+            "c".into()
+        } else {
+            "once=d".into()
+        }],
+    ));
+    let netdev = match launch.ssh_host_port {
+        Some(port) => format!(
+            "user,id=user.0,hostfwd=tcp:127.0.0.1:{port}-:{}",
+            config.ssh.port
+        ),
+        None => "user,id=user.0".into(),
+    };
+    out.push(("-netdev", vec![netdev]));
+    let mut devices = Vec::new();
+    let drives = drive_args(config, launch, &mut devices);
+    devices.push(format!("{},netdev=user.0", config.net_device));
+    out.push(("-device", devices));
+    out.push(("-drive", drives));
+    if let Some(display) = launch.vnc_display {
+        out.push((
+            "-vnc",
+            vec![format!("{}:{display}", config.vnc_bind_address)],
+        ));
+    }
+    if !config.headless {
+        if let Some(display) = &config.display {
+            out.push(("-display", vec![display.clone()]));
+        } else if !config.use_default_display {
+            out.push(("-display", vec!["gtk".into()]));
+        }
+    } else if launch.vnc_display.is_none() {
+        out.push(("-display", vec!["none".into()]));
+    }
+    if let Some(firmware) = &config.firmware {
+        out.push(("-bios", vec![firmware.clone()]));
+    }
+    debug_assert!(out.iter().all(|(k, _)| DEFAULT_ORDER.contains(k)));
+    out
+}
+
+/// Renders `qemuargs` with the launch's context fields.
+fn render_qemuargs(config: &QemuConfig, launch: &Launch) -> Result<Vec<Vec<String>>, ArgsError> {
+    let fields: Vec<(&str, Option<String>)> = vec![
+        (
+            "HTTPIP",
+            Some(
+                launch
+                    .http
+                    .as_ref()
+                    .map(|(ip, _)| ip.clone())
+                    .unwrap_or_default(),
+            ),
+        ),
+        (
+            "HTTPPort",
+            Some(
+                launch
+                    .http
+                    .as_ref()
+                    .map(|(_, p)| p.to_string())
+                    .unwrap_or_else(|| "0".into()),
+            ),
+        ),
+        (
+            "HTTPDir",
+            Some(config.http_directory.clone().unwrap_or_default()),
+        ),
+        ("OutputDir", Some(launch.output_dir.display().to_string())),
+        ("Name", Some(config.vm_name.clone())),
+        (
+            "SSHHostPort",
+            Some(launch.ssh_host_port.unwrap_or(0).to_string()),
+        ),
+    ];
+    let vars = Default::default();
+    let run = RunInfo {
+        started: chrono::Utc::now(),
+        pwd: String::new(),
+        template_dir: String::new(),
+    };
+    let ctx = Context {
+        vars: &vars,
+        allow_env: false,
+        env: &|_| None,
+        run: &run,
+        build_name: None,
+        build_type: None,
+        fields: &fields,
+    };
+    let mut out = Vec::with_capacity(config.qemuargs.len());
+    for (row, args) in config.qemuargs.iter().enumerate() {
+        let mut rendered = Vec::with_capacity(args.len());
+        for (col, arg) in args.iter().enumerate() {
+            let value = if arg.contains("{{") {
+                interp::render(arg, &ctx).map_err(|e| ArgsError {
+                    row,
+                    col,
+                    message: e.to_string(),
+                })?
+            } else {
+                arg.clone()
+            };
+            rendered.push(value);
+        }
+        out.push(rendered);
+    }
+    Ok(out)
+}
+
+/// The full argument list (without the binary) for one start of the VM.
+pub fn build_args(config: &QemuConfig, launch: &Launch) -> Result<Vec<String>, ArgsError> {
+    let mut switches: Vec<(String, Vec<String>)> = defaults(config, launch)
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    let user = render_qemuargs(config, launch)?;
+    let mut overridden: Vec<String> = Vec::new();
+    for row in user.iter().filter(|r| !r.is_empty()) {
+        let key = row[0].clone();
+        let value = row[1..].concat();
+        if !overridden.contains(&key) {
+            overridden.push(key.clone());
+            match switches.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, values)) => values.clear(),
+                None => switches.push((key.clone(), Vec::new())),
+            }
+        }
+        if !value.is_empty()
+            && let Some((_, values)) = switches.iter_mut().find(|(k, _)| *k == key)
+        {
+            values.push(value);
+        }
+    }
+    // Packer #6804: a user's -device list without the NIC gets it back.
+    if overridden.iter().any(|k| k == "-device")
+        && let Some((_, devices)) = switches.iter_mut().find(|(k, _)| k == "-device")
+        && !devices.iter().any(|d| d.contains(&config.net_device))
+    {
+        devices.push(format!("{},netdev=user.0", config.net_device));
+    }
+    let mut args = Vec::new();
+    for (key, values) in &switches {
+        if values.is_empty() {
+            args.push(key.clone());
+        }
+        for value in values {
+            args.push(key.clone());
+            args.push(value.clone());
+        }
+    }
+    // kiln's own plumbing, never overridden: QMP for status and shutdown, the serial console
+    // on a socket kiln listens on (unless the recipe routes the serial port itself).
+    args.push("-qmp".into());
+    args.push(format!(
+        "unix:{},server=on,wait=off",
+        launch.qmp_socket.display()
+    ));
+    if !overridden
+        .iter()
+        .any(|k| k == "-serial" || k == "-nographic")
+    {
+        args.push("-chardev".into());
+        args.push(format!(
+            "socket,id=kiln-serial,path={}",
+            launch.serial_socket.display()
+        ));
+        args.push("-serial".into());
+        args.push("chardev:kiln-serial".into());
+    }
+    Ok(args)
+}
+
+/// Whether the recipe's `qemuargs` replace kiln's drives (the seed article's way: it
+/// attaches its own disk and `seed.img`), in which case kiln cannot inject its own seed.
+pub fn user_supplies_drives(config: &QemuConfig) -> bool {
+    config
+        .qemuargs
+        .iter()
+        .any(|row| row.first().is_some_and(|k| k == "-drive"))
+}
+
+/// A shell-quoted rendering of a command line, for logs.
+pub fn display_command(binary: &Path, args: &[String]) -> String {
+    let quote = |s: &str| {
+        if !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_=.,:/@+%".contains(c))
+        {
+            s.to_string()
+        } else {
+            format!("'{}'", s.replace('\'', "'\\''"))
+        }
+    };
+    std::iter::once(binary.display().to_string())
+        .chain(args.iter().map(|a| quote(a)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::recipe::template::{LoadOptions, load_str};
+
+    fn config(builder_extra: &str) -> QemuConfig {
+        let text = format!(
+            r#"{{"builders": [{{"type": "qemu", "disk_image": true, "iso_url": "base.qcow2",
+                "iso_checksum": "none", "ssh_username": "debian", "vm_name": "img.qcow2",
+                "output_directory": "out", "headless": true {builder_extra}}}]}}"#
+        );
+        let recipe = load_str("t.json", &text, Path::new("/tmp"), &LoadOptions::default())
+            .unwrap_or_else(|d| panic!("{d}"));
+        recipe.builds[0].builder.clone()
+    }
+
+    fn launch(accel: Accel) -> Launch {
+        Launch {
+            accel,
+            disk: "out/img.qcow2".into(),
+            iso: None,
+            cdroms: vec!["/run/kiln/seed.iso".into()],
+            ssh_host_port: Some(2345),
+            vnc_display: Some(7),
+            qmp_socket: "/run/kiln/qmp.sock".into(),
+            serial_socket: "/run/kiln/serial.sock".into(),
+            http: Some(("10.0.2.2".into(), 8123)),
+            output_dir: "out".into(),
+        }
+    }
+
+    fn values<'a>(args: &'a [String], switch: &str) -> Vec<&'a str> {
+        args.windows(2)
+            .filter(|w| w[0] == switch)
+            .map(|w| w[1].as_str())
+            .collect()
+    }
+
+    #[test]
+    fn defaults_follow_packer_with_kiln_plumbing() {
+        let args = build_args(&config(""), &launch(Accel::Tcg)).unwrap();
+        assert_eq!(values(&args, "-machine"), ["type=pc,accel=tcg"]);
+        assert_eq!(values(&args, "-cpu"), ["max"]);
+        assert_eq!(values(&args, "-m"), ["512M"]);
+        assert_eq!(values(&args, "-boot"), ["c"]);
+        assert_eq!(
+            values(&args, "-netdev"),
+            ["user,id=user.0,hostfwd=tcp:127.0.0.1:2345-:22"]
+        );
+        assert_eq!(values(&args, "-device"), ["virtio-net,netdev=user.0"]);
+        assert_eq!(
+            values(&args, "-drive"),
+            [
+                "file=out/img.qcow2,if=virtio,cache=writeback,discard=ignore,format=qcow2",
+                "file=/run/kiln/seed.iso,media=cdrom,readonly=on,index=2"
+            ]
+        );
+        assert_eq!(values(&args, "-vnc"), ["127.0.0.1:7"]);
+        assert_eq!(
+            values(&args, "-qmp"),
+            ["unix:/run/kiln/qmp.sock,server=on,wait=off"]
+        );
+        assert_eq!(values(&args, "-serial"), ["chardev:kiln-serial"]);
+        assert!(
+            !args.contains(&"-display".to_string()),
+            "VNC is the display"
+        );
+        assert!(!args.contains(&"-smp".to_string()), "one CPU needs no -smp");
+    }
+
+    #[test]
+    fn kvm_uses_the_host_cpu_and_smp_when_asked() {
+        let args = build_args(
+            &config(r#", "cpus": 2, "memory": 2048"#),
+            &launch(Accel::Kvm),
+        )
+        .unwrap();
+        assert_eq!(values(&args, "-machine"), ["type=pc,accel=kvm"]);
+        assert_eq!(values(&args, "-cpu"), ["host"]);
+        assert_eq!(values(&args, "-smp"), ["cpus=2"]);
+        assert_eq!(values(&args, "-m"), ["2048M"]);
+    }
+
+    #[test]
+    fn seed_article_qemuargs_replace_switches_and_all_drives() {
+        let c = config(
+            r#", "qemuargs": [
+                ["-cpu", "qemu64,rdrand=on"],
+                ["-drive", "file=output-qemu/debian-buster.qcow2,format=qcow2,if=virtio"],
+                ["-drive", "file=seed.img,format=raw,if=virtio"]
+            ]"#,
+        );
+        assert!(user_supplies_drives(&c));
+        let args = build_args(&c, &launch(Accel::Tcg)).unwrap();
+        assert_eq!(values(&args, "-cpu"), ["qemu64,rdrand=on"]);
+        assert_eq!(
+            values(&args, "-drive"),
+            [
+                "file=output-qemu/debian-buster.qcow2,format=qcow2,if=virtio",
+                "file=seed.img,format=raw,if=virtio"
+            ]
+        );
+        assert_eq!(
+            values(&args, "-device"),
+            ["virtio-net,netdev=user.0"],
+            "devices untouched"
+        );
+        assert_eq!(args.iter().filter(|a| *a == "-cpu").count(), 1);
+    }
+
+    #[test]
+    fn device_override_keeps_the_nic_and_fields_are_rendered() {
+        let c = config(
+            r#", "qemuargs": [
+                ["-device", "virtio-rng-pci"],
+                ["-netdev", "user,id=user.0,hostfwd=tcp::", "{{ .SSHHostPort }}", "-:22"],
+                ["-smbios", "type=1,serial=ds=nocloud;s=http://{{ .HTTPIP }}:{{ .HTTPPort }}/"],
+                ["-nographic"]
+            ]"#,
+        );
+        let args = build_args(&c, &launch(Accel::Tcg)).unwrap();
+        assert_eq!(
+            values(&args, "-device"),
+            ["virtio-rng-pci", "virtio-net,netdev=user.0"]
+        );
+        assert_eq!(
+            values(&args, "-netdev"),
+            ["user,id=user.0,hostfwd=tcp::2345-:22"]
+        );
+        assert_eq!(
+            values(&args, "-smbios"),
+            ["type=1,serial=ds=nocloud;s=http://10.0.2.2:8123/"]
+        );
+        assert!(args.contains(&"-nographic".to_string()));
+        assert!(
+            !args.contains(&"-serial".to_string()),
+            "-nographic owns the serial port"
+        );
+    }
+
+    #[test]
+    fn virtio_scsi_and_detect_zeroes() {
+        let c = config(
+            r#", "disk_interface": "virtio-scsi", "disk_detect_zeroes": "unmap", "disk_discard": "unmap""#,
+        );
+        let args = build_args(&c, &launch(Accel::Tcg)).unwrap();
+        assert_eq!(
+            values(&args, "-device"),
+            [
+                "virtio-scsi-pci,id=scsi0",
+                "scsi-hd,bus=scsi0.0,drive=drive0",
+                "virtio-net,netdev=user.0"
+            ]
+        );
+        assert_eq!(
+            values(&args, "-drive")[0],
+            "if=none,file=out/img.qcow2,id=drive0,cache=writeback,discard=unmap,format=qcow2,detect-zeroes=unmap"
+        );
+    }
+
+    #[test]
+    fn display_quotes_what_needs_it() {
+        let shown = display_command(
+            Path::new("/usr/bin/qemu-system-x86_64"),
+            &["-name".into(), "my vm".into(), "-m".into(), "1024M".into()],
+        );
+        assert_eq!(shown, "/usr/bin/qemu-system-x86_64 -name 'my vm' -m 1024M");
+    }
+}

@@ -1,0 +1,8 @@
+//! qemu: the command line, the accelerator probe, process supervision, QMP and the serial
+//! console.
+
+pub mod accel;
+pub mod cmdline;
+pub mod qmp;
+pub mod serial;
+pub mod vm;
