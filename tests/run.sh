@@ -29,6 +29,15 @@ if [ ${#missing[@]} -gt 0 ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# qemu: Debian 12's qemu-system-x86 (7.2) conflicts with a newer qemu-utils when one is
+# preinstalled; this line resolves it by taking bookworm's qemu-utils too.
+if ! command -v qemu-system-x86_64 >/dev/null; then
+  log "installing qemu-system-x86"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    --allow-downgrades qemu-system-x86 qemu-utils/bookworm qemu-block-extra/bookworm
+fi
+
 # --- Rust toolchain ---------------------------------------------------------------------------
 if ! command -v cargo >/dev/null; then
   echo "tests/run.sh: cargo not found; install Rust 1.95 with rustup (https://rustup.rs) first" >&2
