@@ -219,3 +219,36 @@ fn no_arguments_shows_the_default_recipe() {
     assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
     assert!(text(&out.stdout).contains("Debian 12 cloud image"));
 }
+
+#[test]
+fn doctor_finds_the_tools_and_says_how_to_fix_a_missing_one() {
+    let out = kiln(&["doctor"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("ok   qemu-system-x86_64: QEMU emulator version"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("ok   qemu-img: qemu-img version"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("KVM: "), "{stdout}");
+
+    let empty_path = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .arg("doctor")
+        .env("PATH", empty_path.path())
+        .output()
+        .expect("kiln runs");
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("FAIL qemu-img: not found on PATH"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("fix: apt-get install -y --allow-downgrades qemu-system-x86"),
+        "{stdout}"
+    );
+}

@@ -1,6 +1,7 @@
 //! The command line: `kiln validate`, `kiln inspect`, … Each subcommand lives in its own file.
 
 pub mod args;
+pub mod doctor;
 pub mod inspect;
 pub mod seed;
 pub mod validate;
@@ -25,6 +26,9 @@ pub enum Command {
     Validate(validate::ValidateArgs),
     /// Show a recipe's variables, builder, provisioners and post-processor chains.
     Inspect(inspect::InspectArgs),
+    /// Check this machine: qemu, qemu-img, KVM, free space — with the command that fixes
+    /// each problem.
+    Doctor(doctor::DoctorArgs),
     /// Write a cloud-init NoCloud seed image (ISO 9660 or vfat), like cloud-localds.
     Seed(seed::SeedArgs),
 }
