@@ -89,13 +89,19 @@ impl SerialConsole {
                     pending.extend_from_slice(&buf[..n]);
                     while let Some(end) = pending.iter().position(|b| *b == b'\n') {
                         let raw: Vec<u8> = pending.drain(..=end).collect();
-                        let logged = emit(&events, &task_tail, &raw);
+                        let (logged, line) = prepare(&events, &raw);
+                        // tokio's File buffers: flush so the line is on disk before the
+                        // event announces it.
                         let _ = log.write_all(logged.as_bytes()).await;
+                        let _ = log.flush().await;
+                        publish(&events, &task_tail, line);
                     }
                 }
                 if !pending.is_empty() {
-                    let logged = emit(&events, &task_tail, &pending);
+                    let (logged, line) = prepare(&events, &pending);
                     let _ = log.write_all(logged.as_bytes()).await;
+                    let _ = log.flush().await;
+                    publish(&events, &task_tail, line);
                 }
                 let _ = log.flush().await;
             }
@@ -111,11 +117,18 @@ impl SerialConsole {
     }
 }
 
-/// Sends one console line; returns what goes into `serial.log` (the line as the guest wrote
-/// it, terminal escapes included, but with secrets masked).
-fn emit(events: &EventSink, tail: &Mutex<VecDeque<String>>, raw: &[u8]) -> String {
+/// What one console line becomes: the text for `serial.log` (as the guest wrote it,
+/// terminal escapes included, secrets masked) and the line for events (escapes removed).
+/// The log is written before the event is sent, so whoever sees the event finds the line
+/// in the log.
+fn prepare(events: &EventSink, raw: &[u8]) -> (String, String) {
     let logged = events.redactor().redact(&String::from_utf8_lossy(raw));
     let line = strip_terminal_escapes(logged.trim_end_matches(['\n', '\r']));
+    (logged, line)
+}
+
+/// Keeps `line` in the tail and sends it as a console event.
+fn publish(events: &EventSink, tail: &Mutex<VecDeque<String>>, line: String) {
     if let Ok(mut t) = tail.lock() {
         if t.len() == TAIL_LINES {
             t.pop_front();
@@ -123,7 +136,6 @@ fn emit(events: &EventSink, tail: &Mutex<VecDeque<String>>, raw: &[u8]) -> Strin
         t.push_back(line.clone());
     }
     events.send(Event::Console(line));
-    logged
 }
 
 #[cfg(test)]
