@@ -7,6 +7,8 @@
 pub mod build;
 pub mod cli;
 pub mod cloudinit;
+pub mod image;
 pub mod qemu;
 pub mod recipe;
 pub mod recipes;
+pub mod ssh;
