@@ -12,6 +12,7 @@ log() { printf '\n== %s\n' "$*"; }
 # Debian packages the tests use; only missing ones are installed.
 APT_PACKAGES=(
   genisoimage xorriso mtools dosfstools util-linux mount cloud-image-utils  # seed images (tests/seed.rs)
+  openssh-server procps                                                      # a real sshd (tests/ssh.rs)
 )
 
 as_root() {
@@ -31,7 +32,7 @@ fi
 
 # qemu: Debian 12's qemu-system-x86 (7.2) conflicts with a newer qemu-utils when one is
 # preinstalled; this line resolves it by taking bookworm's qemu-utils too.
-if ! command -v qemu-system-x86_64 >/dev/null; then
+if ! command -v qemu-system-x86_64 >/dev/null || ! command -v qemu-img >/dev/null; then
   log "installing qemu-system-x86"
   as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
