@@ -42,7 +42,10 @@ pub struct Launch {
     pub disk: PathBuf,
     /// The installer ISO, when the base is not a disk image.
     pub iso: Option<PathBuf>,
-    /// CD images to attach (kiln's cloud-init seed, `cd_files`).
+    /// kiln's cloud-init seed, attached as a read-only virtio disk (Debian's cloud kernel
+    /// has virtio but no IDE CD-ROM driver).
+    pub seed: Option<PathBuf>,
+    /// CD images to attach (`cd_files`/`cd_content`).
     pub cdroms: Vec<PathBuf>,
     /// The host port forwarded to the guest's SSH port (None without a communicator).
     pub ssh_host_port: Option<u16>,
@@ -96,6 +99,12 @@ fn drive_args(config: &QemuConfig, launch: &Launch, devices: &mut Vec<String>) -
         drives.push(format!("if=none,file={disk},id=drive0,{tail}"));
     } else {
         drives.push(format!("file={disk},if={},{tail}", config.disk_interface));
+    }
+    if let Some(seed) = &launch.seed {
+        drives.push(format!(
+            "file={},if=virtio,format=raw,readonly=on",
+            seed.display()
+        ));
     }
     let cds = launch.iso.iter().chain(launch.cdroms.iter());
     for (i, cd) in cds.enumerate() {
@@ -366,7 +375,8 @@ mod tests {
             accel,
             disk: "out/img.qcow2".into(),
             iso: None,
-            cdroms: vec!["/run/kiln/seed.iso".into()],
+            seed: Some("/run/kiln/seed.iso".into()),
+            cdroms: vec!["/run/kiln/files.iso".into()],
             ssh_host_port: Some(2345),
             vnc_display: Some(7),
             qmp_socket: "/run/kiln/qmp.sock".into(),
@@ -399,7 +409,8 @@ mod tests {
             values(&args, "-drive"),
             [
                 "file=out/img.qcow2,if=virtio,cache=writeback,discard=ignore,format=qcow2",
-                "file=/run/kiln/seed.iso,media=cdrom,readonly=on,index=2"
+                "file=/run/kiln/seed.iso,if=virtio,format=raw,readonly=on",
+                "file=/run/kiln/files.iso,media=cdrom,readonly=on,index=2"
             ]
         );
         assert_eq!(values(&args, "-vnc"), ["127.0.0.1:7"]);
