@@ -21,6 +21,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Some(Command::Validate(args)) => cli::validate::run(args, &mut out, &mut err),
         Some(Command::Inspect(args)) => cli::inspect::run(args, &mut out, &mut err),
+        Some(Command::Build(args)) => cli::build::run(args, &mut out, &mut err),
         Some(Command::Doctor(args)) => cli::doctor::run(args, &mut out, &mut err),
         Some(Command::Seed(args)) => cli::seed::run(args, &mut out, &mut err),
         None => cli::inspect::run_default(&mut out, &mut err),

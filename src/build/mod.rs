@@ -2,5 +2,9 @@
 //! read events and send commands (start, cancel); they hold no build logic.
 
 pub mod event;
+pub mod log;
+pub mod plan;
 pub mod redact;
 pub mod runner;
+pub mod state;
+pub mod steps;

@@ -27,8 +27,10 @@ pub enum StepDone {
     Skipped(String),
 }
 
-/// One step of a build.
-pub trait Step: Send {
+/// One step of a build. `S` is the build's typed state (what earlier steps produced: the
+/// base image, the disk, the keys, the VM, the SSH session…), which replaces Packer's
+/// untyped state bag.
+pub trait Step<S>: Send {
     /// The name shown in the step list ("Base image", "Boot", …).
     fn name(&self) -> String;
 
@@ -38,10 +40,11 @@ pub trait Step: Send {
     fn run<'a>(
         &'a mut self,
         ctx: &'a mut StepContext,
+        state: &'a mut S,
     ) -> BoxFuture<'a, Result<StepDone, StepError>>;
 }
 
-type CleanupFn = Box<dyn FnOnce() -> BoxFuture<'static, Result<(), String>> + Send>;
+type CleanupFn = Box<dyn FnOnce() -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
 
 struct Cleanup {
     what: String,
@@ -92,7 +95,7 @@ impl StepContext {
     /// disk /tmp/…") and is reported when it ran.
     pub fn defer<F, Fut>(&mut self, what: impl Into<String>, cleanup: F)
     where
-        F: FnOnce() -> Fut + Send + 'static,
+        F: FnOnce() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), String>> + Send + 'static,
     {
         self.cleanups.push(Cleanup {
@@ -104,9 +107,10 @@ impl StepContext {
 
 /// Runs `steps` in order and unwinds their cleanups; returns how the build ended. Every
 /// step start and end, every cleanup and the end of the build are sent to `events`.
-pub async fn run(
+pub async fn run<S: Send>(
     build: &str,
-    steps: Vec<Box<dyn Step>>,
+    steps: Vec<Box<dyn Step<S>>>,
+    state: &mut S,
     events: EventSink,
     cancel: CancellationToken,
 ) -> Outcome {
@@ -136,7 +140,7 @@ pub async fn run(
         let result = tokio::select! {
             biased;
             _ = cancel.cancelled() => None,
-            r = step.run(&mut ctx) => Some(r),
+            r = step.run(&mut ctx, state) => Some(r),
         };
         let step_outcome = match result {
             None => Outcome::Cancelled,
@@ -185,7 +189,7 @@ mod tests {
         action: &'static str,
     }
 
-    impl Step for Scripted {
+    impl Step<()> for Scripted {
         fn name(&self) -> String {
             self.name.to_string()
         }
@@ -193,6 +197,7 @@ mod tests {
         fn run<'a>(
             &'a mut self,
             ctx: &'a mut StepContext,
+            _state: &'a mut (),
         ) -> BoxFuture<'a, Result<StepDone, StepError>> {
             Box::pin(async move {
                 let journal = self.journal.clone();
@@ -220,18 +225,18 @@ mod tests {
         actions: &[(&'static str, &'static str)],
     ) -> (Outcome, Vec<String>, Vec<Event>) {
         let journal = Arc::new(Mutex::new(Vec::new()));
-        let steps: Vec<Box<dyn Step>> = actions
+        let steps: Vec<Box<dyn Step<()>>> = actions
             .iter()
             .map(|(name, action)| {
                 Box::new(Scripted {
                     name,
                     journal: journal.clone(),
                     action,
-                }) as Box<dyn Step>
+                }) as Box<dyn Step<()>>
             })
             .collect();
         let (sink, mut rx) = EventSink::channel(Redactor::new());
-        let outcome = run("test", steps, sink, CancellationToken::new()).await;
+        let outcome = run("test", steps, &mut (), sink, CancellationToken::new()).await;
         let mut events = Vec::new();
         while let Ok(e) = rx.try_recv() {
             events.push(e);

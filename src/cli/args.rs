@@ -3,7 +3,7 @@
 use std::ffi::OsString;
 
 /// Flags Packer spells with one dash that clap wants with two.
-const SINGLE_DASH_FLAGS: &[&str] = &["var", "var-file", "json"];
+const SINGLE_DASH_FLAGS: &[&str] = &["var", "var-file", "json", "force"];
 
 /// Rewrites Packer-style `-var`, `-var-file`, `-json` (also `-var=…`) to their double-dash
 /// forms, leaving everything after `--` untouched.

@@ -1,6 +1,7 @@
 //! The command line: `kiln validate`, `kiln inspect`, … Each subcommand lives in its own file.
 
 pub mod args;
+pub mod build;
 pub mod doctor;
 pub mod inspect;
 pub mod seed;
@@ -22,6 +23,8 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Build the recipe's image headless (Ctrl-C cancels cleanly).
+    Build(build::BuildArgs),
     /// Check a recipe and report every problem with its place (exit 0 valid, 1 invalid).
     Validate(validate::ValidateArgs),
     /// Show a recipe's variables, builder, provisioners and post-processor chains.

@@ -1,0 +1,97 @@
+//! The typed state a build's steps share (what Packer keeps in an untyped state bag).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::Mutex;
+
+use super::redact::Redactor;
+use crate::qemu::cmdline::Accel;
+use crate::qemu::serial::SerialConsole;
+use crate::qemu::vm::Vm;
+use crate::recipe::qemu::QemuConfig;
+use crate::ssh::{HostKeyPolicy, KeyPair, Session};
+
+/// Where a build keeps its files.
+#[derive(Debug, Clone)]
+pub struct BuildDirs {
+    /// The recipe's `output_directory`, where the artifact appears when complete.
+    pub output: PathBuf,
+    /// A private scratch directory (mode 0700): sockets, the seed, scripts. Removed at the end.
+    pub work: PathBuf,
+    /// `$XDG_STATE_HOME/kiln/builds/<id>/`: `build.log` and `serial.log`, kept.
+    pub logs: PathBuf,
+    /// The base-image cache.
+    pub cache: PathBuf,
+}
+
+/// What the steps produce and consume, in the order they fill it in.
+pub struct BuildState {
+    /// The builder's configuration.
+    pub config: QemuConfig,
+    /// The directories.
+    pub dirs: BuildDirs,
+    /// Secrets to mask in every line.
+    pub redactor: Redactor,
+    /// The qemu binary.
+    pub qemu_binary: PathBuf,
+    /// The verified base image.
+    pub base_image: Option<PathBuf>,
+    /// The disk the VM writes: a hidden partial file in the output directory until the
+    /// last step renames it to the artifact.
+    pub disk: Option<PathBuf>,
+    /// The key kiln logs in with.
+    pub client_key: Option<KeyPair>,
+    /// Which host keys to accept.
+    pub host_key: Option<HostKeyPolicy>,
+    /// The cloud-init seed kiln wrote (None when the recipe brings its own drives).
+    pub seed: Option<PathBuf>,
+    /// The forwarded SSH port on 127.0.0.1.
+    pub ssh_port: Option<u16>,
+    /// The accelerator of the running VM.
+    pub accel: Option<Accel>,
+    /// The running VM (shared with its cleanup, which stops it).
+    pub vm: Arc<Mutex<Option<Vm>>>,
+    /// The serial console.
+    pub console: Option<SerialConsole>,
+    /// The SSH session to the guest.
+    pub session: Option<Session>,
+    /// The finished artifact.
+    pub artifact: Option<PathBuf>,
+}
+
+impl BuildState {
+    /// A fresh state for `config`.
+    pub fn new(
+        config: QemuConfig,
+        dirs: BuildDirs,
+        redactor: Redactor,
+        qemu_binary: PathBuf,
+    ) -> Self {
+        Self {
+            config,
+            dirs,
+            redactor,
+            qemu_binary,
+            base_image: None,
+            disk: None,
+            client_key: None,
+            host_key: None,
+            seed: None,
+            ssh_port: None,
+            accel: None,
+            vm: Arc::default(),
+            console: None,
+            session: None,
+            artifact: None,
+        }
+    }
+
+    /// The last `n` console lines, for error messages.
+    pub fn console_tail(&self, n: usize) -> String {
+        self.console
+            .as_ref()
+            .map(|c| c.tail(n).join("\n"))
+            .unwrap_or_default()
+    }
+}

@@ -1,0 +1,69 @@
+//! Compact: convert the working disk into the artifact (compressed with `disk_compression`),
+//! written to a temporary name and renamed, so the artifact only ever appears complete.
+
+use crate::build::event::Unit;
+use crate::build::runner::{BoxFuture, Step, StepContext, StepDone, StepError};
+use crate::build::state::BuildState;
+use crate::image::qemu_img::QemuImg;
+use crate::recipe::units::format_bytes;
+
+/// Produces the artifact.
+pub struct Compact;
+
+impl Step<BuildState> for Compact {
+    fn name(&self) -> String {
+        "Compact".into()
+    }
+
+    fn run<'a>(
+        &'a mut self,
+        ctx: &'a mut StepContext,
+        state: &'a mut BuildState,
+    ) -> BoxFuture<'a, Result<StepDone, StepError>> {
+        Box::pin(async move {
+            let partial = state
+                .disk
+                .clone()
+                .ok_or_else(|| StepError("no disk".into()))?;
+            let artifact = state.dirs.output.join(&state.config.vm_name);
+            let config = &state.config;
+            let outcome = if config.use_backing_file
+                || (config.skip_compaction && !config.disk_compression)
+            {
+                std::fs::rename(&partial, &artifact).map_err(|e| {
+                    StepError(format!(
+                        "cannot move the disk to {}: {e}",
+                        artifact.display()
+                    ))
+                })?;
+                StepDone::Skipped(
+                    if config.use_backing_file {
+                        "overlay kept as is (use_backing_file)"
+                    } else {
+                        "skip_compaction"
+                    }
+                    .into(),
+                )
+            } else {
+                let qemu_img = QemuImg::locate().map_err(super::fail)?;
+                let cancel = ctx.cancel().clone();
+                qemu_img
+                    .compact(
+                        &partial,
+                        &artifact,
+                        config.disk_compression,
+                        |done, total| ctx.progress(done, total, Unit::Bytes),
+                        &cancel,
+                    )
+                    .await
+                    .map_err(super::fail)?;
+                let _ = std::fs::remove_file(&partial);
+                StepDone::Done
+            };
+            let size = std::fs::metadata(&artifact).map(|m| m.len()).unwrap_or(0);
+            ctx.log(format!("{} ({})", artifact.display(), format_bytes(size)));
+            state.artifact = Some(artifact);
+            Ok(outcome)
+        })
+    }
+}

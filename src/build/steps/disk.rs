@@ -1,0 +1,139 @@
+//! Disk: the output directory and the disk the VM writes (a copy, a conversion or an
+//! overlay of the base image, or a blank disk for installers), resized to `disk_size`.
+
+use std::path::{Path, PathBuf};
+
+use crate::build::event::Unit;
+use crate::build::runner::{BoxFuture, Step, StepContext, StepDone, StepError};
+use crate::build::state::BuildState;
+use crate::image::qemu_img::{ImageFormat, QemuImg, Resized};
+use crate::recipe::qemu::DiskFormat;
+use crate::recipe::units::format_bytes;
+
+/// Prepares the output directory and the working disk.
+pub struct Disk {
+    /// Replace a non-empty output directory (`--force`).
+    pub force: bool,
+}
+
+/// The hidden name the disk has until the build succeeds.
+pub fn partial_path(output: &Path, vm_name: &str) -> PathBuf {
+    output.join(format!(".{vm_name}.kiln-partial"))
+}
+
+fn is_empty_dir(dir: &Path) -> bool {
+    std::fs::read_dir(dir)
+        .map(|mut d| d.next().is_none())
+        .unwrap_or(false)
+}
+
+impl Step<BuildState> for Disk {
+    fn name(&self) -> String {
+        "Disk".into()
+    }
+
+    fn run<'a>(
+        &'a mut self,
+        ctx: &'a mut StepContext,
+        state: &'a mut BuildState,
+    ) -> BoxFuture<'a, Result<StepDone, StepError>> {
+        Box::pin(async move {
+            let output = state.dirs.output.clone();
+            if output.exists() && !is_empty_dir(&output) {
+                if !self.force {
+                    return Err(StepError(format!(
+                        "the output directory {} exists and is not empty: remove it, choose another `output_directory`, or run with --force to replace it",
+                        output.display()
+                    )));
+                }
+                std::fs::remove_dir_all(&output).map_err(|e| {
+                    StepError(format!("cannot remove {} (--force): {e}", output.display()))
+                })?;
+                ctx.log(format!("removed the old {} (--force)", output.display()));
+            }
+            let created = !output.exists();
+            std::fs::create_dir_all(&output).map_err(|e| {
+                StepError(format!(
+                    "cannot create the output directory {}: {e}",
+                    output.display()
+                ))
+            })?;
+            let config = &state.config;
+            let partial = partial_path(&output, &config.vm_name);
+            {
+                let partial = partial.clone();
+                let output = output.clone();
+                ctx.defer(
+                    format!("the unfinished disk {}", partial.display()),
+                    move || async move {
+                        if partial.exists() {
+                            std::fs::remove_file(&partial).map_err(|e| e.to_string())?;
+                        }
+                        if created && is_empty_dir(&output) {
+                            let _ = std::fs::remove_dir(&output);
+                        }
+                        Ok(())
+                    },
+                );
+            }
+            let qemu_img = QemuImg::locate().map_err(super::fail)?;
+            let cancel = ctx.cancel().clone();
+            let format = match config.format {
+                DiskFormat::Qcow2 => ImageFormat::Qcow2,
+                DiskFormat::Raw => ImageFormat::Raw,
+            };
+            if config.disk_image {
+                let base = state
+                    .base_image
+                    .clone()
+                    .ok_or_else(|| StepError("no base image".into()))?;
+                if config.use_backing_file {
+                    qemu_img
+                        .create_overlay(&base, &partial, &cancel)
+                        .await
+                        .map_err(super::fail)?;
+                    ctx.log(format!("overlay on {}", base.display()));
+                } else {
+                    qemu_img
+                        .copy_or_convert(
+                            &base,
+                            &partial,
+                            &format,
+                            false,
+                            |done, total| ctx.progress(done, total, Unit::Bytes),
+                            &cancel,
+                        )
+                        .await
+                        .map_err(super::fail)?;
+                }
+                if let (Some(size), false) = (config.disk_size, config.skip_resize_disk) {
+                    match qemu_img
+                        .resize(&partial, size, &cancel)
+                        .await
+                        .map_err(super::fail)?
+                    {
+                        Resized::Grown { from, to } => ctx.log(format!(
+                            "resized from {} to {}",
+                            format_bytes(from),
+                            format_bytes(to)
+                        )),
+                        Resized::Unchanged => ctx.log(format!("already {}", format_bytes(size))),
+                    }
+                }
+            } else {
+                let size = config.disk_size.unwrap_or(40960 * 1024 * 1024);
+                qemu_img
+                    .create(&partial, &format, size, &cancel)
+                    .await
+                    .map_err(super::fail)?;
+                ctx.log(format!(
+                    "blank {} disk of {}",
+                    format.name(),
+                    format_bytes(size)
+                ));
+            }
+            state.disk = Some(partial);
+            Ok(StepDone::Done)
+        })
+    }
+}

@@ -1,0 +1,331 @@
+//! Provision: one step per provisioner — `shell` (scripts uploaded and run with
+//! `execute_command`) and `file` (uploads and downloads) — with `pause_before`,
+//! `max_retries` and `timeout`.
+
+use std::path::Path;
+
+use crate::build::event::Event;
+use crate::build::runner::{BoxFuture, Step, StepContext, StepDone, StepError};
+use crate::build::state::BuildState;
+use crate::recipe::interp::{self, Context, RunInfo};
+use crate::recipe::provisioner::{
+    FileConfig, FileDirection, FileSource, Provisioner, ProvisionerKind, ShellConfig,
+};
+use crate::recipe::shell_local::ShellSource;
+use crate::recipe::units::format_duration;
+use crate::ssh::Session;
+
+/// Runs one provisioner.
+pub struct Provision {
+    /// Its position (1-based) and the count, for the step name.
+    pub number: (usize, usize),
+    /// The provisioner.
+    pub provisioner: Provisioner,
+    /// The build's name (`PACKER_BUILD_NAME`).
+    pub build_name: String,
+}
+
+/// Quotes `value` for a POSIX shell inside single quotes.
+fn single_quoted(value: &str) -> String {
+    value.replace('\'', "'\"'\"'")
+}
+
+/// Applies a printf-style `%s … %s` format to a name and a value.
+fn format_var(format: &str, name: &str, value: &str) -> String {
+    let mut parts = format.splitn(3, "%s");
+    let (a, b, c) = (parts.next().unwrap_or(""), parts.next(), parts.next());
+    match (b, c) {
+        (Some(b), Some(c)) => format!("{a}{name}{b}{}{c}", single_quoted(value)),
+        _ => format!("{name}='{}' ", single_quoted(value)),
+    }
+}
+
+/// Renders `execute_command` with its context fields.
+fn render_command(template: &str, fields: &[(&str, Option<String>)]) -> Result<String, StepError> {
+    let vars = Default::default();
+    let run = RunInfo {
+        started: chrono::Utc::now(),
+        pwd: String::new(),
+        template_dir: String::new(),
+    };
+    let ctx = Context {
+        vars: &vars,
+        allow_env: false,
+        env: &|_| None,
+        run: &run,
+        build_name: None,
+        build_type: None,
+        fields,
+    };
+    interp::render(template, &ctx).map_err(|e| StepError(format!("execute_command: {e}")))
+}
+
+impl Provision {
+    fn env_pairs(&self, shell: &ShellConfig) -> Vec<(String, String)> {
+        let mut pairs = vec![
+            ("PACKER_BUILDER_TYPE".to_string(), "qemu".to_string()),
+            ("PACKER_BUILD_NAME".to_string(), self.build_name.clone()),
+        ];
+        pairs.extend(shell.environment_vars.iter().cloned());
+        pairs.extend(shell.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        pairs
+    }
+
+    async fn shell(
+        &self,
+        ctx: &StepContext,
+        session: &Session,
+        shell: &ShellConfig,
+    ) -> Result<(), StepError> {
+        let cancel = ctx.cancel().clone();
+        let vars: String = self
+            .env_pairs(shell)
+            .iter()
+            .map(|(k, v)| format_var(&shell.env_var_format, k, v))
+            .collect();
+        let env_file = if shell.use_env_var_file {
+            let path = format!(
+                "{}/varfile_{}.sh",
+                shell.remote_folder.trim_end_matches('/'),
+                rand_serial()
+            );
+            session
+                .upload_bytes(vars.as_bytes(), &path, 0o600, &cancel, |_, _| {})
+                .await
+                .map_err(super::fail)?;
+            Some(path)
+        } else {
+            None
+        };
+        for source in &shell.sources {
+            let (content, shown) = match source {
+                ShellSource::Inline(lines) => (
+                    format!("#!{}\n{}\n", shell.inline_shebang, lines.join("\n")).into_bytes(),
+                    format!("{} inline command(s)", lines.len()),
+                ),
+                ShellSource::File(path) => (
+                    std::fs::read(path).map_err(|e| {
+                        StepError(format!("cannot read the script {}: {e}", path.display()))
+                    })?,
+                    path.display().to_string(),
+                ),
+            };
+            let remote = shell.remote_script_path(rand_serial());
+            session
+                .upload_bytes(&content, &remote, 0o755, &cancel, |_, _| {})
+                .await
+                .map_err(super::fail)?;
+            let command = render_command(
+                &shell.execute_command,
+                &[
+                    ("Path", Some(remote.clone())),
+                    ("Vars", Some(vars.clone())),
+                    ("EnvVarFile", Some(env_file.clone().unwrap_or_default())),
+                ],
+            )?;
+            ctx.log(format!("running {shown} as {remote}"));
+            let index = ctx.index();
+            let events = ctx.events().clone();
+            let status = session
+                .exec_with(
+                    &command,
+                    &crate::ssh::ExecOptions::default(),
+                    &cancel,
+                    |stream, line| {
+                        events.send(Event::Log {
+                            index: Some(index),
+                            stream,
+                            line: line.to_string(),
+                        })
+                    },
+                )
+                .await
+                .map_err(super::fail)?;
+            if status.is_connection_lost() {
+                if shell.expect_disconnect {
+                    ctx.log("the connection dropped, as expect_disconnect allows");
+                    return Ok(());
+                }
+                return Err(StepError(format!(
+                    "the connection to the guest was lost while {shown} ran: if the script reboots the machine, set \"expect_disconnect\": true"
+                )));
+            }
+            let ok = status.code().is_some_and(|c| {
+                shell
+                    .valid_exit_codes
+                    .iter()
+                    .any(|v| i64::from(*v) == i64::from(c))
+            });
+            if !ok {
+                return Err(StepError(format!(
+                    "{shown} failed ({status}); valid exit codes: {:?}. Its output is above and in build.log",
+                    shell.valid_exit_codes
+                )));
+            }
+            if !shell.skip_clean {
+                let _ = session
+                    .exec_capture(
+                        &format!("rm -f '{}'", single_quoted(&remote)),
+                        None,
+                        &cancel,
+                    )
+                    .await;
+            }
+        }
+        if let Some(path) = env_file
+            && !shell.skip_clean
+        {
+            let _ = session
+                .exec_capture(&format!("rm -f '{}'", single_quoted(&path)), None, &cancel)
+                .await;
+        }
+        Ok(())
+    }
+
+    async fn file(
+        &self,
+        ctx: &StepContext,
+        session: &Session,
+        file: &FileConfig,
+    ) -> Result<(), StepError> {
+        let cancel = ctx.cancel().clone();
+        match (&file.source, file.direction) {
+            (FileSource::Content(content), _) => {
+                session
+                    .upload_bytes(
+                        content.as_bytes(),
+                        &file.destination,
+                        0o644,
+                        &cancel,
+                        |_, _| {},
+                    )
+                    .await
+                    .map_err(super::fail)?;
+                ctx.log(format!(
+                    "wrote {} bytes to {}",
+                    content.len(),
+                    file.destination
+                ));
+            }
+            (FileSource::Paths(paths), FileDirection::Upload) => {
+                for path in paths {
+                    let placed = session
+                        .upload(Path::new(path), &file.destination, &cancel, |_, _| {})
+                        .await
+                        .map_err(super::fail)?;
+                    ctx.log(format!("uploaded {path} → {placed}"));
+                }
+            }
+            (FileSource::Paths(paths), FileDirection::Download) => {
+                for path in paths {
+                    let placed = session
+                        .download(path, Path::new(&file.destination), &cancel, |_, _| {})
+                        .await
+                        .map_err(super::fail)?;
+                    ctx.log(format!("downloaded {path} → {}", placed.display()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn once(&self, ctx: &StepContext, state: &BuildState) -> Result<(), StepError> {
+        let session = state
+            .session
+            .as_ref()
+            .ok_or_else(|| StepError("no SSH session (communicator \"none\")".into()))?;
+        match &self.provisioner.kind {
+            ProvisionerKind::Shell(shell) => self.shell(ctx, session, shell).await,
+            ProvisionerKind::File(file) => self.file(ctx, session, file).await,
+            other => Err(StepError(format!(
+                "the `{}` provisioner is not run by `kiln build` yet",
+                other.type_name()
+            ))),
+        }
+    }
+}
+
+fn rand_serial() -> u32 {
+    uuid::Uuid::new_v4().as_u128() as u32 % 10000
+}
+
+impl Step<BuildState> for Provision {
+    fn name(&self) -> String {
+        format!(
+            "Provision {}/{}: {}",
+            self.number.0,
+            self.number.1,
+            self.provisioner.kind.type_name()
+        )
+    }
+
+    fn run<'a>(
+        &'a mut self,
+        ctx: &'a mut StepContext,
+        state: &'a mut BuildState,
+    ) -> BoxFuture<'a, Result<StepDone, StepError>> {
+        Box::pin(async move {
+            if let Some(pause) = self.provisioner.pause_before {
+                ctx.log(format!(
+                    "pausing {} before this provisioner",
+                    format_duration(pause)
+                ));
+                tokio::time::sleep(pause).await;
+            }
+            let attempts = self.provisioner.max_retries + 1;
+            let mut last = None;
+            for attempt in 1..=attempts {
+                let run = self.once(ctx, state);
+                let result = match self.provisioner.timeout {
+                    Some(limit) => match tokio::time::timeout(limit, run).await {
+                        Ok(r) => r,
+                        Err(_) => Err(StepError(format!(
+                            "timed out after {} (timeout)",
+                            format_duration(limit)
+                        ))),
+                    },
+                    None => run.await,
+                };
+                match result {
+                    Ok(()) => return Ok(StepDone::Done),
+                    Err(e) if attempt < attempts => {
+                        ctx.events().send(Event::Warning(format!(
+                            "attempt {attempt}/{attempts} failed: {e}; retrying"
+                        )));
+                        last = Some(e);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(last.unwrap_or_else(|| StepError("no attempt ran".into())))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vars_are_quoted_for_the_shell() {
+        assert_eq!(format_var("%s='%s' ", "A", "it's"), "A='it'\"'\"'s' ");
+        assert_eq!(format_var("export %s='%s'\n", "B", "x"), "export B='x'\n");
+    }
+
+    #[test]
+    fn execute_command_gets_path_and_vars() {
+        let cmd = render_command(
+            "chmod +x {{.Path}}; sudo {{.Vars}} {{.Path}}",
+            &[
+                ("Path", Some("/tmp/script_1.sh".into())),
+                ("Vars", Some("A='1' ".into())),
+                ("EnvVarFile", Some(String::new())),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            cmd,
+            "chmod +x /tmp/script_1.sh; sudo A='1'  /tmp/script_1.sh"
+        );
+    }
+}

@@ -1,0 +1,91 @@
+//! Seed: the keys of this build and the cloud-init NoCloud seed that carries them. kiln makes
+//! a fresh client key and a fresh host key per build, injects both, and later accepts only
+//! that host key. A recipe that attaches its own drives (the seed article's `seed.img`) gets
+//! no seed from kiln: its key file is used and the host key is trusted on first use.
+
+use crate::build::event::Event;
+use crate::build::runner::{BoxFuture, Step, StepContext, StepDone, StepError};
+use crate::build::state::BuildState;
+use crate::cloudinit::{SeedFiles, SeedFormat, write_to_path};
+use crate::qemu::cmdline::user_supplies_drives;
+use crate::recipe::qemu::Communicator;
+use crate::ssh::{HostKeyPolicy, KeyPair, TrustOnFirstUse};
+
+/// Makes the keys and the seed.
+pub struct Seed;
+
+/// cloud-config that authorises `client` for the default user and installs `host` as the
+/// guest's only SSH host key.
+pub fn user_data(client_public: &str, host: &KeyPair) -> Result<String, StepError> {
+    let private = host.private_key_openssh().map_err(super::fail)?;
+    let indented: String = private
+        .expose()
+        .lines()
+        .map(|l| format!("    {l}\n"))
+        .collect();
+    Ok(format!(
+        "#cloud-config\n\
+         ssh_authorized_keys:\n  - {client_public}\n\
+         ssh_deletekeys: true\n\
+         ssh_genkeytypes: []\n\
+         ssh_keys:\n  ed25519_private: |\n{indented}  ed25519_public: {}\n",
+        host.public_key_openssh()
+    ))
+}
+
+impl Step<BuildState> for Seed {
+    fn name(&self) -> String {
+        "Seed".into()
+    }
+
+    fn run<'a>(
+        &'a mut self,
+        ctx: &'a mut StepContext,
+        state: &'a mut BuildState,
+    ) -> BoxFuture<'a, Result<StepDone, StepError>> {
+        Box::pin(async move {
+            let config = &state.config;
+            if config.communicator == Communicator::None {
+                return Ok(StepDone::Skipped("communicator \"none\"".into()));
+            }
+            let client = match &config.ssh.private_key_file {
+                Some(file) => {
+                    KeyPair::from_file(std::path::Path::new(file)).map_err(super::fail)?
+                }
+                None => KeyPair::generate().map_err(super::fail)?,
+            };
+            client.register_with(&state.redactor).map_err(super::fail)?;
+            if user_supplies_drives(config) {
+                if config.ssh.private_key_file.is_none() && config.ssh.password.is_none() {
+                    return Err(StepError(
+                        "the recipe attaches its own drives in qemuargs (a seed.img made beforehand), so kiln cannot put a key into the guest: set ssh_private_key_file to the key whose public half is in that seed".into(),
+                    ));
+                }
+                let events = ctx.events().clone();
+                state.host_key = Some(HostKeyPolicy::TrustOnFirstUse(TrustOnFirstUse::with_log(
+                    move |line| events.send(Event::Warning(line.to_string())),
+                )));
+                ctx.events().send(Event::Warning(
+                    "the recipe brings its own seed (qemuargs -drive): kiln cannot pin the guest's host key; it trusts the first key it sees and holds the rest of the build to it".into(),
+                ));
+                state.client_key = Some(client);
+                return Ok(StepDone::Skipped("the recipe attaches its own seed".into()));
+            }
+            let host = KeyPair::generate_with_comment("kiln-host").map_err(super::fail)?;
+            host.register_with(&state.redactor).map_err(super::fail)?;
+            let seed_path = state.dirs.work.join("seed.iso");
+            let files = SeedFiles::new(user_data(&client.public_key_openssh(), &host)?)
+                .instance_id(format!("kiln-{}", uuid::Uuid::new_v4()));
+            write_to_path(&files, SeedFormat::Iso, &seed_path).map_err(super::fail)?;
+            ctx.log(format!(
+                "cidata seed with client key {} and host key {}",
+                client.fingerprint(),
+                host.fingerprint()
+            ));
+            state.host_key = Some(HostKeyPolicy::pinned(host.public_key().clone()));
+            state.client_key = Some(client);
+            state.seed = Some(seed_path);
+            Ok(StepDone::Done)
+        })
+    }
+}

@@ -1,0 +1,80 @@
+//! Shut down: trim the guest's free space (so compaction can shrink the image), then
+//! `shutdown_command` over SSH or the ACPI power button, and wait for qemu to exit — on
+//! qemu's own exit, not a polling loop.
+
+use crate::build::event::Event;
+use crate::build::runner::{BoxFuture, Step, StepContext, StepDone, StepError};
+use crate::build::state::BuildState;
+use crate::qemu::vm::VmEnd;
+use crate::recipe::units::format_duration;
+
+/// Stops the guest cleanly.
+pub struct Shutdown;
+
+const TRIM: &str = "if [ \"$(id -u)\" = 0 ]; then fstrim -av; else sudo -n fstrim -av; fi";
+
+impl Step<BuildState> for Shutdown {
+    fn name(&self) -> String {
+        "Shut down".into()
+    }
+
+    fn run<'a>(
+        &'a mut self,
+        ctx: &'a mut StepContext,
+        state: &'a mut BuildState,
+    ) -> BoxFuture<'a, Result<StepDone, StepError>> {
+        Box::pin(async move {
+            let cancel = ctx.cancel().clone();
+            if let Some(session) = state.session.take() {
+                if !state.config.skip_compaction {
+                    match session.exec_capture(TRIM, None, &cancel).await {
+                        Ok(out) if out.status.success() => {
+                            for line in String::from_utf8_lossy(&out.stdout).lines() {
+                                ctx.log(line.to_string());
+                            }
+                        }
+                        Ok(out) => ctx.events().send(Event::Warning(format!(
+                            "fstrim failed ({}): the image may compact less; {}",
+                            out.status,
+                            String::from_utf8_lossy(&out.stderr).trim()
+                        ))),
+                        Err(e) => ctx
+                            .events()
+                            .send(Event::Warning(format!("fstrim could not run: {e}"))),
+                    }
+                }
+                if let Some(command) = &state.config.shutdown_command {
+                    ctx.log(format!("running the shutdown command: {command}"));
+                    // The connection usually drops while the command runs.
+                    let _ = session.exec_capture(command, None, &cancel).await;
+                }
+                session.close().await;
+            }
+            let vm_slot = state.vm.clone();
+            let mut guard = vm_slot.lock().await;
+            let vm = guard
+                .as_mut()
+                .ok_or_else(|| StepError("the VM is not running".into()))?;
+            if state.config.shutdown_command.is_none() {
+                ctx.log("pressing the ACPI power button");
+                vm.qmp().powerdown().await.map_err(super::fail)?;
+            }
+            let limit = state.config.shutdown_timeout;
+            match tokio::time::timeout(limit, vm.watch()).await {
+                Ok(VmEnd::Exited(status)) => {
+                    ctx.log(format!("qemu exited ({status})"));
+                    guard.take();
+                    Ok(StepDone::Done)
+                }
+                Ok(VmEnd::KvmFailure(line)) => {
+                    Err(StepError(format!("KVM failed during shutdown: {line}")))
+                }
+                Err(_) => Err(StepError(format!(
+                    "the guest did not power off within {} (shutdown_timeout): check shutdown_command (e.g. \"sudo shutdown -P now\")\nlast console lines:\n{}",
+                    format_duration(limit),
+                    state.console_tail(30)
+                ))),
+            }
+        })
+    }
+}

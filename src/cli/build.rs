@@ -1,0 +1,149 @@
+//! `kiln build`: run a recipe headless — steps with durations, provisioner output, a summary.
+//! Ctrl-C cancels cleanly (cleanups run); a second Ctrl-C stops at once.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+
+use super::args;
+use crate::build::event::{Event, EventSink, Outcome};
+use crate::build::log::LineFormatter;
+use crate::build::plan::{BuildOptions, run_build};
+use crate::build::redact::Redactor;
+use crate::recipe::template::{self, LoadOptions};
+use crate::recipe::units::format_bytes;
+
+/// Arguments of `kiln build`.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The recipe (a Packer legacy-JSON template).
+    #[arg(value_name = "RECIPE")]
+    pub recipe: PathBuf,
+    /// Set a variable: `-var name=value`. Repeatable.
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = args::parse_var)]
+    pub vars: Vec<(String, String)>,
+    /// Read variables from a JSON file. Repeatable; later files win, `-var` beats them all.
+    #[arg(long = "var-file", value_name = "FILE")]
+    pub var_files: Vec<PathBuf>,
+    /// Replace a non-empty output directory.
+    #[arg(long)]
+    pub force: bool,
+    /// Also print the VM's serial console (it is always in the build's serial.log).
+    #[arg(long)]
+    pub console: bool,
+}
+
+/// Runs `kiln build`; returns the exit code (0 built, 1 failed, 130 cancelled).
+pub fn run(args: &BuildArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::io::Result<i32> {
+    let options = LoadOptions {
+        vars: args.vars.clone(),
+        var_files: args.var_files.clone(),
+        ..LoadOptions::default()
+    };
+    let recipe = match template::load_file(&args.recipe, &options) {
+        Ok(r) => r,
+        Err(diags) => {
+            write!(err, "{diags}")?;
+            writeln!(err, "{}: invalid; nothing was built", args.recipe.display())?;
+            return Ok(1);
+        }
+    };
+    for w in recipe.warnings.iter() {
+        writeln!(err, "{w}")?;
+    }
+    let runtime = tokio::runtime::Runtime::new()?;
+    let cancel = CancellationToken::new();
+    let ctrl_c = cancel.clone();
+    runtime.spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\nkiln: cancelling — cleaning up (press Ctrl-C again to stop at once)");
+            ctrl_c.cancel();
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        }
+    });
+    let mut code = 0;
+    for build in &recipe.builds {
+        let (events, mut rx) = EventSink::channel(Redactor::new());
+        let build_options = BuildOptions {
+            force: args.force,
+            ..BuildOptions::default()
+        };
+        let task = {
+            let recipe = recipe.clone();
+            let build = build.clone();
+            let cancel = cancel.clone();
+            runtime.spawn(async move {
+                run_build(&recipe, &build, &build_options, events, cancel).await
+            })
+        };
+        let mut formatter = LineFormatter::new();
+        let mut durations: Vec<(String, Duration, Outcome)> = Vec::new();
+        let mut names: Vec<String> = Vec::new();
+        while let Some(event) = runtime.block_on(rx.recv()) {
+            match &event {
+                Event::BuildStarted { steps, .. } => names = steps.clone(),
+                Event::StepFinished {
+                    index,
+                    outcome,
+                    duration,
+                } => {
+                    durations.push((
+                        names.get(*index).cloned().unwrap_or_default(),
+                        *duration,
+                        outcome.clone(),
+                    ));
+                }
+                Event::Console(_) if !args.console => continue,
+                _ => {}
+            }
+            if let Some(line) = formatter.line(&event) {
+                writeln!(out, "{line}")?;
+                out.flush()?;
+            }
+        }
+        let report = runtime
+            .block_on(task)
+            .map_err(|e| std::io::Error::other(format!("the build task failed: {e}")))?;
+        writeln!(out, "\nSummary of `{}`:", build.name)?;
+        for (name, duration, outcome) in &durations {
+            let mark = match outcome {
+                Outcome::Done => "ok",
+                Outcome::Skipped(_) => "skipped",
+                Outcome::Failed(_) => "FAILED",
+                Outcome::Cancelled => "cancelled",
+            };
+            writeln!(
+                out,
+                "  {name:<28} {:>8.1} s  {mark}",
+                duration.as_secs_f64()
+            )?;
+        }
+        match (&report.outcome, &report.artifact) {
+            (Outcome::Done, Some(artifact)) => {
+                let size = std::fs::metadata(artifact).map(|m| m.len()).unwrap_or(0);
+                writeln!(
+                    out,
+                    "  artifact: {} ({})",
+                    artifact.display(),
+                    format_bytes(size)
+                )?;
+            }
+            (Outcome::Cancelled, _) => code = 130,
+            (Outcome::Failed(why), _) => {
+                writeln!(err, "kiln: build `{}` failed: {why}", build.name)?;
+                code = 1;
+            }
+            _ => {}
+        }
+        writeln!(out, "  logs: {}", report.log_dir.display())?;
+        if code != 0 {
+            break;
+        }
+    }
+    Ok(code)
+}
