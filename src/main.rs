@@ -3,6 +3,7 @@
 use std::io::Write;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::Parser;
 use kiln::cli::{self, Cli, Command};
 
@@ -16,8 +17,18 @@ fn main() -> ExitCode {
             return ExitCode::from(e.exit_code().clamp(0, 255) as u8);
         }
     };
-    let mut out = std::io::stdout().lock();
-    let mut err = std::io::stderr().lock();
+    // Unlocked handles: each write takes the lock briefly, so other threads (the Ctrl-C
+    // handler, tracing) can still write to the terminal while a command runs.
+    let mut out = std::io::stdout();
+    let mut err = std::io::stderr();
+    let name = match &cli.command {
+        Some(Command::Validate(_)) => "validate",
+        Some(Command::Inspect(_)) => "inspect",
+        Some(Command::Build(_)) => "build",
+        Some(Command::Doctor(_)) => "doctor",
+        Some(Command::Seed(_)) => "seed",
+        None => "",
+    };
     let result = match &cli.command {
         Some(Command::Validate(args)) => cli::validate::run(args, &mut out, &mut err),
         Some(Command::Inspect(args)) => cli::inspect::run(args, &mut out, &mut err),
@@ -26,10 +37,11 @@ fn main() -> ExitCode {
         Some(Command::Seed(args)) => cli::seed::run(args, &mut out, &mut err),
         None => cli::inspect::run_default(&mut out, &mut err),
     };
+    let result: anyhow::Result<i32> = result.with_context(|| format!("kiln {name}"));
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
-            let _ = writeln!(err, "kiln: {e}");
+            let _ = writeln!(err, "{e:#}");
             ExitCode::from(1)
         }
     }

@@ -12,19 +12,33 @@ static ONE_VM_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn fixture_image() -> PathBuf {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/debian-image.sh");
-    let out = Command::new("bash").arg(&script).output().expect("run the fixture script");
-    assert!(out.status.success(), "building the Debian test image failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().lines().last().unwrap_or_default())
+    let out = Command::new("bash")
+        .arg(&script)
+        .output()
+        .expect("run the fixture script");
+    assert!(
+        out.status.success(),
+        "building the Debian test image failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .lines()
+            .last()
+            .unwrap_or_default(),
+    )
 }
 
-/// A recipe like tests/build/fixture.json with `builder_extra` options and `provisioners`.
-fn write_recipe(dir: &Path, builder_extra: &str, provisioners: &str) -> PathBuf {
+/// A recipe like tests/build/fixture.json logging in as `user`, with `builder_extra`
+/// options and `provisioners`.
+fn write_recipe(dir: &Path, user: &str, builder_extra: &str, provisioners: &str) -> PathBuf {
     let text = format!(
         r#"{{
   "variables": {{"base_image": null}},
   "builders": [{{"type": "qemu", "name": "f", "disk_image": true, "iso_url": "{{{{user `base_image`}}}}",
     "iso_checksum": "none", "output_directory": "out", "vm_name": "f.qcow2", "memory": 1024, "cpus": 2,
-    "headless": true, "disable_vnc": true, "ssh_username": "debian", "ssh_timeout": "10m",
+    "headless": true, "disable_vnc": true, "ssh_username": "{user}", "ssh_timeout": "10m",
     "shutdown_command": "sudo shutdown -P now" {builder_extra}}}],
   "provisioners": {provisioners}
 }}"#
@@ -49,27 +63,43 @@ fn kiln_build(dir: &Path, recipe: &Path, base: &Path) -> Command {
 /// Nothing of the build is left: no qemu, no scratch directory, nothing in `out/` (which
 /// kiln created, so it is removed too).
 fn assert_nothing_left(dir: &Path) {
-    let qemu = Command::new("pgrep").args(["-f", &format!("{}", dir.display())]).output().unwrap();
+    let qemu = Command::new("pgrep")
+        .args(["-f", &format!("{}", dir.display())])
+        .output()
+        .unwrap();
     let procs = String::from_utf8_lossy(&qemu.stdout).trim().to_string();
-    assert!(procs.is_empty(), "processes of this build are still running: {procs}");
+    assert!(
+        procs.is_empty(),
+        "processes of this build are still running: {procs}"
+    );
     let scratch: Vec<_> = std::fs::read_dir(dir.join("tmp")).unwrap().collect();
     assert!(scratch.is_empty(), "scratch files left: {scratch:?}");
-    assert!(!dir.join("out").exists(), "the output directory is left: {:?}", std::fs::read_dir(dir.join("out")).map(|d| d.count()));
+    assert!(
+        !dir.join("out").exists(),
+        "the output directory is left: {:?}",
+        std::fs::read_dir(dir.join("out")).map(|d| d.count())
+    );
 }
 
 fn text(out: &Output) -> (String, String) {
-    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
 fn a_shrinking_resize_is_refused_before_anything_boots() {
     let base = fixture_image();
     let dir = tempfile::tempdir().unwrap();
-    let recipe = write_recipe(dir.path(), r#", "disk_size": "1G""#, "[]");
+    let recipe = write_recipe(dir.path(), "debian", r#", "disk_size": "1G""#, "[]");
     let out = kiln_build(dir.path(), &recipe, &base).output().unwrap();
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
-    assert!(stderr.contains("Disk:") && stderr.contains("never"), "the refusal explains itself: {stderr}");
+    assert!(
+        stderr.contains("Disk:") && stderr.contains("never"),
+        "the refusal explains itself: {stderr}"
+    );
     assert!(!stdout.contains("==> Boot"), "nothing booted: {stdout}");
     assert_nothing_left(dir.path());
 }
@@ -81,14 +111,21 @@ fn a_failing_provisioner_fails_the_build_and_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let recipe = write_recipe(
         dir.path(),
+        "debian",
         "",
         r#"[{"type": "shell", "inline": ["echo about to fail", "exit 1"]}]"#,
     );
     let out = kiln_build(dir.path(), &recipe, &base).output().unwrap();
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
-    assert!(stdout.contains("| about to fail"), "the output is shown: {stdout}");
-    assert!(stderr.contains("Provision 1/1: shell: 2 inline command(s) failed (exit code 1)"), "{stderr}");
+    assert!(
+        stdout.contains("| about to fail"),
+        "the output is shown: {stdout}"
+    );
+    assert!(
+        stderr.contains("Provision 1/1: shell: 2 inline command(s) failed (exit code 1)"),
+        "{stderr}"
+    );
     assert!(stdout.contains("cleaned up the VM"), "{stdout}");
     assert_nothing_left(dir.path());
 }
@@ -100,14 +137,25 @@ fn refused_credentials_fail_fast_with_the_console_tail() {
     let dir = tempfile::tempdir().unwrap();
     // The seed authorises kiln's key for the default user `debian`; logging in as another
     // user is refused, as a wrong key would be.
-    let recipe = write_recipe(dir.path(), r#", "ssh_username": "nosuchuser", "ssh_handshake_attempts": 3"#, "[]");
+    let recipe = write_recipe(
+        dir.path(),
+        "nosuchuser",
+        r#", "ssh_handshake_attempts": 3"#,
+        "[]",
+    );
     let started = Instant::now();
     let out = kiln_build(dir.path(), &recipe, &base).output().unwrap();
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
-    assert!(stderr.contains("refused the key for user `nosuchuser`"), "{stderr}");
+    assert!(
+        stderr.contains("refused the key for user `nosuchuser`"),
+        "{stderr}"
+    );
     assert!(stderr.contains("last console lines:"), "{stderr}");
-    assert!(started.elapsed() < Duration::from_secs(600), "it did not wait for ssh_timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(600),
+        "it did not wait for ssh_timeout"
+    );
     assert_nothing_left(dir.path());
 }
 
@@ -118,6 +166,7 @@ fn cancelling_during_provisioning_cleans_up() {
     let dir = tempfile::tempdir().unwrap();
     let recipe = write_recipe(
         dir.path(),
+        "debian",
         "",
         r#"[{"type": "shell", "inline": ["echo provisioning starts", "sleep 600"]}]"#,
     );
@@ -139,11 +188,16 @@ fn cancelling_during_provisioning_cleans_up() {
     let status = child.wait().unwrap();
     let all = seen.join("\n");
     assert_eq!(status.code(), Some(130), "{all}");
-    assert!(all.contains("Provision 1/1: shell cancelled"), "the step is named: {all}");
+    assert!(
+        all.contains("Provision 1/1: shell cancelled"),
+        "the step is named: {all}"
+    );
     assert!(all.contains("cleaned up the VM"), "{all}");
     assert_nothing_left(dir.path());
 }
 
 fn unsafe_sigint(pid: u32) {
-    let _ = Command::new("kill").args(["-INT", &pid.to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status();
 }
