@@ -3,28 +3,11 @@
 //! artifact itself is checked — qcow2, 10 GiB virtual, and the provisioners' markers read
 //! back from its ext4 file system.
 
+#[path = "support/fixture.rs"]
+mod fixture;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn fixture_image() -> PathBuf {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/debian-image.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .output()
-        .expect("run the fixture script");
-    assert!(
-        out.status.success(),
-        "building the Debian test image failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(
-        String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .lines()
-            .last()
-            .unwrap_or_default(),
-    )
-}
 
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
@@ -68,7 +51,7 @@ fn read_from_image(image: &Path, scratch: &Path, files: &[&str]) -> Vec<String> 
 
 #[test]
 fn builds_the_fixture_recipe_into_a_verified_artifact() {
-    let base = fixture_image();
+    let base = fixture::debian_image();
     let work = tempfile::tempdir().unwrap();
     let recipe = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/build/fixture.json");
     let state = work.path().join("state");

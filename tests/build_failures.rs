@@ -2,6 +2,9 @@
 //! running, no scratch directory, and nothing under the artifact's name. The VM builds in
 //! this file run one at a time (a lock), so the 2-core machines are not overloaded.
 
+#[path = "support/fixture.rs"]
+mod fixture;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -9,26 +12,6 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 static ONE_VM_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn fixture_image() -> PathBuf {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/debian-image.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .output()
-        .expect("run the fixture script");
-    assert!(
-        out.status.success(),
-        "building the Debian test image failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(
-        String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .lines()
-            .last()
-            .unwrap_or_default(),
-    )
-}
 
 /// A recipe like tests/build/fixture.json logging in as `user`, with `builder_extra`
 /// options and `provisioners`.
@@ -90,7 +73,7 @@ fn text(out: &Output) -> (String, String) {
 
 #[test]
 fn a_shrinking_resize_is_refused_before_anything_boots() {
-    let base = fixture_image();
+    let base = fixture::debian_image();
     let dir = tempfile::tempdir().unwrap();
     let recipe = write_recipe(dir.path(), "debian", r#", "disk_size": "1G""#, "[]");
     let out = kiln_build(dir.path(), &recipe, &base).output().unwrap();
@@ -107,7 +90,7 @@ fn a_shrinking_resize_is_refused_before_anything_boots() {
 #[test]
 fn a_failing_provisioner_fails_the_build_and_leaves_nothing() {
     let _one = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let base = fixture_image();
+    let base = fixture::debian_image();
     let dir = tempfile::tempdir().unwrap();
     let recipe = write_recipe(
         dir.path(),
@@ -133,7 +116,7 @@ fn a_failing_provisioner_fails_the_build_and_leaves_nothing() {
 #[test]
 fn refused_credentials_fail_fast_with_the_console_tail() {
     let _one = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let base = fixture_image();
+    let base = fixture::debian_image();
     let dir = tempfile::tempdir().unwrap();
     // The seed authorises kiln's key for the default user `debian`; logging in as another
     // user is refused, as a wrong key would be.
@@ -162,7 +145,7 @@ fn refused_credentials_fail_fast_with_the_console_tail() {
 #[test]
 fn cancelling_during_provisioning_cleans_up() {
     let _one = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let base = fixture_image();
+    let base = fixture::debian_image();
     let dir = tempfile::tempdir().unwrap();
     let recipe = write_recipe(
         dir.path(),

@@ -4,9 +4,11 @@
 //! line, the serial console, SSH with the host key pinned, exec, upload, and an ACPI
 //! power-off through QMP. This is the only test in this file: it boots one VM.
 
+#[path = "support/fixture.rs"]
+mod fixture;
+
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use kiln::build::event::EventSink;
@@ -19,28 +21,6 @@ use kiln::qemu::vm::{Vm, VmEnd, VmSockets};
 use kiln::recipe::template::{LoadOptions, load_str};
 use kiln::ssh::{Auth, HostKeyPolicy, KeyPair, Target, wait_for_ssh};
 use tokio_util::sync::CancellationToken;
-
-fn fixture_image() -> PathBuf {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/debian-image.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .output()
-        .expect("run the fixture script");
-    assert!(
-        out.status.success(),
-        "building the Debian test image failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let path = String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .lines()
-        .last()
-        .unwrap_or_default()
-        .to_string();
-    let path = PathBuf::from(path);
-    assert!(path.is_file(), "the fixture script printed no image path");
-    path
-}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -56,7 +36,7 @@ fn indent(text: &str, by: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn boots_the_fixture_with_a_kiln_seed_and_pinned_host_key() {
-    let image = fixture_image();
+    let image = fixture::debian_image();
     let dir = tempfile::tempdir().unwrap();
     let cancel = CancellationToken::new();
     let qemu_img = QemuImg::locate().expect("qemu-img");

@@ -11,7 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::recipe::interp::{self, Context, RunInfo};
+use crate::recipe::interp;
 use crate::recipe::qemu::{DiskFormat, QemuConfig};
 
 /// The accelerator actually used for one start of the VM.
@@ -227,34 +227,15 @@ fn render_qemuargs(config: &QemuConfig, launch: &Launch) -> Result<Vec<Vec<Strin
             Some(launch.ssh_host_port.unwrap_or(0).to_string()),
         ),
     ];
-    let vars = Default::default();
-    let run = RunInfo {
-        started: chrono::Utc::now(),
-        pwd: String::new(),
-        template_dir: String::new(),
-    };
-    let ctx = Context {
-        vars: &vars,
-        allow_env: false,
-        env: &|_| None,
-        run: &run,
-        build_name: None,
-        build_type: None,
-        fields: &fields,
-    };
     let mut out = Vec::with_capacity(config.qemuargs.len());
     for (row, args) in config.qemuargs.iter().enumerate() {
         let mut rendered = Vec::with_capacity(args.len());
         for (col, arg) in args.iter().enumerate() {
-            let value = if arg.contains("{{") {
-                interp::render(arg, &ctx).map_err(|e| ArgsError {
-                    row,
-                    col,
-                    message: e.to_string(),
-                })?
-            } else {
-                arg.clone()
-            };
+            let value = interp::render_fields(arg, &fields).map_err(|e| ArgsError {
+                row,
+                col,
+                message: e.to_string(),
+            })?;
             rendered.push(value);
         }
         out.push(rendered);

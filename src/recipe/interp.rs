@@ -184,6 +184,31 @@ pub fn render(src: &str, ctx: &Context<'_>) -> Result<String, InterpError> {
     })?
 }
 
+/// Renders the build-time pass of a string whose user variables and functions were already
+/// rendered when the recipe was loaded: only context fields (`{{ .Path }}`,
+/// `{{ .SSHHostPort }}`, …) are left, and `fields` gives their values.
+pub fn render_fields(src: &str, fields: &[(&str, Option<String>)]) -> Result<String, InterpError> {
+    if !src.contains("{{") {
+        return Ok(src.to_string());
+    }
+    let vars = BTreeMap::new();
+    let run = RunInfo {
+        started: chrono::Utc::now(),
+        pwd: String::new(),
+        template_dir: String::new(),
+    };
+    let ctx = Context {
+        vars: &vars,
+        allow_env: false,
+        env: &|_| None,
+        run: &run,
+        build_name: None,
+        build_type: None,
+        fields,
+    };
+    render(src, &ctx)
+}
+
 /// Names of the user variables that `src` references through `user`, in order of appearance,
 /// without duplicates. Used to resolve variables in dependency order.
 pub fn referenced_variables(src: &str) -> Result<Vec<String>, InterpError> {

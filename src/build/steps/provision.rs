@@ -7,7 +7,7 @@ use std::path::Path;
 use crate::build::event::Event;
 use crate::build::runner::{BoxFuture, Step, StepContext, StepDone, StepError};
 use crate::build::state::BuildState;
-use crate::recipe::interp::{self, Context, RunInfo};
+use crate::recipe::interp;
 use crate::recipe::provisioner::{
     FileConfig, FileDirection, FileSource, Provisioner, ProvisionerKind, ShellConfig,
 };
@@ -42,22 +42,7 @@ fn format_var(format: &str, name: &str, value: &str) -> String {
 
 /// Renders `execute_command` with its context fields.
 fn render_command(template: &str, fields: &[(&str, Option<String>)]) -> Result<String, StepError> {
-    let vars = Default::default();
-    let run = RunInfo {
-        started: chrono::Utc::now(),
-        pwd: String::new(),
-        template_dir: String::new(),
-    };
-    let ctx = Context {
-        vars: &vars,
-        allow_env: false,
-        env: &|_| None,
-        run: &run,
-        build_name: None,
-        build_type: None,
-        fields,
-    };
-    interp::render(template, &ctx).map_err(|e| StepError(format!("execute_command: {e}")))
+    interp::render_fields(template, fields).map_err(|e| StepError(format!("execute_command: {e}")))
 }
 
 impl Provision {
