@@ -8,6 +8,10 @@ mod fixture;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Mutex;
+
+/// The VM builds of this file run one at a time.
+static ONE_VM_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
@@ -51,6 +55,7 @@ fn read_from_image(image: &Path, scratch: &Path, files: &[&str]) -> Vec<String> 
 
 #[test]
 fn builds_the_fixture_recipe_into_a_verified_artifact() {
+    let _one = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let base = fixture::debian_image();
     let work = tempfile::tempdir().unwrap();
     let recipe = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/build/fixture.json");
@@ -130,4 +135,70 @@ fn builds_the_fixture_recipe_into_a_verified_artifact() {
         !qemu_left.status.success(),
         "a qemu of this build is still running"
     );
+}
+
+#[test]
+fn builds_the_seed_article_form_with_its_own_seed_and_old_checksum_keys() {
+    let _one = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let base = fixture::debian_image();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    // The article's preparation: a key pair, a user-data with its public key, and
+    // `cloud-localds seed.img user-data` — here `kiln seed`.
+    run(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(dir.join("id_ed25519")));
+    let public = std::fs::read_to_string(dir.join("id_ed25519.pub")).unwrap();
+    std::fs::write(
+        dir.join("user-data"),
+        format!("#cloud-config\nssh_authorized_keys:\n  - {}", public.trim()),
+    )
+    .unwrap();
+    run(Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .current_dir(dir)
+        .args(["seed", "user-data", "-o", "seed.img"]));
+    // A checksum list for the old iso_checksum_url/iso_checksum_type keys.
+    let digest = run(Command::new("sha256sum").arg(&base));
+    let name = base.file_name().unwrap().to_string_lossy().to_string();
+    std::fs::write(
+        dir.join("SHA256SUMS"),
+        format!("{}  {name}\n", digest.split_whitespace().next().unwrap()),
+    )
+    .unwrap();
+
+    let recipe = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/build/seed-article.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .current_dir(dir)
+        .env("XDG_STATE_HOME", dir.join("state"))
+        .env("PACKER_PRIVATE_KEY", dir.join("id_ed25519"))
+        .arg("build")
+        .arg("-var")
+        .arg(format!("base_image={}", base.display()))
+        .arg("-var")
+        .arg(format!(
+            "checksum_list=file://{}",
+            dir.join("SHA256SUMS").display()
+        ))
+        .arg(&recipe)
+        .output()
+        .expect("kiln runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{stdout}");
+    assert_eq!(out.status.code(), Some(0), "kiln build failed:\n{stderr}");
+    assert!(
+        stderr.contains("`iso_checksum_url` is deprecated"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("(local file, sha256 ok)"),
+        "the old checksum keys verified the base: {stdout}"
+    );
+    assert!(
+        stdout.contains("kiln cannot pin the guest's host key"),
+        "{stdout}"
+    );
+    let artifact = dir.join("output-qemu/debian-buster.qcow2");
+    let contents = read_from_image(&artifact, dir, &["/root/marker"]);
+    assert_eq!(contents[0].trim(), "article-form");
 }

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use tokio::sync::Mutex;
 
@@ -58,6 +59,8 @@ pub struct BuildState {
     pub session: Option<Session>,
     /// The finished artifact.
     pub artifact: Option<PathBuf>,
+    /// Set once the artifact is complete; cleanups then keep it.
+    pub complete: Arc<AtomicBool>,
 }
 
 impl BuildState {
@@ -84,6 +87,7 @@ impl BuildState {
             console: None,
             session: None,
             artifact: None,
+            complete: Arc::default(),
         }
     }
 

@@ -30,12 +30,14 @@ impl Step<BuildState> for Compact {
             let outcome = if config.use_backing_file
                 || (config.skip_compaction && !config.disk_compression)
             {
-                std::fs::rename(&partial, &artifact).map_err(|e| {
-                    StepError(format!(
-                        "cannot move the disk to {}: {e}",
-                        artifact.display()
-                    ))
-                })?;
+                if partial != artifact {
+                    std::fs::rename(&partial, &artifact).map_err(|e| {
+                        StepError(format!(
+                            "cannot move the disk to {}: {e}",
+                            artifact.display()
+                        ))
+                    })?;
+                }
                 StepDone::Skipped(
                     if config.use_backing_file {
                         "overlay kept as is (use_backing_file)"
@@ -57,12 +59,17 @@ impl Step<BuildState> for Compact {
                     )
                     .await
                     .map_err(super::fail)?;
-                let _ = std::fs::remove_file(&partial);
+                if partial != artifact {
+                    let _ = std::fs::remove_file(&partial);
+                }
                 StepDone::Done
             };
             let size = std::fs::metadata(&artifact).map(|m| m.len()).unwrap_or(0);
             ctx.log(format!("{} ({})", artifact.display(), format_bytes(size)));
             state.artifact = Some(artifact);
+            state
+                .complete
+                .store(true, std::sync::atomic::Ordering::SeqCst);
             Ok(outcome)
         })
     }

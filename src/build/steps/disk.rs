@@ -7,6 +7,7 @@ use crate::build::event::Unit;
 use crate::build::runner::{BoxFuture, Step, StepContext, StepDone, StepError};
 use crate::build::state::BuildState;
 use crate::image::qemu_img::{ImageFormat, QemuImg, Resized};
+use crate::qemu::cmdline::user_supplies_drives;
 use crate::recipe::qemu::DiskFormat;
 use crate::recipe::units::format_bytes;
 
@@ -59,14 +60,21 @@ impl Step<BuildState> for Disk {
                 ))
             })?;
             let config = &state.config;
-            let partial = partial_path(&output, &config.vm_name);
+            // A recipe whose qemuargs attach the disk themselves (the seed article's
+            // `-drive file=output-qemu/NAME`) names the final path: the VM must write there.
+            let partial = if user_supplies_drives(config) {
+                output.join(&config.vm_name)
+            } else {
+                partial_path(&output, &config.vm_name)
+            };
             {
                 let partial = partial.clone();
                 let output = output.clone();
+                let complete = state.complete.clone();
                 ctx.defer(
-                    format!("the unfinished disk {}", partial.display()),
+                    format!("any unfinished disk at {}", partial.display()),
                     move || async move {
-                        if partial.exists() {
+                        if partial.exists() && !complete.load(std::sync::atomic::Ordering::SeqCst) {
                             std::fs::remove_file(&partial).map_err(|e| e.to_string())?;
                         }
                         if created && is_empty_dir(&output) {
