@@ -2,8 +2,11 @@
 //! `qemu-img` (info, overlays, conversion, resizing, compaction: [`qemu_img`]), streaming
 //! checksums ([`digest`]) and checksum lists ([`sums`]).
 
+pub mod compact;
 pub mod digest;
 pub mod fetch;
+pub mod merge;
+pub mod qcow2;
 pub mod qemu_img;
 pub mod sums;
 

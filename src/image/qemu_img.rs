@@ -22,6 +22,8 @@ use crate::recipe::units::format_bytes;
 /// The command that installs qemu-img on Debian and Ubuntu.
 pub const INSTALL_HINT: &str = "sudo apt-get install qemu-utils";
 
+/// Parallel requests (`-m`) for conversions with out-of-order writes.
+const PARALLEL_REQUESTS: &str = "16";
 /// Progress is reported at most this often.
 const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 /// How much of qemu-img's standard error is kept for an error message.
@@ -350,9 +352,10 @@ impl QemuImg {
         if compress {
             args.push("-c".into());
         }
-        if *format == ImageFormat::Raw {
-            // Out-of-order writes: faster, and harmless for a raw file.
-            args.push("-W".into());
+        if *format == ImageFormat::Raw || compress {
+            // Out-of-order writes with several coroutines: compression then runs on every
+            // core (about twice as fast on two), and a raw file does not care about order.
+            args.extend(["-W".into(), "-m".into(), PARALLEL_REQUESTS.into()]);
         }
         args.push(arg_path(src));
         args.push(arg_path(&temp.0));
@@ -427,6 +430,61 @@ impl QemuImg {
         let format = self.info(src, cancel).await?.format;
         self.copy_or_convert(src, dst, &format, compress, progress, cancel)
             .await
+    }
+
+    /// Writes to `delta` what `overlay` holds above its backing file `base`, compressed
+    /// (`qemu-img convert -c -B`): clusters the overlay never wrote are left out, so only the
+    /// change is compressed. The delta has `base` as its backing file and `cluster_size`
+    /// bytes per cluster.
+    pub async fn convert_delta(
+        &self,
+        overlay: &Path,
+        base: &Path,
+        delta: &Path,
+        cluster_size: u64,
+        mut progress: impl FnMut(u64, Option<u64>),
+        cancel: &CancellationToken,
+    ) -> Result<(), QemuImgError> {
+        let info = self.info(overlay, cancel).await?;
+        let total = info.virtual_size;
+        let args = vec![
+            OsString::from("convert"),
+            "-p".into(),
+            "-c".into(),
+            "-W".into(),
+            "-m".into(),
+            PARALLEL_REQUESTS.into(),
+            "-f".into(),
+            "qcow2".into(),
+            "-O".into(),
+            "qcow2".into(),
+            "-B".into(),
+            arg_path(base),
+            "-F".into(),
+            "qcow2".into(),
+            "-o".into(),
+            format!("cluster_size={cluster_size}").into(),
+            arg_path(overlay),
+            arg_path(delta),
+        ];
+        let mut last: Option<Instant> = None;
+        self.run(&args, cancel, |piece| {
+            if let Some(pct) = parse_progress(piece)
+                && last.is_none_or(|t| t.elapsed() >= PROGRESS_EVERY)
+            {
+                last = Some(Instant::now());
+                progress((pct / 100.0 * total as f64) as u64, Some(total));
+            }
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Checks an image's metadata (`qemu-img check`): an error when qemu-img finds
+    /// corruption or leaked clusters.
+    pub async fn check(&self, path: &Path, cancel: &CancellationToken) -> Result<(), QemuImgError> {
+        let args = vec![OsString::from("check"), "-q".into(), arg_path(path)];
+        self.run(&args, cancel, |_| {}).await.map(drop)
     }
 
     fn command_line(&self, args: &[OsString]) -> String {
