@@ -88,6 +88,40 @@ fn a_shrinking_resize_is_refused_before_anything_boots() {
 }
 
 #[test]
+fn on_error_abort_keeps_the_disk_and_says_where() {
+    let base = fixture::debian_image();
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = write_recipe(dir.path(), "debian", r#", "disk_size": "1G""#, "[]");
+    let out = kiln_build(dir.path(), &recipe, &base)
+        .arg("--on-error=abort")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let kept = dir.path().join("out/.f.qcow2.kiln-partial");
+    assert!(kept.is_file(), "the disk is kept: {stdout}{stderr}");
+    let said = format!("{stdout}{stderr}");
+    assert!(
+        said.contains(&format!(
+            "kept any unfinished disk at {} for debugging (--on-error=abort)",
+            Path::new("out/.f.qcow2.kiln-partial").display()
+        )) && said.contains("kept the scratch directory"),
+        "kiln says what it kept: {said}"
+    );
+    // The scratch directory named in the message exists.
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+        1
+    );
+    // A wrong value is refused by the argument parser.
+    let bad = kiln_build(dir.path(), &recipe, &base)
+        .arg("--on-error=ask")
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+}
+
+#[test]
 fn a_failing_provisioner_fails_the_build_and_leaves_nothing() {
     let _one = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let base = fixture::debian_image();

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::event::{EventSink, Outcome};
 use super::log::LineFormatter;
-use super::runner::{self, Step};
+use super::runner::{self, OnError, Step};
 use super::state::{BuildDirs, BuildState};
 use super::steps::{BaseImage, Boot, Compact, Connect, Disk, Provision, Seed, Shutdown};
 use crate::recipe::provisioner::ProvisionerKind;
@@ -26,6 +26,8 @@ pub struct BuildOptions {
     pub state_dir: Option<PathBuf>,
     /// A qemu binary that overrides the recipe's `qemu_binary`.
     pub qemu_binary: Option<PathBuf>,
+    /// What happens to a failed build's files.
+    pub on_error: OnError,
 }
 
 /// How a build ended and where its results are.
@@ -202,14 +204,29 @@ pub async fn run_build(
     steps.push(Box::new(Shutdown));
     steps.push(Box::new(Compact));
     let started = Instant::now();
-    let outcome = runner::run(&build.name, steps, &mut state, inner.clone(), cancel).await;
+    let outcome = runner::run(
+        &build.name,
+        steps,
+        &mut state,
+        inner.clone(),
+        cancel,
+        options.on_error,
+    )
+    .await;
     let artifact = if outcome == Outcome::Done {
         state.artifact.clone()
     } else {
         None
     };
     drop(state);
-    let _ = std::fs::remove_dir_all(&work);
+    if options.on_error == OnError::Abort && matches!(outcome, Outcome::Failed(_)) {
+        inner.send(super::event::Event::Warning(format!(
+            "kept the scratch directory {} (seed, qemu sockets) for debugging (--on-error=abort); remove it when done",
+            work.display()
+        )));
+    } else {
+        let _ = std::fs::remove_dir_all(&work);
+    }
     tracing::debug!(elapsed_s = started.elapsed().as_secs_f64(), "build ended");
     drop(inner);
     let _ = forward.await;

@@ -49,6 +49,18 @@ type CleanupFn = Box<dyn FnOnce() -> BoxFuture<'static, Result<(), String>> + Se
 struct Cleanup {
     what: String,
     run: CleanupFn,
+    /// Removes files a failed build may be debugged with: skipped under [`OnError::Abort`].
+    removes_files: bool,
+}
+
+/// What happens to a failed build's files (`kiln build --on-error`, as Packer's flag).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OnError {
+    /// Remove everything the build made (the default).
+    #[default]
+    Cleanup,
+    /// Keep the disk, the scratch files and the logs for debugging; the VM is still stopped.
+    Abort,
 }
 
 /// What a running step can use: events, the cancellation token, and the cleanup stack.
@@ -101,18 +113,35 @@ impl StepContext {
         self.cleanups.push(Cleanup {
             what: what.into(),
             run: Box::new(move || Box::pin(cleanup())),
+            removes_files: false,
+        });
+    }
+
+    /// Like [`StepContext::defer`], for a cleanup that removes files: after a failure with
+    /// [`OnError::Abort`] it is skipped and the build says what it kept.
+    pub fn defer_removal<F, Fut>(&mut self, what: impl Into<String>, cleanup: F)
+    where
+        F: FnOnce() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        self.cleanups.push(Cleanup {
+            what: what.into(),
+            run: Box::new(move || Box::pin(cleanup())),
+            removes_files: true,
         });
     }
 }
 
 /// Runs `steps` in order and unwinds their cleanups; returns how the build ended. Every
-/// step start and end, every cleanup and the end of the build are sent to `events`.
+/// step start and end, every cleanup and the end of the build are sent to `events`. After a
+/// failure, `on_error` decides whether cleanups that remove files run.
 pub async fn run<S: Send>(
     build: &str,
     steps: Vec<Box<dyn Step<S>>>,
     state: &mut S,
     events: EventSink,
     cancel: CancellationToken,
+    on_error: OnError,
 ) -> Outcome {
     let started = Instant::now();
     events.send(Event::BuildStarted {
@@ -158,7 +187,15 @@ pub async fn run<S: Send>(
             break;
         }
     }
+    let keep_files = on_error == OnError::Abort && matches!(outcome, Outcome::Failed(_));
     while let Some(cleanup) = ctx.cleanups.pop() {
+        if keep_files && cleanup.removes_files {
+            events.send(Event::Warning(format!(
+                "kept {} for debugging (--on-error=abort)",
+                cleanup.what
+            )));
+            continue;
+        }
         match (cleanup.run)().await {
             Ok(()) => events.send(Event::CleanedUp(cleanup.what)),
             Err(e) => events.send(Event::Warning(format!(
@@ -203,10 +240,17 @@ mod tests {
                 let journal = self.journal.clone();
                 let name = self.name;
                 self.journal.lock().unwrap().push(format!("run {name}"));
-                ctx.defer(format!("{name}'s mess"), move || async move {
-                    journal.lock().unwrap().push(format!("clean {name}"));
-                    Ok(())
-                });
+                if name.starts_with("disk") {
+                    ctx.defer_removal(format!("{name}'s files"), move || async move {
+                        journal.lock().unwrap().push(format!("remove {name}"));
+                        Ok(())
+                    });
+                } else {
+                    ctx.defer(format!("{name}'s mess"), move || async move {
+                        journal.lock().unwrap().push(format!("clean {name}"));
+                        Ok(())
+                    });
+                }
                 match self.action {
                     "fail" => Err(StepError("it broke; fix it".into())),
                     "skip" => Ok(StepDone::Skipped("cached".into())),
@@ -224,6 +268,13 @@ mod tests {
     async fn run_script(
         actions: &[(&'static str, &'static str)],
     ) -> (Outcome, Vec<String>, Vec<Event>) {
+        run_script_with(actions, OnError::Cleanup).await
+    }
+
+    async fn run_script_with(
+        actions: &[(&'static str, &'static str)],
+        on_error: OnError,
+    ) -> (Outcome, Vec<String>, Vec<Event>) {
         let journal = Arc::new(Mutex::new(Vec::new()));
         let steps: Vec<Box<dyn Step<()>>> = actions
             .iter()
@@ -236,13 +287,48 @@ mod tests {
             })
             .collect();
         let (sink, mut rx) = EventSink::channel(Redactor::new());
-        let outcome = run("test", steps, &mut (), sink, CancellationToken::new()).await;
+        let outcome = run(
+            "test",
+            steps,
+            &mut (),
+            sink,
+            CancellationToken::new(),
+            on_error,
+        )
+        .await;
         let mut events = Vec::new();
         while let Ok(e) = rx.try_recv() {
             events.push(e);
         }
         let journal = journal.lock().unwrap().clone();
         (outcome, journal, events)
+    }
+
+    #[tokio::test]
+    async fn abort_keeps_files_after_a_failure_but_still_runs_other_cleanups() {
+        let script = [("disk", "ok"), ("vm", "ok"), ("provision", "fail")];
+        let (outcome, journal, events) = run_script_with(&script, OnError::Abort).await;
+        assert!(matches!(outcome, Outcome::Failed(_)));
+        assert_eq!(
+            journal,
+            [
+                "run disk",
+                "run vm",
+                "run provision",
+                "clean provision",
+                "clean vm"
+            ]
+        );
+        assert!(events.iter().any(|e| matches!(e,
+            Event::Warning(w) if w == "kept disk's files for debugging (--on-error=abort)")));
+        // The same build with the default policy removes the files.
+        let (_, journal, _) = run_script_with(&script, OnError::Cleanup).await;
+        assert!(journal.contains(&"remove disk".to_string()), "{journal:?}");
+        // A successful build under Abort cleans up as usual.
+        let (outcome, journal, _) =
+            run_script_with(&[("disk", "ok"), ("vm", "ok")], OnError::Abort).await;
+        assert_eq!(outcome, Outcome::Done);
+        assert_eq!(journal, ["run disk", "run vm", "clean vm", "remove disk"]);
     }
 
     #[tokio::test]

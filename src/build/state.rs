@@ -1,5 +1,6 @@
 //! The typed state a build's steps share (what Packer keeps in an untyped state bag).
 
+use crate::image::compact::MergeBase;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -41,6 +42,9 @@ pub struct BuildState {
     /// The disk the VM writes: a hidden partial file in the output directory until the
     /// last step renames it to the artifact.
     pub disk: Option<PathBuf>,
+    /// The base image the disk is an overlay on, when compaction merges the build's changes
+    /// back into the base's compressed clusters (see `image::compact`).
+    pub merge_base: Option<MergeBase>,
     /// The key kiln logs in with.
     pub client_key: Option<KeyPair>,
     /// Which host keys to accept.
@@ -78,6 +82,7 @@ impl BuildState {
             qemu_binary,
             base_image: None,
             disk: None,
+            merge_base: None,
             client_key: None,
             host_key: None,
             seed: None,

@@ -13,6 +13,7 @@ use crate::build::event::{Event, EventSink, Outcome};
 use crate::build::log::LineFormatter;
 use crate::build::plan::{BuildOptions, run_build};
 use crate::build::redact::Redactor;
+use crate::build::runner::OnError;
 use crate::recipe::template::{self, LoadOptions};
 use crate::recipe::units::format_bytes;
 
@@ -34,6 +35,19 @@ pub struct BuildArgs {
     /// Also print the VM's serial console (it is always in the build's serial.log).
     #[arg(long)]
     pub console: bool,
+    /// After a failure: `cleanup` removes what the build made; `abort` keeps the disk and
+    /// the scratch files for debugging and says where (the VM is stopped either way).
+    #[arg(long = "on-error", value_enum, default_value_t = OnErrorArg::Cleanup, value_name = "cleanup|abort")]
+    pub on_error: OnErrorArg,
+}
+
+/// The values of `--on-error`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnErrorArg {
+    /// Remove everything the failed build made.
+    Cleanup,
+    /// Keep the disk and scratch files for debugging.
+    Abort,
 }
 
 /// Runs `kiln build`; returns the exit code (0 built, 1 failed, 130 cancelled).
@@ -71,6 +85,10 @@ pub fn run(args: &BuildArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::i
         let (events, mut rx) = EventSink::channel(Redactor::new());
         let build_options = BuildOptions {
             force: args.force,
+            on_error: match args.on_error {
+                OnErrorArg::Cleanup => OnError::Cleanup,
+                OnErrorArg::Abort => OnError::Abort,
+            },
             ..BuildOptions::default()
         };
         let task = {

@@ -4,6 +4,9 @@
 use crate::build::event::Unit;
 use crate::build::runner::{BoxFuture, Step, StepContext, StepDone, StepError};
 use crate::build::state::BuildState;
+use std::path::{Path, PathBuf};
+
+use crate::image::compact::{self, CompactError, MergeBase};
 use crate::image::qemu_img::QemuImg;
 use crate::recipe::units::format_bytes;
 
@@ -49,6 +52,19 @@ impl Step<BuildState> for Compact {
             } else {
                 let qemu_img = QemuImg::locate().map_err(super::fail)?;
                 let cancel = ctx.cancel().clone();
+                if let Some(base) = state.merge_base.take() {
+                    match merge_into(ctx, &qemu_img, &partial, &base, &artifact, &state.dirs.work)
+                        .await
+                    {
+                        Ok(()) => return Ok(finish(ctx, state, artifact, StepDone::Done)),
+                        Err(CompactError::Cancelled) => {
+                            return Err(StepError("cancelled".into()));
+                        }
+                        Err(e) => ctx.log(format!(
+                            "warning: merge compaction failed ({e}); compressing the whole disk instead"
+                        )),
+                    }
+                }
                 qemu_img
                     .compact(
                         &partial,
@@ -64,13 +80,60 @@ impl Step<BuildState> for Compact {
                 }
                 StepDone::Done
             };
-            let size = std::fs::metadata(&artifact).map(|m| m.len()).unwrap_or(0);
-            ctx.log(format!("{} ({})", artifact.display(), format_bytes(size)));
-            state.artifact = Some(artifact);
-            state
-                .complete
-                .store(true, std::sync::atomic::Ordering::SeqCst);
-            Ok(outcome)
+            Ok(finish(ctx, state, artifact, outcome))
         })
     }
+}
+
+/// Records the finished artifact.
+fn finish(
+    ctx: &mut StepContext,
+    state: &mut BuildState,
+    artifact: PathBuf,
+    outcome: StepDone,
+) -> StepDone {
+    let size = std::fs::metadata(&artifact).map(|m| m.len()).unwrap_or(0);
+    ctx.log(format!("{} ({})", artifact.display(), format_bytes(size)));
+    state.artifact = Some(artifact);
+    state
+        .complete
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    outcome
+}
+
+/// Compresses the overlay's changes and merges them with the base image into `artifact`.
+async fn merge_into(
+    ctx: &mut StepContext,
+    qemu_img: &QemuImg,
+    overlay: &Path,
+    base: &MergeBase,
+    artifact: &Path,
+    scratch: &Path,
+) -> Result<(), CompactError> {
+    let cancel = ctx.cancel().clone();
+    let mut phase = "";
+    let stats = compact::compact_overlay(
+        qemu_img,
+        overlay,
+        base,
+        artifact,
+        scratch,
+        |now, done, total| {
+            if now != phase {
+                phase = now;
+                ctx.log(now.to_string());
+            }
+            ctx.progress(done, Some(total), Unit::Bytes);
+        },
+        &cancel,
+    )
+    .await?;
+    ctx.log(format!(
+        "merged {} changed clusters with {} clusters of the base image, none recompressed",
+        stats.from_delta, stats.from_base
+    ));
+    if overlay != artifact {
+        let _ = std::fs::remove_file(overlay);
+    }
+    Ok(())
 }

@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 use crate::build::event::Unit;
 use crate::build::runner::{BoxFuture, Step, StepContext, StepDone, StepError};
 use crate::build::state::BuildState;
+use crate::image::compact::merge_base;
 use crate::image::qemu_img::{ImageFormat, QemuImg, Resized};
 use crate::qemu::cmdline::user_supplies_drives;
-use crate::recipe::qemu::DiskFormat;
+use crate::recipe::qemu::{DiskFormat, QemuConfig};
 use crate::recipe::units::format_bytes;
 
 /// Prepares the output directory and the working disk.
@@ -26,6 +27,16 @@ fn is_empty_dir(dir: &Path) -> bool {
     std::fs::read_dir(dir)
         .map(|mut d| d.next().is_none())
         .unwrap_or(false)
+}
+
+/// Whether the build can run on an overlay of the base image and merge its changes back at
+/// compaction: a compressed qcow2 artifact that stands alone (no `use_backing_file`).
+fn wants_merge_compaction(config: &QemuConfig, format: &ImageFormat) -> bool {
+    config.disk_image
+        && *format == ImageFormat::Qcow2
+        && config.disk_compression
+        && !config.skip_compaction
+        && !config.use_backing_file
 }
 
 impl Step<BuildState> for Disk {
@@ -71,7 +82,7 @@ impl Step<BuildState> for Disk {
                 let partial = partial.clone();
                 let output = output.clone();
                 let complete = state.complete.clone();
-                ctx.defer(
+                ctx.defer_removal(
                     format!("any unfinished disk at {}", partial.display()),
                     move || async move {
                         if partial.exists() && !complete.load(std::sync::atomic::Ordering::SeqCst) {
@@ -95,12 +106,35 @@ impl Step<BuildState> for Disk {
                     .base_image
                     .clone()
                     .ok_or_else(|| StepError("no base image".into()))?;
+                let merge_base = if wants_merge_compaction(config, &format) {
+                    match merge_base(&base) {
+                        Ok(merge) => Some(merge),
+                        Err(why) => {
+                            ctx.log(format!(
+                                "copying the whole base image: it cannot be merged back at compaction ({why})"
+                            ));
+                            None
+                        }
+                    }
+                } else {
+                    None
+                };
                 if config.use_backing_file {
                     qemu_img
                         .create_overlay(&base, &partial, &cancel)
                         .await
                         .map_err(super::fail)?;
                     ctx.log(format!("overlay on {}", base.display()));
+                } else if let Some(merge) = merge_base {
+                    qemu_img
+                        .create_overlay(&merge.path, &partial, &cancel)
+                        .await
+                        .map_err(super::fail)?;
+                    ctx.log(format!(
+                        "overlay on the compressed base image {}; compaction compresses only the changes and merges them back",
+                        merge.path.display()
+                    ));
+                    state.merge_base = Some(merge);
                 } else {
                     qemu_img
                         .copy_or_convert(
