@@ -327,11 +327,20 @@ mod tests {
 
     #[test]
     fn api_messages() {
-        assert_eq!(api_message(br#"{"message":"no such thing"}"#), "no such thing");
+        assert_eq!(
+            api_message(br#"{"message":"no such thing"}"#),
+            "no such thing"
+        );
         assert_eq!(api_message(b""), "(no message)");
-        assert_eq!(api_message(b"<html>\nBad Gateway</html>"), "<html> Bad Gateway</html>");
+        assert_eq!(
+            api_message(b"<html>\nBad Gateway</html>"),
+            "<html> Bad Gateway</html>"
+        );
         let long = "x".repeat(1000);
-        assert_eq!(api_message(long.as_bytes()).chars().count(), BODY_EXCERPT + 1);
+        assert_eq!(
+            api_message(long.as_bytes()).chars().count(),
+            BODY_EXCERPT + 1
+        );
         assert_eq!(api_message(&[0xff, 0xfe]), "\u{fffd}\u{fffd}");
     }
 

@@ -19,4 +19,6 @@ pub use backoff::{PollSchedule, RetryPolicy};
 pub use client::{Client, ClientOptions};
 pub use credentials::Credentials;
 pub use error::ApiError;
-pub use model::{Operation, OperationState, RegisterTemplate, Template, TemplateFilter, Visibility};
+pub use model::{
+    Operation, OperationState, RegisterTemplate, Template, TemplateFilter, Visibility,
+};

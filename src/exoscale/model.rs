@@ -78,9 +78,9 @@ impl Template {
     }
 }
 
-/// The answer of `GET /template`.
+/// The answer of `GET /template` (`templates` must be there: an answer without it is not a
+/// list).
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
 pub struct TemplateList {
     /// The templates.
     pub templates: Vec<Template>,
@@ -102,7 +102,6 @@ pub struct Zone {
 
 /// The answer of `GET /zone`.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
 pub struct ZoneList {
     /// The zones.
     pub zones: Vec<Zone>,
@@ -270,7 +269,10 @@ mod tests {
         .unwrap();
         assert_eq!(t.size, Some(10 << 30));
         assert_eq!(t.boot_mode.as_deref(), Some("uefi"));
-        assert_eq!(t.created().unwrap().to_rfc3339(), "2026-11-01T10:00:00+00:00");
+        assert_eq!(
+            t.created().unwrap().to_rfc3339(),
+            "2026-11-01T10:00:00+00:00"
+        );
         let bad_date = Template {
             created_at: Some("yesterday".into()),
             ..t

@@ -41,9 +41,16 @@ impl Client {
 
     /// Registers a template and waits until Exoscale has downloaded and checked the image;
     /// returns the new template.
-    pub async fn register_template(&self, request: &RegisterTemplate) -> Result<Template, ApiError> {
+    pub async fn register_template(
+        &self,
+        request: &RegisterTemplate,
+    ) -> Result<Template, ApiError> {
         let operation = self.start_register_template(request).await?;
-        let what = format!("registering template \"{}\" in {}", request.name, self.zone());
+        let what = format!(
+            "registering template \"{}\" in {}",
+            request.name,
+            self.zone()
+        );
         let done = self.wait(operation, &what).await?;
         let id = self.referenced_id(&done, "template registration")?;
         self.get_template(&id).await
@@ -56,9 +63,15 @@ impl Client {
             name: &'a str,
         }
         let operation: Operation = self
-            .call(Method::PUT, &["template", id], &[], Some(json(&Rename { name })))
+            .call(
+                Method::PUT,
+                &["template", id],
+                &[],
+                Some(json(&Rename { name })),
+            )
             .await?;
-        self.wait(operation, &format!("renaming template {id}")).await?;
+        self.wait(operation, &format!("renaming template {id}"))
+            .await?;
         Ok(())
     }
 
@@ -79,7 +92,10 @@ impl Client {
         let operation: Operation = self
             .call(Method::POST, &["template", id], &[], Some(json(&body)))
             .await?;
-        let what = format!("copying template {id} from {} to {target_zone}", self.zone());
+        let what = format!(
+            "copying template {id} from {} to {target_zone}",
+            self.zone()
+        );
         let done = self.wait(operation, &what).await?;
         self.referenced_id(&done, "template copy")
     }
