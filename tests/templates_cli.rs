@@ -408,3 +408,57 @@ fn profiles_and_missing_credentials_are_explained() {
     let usage = kiln(&server, &["templates", "list", "--visibility", "secret"]);
     assert_eq!(usage.status.code(), Some(2));
 }
+
+/// Runs `kiln ARGS` on a pseudo-terminal (util-linux `script`), typing `input`.
+fn kiln_on_a_terminal(server: &ApiServer, args: &[&str], input: &str) -> Output {
+    use std::io::Write;
+    let command = std::iter::once(env!("CARGO_BIN_EXE_kiln"))
+        .chain(args.iter().copied())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut child = Command::new("script")
+        .args(["-q", "-e", "-c", &command, "/dev/null"])
+        .env("EXOSCALE_API_KEY", TEST_KEY)
+        .env("EXOSCALE_API_SECRET", TEST_SECRET)
+        .env("EXOSCALE_API_ENDPOINT", server.endpoint())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script runs (apt-get install util-linux)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn delete_asks_on_a_terminal() {
+    let server = ApiServer::start();
+    let id = server.add_template("ch-gva-2", template("asked about", 40));
+    let args = ["templates", "delete", &id];
+
+    let declined = kiln_on_a_terminal(&server, &args, "n\n");
+    let screen = text(&declined.stdout);
+    assert!(
+        screen.contains(&format!(
+            "Delete template \"asked about\" ({id}) in ch-gva-2? This cannot be undone. [y/N]"
+        )),
+        "{screen}"
+    );
+    assert!(screen.contains("kept template"), "{screen}");
+    assert_eq!(declined.status.code(), Some(1), "{screen}");
+    assert_eq!(server.templates("ch-gva-2").len(), 1);
+
+    let accepted = kiln_on_a_terminal(&server, &args, "y\n");
+    let screen = text(&accepted.stdout);
+    assert_eq!(accepted.status.code(), Some(0), "{screen}");
+    assert!(
+        screen.contains("deleted template \"asked about\""),
+        "{screen}"
+    );
+    assert!(server.templates("ch-gva-2").is_empty());
+}

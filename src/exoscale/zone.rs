@@ -21,6 +21,16 @@ pub fn endpoint_override_from_env() -> Option<String> {
         .filter(|v| !v.trim().is_empty())
 }
 
+/// The endpoint override to use: the recipe's `api_endpoint` when it is set, else
+/// `EXOSCALE_API_ENDPOINT`, else none (each zone's standard endpoint).
+pub fn endpoint_override(recipe_value: Option<&str>) -> Option<String> {
+    recipe_value
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
+        .or_else(endpoint_override_from_env)
+}
+
 /// Whether kiln knows `zone`.
 pub fn is_known(zone: &str) -> bool {
     EXOSCALE_ZONES.contains(&zone)
@@ -87,6 +97,15 @@ mod tests {
                 .as_str(),
             "http://127.0.0.1:9/xx-nowhere-1/v2"
         );
+    }
+
+    #[test]
+    fn the_recipe_endpoint_wins_over_the_environment() {
+        assert_eq!(
+            endpoint_override(Some(" http://10.0.0.1/{zone}/v2 ")).as_deref(),
+            Some("http://10.0.0.1/{zone}/v2")
+        );
+        assert_eq!(endpoint_override(Some("  ")), endpoint_override_from_env());
     }
 
     #[test]

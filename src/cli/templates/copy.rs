@@ -33,7 +33,7 @@ pub async fn run(args: &CopyArgs, out: &mut dyn Write) -> Result<i32, Failure> {
         )));
     }
     // The target zone must be one the API knows (unless a private endpoint is used).
-    if zone::endpoint_override_from_env().is_none() && !zone::is_known(&args.to_zone) {
+    if zone::endpoint_override(None).is_none() && !zone::is_known(&args.to_zone) {
         return Err(Failure::Api(ApiError::UnknownZone {
             zone: args.to_zone.clone(),
         }));

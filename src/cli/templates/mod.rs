@@ -70,7 +70,7 @@ impl ApiArgs {
     /// A client of `zone` with these credentials, at the endpoint `EXOSCALE_API_ENDPOINT`
     /// says (the zone's standard endpoint otherwise).
     pub fn client(&self, zone: &str) -> Result<Client, ApiError> {
-        let endpoint = zone::endpoint_override_from_env();
+        let endpoint = zone::endpoint_override(None);
         Client::new(
             zone,
             endpoint.as_deref(),
