@@ -462,3 +462,17 @@ fn delete_asks_on_a_terminal() {
     );
     assert!(server.templates("ch-gva-2").is_empty());
 }
+
+#[test]
+fn a_failing_zone_is_reported_and_the_others_are_still_listed() {
+    let server = ApiServer::start();
+    let id = server.add_template("hr-zag-1", template("in zagreb", 5));
+    server.fail_zone("at-vie-2", 403);
+    let out = kiln(&server, &["templates", "list", "--all-zones"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stdout).contains(&id), "{}", text(&out.stdout));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("kiln: zone at-vie-2: GET "), "{stderr}");
+    assert!(stderr.contains("access denied (403"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}

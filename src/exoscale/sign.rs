@@ -214,6 +214,40 @@ mod tests {
         );
     }
 
+    /// Two more fixtures (key `EXO123`, secret `secret-value`, expires 1700000000), from the
+    /// tests of a public third-party Exoscale client (a Python project's
+    /// `test_authorization_header_matches_reference_fixture*`), checked there against the
+    /// reference implementation.
+    #[test]
+    fn third_party_fixtures() {
+        let query = pairs(&[("zone", "ch-gva-2"), ("name", "sb-test")]);
+        let get = RequestToSign {
+            method: "GET",
+            path: "/v2/instance",
+            query: &query,
+            body: b"",
+            expires: 1700000000,
+        };
+        assert_eq!(
+            authorization("EXO123", "secret-value", &get),
+            "EXO2-HMAC-SHA256 credential=EXO123,signed-query-args=name;zone,expires=1700000000,\
+             signature=LdrDqX3RL8WKrHOSxqZ3ueR5PcwwEzjtwlOXWUThvUc="
+        );
+        let body = br#"{"name":"sb-test","template":{"name":"Linux Ubuntu 24.04 LTS 64-bit"},"instance-type":{"name":"standard.medium"},"zone":"ch-gva-2","disk-size":50,"ssh-key":{"name":"drukbox-sb-test"},"labels":{"managed-by":"drukbox"},"user-data":"IyEvYmluL3NoCmVjaG8gaGk="}"#;
+        let post = RequestToSign {
+            method: "POST",
+            path: "/v2/instance",
+            query: &[],
+            body,
+            expires: 1700000000,
+        };
+        assert_eq!(
+            authorization("EXO123", "secret-value", &post),
+            "EXO2-HMAC-SHA256 credential=EXO123,expires=1700000000,\
+             signature=1GojVvs6vYrqytp/HhhjEmCKgOtSmUp2ObCJNfTizAI="
+        );
+    }
+
     #[test]
     fn multi_valued_parameters_are_not_signed() {
         let query = pairs(&[("b", "2"), ("a", "1"), ("b", "3"), ("c", "x")]);

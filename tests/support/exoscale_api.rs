@@ -110,6 +110,8 @@ struct State {
     templates: Vec<(String, Value)>,
     operations: HashMap<String, Op>,
     faults: VecDeque<Fault>,
+    /// Zones that answer every request with this status.
+    failing_zones: HashMap<String, u16>,
     /// Polls an asynchronous operation stays pending.
     pending_polls: u32,
     outcome: OperationOutcome,
@@ -154,6 +156,7 @@ impl ApiServer {
             templates: Vec::new(),
             operations: HashMap::new(),
             faults: VecDeque::new(),
+            failing_zones: HashMap::new(),
             pending_polls: 2,
             outcome: OperationOutcome::Normal,
             seen: Vec::new(),
@@ -186,6 +189,15 @@ impl ApiServer {
     /// Queues faults for the next requests, in order.
     pub fn inject(&self, faults: &[Fault]) {
         self.state.lock().unwrap().faults.extend(faults);
+    }
+
+    /// Makes every request to `zone` answer `status` from now on.
+    pub fn fail_zone(&self, zone: &str, status: u16) {
+        self.state
+            .lock()
+            .unwrap()
+            .failing_zones
+            .insert(zone.to_string(), status);
     }
 
     /// How many polls asynchronous operations stay pending from now on.
@@ -308,8 +320,10 @@ async fn handle(state: Shared, req: Request<Incoming>) -> Response<Full<Bytes>> 
     };
     let fault = {
         let mut s = state.lock().unwrap();
-        match s.faults.front() {
-            Some(Fault::Status(_)) => s.faults.pop_front(),
+        let zone = path.split('/').nth(1).unwrap_or_default();
+        match (s.failing_zones.get(zone), s.faults.front()) {
+            (Some(status), _) => Some(Fault::Status(*status)),
+            (None, Some(Fault::Status(_))) => s.faults.pop_front(),
             _ => None,
         }
     };
