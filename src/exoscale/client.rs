@@ -36,6 +36,16 @@ impl Default for ClientOptions {
     }
 }
 
+impl ClientOptions {
+    /// The defaults, waiting at most `api_timeout` for operations (the recipe's
+    /// `api_timeout` of `exoscale-import`).
+    pub fn with_api_timeout(api_timeout: Duration) -> Self {
+        let mut options = Self::default();
+        options.poll.timeout = api_timeout;
+        options
+    }
+}
+
 /// A client of one zone's Exoscale API v2.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -342,6 +352,14 @@ mod tests {
             BODY_EXCERPT + 1
         );
         assert_eq!(api_message(&[0xff, 0xfe]), "\u{fffd}\u{fffd}");
+    }
+
+    #[test]
+    fn api_timeout_bounds_the_polling() {
+        let o = ClientOptions::with_api_timeout(Duration::from_secs(90));
+        assert_eq!(o.poll.timeout, Duration::from_secs(90));
+        assert_eq!(o.poll.first_delay, Duration::from_secs(3));
+        assert_eq!(o.retry, RetryPolicy::default());
     }
 
     #[test]
