@@ -27,6 +27,7 @@ fn main() -> ExitCode {
         Some(Command::Build(_)) => "build",
         Some(Command::Doctor(_)) => "doctor",
         Some(Command::Seed(_)) => "seed",
+        Some(Command::Templates(_)) => "templates",
         None => "",
     };
     let result = match &cli.command {
@@ -35,6 +36,7 @@ fn main() -> ExitCode {
         Some(Command::Build(args)) => cli::build::run(args, &mut out, &mut err),
         Some(Command::Doctor(args)) => cli::doctor::run(args, &mut out, &mut err),
         Some(Command::Seed(args)) => cli::seed::run(args, &mut out, &mut err),
+        Some(Command::Templates(args)) => cli::templates::run(args, &mut out, &mut err),
         None => cli::inspect::run_default(&mut out, &mut err),
     };
     let result: anyhow::Result<i32> = result.with_context(|| format!("kiln {name}"));

@@ -5,6 +5,7 @@ pub mod build;
 pub mod doctor;
 pub mod inspect;
 pub mod seed;
+pub mod templates;
 pub mod validate;
 
 use std::path::PathBuf;
@@ -34,6 +35,8 @@ pub enum Command {
     Doctor(doctor::DoctorArgs),
     /// Write a cloud-init NoCloud seed image (ISO 9660 or vfat), like cloud-localds.
     Seed(seed::SeedArgs),
+    /// List, show, delete, rename and copy the templates published on Exoscale.
+    Templates(templates::TemplatesArgs),
 }
 
 /// Options shared by every subcommand that reads a recipe.

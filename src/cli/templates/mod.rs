@@ -1,0 +1,128 @@
+//! `kiln templates`: list, show, delete, rename and copy the compute templates published on
+//! Exoscale. Credentials come from `EXOSCALE_API_KEY` / `EXOSCALE_API_SECRET`; the API
+//! endpoint can be overridden with `EXOSCALE_API_ENDPOINT` (`{zone}` is replaced).
+
+pub mod copy;
+pub mod delete;
+pub mod format;
+pub mod list;
+pub mod rename;
+pub mod show;
+
+use std::io::Write;
+
+use clap::{Args, Subcommand};
+
+use crate::exoscale::zone::{self, DEFAULT_EXOSCALE_ZONE};
+use crate::exoscale::{ApiError, Client, ClientOptions, Credentials};
+
+/// Arguments of `kiln templates`.
+#[derive(Debug, Args)]
+pub struct TemplatesArgs {
+    /// What to do with the templates.
+    #[command(subcommand)]
+    pub command: TemplatesCommand,
+}
+
+/// The subcommands of `kiln templates`.
+#[derive(Debug, Subcommand)]
+pub enum TemplatesCommand {
+    /// List templates with their size, boot mode, age, and a flag on stale ones.
+    List(list::ListArgs),
+    /// Show every field of one template.
+    Show(show::ShowArgs),
+    /// Delete a template (asks first unless --yes).
+    Delete(delete::DeleteArgs),
+    /// Rename a template.
+    Rename(rename::RenameArgs),
+    /// Copy a template to another zone.
+    Copy(copy::CopyArgs),
+}
+
+/// Options every `kiln templates` subcommand takes.
+#[derive(Debug, Clone, Args)]
+pub struct ApiArgs {
+    /// The credentials profile in the OS keyring (not available yet: use the
+    /// EXOSCALE_API_KEY and EXOSCALE_API_SECRET environment variables).
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+}
+
+/// The zone option of the subcommands that act on one template.
+#[derive(Debug, Clone, Args)]
+pub struct ZoneArg {
+    /// The zone the template is in.
+    #[arg(long, short = 'z', value_name = "ZONE", default_value = DEFAULT_EXOSCALE_ZONE)]
+    pub zone: String,
+}
+
+impl ApiArgs {
+    /// The credentials to use: the environment's, unless a profile is asked for.
+    pub fn credentials(&self) -> Result<Credentials, ApiError> {
+        if let Some(profile) = &self.profile {
+            return Err(ApiError::ProfilesUnavailable {
+                profile: profile.clone(),
+            });
+        }
+        Credentials::from_env()
+    }
+
+    /// A client of `zone` with these credentials, at the endpoint `EXOSCALE_API_ENDPOINT`
+    /// says (the zone's standard endpoint otherwise).
+    pub fn client(&self, zone: &str) -> Result<Client, ApiError> {
+        let endpoint = zone::endpoint_override(None);
+        Client::new(
+            zone,
+            endpoint.as_deref(),
+            self.credentials()?,
+            ClientOptions::default(),
+        )
+    }
+}
+
+/// Runs `kiln templates`; exit 0 done, 1 failed, 2 refused (usage).
+pub fn run(args: &TemplatesArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::io::Result<i32> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    let result = match &args.command {
+        TemplatesCommand::List(a) => runtime.block_on(list::run(a, out, err)),
+        TemplatesCommand::Show(a) => runtime.block_on(show::run(a, out)),
+        TemplatesCommand::Delete(a) => runtime.block_on(delete::run(a, out, err)),
+        TemplatesCommand::Rename(a) => runtime.block_on(rename::run(a, out)),
+        TemplatesCommand::Copy(a) => runtime.block_on(copy::run(a, out)),
+    };
+    match result {
+        Ok(code) => Ok(code),
+        Err(Failure::Io(e)) => Err(e),
+        Err(Failure::Api(e)) => {
+            writeln!(err, "kiln: {e}")?;
+            Ok(1)
+        }
+        Err(Failure::Refused(why)) => {
+            writeln!(err, "kiln: {why}")?;
+            Ok(2)
+        }
+    }
+}
+
+/// Why a `kiln templates` subcommand stopped.
+#[derive(Debug)]
+pub enum Failure {
+    /// The API (or the credentials, the endpoint) failed.
+    Api(ApiError),
+    /// Writing the output failed.
+    Io(std::io::Error),
+    /// The command was refused before anything was changed (exit 2).
+    Refused(String),
+}
+
+impl From<ApiError> for Failure {
+    fn from(e: ApiError) -> Self {
+        Failure::Api(e)
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Self {
+        Failure::Io(e)
+    }
+}

@@ -1,0 +1,716 @@
+//! The Exoscale API client against the strict API test server on 127.0.0.1: every endpoint,
+//! signatures and expiry, bad bodies, 404, retries (429, 500, dropped connections),
+//! operation failures and timeouts, and registration with a real download of a qcow2.
+
+#[path = "support/exoscale_api.rs"]
+mod exoscale_api;
+#[path = "support/image_server.rs"]
+mod image_server;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use exoscale_api::{ApiServer, Fault, OperationOutcome, TEST_KEY, TEST_SECRET};
+use image_server::ImageServer;
+use kiln::exoscale::model::{TemplateList, Zone};
+use kiln::exoscale::{
+    ApiError, Client, ClientOptions, Credentials, Operation, PollSchedule, RegisterTemplate,
+    RetryPolicy, TemplateFilter, Visibility, client, sign,
+};
+use kiln::recipe::secret::Secret;
+use md5::Digest;
+use serde_json::json;
+
+fn fast_options() -> ClientOptions {
+    ClientOptions {
+        retry: RetryPolicy {
+            max_attempts: 4,
+            first_delay: Duration::from_millis(10),
+            max_delay: Duration::from_millis(40),
+        },
+        poll: PollSchedule {
+            first_delay: Duration::from_millis(10),
+            factor: 1.5,
+            max_delay: Duration::from_millis(50),
+            timeout: Duration::from_secs(20),
+        },
+        ..ClientOptions::default()
+    }
+}
+
+fn client_for(server: &ApiServer, zone: &str, options: ClientOptions) -> Client {
+    let credentials = Credentials::new(TEST_KEY, Secret::new(TEST_SECRET)).unwrap();
+    Client::new(zone, Some(&server.endpoint()), credentials, options).unwrap()
+}
+
+/// A sparse qcow2 of `size` (e.g. "10G") made by qemu-img; its bytes.
+fn qcow2(dir: &Path, size: &str) -> Vec<u8> {
+    let path = dir.join(format!("disk-{size}.qcow2"));
+    let out = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(&path)
+        .arg(size)
+        .output()
+        .expect("qemu-img runs (apt-get install qemu-utils)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read(&path).unwrap()
+}
+
+fn register_request(name: &str, url: String, image: &[u8]) -> RegisterTemplate {
+    RegisterTemplate {
+        name: name.to_string(),
+        url,
+        checksum: hex::encode(md5::Md5::digest(image)),
+        ssh_key_enabled: true,
+        password_enabled: false,
+        description: Some("built by kiln's tests".into()),
+        default_user: Some("debian".into()),
+        boot_mode: Some("uefi"),
+        build: None,
+        version: Some("1.0".into()),
+        maintainer: None,
+    }
+}
+
+/// A request signed by hand, to reach the server with what kiln's client never sends.
+async fn raw(
+    server: &ApiServer,
+    method: &str,
+    path: &str,
+    body: &str,
+    secret: &str,
+    expires: i64,
+) -> (u16, serde_json::Value) {
+    let url = format!("{}{path}", server.base("de-fra-1"));
+    let url = reqwest::Url::parse(&url).unwrap();
+    let query: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+    let request = sign::RequestToSign {
+        method,
+        path: url.path(),
+        query: &query,
+        body: body.as_bytes(),
+        expires,
+    };
+    let auth = sign::authorization(TEST_KEY, secret, &request);
+    let response = reqwest::Client::new()
+        .request(method.parse().unwrap(), url)
+        .header("authorization", auth)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let bytes = response.bytes().await.unwrap();
+    let value = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+    (status, value)
+}
+
+fn in_ten_minutes() -> i64 {
+    chrono::Utc::now().timestamp() + 600
+}
+
+#[tokio::test]
+async fn zones_are_listed_with_a_valid_signature() {
+    let server = ApiServer::start();
+    let zones: Vec<Zone> = client_for(&server, "ch-gva-2", fast_options())
+        .list_zones()
+        .await
+        .unwrap();
+    let mut names: Vec<&str> = zones.iter().map(|z| z.name.as_str()).collect();
+    names.sort();
+    let mut known = kiln::exoscale::zone::EXOSCALE_ZONES.to_vec();
+    known.sort();
+    assert_eq!(names, known);
+    assert_eq!(
+        zones[0].api_endpoint.as_deref(),
+        Some(format!("https://api-{}.exoscale.com/v2", zones[0].name).as_str())
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_secret_is_refused_with_the_advice() {
+    let server = ApiServer::start();
+    let credentials = Credentials::new(TEST_KEY, Secret::new("not-the-secret")).unwrap();
+    let client = Client::new(
+        "de-fra-1",
+        Some(&server.endpoint()),
+        credentials,
+        fast_options(),
+    )
+    .unwrap();
+    let err = client
+        .list_templates(&TemplateFilter::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ApiError::Forbidden { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("Invalid request signature"), "{text}");
+    assert!(
+        text.contains("the API key or secret is wrong, or the key lacks the rights — check the profile in Credentials"),
+        "{text}"
+    );
+    assert!(!text.contains("not-the-secret"), "{text}");
+    // 403 is not retried: one request.
+    assert_eq!(server.seen().len(), 1);
+}
+
+#[tokio::test]
+async fn expired_tampered_and_missing_signatures_are_refused() {
+    let server = ApiServer::start();
+    let forbidden = (403, json!({"message": "Invalid request signature"}));
+    let expired = chrono::Utc::now().timestamp() - 5;
+    assert_eq!(
+        raw(&server, "GET", "/zone", "", TEST_SECRET, expired).await,
+        forbidden
+    );
+    // The same request, still valid, passes: the expiry was the only fault.
+    assert_eq!(
+        raw(&server, "GET", "/zone", "", TEST_SECRET, in_ten_minutes())
+            .await
+            .0,
+        200
+    );
+    // A query parameter added after signing.
+    let url = format!("{}/template", server.base("de-fra-1"));
+    let request = sign::RequestToSign {
+        method: "GET",
+        path: "/de-fra-1/v2/template",
+        query: &[],
+        body: b"",
+        expires: in_ten_minutes(),
+    };
+    let auth = sign::authorization(TEST_KEY, TEST_SECRET, &request);
+    let http = reqwest::Client::new();
+    let tampered = http
+        .get(format!("{url}?visibility=public"))
+        .header("authorization", &auth)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tampered.status().as_u16(), 403);
+    // No Authorization header at all.
+    let anonymous = http.get(&url).send().await.unwrap();
+    assert_eq!(anonymous.status().as_u16(), 403);
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&anonymous.bytes().await.unwrap()).unwrap(),
+        forbidden.1
+    );
+}
+
+#[tokio::test]
+async fn bodies_the_spec_rejects_get_400_with_a_message() {
+    let server = ApiServer::start();
+    let id = server.add_template("de-fra-1", json!({"name": "t", "visibility": "private"}));
+    let cases = [
+        (
+            "POST",
+            "/template".to_string(),
+            "{not json",
+            "invalid JSON body",
+        ),
+        (
+            "POST",
+            "/template".to_string(),
+            r#"{"name":"n","url":"http://x","checksum":"c","ssh-key-enabled":true}"#,
+            "missing required property `password-enabled`",
+        ),
+        (
+            "POST",
+            "/template".to_string(),
+            r#"{"name":"n","url":"http://x","checksum":"c","ssh-key-enabled":"yes","password-enabled":false}"#,
+            "`ssh-key-enabled` must be a boolean",
+        ),
+        (
+            "POST",
+            "/template".to_string(),
+            r#"{"name":"n","url":"http://x","checksum":"c","ssh-key-enabled":true,"password-enabled":false,"boot-mode":"bios"}"#,
+            "`boot-mode` must be one of legacy, uefi",
+        ),
+        (
+            "POST",
+            "/template".to_string(),
+            r#"{"name":"n","url":"http://x","checksum":"c","ssh-key-enabled":true,"password-enabled":false,"ssh_key_enabled":true}"#,
+            "unknown property `ssh_key_enabled`",
+        ),
+        (
+            "PUT",
+            format!("/template/{id}"),
+            r#"{"name":""}"#,
+            "`name` must be a string of 1 to 255 characters",
+        ),
+        (
+            "POST",
+            format!("/template/{id}"),
+            r#"{"target-zone":{"name":"xx-nowhere-1"}}"#,
+            "`name` must be one of",
+        ),
+        (
+            "POST",
+            format!("/template/{id}"),
+            r#"{"target-zone":"de-muc-1"}"#,
+            "`target-zone` must be an object",
+        ),
+        (
+            "GET",
+            "/template?visibility=secret".to_string(),
+            "",
+            "invalid visibility `secret`",
+        ),
+        (
+            "GET",
+            "/template/not-a-uuid".to_string(),
+            "",
+            "expected a UUID",
+        ),
+    ];
+    for (method, path, body, expected) in cases {
+        let (status, answer) =
+            raw(&server, method, &path, body, TEST_SECRET, in_ten_minutes()).await;
+        assert_eq!(status, 400, "{method} {path} {body}: {answer}");
+        let message = answer["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(expected),
+            "{method} {path} {body}: {message}"
+        );
+    }
+    // Through the client: the API's message reaches the user.
+    let client = client_for(&server, "de-fra-1", fast_options());
+    let mut request = register_request("x", "http://127.0.0.1:9/x".into(), b"");
+    request.name = String::new();
+    let err = client.register_template(&request).await.unwrap_err();
+    assert_eq!(err.status(), Some(400), "{err}");
+    assert!(err.to_string().contains("`name` must be a string"), "{err}");
+    // 400 is not retried.
+    assert_eq!(server.seen().iter().filter(|s| s.status == 400).count(), 11);
+}
+
+#[tokio::test]
+async fn unknown_templates_and_operations_are_404() {
+    let server = ApiServer::start();
+    let client = client_for(&server, "de-fra-1", fast_options());
+    let missing = uuid::Uuid::new_v4().to_string();
+    for err in [
+        client.get_template(&missing).await.unwrap_err(),
+        client.delete_template(&missing).await.unwrap_err(),
+        client.rename_template(&missing, "x").await.unwrap_err(),
+        client
+            .copy_template(&missing, "de-muc-1")
+            .await
+            .unwrap_err(),
+        client.operation(&missing).await.map(|_| ()).unwrap_err(),
+    ] {
+        assert!(matches!(err, ApiError::NotFound { .. }), "{err:?}");
+        assert!(err.to_string().contains(&missing), "{err}");
+        assert!(err.to_string().contains("not found"), "{err}");
+    }
+    // A template of another zone is not found in this one.
+    let elsewhere = server.add_template("at-vie-1", json!({"name": "t"}));
+    assert!(matches!(
+        client.get_template(&elsewhere).await.unwrap_err(),
+        ApiError::NotFound { .. }
+    ));
+}
+
+#[tokio::test]
+async fn status_500_and_429_are_retried_then_succeed() {
+    let server = ApiServer::start();
+    server.add_template("de-fra-1", json!({"name": "kept", "visibility": "private"}));
+    server.inject(&[Fault::Status(500), Fault::Status(429), Fault::Status(503)]);
+    let client = client_for(&server, "de-fra-1", fast_options());
+    let templates = client
+        .list_templates(&TemplateFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(templates.len(), 1);
+    assert_eq!(templates[0].name.as_deref(), Some("kept"));
+    let statuses: Vec<u16> = server.seen().iter().map(|s| s.status).collect();
+    assert_eq!(statuses, vec![500, 429, 503, 200]);
+}
+
+#[tokio::test]
+async fn retries_are_bounded() {
+    let server = ApiServer::start();
+    server.inject(&[Fault::Status(500); 6]);
+    let client = client_for(&server, "de-fra-1", fast_options());
+    let err = client
+        .list_templates(&TemplateFilter::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ApiError::Status {
+                status: 500,
+                attempts: 4,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("injected fault 500"), "{err}");
+    assert!(err.to_string().contains("after 4 attempts"), "{err}");
+    assert_eq!(server.seen().len(), 4);
+}
+
+#[tokio::test]
+async fn a_dropped_connection_is_retried_for_reads_but_not_for_a_registration() {
+    let server = ApiServer::start();
+    server.inject(&[Fault::Drop, Fault::Drop]);
+    let client = client_for(&server, "de-fra-1", fast_options());
+    let templates = client
+        .list_templates(&TemplateFilter::default())
+        .await
+        .unwrap();
+    assert!(templates.is_empty());
+    let statuses: Vec<u16> = server.seen().iter().map(|s| s.status).collect();
+    assert_eq!(statuses, vec![0, 0, 200]);
+
+    // A POST whose connection drops may have been taken into account: not retried, and the
+    // error says what happened.
+    server.inject(&[Fault::Drop]);
+    let request = register_request("x", "http://127.0.0.1:9/x".into(), b"");
+    let err = client.start_register_template(&request).await.unwrap_err();
+    assert!(
+        matches!(err, ApiError::Transport { attempts: 1, .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("check the network"), "{err}");
+    assert_eq!(server.seen().len(), 4);
+    // A 429 on a POST is retried: the server did not take it.
+    server.inject(&[Fault::Status(429)]);
+    server.set_outcome(OperationOutcome::Never);
+    let op: Operation = client.start_register_template(&request).await.unwrap();
+    assert_eq!(op.state, kiln::exoscale::OperationState::Pending);
+}
+
+#[tokio::test]
+async fn unreachable_server_is_a_transport_error_after_retries() {
+    // A port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let credentials = Credentials::new(TEST_KEY, Secret::new(TEST_SECRET)).unwrap();
+    let client = Client::new(
+        "de-fra-1",
+        Some(&format!("http://127.0.0.1:{port}/{{zone}}/v2")),
+        credentials,
+        fast_options(),
+    )
+    .unwrap();
+    let err = client.list_zones().await.unwrap_err();
+    assert!(
+        matches!(err, ApiError::Transport { attempts: 4, .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn registration_downloads_checks_and_lists_the_template() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = qcow2(dir.path(), "10G");
+    let files = ImageServer::start().await;
+    files.add("/images/debian.qcow2", image.clone());
+    let server = ApiServer::start();
+    server.set_pending_polls(3);
+    let client = client_for(&server, "de-fra-1", fast_options());
+    let url = files.url("/images/debian.qcow2");
+    let template = client
+        .register_template(&register_request("Debian 12 kiln", url.clone(), &image))
+        .await
+        .unwrap();
+    assert_eq!(server.downloads(), vec![url.clone()]);
+    assert_eq!(template.name.as_deref(), Some("Debian 12 kiln"));
+    assert_eq!(template.size, Some(10 << 30));
+    assert_eq!(template.boot_mode.as_deref(), Some("uefi"));
+    assert_eq!(template.default_user.as_deref(), Some("debian"));
+    assert_eq!(template.visibility.as_deref(), Some("private"));
+    assert_eq!(template.zones, vec!["de-fra-1".to_string()]);
+    assert_eq!(template.url.as_deref(), Some(url.as_str()));
+    let age = chrono::Utc::now() - template.created().expect("created-at");
+    assert!(age.num_seconds() < 60, "{age}");
+    // Pending for 3 polls, then the 4th shows the outcome.
+    let polls = server
+        .seen()
+        .iter()
+        .filter(|s| s.path.contains("/operation/"))
+        .count();
+    assert!(polls >= 4, "{polls} polls");
+
+    let private = client
+        .list_templates(&TemplateFilter {
+            visibility: Some(Visibility::Private),
+            family: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(private, vec![template.clone()]);
+    let public = client
+        .list_templates(&TemplateFilter {
+            visibility: Some(Visibility::Public),
+            family: None,
+        })
+        .await
+        .unwrap();
+    assert!(public.is_empty());
+    // Not in another zone.
+    let other = client_for(&server, "at-vie-1", fast_options());
+    assert!(
+        other
+            .list_templates(&TemplateFilter::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn a_bad_image_fails_the_operation_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = qcow2(dir.path(), "5G");
+    let good = qcow2(dir.path(), "10G");
+    let files = ImageServer::start().await;
+    files.add("/small.qcow2", small.clone());
+    files.add("/good.qcow2", good.clone());
+    files.add("/raw.img", vec![0u8; 4096]);
+    let server = ApiServer::start();
+    server.set_pending_polls(1);
+    let client = client_for(&server, "ch-gva-2", fast_options());
+
+    let err = client
+        .register_template(&register_request(
+            "small",
+            files.url("/small.qcow2"),
+            &small,
+        ))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ApiError::OperationFailed { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("(incorrect)"), "{text}");
+    assert!(text.contains("between 10 GiB and 1000 GiB"), "{text}");
+    assert!(
+        text.contains("registering template \"small\" in ch-gva-2"),
+        "{text}"
+    );
+
+    let mut wrong_sum = register_request("sum", files.url("/good.qcow2"), &good);
+    wrong_sum.checksum = "0".repeat(32);
+    let err = client.register_template(&wrong_sum).await.unwrap_err();
+    assert!(err.to_string().contains("checksum mismatch"), "{err}");
+
+    let raw_image = vec![0u8; 4096];
+    let err = client
+        .register_template(&register_request("raw", files.url("/raw.img"), &raw_image))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("not in qcow2 format"), "{err}");
+
+    let err = client
+        .register_template(&register_request("gone", files.url("/nothing"), &good))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("HTTP 404"), "{err}");
+    assert!(server.templates("ch-gva-2").is_empty());
+}
+
+#[tokio::test]
+async fn an_operation_failure_carries_its_reason_and_message() {
+    let server = ApiServer::start();
+    server.set_outcome(OperationOutcome::Fail {
+        reason: "unavailable".into(),
+        message: "template storage is full".into(),
+    });
+    let client = client_for(&server, "de-fra-1", fast_options());
+    let request = register_request("x", "http://127.0.0.1:9/x".into(), b"");
+    let err = client.register_template(&request).await.unwrap_err();
+    match &err {
+        ApiError::OperationFailed {
+            reason, message, ..
+        } => {
+            assert_eq!(reason.as_deref(), Some("unavailable"));
+            assert_eq!(message.as_deref(), Some("template storage is full"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        err.to_string()
+            .contains("failed (unavailable): template storage is full"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_slow_operation_hits_the_timeout() {
+    let server = ApiServer::start();
+    server.set_outcome(OperationOutcome::Never);
+    let mut options = fast_options();
+    options.poll.timeout = Duration::from_millis(400);
+    let client = client_for(&server, "de-fra-1", options);
+    let request = register_request("slow", "http://127.0.0.1:9/x".into(), b"");
+    let started = std::time::Instant::now();
+    let err = client.register_template(&request).await.unwrap_err();
+    let waited = started.elapsed();
+    assert!(matches!(err, ApiError::OperationTimeout { .. }), "{err:?}");
+    assert!(err.to_string().contains("still pending after"), "{err}");
+    assert!(err.to_string().contains("api_timeout"), "{err}");
+    assert!(
+        waited >= Duration::from_millis(400) && waited < Duration::from_secs(3),
+        "{waited:?}"
+    );
+    let polls = server
+        .seen()
+        .iter()
+        .filter(|s| s.path.contains("/operation/"))
+        .count();
+    assert!(polls >= 5, "backoff polls several times: {polls}");
+}
+
+#[tokio::test]
+async fn copy_rename_and_delete() {
+    let server = ApiServer::start();
+    let id = server.add_template(
+        "de-fra-1",
+        json!({"name": "golden", "size": 10737418240u64, "visibility": "private",
+               "boot-mode": "legacy", "created-at": "2026-01-01T00:00:00Z"}),
+    );
+    let fra = client_for(&server, "de-fra-1", fast_options());
+    let copy_id = fra.copy_template(&id, "de-muc-1").await.unwrap();
+    assert_ne!(copy_id, id);
+    let muc = client_for(&server, "de-muc-1", fast_options());
+    let copy = muc.get_template(&copy_id).await.unwrap();
+    assert_eq!(copy.name.as_deref(), Some("golden"));
+    assert_eq!(copy.zones, vec!["de-muc-1".to_string()]);
+    assert_eq!(copy.size, Some(10 << 30));
+    // Copying to the zone it is in is refused by the API, with its message.
+    let err = fra.copy_template(&id, "de-fra-1").await.unwrap_err();
+    assert!(err.to_string().contains("already in de-fra-1"), "{err}");
+
+    fra.rename_template(&id, "golden-2").await.unwrap();
+    assert_eq!(
+        fra.get_template(&id).await.unwrap().name.as_deref(),
+        Some("golden-2")
+    );
+    // The copy keeps its name.
+    assert_eq!(
+        muc.get_template(&copy_id).await.unwrap().name.as_deref(),
+        Some("golden")
+    );
+
+    fra.delete_template(&id).await.unwrap();
+    assert!(matches!(
+        fra.get_template(&id).await.unwrap_err(),
+        ApiError::NotFound { .. }
+    ));
+    assert_eq!(server.templates("de-muc-1").len(), 1);
+}
+
+#[tokio::test]
+async fn family_filter() {
+    let server = ApiServer::start();
+    server.add_template(
+        "de-fra-1",
+        json!({"name": "a", "family": "debian", "visibility": "public"}),
+    );
+    server.add_template(
+        "de-fra-1",
+        json!({"name": "b", "family": "ubuntu", "visibility": "public"}),
+    );
+    let client = client_for(&server, "de-fra-1", fast_options());
+    let debian = client
+        .list_templates(&TemplateFilter {
+            visibility: Some(Visibility::Public),
+            family: Some("debian".into()),
+        })
+        .await
+        .unwrap();
+    assert_eq!(debian.len(), 1);
+    assert_eq!(debian[0].name.as_deref(), Some("a"));
+}
+
+/// A raw HTTP server that answers every request with `status` and `body`.
+async fn answer_with(status: u16, body: Vec<u8>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let _ = stream.read(&mut buf).await;
+                let head = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(head.as_bytes()).await;
+                let _ = stream.write_all(&body).await;
+            });
+        }
+    });
+    format!("http://{addr}/{{zone}}/v2")
+}
+
+#[tokio::test]
+async fn odd_answers_are_errors_not_panics() {
+    let bodies: Vec<(u16, &[u8])> = vec![
+        (200, b""),
+        (200, b"<html>Gateway</html>"),
+        (200, b"{\"templates\": [{\"id\": 5}]}"),
+        (200, b"{\"templates\": \"none\"}"),
+        (200, b"{\"id\": \"x\", \"state\": \"exploded\"}"),
+        (200, b"{\"templates\": [{\"id\": \"a\", \"size\": -1}]}"),
+        (200, &[0xff, 0x00, 0xfe]),
+        (400, b"\xff\xfe not utf-8"),
+        (418, b"{\"message\": 12}"),
+    ];
+    let credentials = Credentials::new(TEST_KEY, Secret::new(TEST_SECRET)).unwrap();
+    for (status, body) in bodies {
+        let endpoint = answer_with(status, body.to_vec()).await;
+        let client = Client::new(
+            "de-fra-1",
+            Some(&endpoint),
+            credentials.clone(),
+            fast_options(),
+        )
+        .unwrap();
+        let list = client.list_templates(&TemplateFilter::default()).await;
+        let op = client.operation(&uuid::Uuid::new_v4().to_string()).await;
+        for result in [list.map(|_| ()), op.map(|_| ())] {
+            let err = result.expect_err("an odd answer is an error");
+            if status == 200 {
+                assert!(matches!(err, ApiError::InvalidResponse { .. }), "{err:?}");
+                assert!(err.to_string().contains("unexpected answer"), "{err}");
+            } else {
+                assert_eq!(err.status(), Some(status), "{err:?}");
+            }
+        }
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn decoding_any_body_never_panics(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+        let _ = client::decode::<TemplateList>(&body);
+        let _ = client::decode::<Operation>(&body);
+        let _ = client::decode::<kiln::exoscale::Template>(&body);
+        let message = client::api_message(&body);
+        proptest::prop_assert!(message.chars().count() <= 201);
+    }
+
+    #[test]
+    fn decoding_any_json_never_panics(text in "\\{(\"[a-z-]{1,12}\": ?(\"[^\"]{0,10}\"|-?[0-9]{1,25}|true|null|\\[\\]|\\{\\}), ?){0,6}\"id\": ?\"x\"\\}") {
+        let _ = client::decode::<TemplateList>(text.as_bytes());
+        let _ = client::decode::<Operation>(text.as_bytes());
+        let _ = client::decode::<kiln::exoscale::Template>(text.as_bytes());
+    }
+}
