@@ -46,6 +46,14 @@ if ! command -v cargo >/dev/null; then
 fi
 rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy
 
+# --- Garage (a real S3 server for tests/objectstore.rs and the exoscale-import tests) ---------
+# Built once into a cached location (a few minutes); KILN_GARAGE overrides the binary.
+GARAGE_ROOT="$HOME/.cache/kiln-tests/garage-2.5"
+if [ -z "${KILN_GARAGE:-}" ] && [ ! -x "$GARAGE_ROOT/bin/garage" ]; then
+  log "installing Garage 2.5 into $GARAGE_ROOT"
+  cargo install garage --locked --version '^2.5' --root "$GARAGE_ROOT"
+fi
+
 # --- checks -----------------------------------------------------------------------------------
 # Tests that check files with external tools fail (instead of skipping) when a tool is missing.
 export KILN_REQUIRE_TOOLS=1

@@ -1,0 +1,347 @@
+//! The object store against a real S3 server (a single-node Garage on 127.0.0.1): a multipart
+//! upload of a few hundred MiB checked by downloading it back, cancel and failure leave no
+//! multipart upload behind, a dropped part is retried, bucket creation, presigned URLs that
+//! work without credentials and expire, and objects that are not public without them.
+
+#[path = "support/exoscale_api.rs"]
+mod exoscale_api;
+#[path = "support/garage.rs"]
+mod garage;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use exoscale_api::{TEST_KEY, TEST_SECRET};
+use garage::{ZONE, garage, write_pattern};
+use kiln::exoscale::Credentials;
+use kiln::objectstore::{ObjectStore, StoreConfig, StoreError, UploadOptions, UploadProgress};
+use kiln::recipe::secret::Secret;
+use md5::Digest as _;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio_util::sync::CancellationToken;
+
+const MIB: u64 = 1024 * 1024;
+
+fn store_at(endpoint: &str, bucket: &str, secret: &str) -> ObjectStore {
+    ObjectStore::new(&StoreConfig {
+        endpoint: endpoint.to_string(),
+        zone: ZONE.to_string(),
+        bucket: bucket.to_string(),
+        credentials: Credentials::new(TEST_KEY, Secret::new(secret)).expect("credentials"),
+    })
+    .expect("a store")
+}
+
+/// A store on a new bucket of the shared Garage.
+fn new_bucket(name: &str) -> ObjectStore {
+    let g = garage();
+    g.create_bucket(name);
+    store_at(&g.endpoint, name, TEST_SECRET)
+}
+
+fn fast_retries(part_size: u64, concurrency: usize) -> UploadOptions {
+    UploadOptions {
+        part_size,
+        concurrency,
+        attempts: 3,
+        retry_delay: Duration::from_millis(50),
+        public_read: false,
+    }
+}
+
+async fn download_md5(url: &str) -> (u16, String, u64) {
+    let response = reqwest::get(url).await.expect("GET");
+    let status = response.status().as_u16();
+    let body = response.bytes().await.expect("body");
+    (
+        status,
+        hex::encode(md5::Md5::digest(&body)),
+        body.len() as u64,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_large_upload_in_parallel_parts_downloads_back_identical() {
+    let store = new_bucket("large-upload");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("disk.qcow2");
+    let size = 300 * MIB + 12_345;
+    let expected_md5 = write_pattern(&path, size, 1);
+
+    let seen: Mutex<Vec<UploadProgress>> = Mutex::new(Vec::new());
+    let record = |p: UploadProgress| seen.lock().unwrap().push(p);
+    let receipt = store
+        .upload_file(
+            &path,
+            "images/disk.qcow2",
+            &fast_retries(16 * MIB, 4),
+            &record,
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("upload failed: {e}\n{}", garage().log()));
+
+    assert_eq!(receipt.size, size);
+    assert_eq!(receipt.md5, expected_md5, "the one-pass MD5 is the file's");
+    assert_eq!(receipt.parts, 19, "300 MiB in 16 MiB parts");
+
+    let progress = seen.into_inner().unwrap();
+    assert_eq!(progress.len(), 19, "one progress event per part");
+    assert!(progress.windows(2).all(|w| w[0].done < w[1].done));
+    let last = progress.last().unwrap();
+    assert_eq!((last.done, last.total), (size, size));
+    assert!(last.bytes_per_second > 0.0);
+    assert_eq!(last.eta, Some(Duration::ZERO));
+
+    let url = store
+        .presigned_get("images/disk.qcow2", Duration::from_secs(600))
+        .await
+        .unwrap();
+    let (status, md5, len) = download_md5(&url).await;
+    assert_eq!((status, len), (200, size));
+    assert_eq!(md5, expected_md5, "the object downloads back identical");
+    assert!(store.pending_uploads().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cancelling_mid_upload_aborts_the_multipart_upload() {
+    let store = new_bucket("cancelled-upload");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("disk.qcow2");
+    write_pattern(&path, 120 * MIB, 2);
+
+    let cancel = CancellationToken::new();
+    let parts_done = AtomicU32::new(0);
+    let on_progress = |_: UploadProgress| {
+        if parts_done.fetch_add(1, Ordering::SeqCst) + 1 == 3 {
+            cancel.cancel();
+        }
+    };
+    let result = store
+        .upload_file(
+            &path,
+            "cancelled.qcow2",
+            &fast_retries(5 * MIB, 2),
+            &on_progress,
+            &cancel,
+        )
+        .await;
+    assert!(
+        matches!(result, Err(StoreError::Cancelled)),
+        "expected a cancel, got {result:?}"
+    );
+    assert!(
+        parts_done.load(Ordering::SeqCst) < 24,
+        "the upload stopped before the end"
+    );
+    assert_eq!(
+        store.pending_uploads().await.unwrap(),
+        Vec::<String>::new(),
+        "no multipart upload is left in the bucket"
+    );
+    assert!(!store.exists("cancelled.qcow2").await.unwrap());
+}
+
+/// A TCP proxy in front of Garage that cuts the connection of the first `cuts` attempts at
+/// sending part `part`, and counts the attempts.
+struct PartCutter {
+    endpoint: String,
+    attempts: Arc<AtomicU32>,
+}
+
+async fn part_cutter(upstream: u16, part: u32, cuts: u32) -> PartCutter {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let attempts = Arc::new(AtomicU32::new(0));
+    let counter = attempts.clone();
+    let needle = format!("partNumber={part}");
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let counter = counter.clone();
+            let needle = needle.clone();
+            tokio::spawn(async move {
+                let mut server = tokio::net::TcpStream::connect(("127.0.0.1", upstream))
+                    .await
+                    .unwrap();
+                let (mut client_read, mut client_write) = client.split();
+                let (mut server_read, mut server_write) = server.split();
+                let upward = async {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let n = client_read.read(&mut buf).await?;
+                        if n == 0 {
+                            return Ok::<(), std::io::Error>(());
+                        }
+                        let chunk = &buf[..n];
+                        if is_part_request(chunk, &needle)
+                            && counter.fetch_add(1, Ordering::SeqCst) < cuts
+                        {
+                            // Cut the connection mid-request.
+                            return Err(std::io::Error::other("cut"));
+                        }
+                        server_write.write_all(chunk).await?;
+                    }
+                };
+                let downward = tokio::io::copy(&mut server_read, &mut client_write);
+                tokio::select! {
+                    _ = upward => {}
+                    _ = downward => {}
+                }
+            });
+        }
+    });
+    PartCutter { endpoint, attempts }
+}
+
+/// Whether `chunk` starts an UploadPart request for the part `needle` names.
+fn is_part_request(chunk: &[u8], needle: &str) -> bool {
+    let head = &chunk[..chunk.len().min(2048)];
+    let Some(line_end) = head.iter().position(|&b| b == b'\r') else {
+        return false;
+    };
+    let line = String::from_utf8_lossy(&head[..line_end]);
+    line.starts_with("PUT ") && line.split(['?', '&', ' ']).any(|param| param == needle)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_part_cut_off_is_retried_and_the_upload_completes() {
+    new_bucket("retried-part");
+    let proxy = part_cutter(garage().s3_port, 2, 1).await;
+    let store = store_at(&proxy.endpoint, "retried-part", TEST_SECRET);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("disk.qcow2");
+    let expected_md5 = write_pattern(&path, 22 * MIB, 3);
+
+    let receipt = store
+        .upload_file(
+            &path,
+            "retried.qcow2",
+            &fast_retries(5 * MIB, 3),
+            &|_| {},
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("upload failed: {e}\n{}", garage().log()));
+    assert_eq!(receipt.parts, 5);
+    assert_eq!(
+        proxy.attempts.load(Ordering::SeqCst),
+        2,
+        "part 2 was cut once and sent again"
+    );
+    let url = store
+        .presigned_get("retried.qcow2", Duration::from_secs(60))
+        .await
+        .unwrap();
+    let (status, md5, _) = download_md5(&url).await;
+    assert_eq!((status, md5), (200, expected_md5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_part_that_keeps_failing_aborts_the_upload() {
+    new_bucket("failing-part");
+    let proxy = part_cutter(garage().s3_port, 1, u32::MAX).await;
+    let store = store_at(&proxy.endpoint, "failing-part", TEST_SECRET);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("disk.qcow2");
+    write_pattern(&path, 12 * MIB, 4);
+
+    let err = store
+        .upload_file(
+            &path,
+            "failing.qcow2",
+            &fast_retries(5 * MIB, 2),
+            &|_| {},
+            &CancellationToken::new(),
+        )
+        .await
+        .expect_err("part 1 never gets through");
+    let message = err.to_string();
+    assert!(
+        message.contains("UploadPart 1 of 3 (after 3 attempts)"),
+        "{message}"
+    );
+    assert_eq!(
+        proxy.attempts.load(Ordering::SeqCst),
+        3,
+        "three attempts at part 1"
+    );
+    assert!(store.pending_uploads().await.unwrap().is_empty());
+    assert!(!store.exists("failing.qcow2").await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_bucket_is_an_error_unless_bucket_create() {
+    let g = garage();
+    let store = store_at(&g.endpoint, "made-by-kiln", TEST_SECRET);
+    assert!(!store.bucket_exists().await.unwrap());
+    let err = store.ensure_bucket(false).await.expect_err("no bucket");
+    let message = err.to_string();
+    assert!(
+        message.contains("bucket `made-by-kiln` does not exist")
+            && message.contains("\"bucket_create\": true"),
+        "{message}"
+    );
+    assert!(store.ensure_bucket(true).await.unwrap(), "created");
+    assert!(store.bucket_exists().await.unwrap());
+    assert!(!store.ensure_bucket(true).await.unwrap(), "already there");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_secret_is_refused_before_any_upload() {
+    new_bucket("wrong-secret");
+    let store = store_at(
+        &garage().endpoint,
+        "wrong-secret",
+        "not-the-secret-0123456789",
+    );
+    let err = store.ensure_bucket(false).await.expect_err("bad secret");
+    let message = err.to_string();
+    assert!(
+        message.contains("HeadBucket wrong-secret failed"),
+        "{message}"
+    );
+    assert!(!message.contains(TEST_SECRET));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presigned_urls_work_without_credentials_then_expire_and_objects_are_private() {
+    let store = new_bucket("presigned");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("small.qcow2");
+    let expected_md5 = write_pattern(&path, 3 * MIB, 5);
+    store
+        .upload_file(
+            &path,
+            "small.qcow2",
+            &UploadOptions::default(),
+            &|_| {},
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+
+    let plain = format!("{}/presigned/small.qcow2", garage().endpoint);
+    let (status, _, _) = download_md5(&plain).await;
+    assert_eq!(
+        status, 403,
+        "the object is not readable without a signature"
+    );
+
+    let url = store
+        .presigned_get("small.qcow2", Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert!(url.contains("X-Amz-Expires=2"), "{url}");
+    assert!(!url.contains(TEST_SECRET));
+    let (status, md5, _) = download_md5(&url).await;
+    assert_eq!((status, md5), (200, expected_md5));
+
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (status, _, _) = download_md5(&url).await;
+    assert_eq!(status, 403, "the presigned URL expired");
+
+    store.delete("small.qcow2").await.unwrap();
+    assert!(!store.exists("small.qcow2").await.unwrap());
+    store.delete("small.qcow2").await.unwrap();
+}
