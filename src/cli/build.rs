@@ -9,6 +9,7 @@ use clap::Args;
 use tokio_util::sync::CancellationToken;
 
 use super::args;
+use super::progress::{self, Bars};
 use crate::build::event::{Event, EventSink, Outcome};
 use crate::build::log::LineFormatter;
 use crate::build::plan::{BuildOptions, run_build};
@@ -100,6 +101,7 @@ pub fn run(args: &BuildArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::i
             })
         };
         let mut formatter = LineFormatter::new();
+        let mut bars = Bars::new(progress::bars_wanted());
         let mut durations: Vec<(String, Duration, Outcome)> = Vec::new();
         let mut names: Vec<String> = Vec::new();
         while let Some(event) = runtime.block_on(rx.recv()) {
@@ -119,11 +121,18 @@ pub fn run(args: &BuildArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::i
                 Event::Console(_) if !args.console => continue,
                 _ => {}
             }
+            bars.update(&event);
+            if bars.enabled() && matches!(event, Event::Progress { .. }) {
+                continue;
+            }
             if let Some(line) = formatter.line(&event) {
-                writeln!(out, "{line}")?;
-                out.flush()?;
+                bars.suspend(|| -> std::io::Result<()> {
+                    writeln!(out, "{line}")?;
+                    out.flush()
+                })?;
             }
         }
+        drop(bars);
         let report = runtime
             .block_on(task)
             .map_err(|e| std::io::Error::other(format!("the build task failed: {e}")))?;
