@@ -256,3 +256,47 @@ fn unsafe_sigint(pid: u32) {
         .args(["-INT", &pid.to_string()])
         .status();
 }
+
+#[test]
+fn a_killed_kiln_takes_its_qemu_with_it() {
+    let _one = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let base = fixture::debian_image();
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = write_recipe(dir.path(), "debian", "", "[]");
+    let mut child = kiln_build(dir.path(), &recipe, &base)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let qemu_running = || {
+        let out = Command::new("pgrep")
+            .args(["-f", &format!("qemu-system.*{}", dir.path().display())])
+            .output()
+            .unwrap();
+        !out.stdout.is_empty()
+    };
+    for line in BufReader::new(stdout).lines() {
+        if line.unwrap().starts_with("==> Connect") {
+            break;
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !qemu_running() {
+        assert!(Instant::now() < deadline, "qemu never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // SIGKILL: kiln runs no cleanup at all; the kernel's parent-death signal stops qemu.
+    let _ = Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status();
+    child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while qemu_running() {
+        assert!(
+            Instant::now() < deadline,
+            "qemu outlived kiln by 10 s (PR_SET_PDEATHSIG not working)"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
