@@ -152,8 +152,9 @@ pub fn run(args: &BuildArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::i
         }
         match &report.outcome {
             Outcome::Done => {
+                let mut shown = std::collections::BTreeSet::new();
                 for artifact in &report.artifacts {
-                    for file in &artifact.files {
+                    for file in artifact.files.iter().filter(|f| shown.insert(*f)) {
                         let size = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
                         writeln!(
                             out,
