@@ -7,6 +7,9 @@ use std::sync::atomic::AtomicBool;
 
 use tokio::sync::Mutex;
 
+use super::artifact::Artifact;
+use super::postprocess::chain::HasPostState;
+use super::postprocess::{BuildFacts, PostState};
 use super::redact::Redactor;
 use crate::qemu::cmdline::Accel;
 use crate::qemu::serial::SerialConsole;
@@ -65,6 +68,9 @@ pub struct BuildState {
     pub artifact: Option<PathBuf>,
     /// Set once the artifact is complete; cleanups then keep it.
     pub complete: Arc<AtomicBool>,
+    /// The post-processors' state (and the facts about the build they and `shell-local`
+    /// use).
+    pub post: PostState,
 }
 
 impl BuildState {
@@ -74,6 +80,7 @@ impl BuildState {
         dirs: BuildDirs,
         redactor: Redactor,
         qemu_binary: PathBuf,
+        facts: BuildFacts,
     ) -> Self {
         Self {
             config,
@@ -93,7 +100,17 @@ impl BuildState {
             session: None,
             artifact: None,
             complete: Arc::default(),
+            post: PostState::new(facts, None),
         }
+    }
+
+    /// The build's artifacts: the post-processors' results, or the builder's artifact when
+    /// there are no post-processors.
+    pub fn artifacts(&self) -> Vec<Artifact> {
+        if !self.post.artifacts.is_empty() {
+            return self.post.artifacts.clone();
+        }
+        self.artifact.iter().map(Artifact::builder).collect()
     }
 
     /// The last `n` console lines, for error messages.
@@ -102,5 +119,16 @@ impl BuildState {
             .as_ref()
             .map(|c| c.tail(n).join("\n"))
             .unwrap_or_default()
+    }
+}
+
+impl HasPostState for BuildState {
+    fn post_state(&mut self) -> &mut PostState {
+        if self.post.builder.is_none()
+            && let Some(image) = &self.artifact
+        {
+            self.post.builder = Some(Artifact::builder(image));
+        }
+        &mut self.post
     }
 }

@@ -14,6 +14,7 @@ pub use boot::{Boot, Connect};
 pub use compact::Compact;
 pub use disk::Disk;
 pub use provision::Provision;
+pub(crate) use provision::format_var;
 pub use seed::Seed;
 pub use shutdown::Shutdown;
 
