@@ -24,8 +24,6 @@ const MAX_HEAD: usize = 16 * 1024;
 pub struct ServeConfig {
     /// `http_directory`: files under it are served by their path relative to it.
     pub directory: Option<PathBuf>,
-    /// `http_content`: URL path (`/user-data`, or `user-data`) → body.
-    pub content: BTreeMap<String, Vec<u8>>,
     /// The address to listen on (`http_bind_address`).
     pub bind: IpAddr,
     /// The lowest port to try (`http_port_min`).
@@ -116,48 +114,34 @@ struct Site {
     log: Box<dyn Fn(Served) + Send + Sync>,
 }
 
-impl HttpServer {
-    /// Binds the first free port of the range and starts serving; every answered request
-    /// is passed to `log`.
-    pub async fn start(
-        config: ServeConfig,
+/// A bound port, not yet serving: its number is known, so content that names it can be
+/// rendered before [`Bound::serve`] starts.
+pub struct Bound {
+    listener: TcpListener,
+    root: Option<PathBuf>,
+}
+
+impl Bound {
+    /// The port bound.
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// Starts serving the directory and `content` (URL path such as `/user-data` or
+    /// `user-data` → body); every answered request is passed to `log`.
+    pub fn serve(
+        self,
+        content: BTreeMap<String, Vec<u8>>,
         log: impl Fn(Served) + Send + Sync + 'static,
     ) -> Result<HttpServer, ServeError> {
-        let root = match &config.directory {
-            Some(dir) => {
-                let canonical =
-                    std::fs::canonicalize(dir).map_err(|source| ServeError::Directory {
-                        path: dir.clone(),
-                        source,
-                    })?;
-                if !canonical.is_dir() {
-                    return Err(ServeError::NotADirectory(dir.clone()));
-                }
-                Some(canonical)
-            }
-            None => None,
-        };
-        let content = config
-            .content
-            .into_iter()
-            .map(|(k, v)| (normalize_key(&k), v))
-            .collect();
-        let mut bound = None;
-        for port in config.port_min..=config.port_max {
-            if let Ok(listener) = TcpListener::bind((config.bind, port)).await {
-                bound = Some(listener);
-                break;
-            }
-        }
-        let listener = bound.ok_or(ServeError::NoFreePort {
-            bind: config.bind,
-            min: config.port_min,
-            max: config.port_max,
-        })?;
+        let listener = self.listener;
         let addr = listener.local_addr().map_err(ServeError::Socket)?;
         let site = Arc::new(Site {
-            root,
-            content,
+            root: self.root,
+            content: content
+                .into_iter()
+                .map(|(k, v)| (normalize_key(&k), v))
+                .collect(),
             log: Box::new(log),
         });
         let stop = CancellationToken::new();
@@ -185,6 +169,45 @@ impl HttpServer {
             stop,
             task: Some(task),
         })
+    }
+}
+
+impl HttpServer {
+    /// Checks the directory and binds the first free port of the range.
+    pub async fn bind(config: &ServeConfig) -> Result<Bound, ServeError> {
+        let root = match &config.directory {
+            Some(dir) => {
+                let canonical =
+                    std::fs::canonicalize(dir).map_err(|source| ServeError::Directory {
+                        path: dir.clone(),
+                        source,
+                    })?;
+                if !canonical.is_dir() {
+                    return Err(ServeError::NotADirectory(dir.clone()));
+                }
+                Some(canonical)
+            }
+            None => None,
+        };
+        for port in config.port_min..=config.port_max {
+            if let Ok(listener) = TcpListener::bind((config.bind, port)).await {
+                return Ok(Bound { listener, root });
+            }
+        }
+        Err(ServeError::NoFreePort {
+            bind: config.bind,
+            min: config.port_min,
+            max: config.port_max,
+        })
+    }
+
+    /// [`HttpServer::bind`], then [`Bound::serve`].
+    pub async fn start(
+        config: &ServeConfig,
+        content: BTreeMap<String, Vec<u8>>,
+        log: impl Fn(Served) + Send + Sync + 'static,
+    ) -> Result<HttpServer, ServeError> {
+        Self::bind(config).await?.serve(content, log)
     }
 
     /// The address the server listens on.

@@ -315,6 +315,31 @@ pub fn user_supplies_drives(config: &QemuConfig) -> bool {
         .any(|row| row.first().is_some_and(|k| k == "-drive"))
 }
 
+/// Why the recipe brings its own cloud-init data, if it does — then kiln attaches no seed of
+/// its own, which cloud-init would otherwise prefer: drives of its own in `qemuargs` (the
+/// seed article's `seed.img`), a NoCloud SMBIOS serial (`-smbios
+/// type=1,serial=ds=nocloud-net;s=http://…`, the HTTP seed), or a CD labelled `cidata`
+/// (`cd_label`).
+pub fn recipe_seed(config: &QemuConfig) -> Option<&'static str> {
+    if user_supplies_drives(config) {
+        return Some("the recipe attaches its own drives in qemuargs");
+    }
+    let smbios_nocloud = config.qemuargs.iter().any(|row| {
+        row.first().is_some_and(|k| k == "-smbios") && row[1..].concat().contains("ds=nocloud")
+    });
+    if smbios_nocloud {
+        return Some("the recipe points cloud-init at its own seed (-smbios serial=ds=nocloud…)");
+    }
+    if config
+        .cd_label
+        .as_deref()
+        .is_some_and(|l| l.eq_ignore_ascii_case("cidata"))
+    {
+        return Some("the recipe's CD is a cloud-init seed (cd_label \"cidata\")");
+    }
+    None
+}
+
 /// A shell-quoted rendering of a command line, for logs.
 pub fn display_command(binary: &Path, args: &[String]) -> String {
     let quote = |s: &str| {
