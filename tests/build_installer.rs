@@ -33,7 +33,8 @@ fn prompting_image(base: &Path, dir: &Path) -> PathBuf {
         .arg(&raw));
     let mbr = std::fs::read(&raw).map(|b| b[..512].to_vec()).unwrap();
     let start = u64::from(u32::from_le_bytes(mbr[454..458].try_into().unwrap())) * 512;
-    let append = "root=LABEL=root ro console=tty0 console=ttyS0,115200n8 net.ifnames=0 biosdevname=0";
+    let append =
+        "root=LABEL=root ro console=tty0 console=ttyS0,115200n8 net.ifnames=0 biosdevname=0";
     let conf = dir.join("extlinux.conf");
     std::fs::write(
         &conf,
@@ -71,7 +72,9 @@ fn prompting_image(base: &Path, dir: &Path) -> PathBuf {
 }
 
 fn kiln_build(dir: &Path, recipe: &str, vars: &[String]) -> Output {
-    let recipe = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/build").join(recipe);
+    let recipe = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/build")
+        .join(recipe);
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
     cmd.current_dir(dir)
         .env("XDG_STATE_HOME", dir.join("state"))
@@ -138,7 +141,9 @@ fn nocloud_net_seed_from_the_http_server_and_a_typed_boot_command() {
     let serial = std::fs::read_to_string(log_dir.join("serial.log")).unwrap();
     assert!(serial.contains("boot:"), "extlinux prompted on the console");
     assert!(
-        work.path().join("output-nocloud-net/nocloud-net.qcow2").is_file(),
+        work.path()
+            .join("output-nocloud-net/nocloud-net.qcow2")
+            .is_file(),
         "the artifact is there"
     );
 }

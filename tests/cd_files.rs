@@ -104,7 +104,10 @@ fn cd_files_globs_directories_and_cd_content_read_back_with_xorriso_and_isoinfo(
 
     let info = run("isoinfo", &["-d", "-i", iso.to_str().unwrap()]);
     assert!(info.contains("Volume id: cidata"), "{info}");
-    assert!(info.contains("Rock Ridge signatures version 1 found"), "{info}");
+    assert!(
+        info.contains("Rock Ridge signatures version 1 found"),
+        "{info}"
+    );
     assert!(info.contains("Joliet with UCS level 3 found"), "{info}");
 }
 

@@ -45,7 +45,11 @@ fn www() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("www");
     std::fs::create_dir_all(root.join("sub")).unwrap();
-    std::fs::write(root.join("preseed.cfg"), "d-i debian-installer/locale string en_US\n").unwrap();
+    std::fs::write(
+        root.join("preseed.cfg"),
+        "d-i debian-installer/locale string en_US\n",
+    )
+    .unwrap();
     std::fs::write(root.join("sub/a b.txt"), "spaced\n").unwrap();
     std::fs::write(dir.path().join("secret"), "outside the root\n").unwrap();
     std::os::unix::fs::symlink(dir.path().join("secret"), root.join("escape")).unwrap();
@@ -58,9 +62,11 @@ async fn serves_http_directory_with_length_and_head_and_logs_each_request() {
     let root = dir.path().join("www");
     let log: Arc<Mutex<Vec<Served>>> = Arc::default();
     let seen = log.clone();
-    let server = HttpServer::start(&config(Some(&root), 8000, 9000), BTreeMap::new(), move |s| {
-        seen.lock().unwrap().push(s)
-    })
+    let server = HttpServer::start(
+        &config(Some(&root), 8000, 9000),
+        BTreeMap::new(),
+        move |s| seen.lock().unwrap().push(s),
+    )
     .await
     .unwrap();
     let base = format!("http://{}", server.addr());
@@ -72,10 +78,16 @@ async fn serves_http_directory_with_length_and_head_and_logs_each_request() {
         response.text().await.unwrap(),
         "d-i debian-installer/locale string en_US\n"
     );
-    let spaced = reqwest::get(format!("{base}/sub/a%20b.txt?x=1")).await.unwrap();
+    let spaced = reqwest::get(format!("{base}/sub/a%20b.txt?x=1"))
+        .await
+        .unwrap();
     assert_eq!(spaced.text().await.unwrap(), "spaced\n");
 
-    let head = raw(server.addr(), "HEAD /preseed.cfg HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let head = raw(
+        server.addr(),
+        "HEAD /preseed.cfg HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .await;
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
     assert!(head.contains("Content-Length: 41\r\n"), "{head}");
     assert!(head.ends_with("\r\n\r\n"), "HEAD has no body: {head:?}");
@@ -130,7 +142,11 @@ async fn refuses_paths_outside_the_directory_listings_and_other_methods() {
         );
         assert!(!response.contains("outside the root"), "{target}");
     }
-    let post = raw(addr, "POST /preseed.cfg HTTP/1.1\r\nContent-Length: 0\r\n\r\n").await;
+    let post = raw(
+        addr,
+        "POST /preseed.cfg HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+    )
+    .await;
     assert!(post.starts_with("HTTP/1.1 405 "), "{post}");
     assert!(post.contains("Allow: GET, HEAD\r\n"), "{post}");
     let garbage = raw(addr, "hello\r\n\r\n").await;

@@ -12,8 +12,7 @@ use super::log::LineFormatter;
 use super::runner::{self, Step};
 use super::state::{BuildDirs, BuildState};
 use super::steps::{
-    BaseImage, Boot, BootCommand, CdFiles, Compact, Connect, Disk, Http, Provision, Seed,
-    Shutdown,
+    BaseImage, Boot, BootCommand, CdFiles, Compact, Connect, Disk, Http, Provision, Seed, Shutdown,
 };
 use crate::recipe::provisioner::ProvisionerKind;
 use crate::recipe::template::{Build, Recipe};

@@ -112,7 +112,8 @@ impl CdTree {
         contents_only: bool,
         err: &dyn Fn(String) -> CdError,
     ) -> Result<(), CdError> {
-        let meta = std::fs::metadata(source).map_err(|e| err(format!("{}: {e}", source.display())))?;
+        let meta =
+            std::fs::metadata(source).map_err(|e| err(format!("{}: {e}", source.display())))?;
         let name = source
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -351,10 +352,18 @@ mod tests {
         let t = CdTree::collect(&["seed/".into()], &content, d).unwrap();
         assert_eq!(t.files["user-data"].0, FileData::Bytes(b"over".to_vec()));
         let e = CdTree::collect(&["*.nope".into()], &none, d).unwrap_err();
-        assert!(e.to_string().starts_with("cd_files[0] `*.nope`: matches nothing"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("cd_files[0] `*.nope`: matches nothing"),
+            "{e}"
+        );
         let e = CdTree::collect(&["missing".into()], &none, d).unwrap_err();
         assert!(e.to_string().contains("No such file"), "{e}");
         let e = CdTree::collect(&["seed/".into(), "seed/user-data".into()], &none, d).unwrap_err();
-        assert!(e.to_string().contains("`user-data` on the CD comes from both"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("`user-data` on the CD comes from both"),
+            "{e}"
+        );
     }
 }

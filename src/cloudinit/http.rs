@@ -77,7 +77,9 @@ pub enum ServeError {
         max: u16,
     },
     /// `http_directory` is not a directory.
-    #[error("http_directory {0}: not a directory; give the directory whose files the guest fetches")]
+    #[error(
+        "http_directory {0}: not a directory; give the directory whose files the guest fetches"
+    )]
     NotADirectory(PathBuf),
     /// The listening socket failed.
     #[error("the HTTP server's socket: {0}")]

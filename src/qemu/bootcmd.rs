@@ -267,7 +267,7 @@ pub fn parse(command: &str) -> Result<Vec<KeyAction>, BootCommandError> {
         let (key, shift) = char_key(c).ok_or_else(|| BootCommandError {
             column: i + 1,
             message: format!(
-                "`{c}` has no key on a US keyboard; type it another way (e.g. with <leftAltOn> and a key code the guest understands) or leave it out"
+                "`{c}` has no key on a US keyboard, which is what kiln types; write it in ASCII or leave it out"
             ),
         })?;
         out.push(if shift {
@@ -364,7 +364,16 @@ mod tests {
     fn plain_characters_map_to_us_keys_with_shift_where_needed() {
         assert_eq!(
             keys("aZ0 -_=+"),
-            ["a", "shift-z", "0", "spc", "minus", "shift-minus", "equal", "shift-equal"]
+            [
+                "a",
+                "shift-z",
+                "0",
+                "spc",
+                "minus",
+                "shift-minus",
+                "equal",
+                "shift-equal"
+            ]
         );
         assert_eq!(
             keys("[]{}\\|;:'\"`~,<.>/?"),
@@ -416,10 +425,43 @@ mod tests {
         assert_eq!(
             keys(all),
             [
-                "backspace", "delete", "ret", "ret", "esc", "tab", "spc", "insert", "home",
-                "end", "pgup", "pgdn", "up", "down", "left", "right", "menu", "f1", "f2", "f3",
-                "f4", "f5", "f6", "f7", "f8", "f9", "f10", "f11", "f12", "alt", "ctrl",
-                "shift", "meta_l", "alt_r", "ctrl_r", "shift_r", "meta_r"
+                "backspace",
+                "delete",
+                "ret",
+                "ret",
+                "esc",
+                "tab",
+                "spc",
+                "insert",
+                "home",
+                "end",
+                "pgup",
+                "pgdn",
+                "up",
+                "down",
+                "left",
+                "right",
+                "menu",
+                "f1",
+                "f2",
+                "f3",
+                "f4",
+                "f5",
+                "f6",
+                "f7",
+                "f8",
+                "f9",
+                "f10",
+                "f11",
+                "f12",
+                "alt",
+                "ctrl",
+                "shift",
+                "meta_l",
+                "alt_r",
+                "ctrl_r",
+                "shift_r",
+                "meta_r"
             ]
         );
         assert_eq!(keys("<ENTER><Esc><PAGEUP>"), ["ret", "esc", "pgup"]);
@@ -442,9 +484,15 @@ mod tests {
         assert_eq!(w("<wait5>"), [KeyAction::Wait(Duration::from_secs(5))]);
         assert_eq!(w("<wait10>"), [KeyAction::Wait(Duration::from_secs(10))]);
         assert_eq!(w("<wait1m30s>"), [KeyAction::Wait(Duration::from_secs(90))]);
-        assert_eq!(w("<wait250ms>"), [KeyAction::Wait(Duration::from_millis(250))]);
+        assert_eq!(
+            w("<wait250ms>"),
+            [KeyAction::Wait(Duration::from_millis(250))]
+        );
         assert_eq!(w("<WAIT2s>"), [KeyAction::Wait(Duration::from_secs(2))]);
-        assert_eq!(w("<wait1.5s>"), [KeyAction::Wait(Duration::from_millis(1500))]);
+        assert_eq!(
+            w("<wait1.5s>"),
+            [KeyAction::Wait(Duration::from_millis(1500))]
+        );
         assert_eq!(w("<wait1h>"), [KeyAction::Wait(Duration::from_secs(3600))]);
     }
 
@@ -455,12 +503,13 @@ mod tests {
             ["a", "shift-comma", "b"],
             "an unclosed < is a character"
         );
-        assert_eq!(
-            keys("<x y>"),
-            ["shift-comma", "x", "spc", "y", "shift-dot"]
-        );
+        assert_eq!(keys("<x y>"), ["shift-comma", "x", "spc", "y", "shift-dot"]);
         assert_eq!(keys("<>"), ["shift-comma", "shift-dot"]);
-        assert_eq!(keys("<xy>").len(), 4, "two edits from <up> is too far for a short word");
+        assert_eq!(
+            keys("<xy>").len(),
+            4,
+            "two edits from <up> is too far for a short word"
+        );
         assert_eq!(
             keys("<nothingalike>").len(),
             14,
@@ -489,17 +538,19 @@ mod tests {
 
     #[test]
     fn a_full_installer_line() {
-        let actions = parse(
-            "<esc><wait>install preseed/url=http://10.0.2.2:8123/preseed.cfg<enter><wait5s>",
-        )
-        .unwrap();
+        let actions =
+            parse("<esc><wait>install preseed/url=http://10.0.2.2:8123/preseed.cfg<enter><wait5s>")
+                .unwrap();
         assert_eq!(actions.first(), Some(&KeyAction::tap("esc")));
         assert_eq!(actions[1], KeyAction::Wait(Duration::from_secs(1)));
         assert_eq!(
             actions.last(),
             Some(&KeyAction::Wait(Duration::from_secs(5)))
         );
-        assert_eq!(actions.len(), 2 + "install preseed/url=http://10.0.2.2:8123/preseed.cfg".len() + 2);
+        assert_eq!(
+            actions.len(),
+            2 + "install preseed/url=http://10.0.2.2:8123/preseed.cfg".len() + 2
+        );
         assert!(actions.contains(&KeyAction::shifted("semicolon")));
     }
 

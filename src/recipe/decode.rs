@@ -162,9 +162,7 @@ fn field_home(field: &str) -> Option<&'static str> {
         "HTTPIP" | "HTTPPort" | "HTTPDir" | "OutputDir" | "Name" | "SSHHostPort" => {
             "the qemu builder's `boot_command` and `qemuargs`"
         }
-        "SSHPublicKey" => {
-            "the qemu builder's `boot_command`, `http_content` and `cd_content`"
-        }
+        "SSHPublicKey" => "the qemu builder's `boot_command`, `http_content` and `cd_content`",
         "Path" | "Vars" | "EnvVarFile" => "a `shell` provisioner's `execute_command`",
         "Script" | "Command" => "`shell-local`'s `execute_command`",
         "BuildName" | "BuilderType" | "ChecksumType" => {
