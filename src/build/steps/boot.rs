@@ -225,6 +225,9 @@ impl Step<BuildState> for Connect {
                         }
                         fell_back = true;
                         start_vm(ctx, state, Accel::Tcg).await?;
+                        if !state.config.boot_command.is_empty() {
+                            super::typing::type_boot_command(ctx, state).await?;
+                        }
                     }
                     Err(VmEnd::KvmFailure(line)) => {
                         return Err(StepError(format!(
