@@ -19,6 +19,9 @@ use tokio_util::sync::CancellationToken;
 /// The longest request head read (request line and headers).
 const MAX_HEAD: usize = 16 * 1024;
 
+/// How long a connection may take to send its request head.
+const HEAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// What the server serves and where it listens.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
@@ -256,7 +259,11 @@ async fn serve_one(mut stream: TcpStream, peer: SocketAddr, site: &Site) -> std:
         if head.len() > MAX_HEAD {
             return respond_error(&mut stream, peer, site, "?", "?", 431).await;
         }
-        let n = stream.read(&mut buf).await?;
+        let n = match tokio::time::timeout(HEAD_TIMEOUT, stream.read(&mut buf)).await {
+            Ok(read) => read?,
+            // A client that sends no request is dropped.
+            Err(_) => return Ok(()),
+        };
         if n == 0 {
             return Ok(());
         }
