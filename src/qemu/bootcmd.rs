@@ -216,7 +216,11 @@ pub fn parse_wait(text: &str) -> Option<Duration> {
         return Some(Duration::from_secs(1));
     }
     if text.bytes().all(|b| b.is_ascii_digit()) {
-        return text.parse().ok().map(Duration::from_secs);
+        return text
+            .parse()
+            .ok()
+            .filter(|&s: &u64| s < 1_000_000_000)
+            .map(Duration::from_secs);
     }
     let mut rest = text;
     let mut total = 0f64;
@@ -559,7 +563,7 @@ mod tests {
         assert_eq!(parse_wait("1m30s"), Some(Duration::from_secs(90)));
         assert_eq!(parse_wait("100ms"), Some(Duration::from_millis(100)));
         assert_eq!(parse_wait(""), Some(Duration::from_secs(1)));
-        for bad in ["x", "1x", "s", "1s2", "-1s", ".s"] {
+        for bad in ["x", "1x", "s", "1s2", "-1s", ".s", "99999999999", "99999999999h"] {
             assert_eq!(parse_wait(bad), None, "{bad}");
         }
     }
