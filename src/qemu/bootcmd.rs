@@ -563,7 +563,16 @@ mod tests {
         assert_eq!(parse_wait("1m30s"), Some(Duration::from_secs(90)));
         assert_eq!(parse_wait("100ms"), Some(Duration::from_millis(100)));
         assert_eq!(parse_wait(""), Some(Duration::from_secs(1)));
-        for bad in ["x", "1x", "s", "1s2", "-1s", ".s", "99999999999", "99999999999h"] {
+        for bad in [
+            "x",
+            "1x",
+            "s",
+            "1s2",
+            "-1s",
+            ".s",
+            "99999999999",
+            "99999999999h",
+        ] {
             assert_eq!(parse_wait(bad), None, "{bad}");
         }
     }
