@@ -131,6 +131,10 @@ fn nocloud_net_seed_from_the_http_server_and_a_typed_boot_command() {
         stdout.contains("GET /meta-data → 200") && stdout.contains("GET /user-data → 200"),
         "{stdout}"
     );
+    assert!(
+        stdout.contains("GET /vendor-data → 200 (0 bytes)") && !stdout.contains("→ 404"),
+        "kiln serves an empty vendor-data, so cloud-init does not retry: {stdout}"
+    );
     assert!(stdout.contains("kiln adds no seed"), "{stdout}");
     let log_dir = std::fs::read_dir(work.path().join("state/kiln/builds"))
         .unwrap()

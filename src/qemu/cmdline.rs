@@ -316,6 +316,14 @@ pub fn user_supplies_drives(config: &QemuConfig) -> bool {
         .any(|row| row.first().is_some_and(|k| k == "-drive"))
 }
 
+/// Whether `qemuargs` point cloud-init at a NoCloud seed through the SMBIOS serial
+/// (`-smbios type=1,serial=ds=nocloud-net;s=http://…`, Packer's nocloud-net idiom).
+pub fn smbios_nocloud(config: &QemuConfig) -> bool {
+    config.qemuargs.iter().any(|row| {
+        row.first().is_some_and(|k| k == "-smbios") && row[1..].concat().contains("ds=nocloud")
+    })
+}
+
 /// Why the recipe brings its own cloud-init data, if it does — then kiln attaches no seed of
 /// its own, which cloud-init would otherwise prefer: drives of its own in `qemuargs` (the
 /// seed article's `seed.img`), a NoCloud SMBIOS serial (`-smbios
@@ -325,10 +333,7 @@ pub fn recipe_seed(config: &QemuConfig) -> Option<&'static str> {
     if user_supplies_drives(config) {
         return Some("the recipe attaches its own drives in qemuargs");
     }
-    let smbios_nocloud = config.qemuargs.iter().any(|row| {
-        row.first().is_some_and(|k| k == "-smbios") && row[1..].concat().contains("ds=nocloud")
-    });
-    if smbios_nocloud {
+    if smbios_nocloud(config) {
         return Some("the recipe points cloud-init at its own seed (-smbios serial=ds=nocloud…)");
     }
     if config

@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use crate::build::runner::{BoxFuture, Step, StepContext, StepDone, StepError};
 use crate::build::state::BuildState;
 use crate::cloudinit::http::{HttpServer, ServeConfig};
+use crate::qemu::cmdline::smbios_nocloud;
 use crate::recipe::interp;
 
 /// The host as the guest sees it on qemu's user network (`{{ .HTTPIP }}`).
@@ -54,6 +55,17 @@ impl Step<BuildState> for Http {
                 let body = interp::render_fields(template, &fields)
                     .map_err(|e| StepError(format!("http_content.{path}: {e}")))?;
                 content.insert(path.clone(), body.into_bytes());
+            }
+            // cloud-init's nocloud-net asks for /vendor-data too and, on a 404, tries again
+            // ten times a second apart: an empty one (no vendor data) saves those seconds.
+            if smbios_nocloud(&state.config)
+                && !content.is_empty()
+                && !content
+                    .keys()
+                    .any(|k| k.trim_start_matches('/') == "vendor-data")
+            {
+                ctx.log("serving an empty /vendor-data (cloud-init retries for ~10 s on a 404)");
+                content.insert("/vendor-data".into(), Vec::new());
             }
             let events = ctx.events().clone();
             let index = ctx.index();
