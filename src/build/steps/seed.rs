@@ -87,7 +87,7 @@ impl Step<BuildState> for Seed {
                     move |line| events.send(Event::Warning(line.to_string())),
                 )));
                 ctx.events().send(Event::Warning(format!(
-                    "{why}, so kiln adds no seed and cannot pin the guest's host key; it trusts the first key it sees and holds the rest of the build to it"
+                    "{why}: kiln adds no seed of its own, so kiln cannot pin the guest's host key; it trusts the first key it sees and holds the rest of the build to it"
                 )));
                 ctx.log(format!("client key {}", client.fingerprint()));
                 state.client_key = Some(client);
