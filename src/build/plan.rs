@@ -14,7 +14,9 @@ use super::log::LineFormatter;
 use super::postprocess::{self, BuildFacts, PostStep};
 use super::runner::{self, OnError, Step};
 use super::state::{BuildDirs, BuildState};
-use super::steps::{BaseImage, Boot, Compact, Connect, Disk, Provision, Seed, Shutdown};
+use super::steps::{
+    BaseImage, Boot, BootCommand, CdFiles, Compact, Connect, Disk, Http, Provision, Seed, Shutdown,
+};
 use crate::recipe::provisioner::ProvisionerKind;
 use crate::recipe::template::{Build, Recipe};
 
@@ -57,17 +59,6 @@ pub struct BuildReport {
 pub fn unsupported(build: &Build) -> Vec<String> {
     let mut out = Vec::new();
     let q = &build.builder;
-    if !q.boot_command.is_empty() {
-        out.push(
-            "boot_command (installer ISOs): use a cloud disk image with disk_image: true".into(),
-        );
-    }
-    if q.http_directory.is_some() || !q.http_content.is_empty() {
-        out.push("http_directory/http_content (the built-in HTTP server)".into());
-    }
-    if !q.cd_files.is_empty() || !q.cd_content.is_empty() {
-        out.push("cd_files/cd_content".into());
-    }
     if q.efi_boot {
         out.push("efi_boot".into());
     }
@@ -232,7 +223,10 @@ pub async fn run_build(
             force: options.force,
         }),
         Box::new(Seed),
+        Box::new(Http),
+        Box::new(CdFiles),
         Box::new(Boot),
+        Box::new(BootCommand),
         Box::new(Connect),
     ];
     for (i, p) in build.provisioners.iter().enumerate() {
