@@ -87,6 +87,44 @@ fn a_shrinking_resize_is_refused_before_anything_boots() {
     assert_nothing_left(dir.path());
 }
 
+/// `kiln build` under a pseudo-terminal (`script` from util-linux) with `ci` as CI.
+fn build_on_a_terminal(ci: &str) -> String {
+    let base = fixture::debian_image();
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = write_recipe(dir.path(), "debian", r#", "disk_size": "1G""#, "[]");
+    let kiln = kiln_build(dir.path(), &recipe, &base);
+    let line: Vec<String> = std::iter::once(kiln.get_program())
+        .chain(kiln.get_args())
+        .map(|a| format!("'{}'", a.to_string_lossy()))
+        .collect();
+    let out = Command::new("script")
+        .args(["-qec", &line.join(" "), "/dev/null"])
+        .current_dir(dir.path())
+        .env("XDG_STATE_HOME", dir.path().join("state"))
+        .env("TMPDIR", dir.path().join("tmp"))
+        .env("TERM", "xterm")
+        .env("CI", ci)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_terminal_gets_progress_bars_and_ci_gets_plain_lines() {
+    let tty = build_on_a_terminal("false");
+    assert!(
+        tty.contains("eta") && tty.contains("[") && !tty.contains("Disk: 10%"),
+        "a bar replaces the percentage lines on a terminal: {tty}"
+    );
+    assert!(tty.contains("never"), "the error still shows: {tty}");
+    let ci = build_on_a_terminal("true");
+    assert!(
+        ci.contains("Disk: 10%") && !ci.contains("eta"),
+        "CI=true prints plain lines: {ci}"
+    );
+}
+
 #[test]
 fn on_error_abort_keeps_the_disk_and_says_where() {
     let base = fixture::debian_image();
@@ -217,4 +255,48 @@ fn unsafe_sigint(pid: u32) {
     let _ = Command::new("kill")
         .args(["-INT", &pid.to_string()])
         .status();
+}
+
+#[test]
+fn a_killed_kiln_takes_its_qemu_with_it() {
+    let _one = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let base = fixture::debian_image();
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = write_recipe(dir.path(), "debian", "", "[]");
+    let mut child = kiln_build(dir.path(), &recipe, &base)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let qemu_running = || {
+        let out = Command::new("pgrep")
+            .args(["-f", &format!("qemu-system.*{}", dir.path().display())])
+            .output()
+            .unwrap();
+        !out.stdout.is_empty()
+    };
+    for line in BufReader::new(stdout).lines() {
+        if line.unwrap().starts_with("==> Connect") {
+            break;
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !qemu_running() {
+        assert!(Instant::now() < deadline, "qemu never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // SIGKILL: kiln runs no cleanup at all; the kernel's parent-death signal stops qemu.
+    let _ = Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status();
+    child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while qemu_running() {
+        assert!(
+            Instant::now() < deadline,
+            "qemu outlived kiln by 10 s (PR_SET_PDEATHSIG not working)"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

@@ -13,6 +13,7 @@ log() { printf '\n== %s\n' "$*"; }
 APT_PACKAGES=(
   genisoimage xorriso mtools dosfstools util-linux mount cloud-image-utils  # seed images (tests/seed.rs)
   openssh-server procps                                                      # a real sshd (tests/ssh.rs)
+  xz-utils lz4 unzip tabix gzip tar coreutils                                # archive checks (tests/post_processors.rs)
 )
 
 as_root() {

@@ -72,6 +72,17 @@ pub struct StepContext {
 }
 
 impl StepContext {
+    /// A context for step `index` outside a runner (tests, tools that run one step); its
+    /// cleanups are dropped without running.
+    pub fn detached(index: usize, events: EventSink, cancel: CancellationToken) -> Self {
+        Self {
+            index,
+            events,
+            cancel,
+            cleanups: Vec::new(),
+        }
+    }
+
     /// The step's position in the build.
     pub fn index(&self) -> usize {
         self.index

@@ -4,6 +4,7 @@ pub mod args;
 pub mod build;
 pub mod doctor;
 pub mod inspect;
+pub mod progress;
 pub mod seed;
 pub mod templates;
 pub mod validate;

@@ -14,8 +14,7 @@ pub struct Shutdown;
 /// `sync` first: ext4 only returns a deleted file's blocks to its free-space bitmap when the
 /// journal commits (every 5 s by default), and fstrim trims only what the bitmap says is
 /// free — a provisioner's last `rm` would otherwise stay in the image.
-const TRIM: &str =
-    "sync; if [ \"$(id -u)\" = 0 ]; then fstrim -av; else sudo -n fstrim -av; fi";
+const TRIM: &str = "sync; if [ \"$(id -u)\" = 0 ]; then fstrim -av; else sudo -n fstrim -av; fi";
 
 impl Step<BuildState> for Shutdown {
     fn name(&self) -> String {
