@@ -7,6 +7,7 @@ mod blocking;
 pub mod chain;
 mod checksum;
 mod compress;
+pub mod exoscale_import;
 mod manifest;
 mod resize;
 mod shell_local;
@@ -65,7 +66,9 @@ pub fn implementation(kind: &PostProcessorKind) -> Option<Box<dyn PostProcess>> 
         PostProcessorKind::Compress(c) => Some(Box::new(compress::Compress(c.clone()))),
         PostProcessorKind::Resize(c) => Some(Box::new(resize::Resize(c.clone()))),
         PostProcessorKind::ShellLocal(c) => Some(Box::new(shell_local::ShellLocal(c.clone()))),
-        PostProcessorKind::ExoscaleImport(_) => None,
+        PostProcessorKind::ExoscaleImport(c) => {
+            Some(Box::new(exoscale_import::ExoscaleImport(c.clone())))
+        }
     }
 }
 

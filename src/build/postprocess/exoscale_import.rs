@@ -1,0 +1,439 @@
+//! `exoscale-import`: checks the image, uploads it to the SOS bucket (one read: upload and
+//! MD5), registers it as a template in the first zone from a presigned URL, copies it to the
+//! other zones in parallel, and deletes the uploaded object unless `skip_clean`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::{BuildFacts, PostProcess, Processed};
+use crate::build::artifact::Artifact;
+use crate::build::event::Unit;
+use crate::build::runner::{BoxFuture, StepContext, StepError};
+use crate::exoscale::model::boot_mode_name;
+use crate::exoscale::{
+    Client, ClientOptions, Credentials, RegisterTemplate, TemplateFilter, Visibility, credentials,
+    zone,
+};
+use crate::image::qcow2;
+use crate::objectstore::{ObjectStore, StoreConfig, UploadOptions};
+use crate::recipe::postprocessor::{ExoscaleImportConfig, ObjectAcl};
+use crate::recipe::secret::Secret;
+
+/// The environment variable overriding the SOS endpoint (`{zone}` replaced).
+pub const SOS_ENDPOINT_ENV: &str = "EXOSCALE_SOS_ENDPOINT";
+
+/// The smallest virtual size Exoscale registers.
+pub const MIN_VIRTUAL_SIZE: u64 = 10 << 30;
+/// The largest virtual size Exoscale registers.
+pub const MAX_VIRTUAL_SIZE: u64 = 1000 << 30;
+
+/// The `exoscale-import` post-processor.
+pub struct ExoscaleImport(pub ExoscaleImportConfig);
+
+/// What an import produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExoscaleArtifact {
+    /// The template's name.
+    pub name: String,
+    /// (zone, template id), the registration zone first.
+    pub templates: Vec<(String, String)>,
+}
+
+impl ExoscaleArtifact {
+    /// Packer-style artifact id: `zone:id` pairs separated by commas.
+    pub fn id(&self) -> String {
+        self.templates
+            .iter()
+            .map(|(zone, id)| format!("{zone}:{id}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// A line the user can paste: the template per zone and how to look at it.
+    pub fn summary(&self) -> String {
+        let ids = self
+            .templates
+            .iter()
+            .map(|(zone, id)| format!("{zone}={id}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let first = self
+            .templates
+            .first()
+            .map(|(_, id)| id.as_str())
+            .unwrap_or("");
+        format!(
+            "template \"{}\" registered: {ids} (see it with: kiln templates show {first})",
+            self.name
+        )
+    }
+}
+
+impl PostProcess for ExoscaleImport {
+    fn run<'a>(
+        &'a self,
+        ctx: &'a StepContext,
+        input: &'a Artifact,
+        facts: &'a BuildFacts,
+    ) -> BoxFuture<'a, Result<Processed, StepError>> {
+        Box::pin(async move {
+            let image = input
+                .main_file()
+                .ok_or_else(|| StepError("the input artifact has no image to import".into()))?;
+            let credentials = resolve_credentials(&self.0)?;
+            credentials.register_secret(ctx.events().redactor());
+            let key = format!("kiln/{}/{}", facts.run_uuid, file_name(image));
+            let done = run_exoscale_import(&self.0, credentials, image, &key, ctx).await?;
+            ctx.log(done.summary());
+            Ok(Processed {
+                artifact: Artifact {
+                    producer: "exoscale-import".into(),
+                    id: done.id(),
+                    files: Vec::new(),
+                },
+                // Packer's exoscale-import does not keep its input unless asked.
+                keep_input_by_default: false,
+                must_keep_input: false,
+            })
+        })
+    }
+}
+
+fn file_name(image: &Path) -> String {
+    image
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "image.qcow2".into())
+}
+
+/// The credentials: the recipe's `api_key`/`api_secret`, else `EXOSCALE_API_KEY` /
+/// `EXOSCALE_API_SECRET`; a keyring `profile` is not supported yet (issue #5).
+pub fn resolve_credentials(config: &ExoscaleImportConfig) -> Result<Credentials, StepError> {
+    let env = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
+    resolve_credentials_from(
+        config,
+        env(credentials::KEY_ENV),
+        env(credentials::SECRET_ENV),
+    )
+}
+
+fn resolve_credentials_from(
+    config: &ExoscaleImportConfig,
+    env_key: Option<String>,
+    env_secret: Option<String>,
+) -> Result<Credentials, StepError> {
+    let in_recipe = (!config.api_key.is_empty(), !config.api_secret.is_empty());
+    let (key, secret) = match in_recipe {
+        (true, true) => (config.api_key.clone(), config.api_secret.clone()),
+        (true, false) | (false, true) => {
+            return Err(StepError(
+                "exoscale-import: set both `api_key` and `api_secret`, or neither (then EXOSCALE_API_KEY and EXOSCALE_API_SECRET are used)".into(),
+            ));
+        }
+        (false, false) => match (env_key, env_secret, &config.profile) {
+            (Some(key), Some(secret), _) => (key, Secret::new(secret)),
+            (_, _, Some(profile)) => {
+                return Err(StepError(format!(
+                    "exoscale-import: credential profiles from the keyring (`profile`: \"{profile}\") are not supported yet: set `api_key`/`api_secret` (e.g. from {{{{env `…`}}}} variables) or EXOSCALE_API_KEY and EXOSCALE_API_SECRET"
+                )));
+            }
+            _ => {
+                return Err(StepError(
+                    "exoscale-import: no Exoscale credentials: set `api_key` and `api_secret` in the post-processor, or EXOSCALE_API_KEY and EXOSCALE_API_SECRET in the environment".into(),
+                ));
+            }
+        },
+    };
+    Credentials::new(key, secret).map_err(|e| StepError(format!("exoscale-import: {e}")))
+}
+
+/// The SOS endpoint: the recipe's `sos_endpoint`, else `EXOSCALE_SOS_ENDPOINT`, else
+/// `https://sos-<image_zone>.exo.io` (`{zone}` replaced by `image_zone`).
+pub fn sos_endpoint(config: &ExoscaleImportConfig) -> String {
+    if config.sos_endpoint.is_none()
+        && let Some(env) = std::env::var(SOS_ENDPOINT_ENV)
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+    {
+        return env.replace(zone::ZONE_PLACEHOLDER, &config.image_zone);
+    }
+    config.sos_endpoint()
+}
+
+/// Checks that Exoscale will accept `image`: qcow2, not preallocated, virtual size within
+/// 10 GiB–1000 GiB. Returns the virtual size.
+pub fn check_image(image: &Path) -> Result<u64, StepError> {
+    let opened = qcow2::Image::open(image).map_err(|e| {
+        StepError(format!(
+            "exoscale-import: {} is not a usable qcow2 image ({e}): Exoscale registers qcow2 only; set \"format\": \"qcow2\" in the builder",
+            image.display()
+        ))
+    })?;
+    let size = opened.header.size;
+    if !(MIN_VIRTUAL_SIZE..=MAX_VIRTUAL_SIZE).contains(&size) {
+        return Err(StepError(format!(
+            "exoscale-import: {}'s virtual size is {} bytes; Exoscale needs 10 GiB–1000 GiB: add a kiln-resize post-processor with \"disk_size\": \"10G\" before exoscale-import (or set the builder's disk_size)",
+            image.display(),
+            size
+        )));
+    }
+    let guest_clusters = opened.header.guest_clusters();
+    let mapped = opened.clusters.len() as u64;
+    if guest_clusters > 0 && mapped >= guest_clusters && opened.counts().0 == 0 {
+        return Err(StepError(format!(
+            "exoscale-import: {} is preallocated (every cluster is allocated): upload a sparse image instead — set \"disk_compression\" or run `qemu-img convert -O qcow2` on it",
+            image.display()
+        )));
+    }
+    Ok(size)
+}
+
+/// Checks, uploads, registers in the first zone, copies to the others, cleans up. The
+/// uploaded object is deleted afterwards (also on failure) unless `skip_clean`.
+pub async fn run_exoscale_import(
+    config: &ExoscaleImportConfig,
+    credentials: Credentials,
+    image: &Path,
+    key: &str,
+    ctx: &StepContext,
+) -> Result<ExoscaleArtifact, StepError> {
+    let cancel = ctx.cancel();
+    check_image(image)?;
+    let first_zone = config
+        .template_zones
+        .first()
+        .cloned()
+        .ok_or_else(|| StepError("exoscale-import: no template zone".into()))?;
+    let api_override = zone::endpoint_override(config.api_endpoint.as_deref());
+    let options = ClientOptions::with_api_timeout(config.api_timeout);
+    let registrar = api_client(&first_zone, api_override.as_deref(), &credentials, options)?;
+    let store = ObjectStore::new(&StoreConfig {
+        endpoint: sos_endpoint(config),
+        zone: config.image_zone.clone(),
+        bucket: config.image_bucket.clone(),
+        credentials: credentials.clone(),
+    })
+    .map_err(|e| StepError(format!("exoscale-import: {e}")))?;
+
+    // Fail before the upload when the bucket or the credentials are wrong.
+    let created = cancellable(cancel, store.ensure_bucket(config.bucket_create))
+        .await?
+        .map_err(|e| StepError(format!("exoscale-import: {e}")))?;
+    if created {
+        ctx.log(format!("created bucket {}", config.image_bucket));
+    }
+    cancellable(
+        cancel,
+        registrar.list_templates(&TemplateFilter {
+            visibility: Some(Visibility::Private),
+            family: None,
+        }),
+    )
+    .await?
+    .map_err(|e| {
+        StepError(format!(
+            "exoscale-import: checking the API credentials: {e}"
+        ))
+    })?;
+
+    let uploaded = upload(config, &store, image, key, ctx).await;
+    let result = match uploaded {
+        Ok(md5) => register_everywhere(config, &store, key, &md5, &registrar, ctx).await,
+        Err(e) => Err(e),
+    };
+    if !config.skip_clean {
+        // Also after a failure or cancel: nothing stays in the bucket.
+        match store.delete(key).await {
+            Ok(()) => ctx.log(format!("removed {key} from bucket {}", config.image_bucket)),
+            Err(e) => ctx.log(format!("could not remove {key}: {e}")),
+        }
+    }
+    result
+}
+
+async fn upload(
+    config: &ExoscaleImportConfig,
+    store: &ObjectStore,
+    image: &Path,
+    key: &str,
+    ctx: &StepContext,
+) -> Result<String, StepError> {
+    let options = UploadOptions {
+        public_read: config.acl == ObjectAcl::PublicRead,
+        ..UploadOptions::default()
+    };
+    let report = |p: crate::objectstore::UploadProgress| {
+        ctx.progress(p.done, Some(p.total), Unit::Bytes);
+    };
+    ctx.log(format!(
+        "uploading {} to bucket {} as {key}",
+        image.display(),
+        config.image_bucket
+    ));
+    let receipt = store
+        .upload_file(image, key, &options, &report, ctx.cancel())
+        .await
+        .map_err(|e| StepError(format!("exoscale-import: {e}")))?;
+    ctx.log(format!(
+        "uploaded {} bytes in {} parts, MD5 {}",
+        receipt.size, receipt.parts, receipt.md5
+    ));
+    Ok(receipt.md5)
+}
+
+async fn register_everywhere(
+    config: &ExoscaleImportConfig,
+    store: &ObjectStore,
+    key: &str,
+    md5: &str,
+    registrar: &Client,
+    ctx: &StepContext,
+) -> Result<ExoscaleArtifact, StepError> {
+    let url = match config.acl {
+        ObjectAcl::PublicRead => format!(
+            "{}/{}/{key}",
+            sos_endpoint(config).trim_end_matches('/'),
+            config.image_bucket
+        ),
+        // Valid for the whole registration, with a margin.
+        ObjectAcl::Private => store
+            .presigned_get(key, config.api_timeout + Duration::from_secs(600))
+            .await
+            .map_err(|e| StepError(format!("exoscale-import: {e}")))?,
+    };
+    let request = RegisterTemplate {
+        name: config.template_name.clone(),
+        url,
+        checksum: md5.to_string(),
+        ssh_key_enabled: !config.template_disable_sshkey,
+        password_enabled: !config.template_disable_password,
+        description: Some(config.template_description.clone()).filter(|d| !d.is_empty()),
+        default_user: config.template_username.clone(),
+        boot_mode: Some(boot_mode_name(config.template_boot_mode)),
+        build: config.template_build.clone(),
+        version: config.template_version.clone(),
+        maintainer: config.template_maintainer.clone(),
+    };
+    ctx.log(format!(
+        "registering template \"{}\" in {}",
+        config.template_name,
+        registrar.zone()
+    ));
+    let template = cancellable(ctx.cancel(), registrar.register_template(&request))
+        .await?
+        .map_err(|e| StepError(format!("exoscale-import: {e}")))?;
+    let mut templates = vec![(registrar.zone().to_string(), template.id.clone())];
+
+    let mut copies = JoinSet::new();
+    for zone in config.template_zones.iter().skip(1) {
+        let source = registrar.clone();
+        let (zone, id) = (zone.clone(), template.id.clone());
+        copies.spawn(async move {
+            let copied = source.copy_template(&id, &zone).await;
+            (zone, copied)
+        });
+    }
+    while let Some(joined) = cancellable(ctx.cancel(), copies.join_next()).await? {
+        let (zone, copied) = joined.map_err(|e| StepError(format!("copy task: {e}")))?;
+        let id = copied.map_err(|e| {
+            StepError(format!(
+                "exoscale-import: the template is registered in {} ({}) but copying it to {zone} failed: {e}",
+                registrar.zone(),
+                template.id
+            ))
+        })?;
+        ctx.log(format!("copied to {zone}: {id}"));
+        templates.push((zone, id));
+    }
+    // Keep the configured zone order in the artifact.
+    templates.sort_by_key(|(zone, _)| config.template_zones.iter().position(|z| z == zone));
+    Ok(ExoscaleArtifact {
+        name: config.template_name.clone(),
+        templates,
+    })
+}
+
+/// A client of `zone`'s API.
+fn api_client(
+    zone: &str,
+    api_override: Option<&str>,
+    credentials: &Credentials,
+    options: ClientOptions,
+) -> Result<Client, StepError> {
+    Client::new(zone, api_override, credentials.clone(), options)
+        .map_err(|e| StepError(format!("exoscale-import: {e}")))
+}
+
+/// Runs `work` unless the build is cancelled first.
+async fn cancellable<T>(
+    cancel: &CancellationToken,
+    work: impl std::future::Future<Output = T>,
+) -> Result<T, StepError> {
+    tokio::select! {
+        out = work => Ok(out),
+        () = cancel.cancelled() => Err(StepError("cancelled".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(key: &str, secret: &str, profile: Option<&str>) -> ExoscaleImportConfig {
+        let mut obj = serde_json::json!({"image_bucket": "b", "template_name": "t"});
+        if !key.is_empty() {
+            obj["api_key"] = key.into();
+        }
+        if !secret.is_empty() {
+            obj["api_secret"] = secret.into();
+        }
+        if let Some(profile) = profile {
+            obj["profile"] = profile.into();
+        }
+        let (decoded, diags) = crate::recipe::shell_local::testkit::run(
+            obj,
+            Path::new("/work"),
+            "post-processors[0]",
+            "post-processor exoscale-import",
+            |f| crate::recipe::postprocessor::decode("exoscale-import", f),
+        );
+        match decoded.map(|p| p.kind) {
+            Some(crate::recipe::postprocessor::PostProcessorKind::ExoscaleImport(c)) => c,
+            other => panic!("not an exoscale-import config: {other:?} {diags}"),
+        }
+    }
+
+    #[test]
+    fn recipe_credentials_win_over_the_environment() {
+        let c = config("EXOrecipe", "recipe-secret", None);
+        let creds =
+            resolve_credentials_from(&c, Some("EXOenv".into()), Some("env-secret".into())).unwrap();
+        assert_eq!(creds.key(), "EXOrecipe");
+    }
+
+    #[test]
+    fn the_environment_is_used_when_the_recipe_has_none() {
+        let c = config("", "", Some("work"));
+        let creds =
+            resolve_credentials_from(&c, Some("EXOenv".into()), Some("env-secret".into())).unwrap();
+        assert_eq!(creds.key(), "EXOenv");
+    }
+
+    #[test]
+    fn half_credentials_and_profiles_are_clear_errors() {
+        let half = resolve_credentials_from(&config("EXOk", "", None), None, None).unwrap_err();
+        assert!(
+            half.0.contains("both `api_key` and `api_secret`"),
+            "{}",
+            half.0
+        );
+        let profile =
+            resolve_credentials_from(&config("", "", Some("work")), None, None).unwrap_err();
+        assert!(profile.0.contains("\"work\"") && profile.0.contains("not supported yet"));
+        let none = resolve_credentials_from(&config("", "", None), None, None).unwrap_err();
+        assert!(none.0.contains("EXOSCALE_API_KEY"), "{}", none.0);
+    }
+}
