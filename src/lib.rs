@@ -12,4 +12,5 @@ pub mod image;
 pub mod qemu;
 pub mod recipe;
 pub mod recipes;
+pub mod secrets;
 pub mod ssh;
