@@ -124,6 +124,11 @@ impl KilnApp {
         self.open.as_ref()
     }
 
+    /// The host check's results, once they came back.
+    pub fn host_checks(&self) -> Option<&[Check]> {
+        self.host.as_deref()
+    }
+
     /// The place shown.
     pub fn place(&self) -> Place {
         self.saved.place
@@ -221,7 +226,7 @@ impl KilnApp {
                 open.check();
             }
             let build = ui
-                .add_enabled(!running, egui::Button::new("Build"))
+                .add_enabled(!running, egui::Button::new("Start build"))
                 .on_hover_text("Ctrl+B");
             start = build.clicked();
         });
@@ -312,7 +317,7 @@ impl eframe::App for KilnApp {
                             build_panel::build_ui(ui, build, &mut self.saved.log_tab, now)
                         }
                         None => {
-                            ui.label("No build yet: open a recipe and press Build.");
+                            ui.label("No build yet: open a recipe and press Start build.");
                             None
                         }
                     })
