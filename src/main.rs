@@ -53,9 +53,9 @@ fn main() -> ExitCode {
 /// Opens the window on a tokio runtime that lives as long as it; exit 0 when it is closed.
 fn run_window(started: std::time::Instant) -> std::io::Result<i32> {
     let runtime = tokio::runtime::Runtime::new()?;
-    kiln::gui::run(kiln::gui::default_config(runtime.handle().clone(), started)).map_err(
-        |e| std::io::Error::other(format!("cannot open the window (is DISPLAY set?): {e}")),
-    )?;
+    kiln::gui::run(kiln::gui::default_config(runtime.handle().clone(), started)).map_err(|e| {
+        std::io::Error::other(format!("cannot open the window (is DISPLAY set?): {e}"))
+    })?;
     Ok(0)
 }
 

@@ -78,12 +78,18 @@ fn a_million_lines_scroll_within_a_frame_budget() {
     let max = *frames.last().unwrap();
     println!(
         "frame while scrolling ({} build): mean {mean:?}, p95 {p95:?}, max {max:?}; RSS {:.1} MiB",
-        if cfg!(debug_assertions) { "debug" } else { "release" },
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
         rss_kib() as f64 / 1024.0
     );
     // Scrolled away from the tail.
     assert!(
-        harness.query_by_label_contains("999999 Setting up").is_none(),
+        harness
+            .query_by_label_contains("999999 Setting up")
+            .is_none(),
         "scrolling up left the tail"
     );
     let budget = if cfg!(debug_assertions) {

@@ -139,7 +139,9 @@ impl Engine for ScriptedEngine {
                         outcome: Outcome::Cancelled,
                         duration: Duration::from_millis(10),
                     });
-                    events.send(Event::CleanedUp("stopped the VM and removed the disk".into()));
+                    events.send(Event::CleanedUp(
+                        "stopped the VM and removed the disk".into(),
+                    ));
                     finish(Outcome::Cancelled)
                 }
                 Ending::Failure => {
@@ -175,7 +177,11 @@ fn setup(ending: Ending) -> (Setup, Harness<'static, KilnApp>) {
     let recipes_dir = dir.path().join("recipes");
     std::fs::create_dir(&recipes_dir).unwrap();
     std::fs::write(recipes_dir.join("gui-test.json"), RECIPE).unwrap();
-    std::fs::write(recipes_dir.join("broken.json"), "{\n  \"builders\": [\n    {\"type\": \"qemu\",}\n  ]\n}\n").unwrap();
+    std::fs::write(
+        recipes_dir.join("broken.json"),
+        "{\n  \"builders\": [\n    {\"type\": \"qemu\",}\n  ]\n}\n",
+    )
+    .unwrap();
     let artifact = dir.path().join("output/test-vm.qcow2");
     std::fs::create_dir_all(artifact.parent().unwrap()).unwrap();
     std::fs::write(&artifact, vec![0u8; 4096]).unwrap();
@@ -236,14 +242,23 @@ fn choose_fill_and_start(harness: &mut Harness<'_, KilnApp>, recipes_dir: &Path)
     // The default recipe does not exist in this recipes folder: the panel says so in place.
     harness.run();
     assert!(
-        harness.state().open_recipe_state().unwrap().inspection.is_err(),
+        harness
+            .state()
+            .open_recipe_state()
+            .unwrap()
+            .inspection
+            .is_err(),
         "the missing default recipe is an error"
     );
     harness.get_by_label("gui-test.json").click();
     harness.run();
     let open = harness.state().open_recipe_state().unwrap();
     assert_eq!(open.path, recipes_dir.join("gui-test.json"));
-    assert!(open.inspection.is_ok(), "{:?}", open.inspection.as_ref().err());
+    assert!(
+        open.inspection.is_ok(),
+        "{:?}",
+        open.inspection.as_ref().err()
+    );
 
     // Required ones are marked; the env-provided one says where it comes from.
     type_into(harness, Role::TextInput, "bucket *", "my-bucket");
@@ -254,10 +269,20 @@ fn choose_fill_and_start(harness: &mut Harness<'_, KilnApp>, recipes_dir: &Path)
     assert_eq!(values["bucket"], "my-bucket");
     assert_eq!(values["api_secret"], "s3cret-value");
     // The secret is masked until revealed.
-    assert!(harness.query_by_value("s3cret-value").is_none(), "the secret shows unmasked");
+    assert!(
+        harness.query_by_value("s3cret-value").is_none(),
+        "the secret shows unmasked"
+    );
     harness.get_by_label("Show").click();
     harness.run();
-    assert!(harness.state().open_recipe_state().unwrap().revealed.contains("api_secret"));
+    assert!(
+        harness
+            .state()
+            .open_recipe_state()
+            .unwrap()
+            .revealed
+            .contains("api_secret")
+    );
     harness.get_by_role_and_label(Role::TextInput, "api_secret");
     harness.get_by_label("Hide").click();
     harness.run();
@@ -272,9 +297,18 @@ fn choose_fill_start_progress_done_artifact() {
     choose_fill_and_start(&mut harness, &setup.recipes_dir);
 
     // The engine got the recipe with the form's values.
-    let (recipe, build) = setup.received.lock().unwrap().clone().expect("the engine ran");
+    let (recipe, build) = setup
+        .received
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("the engine ran");
     assert_eq!(build.name, "test-vm");
-    let bucket = recipe.variables.iter().find(|v| v.name == "bucket").unwrap();
+    let bucket = recipe
+        .variables
+        .iter()
+        .find(|v| v.name == "bucket")
+        .unwrap();
     assert_eq!(bucket.value, "my-bucket");
 
     // Paused at the gate: the first step runs with a determinate bar, a rate and an ETA.
@@ -302,7 +336,10 @@ fn choose_fill_start_progress_done_artifact() {
     assert_eq!(harness.query_all_by_label("done").count(), 3);
     harness.get_by_label("Build finished");
     harness.get_by_label_contains(&format!("Artifact: {}", setup.artifact.display()));
-    assert!(harness.query_by_label("Cancel").is_none(), "no Cancel after the end");
+    assert!(
+        harness.query_by_label("Cancel").is_none(),
+        "no Cancel after the end"
+    );
     let state = harness.state().build_state().unwrap();
     assert_eq!(state.output.len(), 50);
     assert_eq!(state.console.len(), 50);
@@ -316,8 +353,11 @@ fn cancel_stops_the_build_and_says_what_was_cleaned_up() {
     choose_fill_and_start(&mut harness, &setup.recipes_dir);
     setup.gate.add_permits(1);
     step_until(&mut harness, "the second step", |app| {
-        app.build_state()
-            .is_some_and(|b| b.steps.get(1).is_some_and(|s| s.state == StepState::Running))
+        app.build_state().is_some_and(|b| {
+            b.steps
+                .get(1)
+                .is_some_and(|s| s.state == StepState::Running)
+        })
     });
     harness.get_by_label("Cancel").click();
     harness.step();
@@ -349,7 +389,11 @@ fn a_failure_shows_its_error_card_with_the_last_console_lines() {
     harness.get_by_label("Logs: /tmp/kiln-gui-test-logs");
     // The card's console excerpt ends with the newest line and holds the last 12.
     harness.get_by_label_contains("console line 38\nconsole line 39");
-    assert!(harness.query_by_label_contains("console line 37\n").is_none());
+    assert!(
+        harness
+            .query_by_label_contains("console line 37\n")
+            .is_none()
+    );
     harness.get_by_label("failed: provisioner: install.sh exited with status 100");
 }
 
@@ -374,8 +418,14 @@ fn a_broken_recipe_lists_its_problem_with_file_line_col() {
 fn the_host_check_lists_the_real_checks_with_copyable_fixes() {
     let (_setup, mut harness) = setup(Ending::Success);
     harness.get_by_label_contains("Host:").click();
-    step_until(&mut harness, "the host check", |app| app.place() == Place::Host);
-    assert_eq!(harness.query_all_by_label("Host check").count(), 2, "place and heading");
+    step_until(&mut harness, "the host check", |app| {
+        app.place() == Place::Host
+    });
+    assert_eq!(
+        harness.query_all_by_label("Host check").count(),
+        2,
+        "place and heading"
+    );
     step_until(&mut harness, "the checks", |_| true);
     let deadline = Instant::now() + Duration::from_secs(20);
     while harness.query_by_label("qemu-img").is_none() {
@@ -387,7 +437,12 @@ fn the_host_check_lists_the_real_checks_with_copyable_fixes() {
     harness.get_by_label("KVM");
     harness.get_by_label("Check again").click();
     harness.step();
-    assert!(harness.state().host_checks().is_none(), "the checks run again");
-    step_until(&mut harness, "the checks again", |app| app.host_checks().is_some());
+    assert!(
+        harness.state().host_checks().is_none(),
+        "the checks run again"
+    );
+    step_until(&mut harness, "the checks again", |app| {
+        app.host_checks().is_some()
+    });
     harness.get_by_label("qemu-img");
 }

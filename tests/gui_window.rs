@@ -21,7 +21,9 @@ fn tools_present() -> Result<(), String> {
             .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
             .unwrap_or(false);
         if !found {
-            return Err(format!("{tool} not found (apt-get install xvfb x11-apps x11-utils)"));
+            return Err(format!(
+                "{tool} not found (apt-get install xvfb x11-apps x11-utils)"
+            ));
         }
     }
     Ok(())
@@ -40,7 +42,15 @@ impl Drop for Reaped {
 /// Starts Xvfb on a free display; returns it and the display name.
 fn start_xvfb() -> (Reaped, String) {
     let mut child = Command::new("Xvfb")
-        .args(["-displayfd", "1", "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
+        .args([
+            "-displayfd",
+            "1",
+            "-screen",
+            "0",
+            "1280x800x24",
+            "-nolisten",
+            "tcp",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -110,7 +120,9 @@ fn the_window_opens_draws_and_idles() {
     let (first_frame, line) = rx
         .recv_timeout(Duration::from_secs(30))
         .expect("kiln logs its first frame within 30 s");
-    println!("cold start to first frame (debug build, measured from spawn): {first_frame:?} ({line})");
+    println!(
+        "cold start to first frame (debug build, measured from spawn): {first_frame:?} ({line})"
+    );
 
     let deadline = Instant::now() + Duration::from_secs(10);
     while !window_listed(&display) {
@@ -129,8 +141,15 @@ fn the_window_opens_draws_and_idles() {
     let ticks_per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     let cpu = (after - before) as f64 / ticks_per_second / 5.0;
     println!("idle CPU over 5 s: {:.2} %", cpu * 100.0);
-    assert!(cpu < 0.02, "idle CPU {:.2} % (≥ 2 %): something repaints continuously", cpu * 100.0);
-    assert!(kiln.0.try_wait().unwrap().is_none(), "kiln exited while idle");
+    assert!(
+        cpu < 0.02,
+        "idle CPU {:.2} % (≥ 2 %): something repaints continuously",
+        cpu * 100.0
+    );
+    assert!(
+        kiln.0.try_wait().unwrap().is_none(),
+        "kiln exited while idle"
+    );
 
     let mut dump = Command::new("xwd")
         .args(["-root", "-silent"])
@@ -165,6 +184,13 @@ fn the_window_opens_draws_and_idles() {
         "window pixels: {} colours, {differing} differ from the background",
         colours.len()
     );
-    assert!(colours.len() > 20, "the window looks blank: {} colours", colours.len());
-    assert!(differing > 5_000, "the window looks blank: {differing} pixels drawn");
+    assert!(
+        colours.len() > 20,
+        "the window looks blank: {} colours",
+        colours.len()
+    );
+    assert!(
+        differing > 5_000,
+        "the window looks blank: {differing} pixels drawn"
+    );
 }

@@ -98,7 +98,11 @@ pub fn build_ui(
     }
     ui.add_space(theme::GAP);
     ui.horizontal(|ui| {
-        ui.selectable_value(tab, LogTab::Output, format!("Output ({})", state.output.len()));
+        ui.selectable_value(
+            tab,
+            LogTab::Output,
+            format!("Output ({})", state.output.len()),
+        );
         ui.selectable_value(
             tab,
             LogTab::Console,
@@ -130,8 +134,10 @@ fn result_card_ui(ui: &mut egui::Ui, state: &BuildState) {
                     }
                     if !state.console.is_empty() {
                         ui.label("Last console lines:");
-                        let tail: Vec<&str> =
-                            state.console.tail(theme::ERROR_CARD_CONSOLE_LINES).collect();
+                        let tail: Vec<&str> = state
+                            .console
+                            .tail(theme::ERROR_CARD_CONSOLE_LINES)
+                            .collect();
                         ui.add(
                             egui::Label::new(egui::RichText::new(tail.join("\n")).monospace())
                                 .selectable(true),

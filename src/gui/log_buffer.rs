@@ -108,7 +108,11 @@ mod tests {
             (0..3).map(|i| log.line(i).unwrap()).collect::<Vec<_>>(),
             ["line 7", "line 8", "line 9"]
         );
-        assert!(log.text.len() < 10 * 6, "old text is dropped: {}", log.text.len());
+        assert!(
+            log.text.len() < 10 * 6,
+            "old text is dropped: {}",
+            log.text.len()
+        );
     }
 
     #[test]

@@ -45,7 +45,10 @@ pub fn recipes_ui(
     if panel.bundled.is_empty() {
         ui.weak("No bundled recipes found (set KILN_RECIPES_DIR).");
     }
-    let recent: Vec<&PathBuf> = recent.iter().filter(|p| !panel.bundled.contains(p)).collect();
+    let recent: Vec<&PathBuf> = recent
+        .iter()
+        .filter(|p| !panel.bundled.contains(p))
+        .collect();
     if !recent.is_empty() {
         ui.add_space(theme::GAP);
         ui.label("Recent");
@@ -96,7 +99,10 @@ pub fn diagnostics_ui(ui: &mut egui::Ui, diags: &Diagnostics) {
             };
             ui.horizontal_wrapped(|ui| {
                 ui.colored_label(colour, mark);
-                ui.add(egui::Label::new(egui::RichText::new(d.to_string()).monospace()).selectable(true));
+                ui.add(
+                    egui::Label::new(egui::RichText::new(d.to_string()).monospace())
+                        .selectable(true),
+                );
             });
         }
     }

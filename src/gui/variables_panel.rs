@@ -29,7 +29,9 @@ pub fn variables_ui(ui: &mut egui::Ui, recipe: &mut OpenRecipe) {
                 };
                 let label = ui.label(label);
                 if var.required {
-                    label.clone().on_hover_text("required: the build needs a value");
+                    label
+                        .clone()
+                        .on_hover_text("required: the build needs a value");
                 }
                 let value = recipe.values.entry(var.name.clone()).or_default();
                 let revealed = recipe.revealed.contains(&var.name);

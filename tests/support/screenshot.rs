@@ -34,7 +34,9 @@ pub fn decode_xwd(data: &[u8]) -> Result<Rgb, String> {
     let masks = [field(13 + 1)?, field(13 + 2)?, field(13 + 3)?];
     let ncolors = field(19)? as usize;
     if bits_per_pixel != 32 && bits_per_pixel != 24 {
-        return Err(format!("xwd: {bits_per_pixel} bits per pixel is not supported"));
+        return Err(format!(
+            "xwd: {bits_per_pixel} bits per pixel is not supported"
+        ));
     }
     let start = header_size + ncolors * 12;
     let bpp = bits_per_pixel / 8;
