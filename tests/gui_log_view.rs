@@ -1,9 +1,8 @@
 //! The output view with 1,000,000 lines: memory held by the lines, and the time of a frame
 //! while scrolling (egui's layout and tessellation, measured in-process with egui_kittest; no
-//! GPU upload). Prints the numbers; fails if the view lays out more than the visible rows or
-//! the 95th-percentile frame takes longer than 16 ms in a release build (150 ms in an
-//! unoptimised debug build, where egui and the test harness's accessibility tree dominate:
-//! laying out all million rows would take seconds).
+//! GPU upload). Prints the numbers; fails if the view lays out more than the visible rows, if
+//! a frame with a million lines costs clearly more than one with ten thousand, or, in a release
+//! build, if the 95th-percentile frame takes longer than 16 ms.
 
 use std::time::{Duration, Instant};
 
@@ -26,15 +25,7 @@ fn rss_kib() -> u64 {
 #[test]
 fn a_million_lines_scroll_within_a_frame_budget() {
     let rss_before = rss_kib();
-    let mut log = LogBuffer::new();
-    for i in 0..LINES {
-        log.push(&format!(
-            "{i:>7} Setting up package-{} (1.{}.{}-2) ... unpacking and configuring",
-            i % 997,
-            i % 13,
-            i % 7
-        ));
-    }
+    let log = make_log(LINES);
     let rss_after = rss_kib();
     let held = log.heap_bytes();
     println!(
@@ -44,6 +35,55 @@ fn a_million_lines_scroll_within_a_frame_budget() {
     );
     assert!(held < 200 << 20, "the buffer holds {held} bytes");
 
+    let frames = scroll_frames(log, true);
+    let small = scroll_frames(make_log(10_000), false);
+    let median = |f: &[Duration]| f[f.len() / 2];
+    let p95 = frames[frames.len() * 95 / 100];
+    println!(
+        "frame while scrolling ({} build): 1,000,000 lines median {:?}, p95 {p95:?}, max {:?}; 10,000 lines median {:?}; RSS {:.1} MiB",
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
+        median(&frames),
+        frames.last().unwrap(),
+        median(&small),
+        rss_kib() as f64 / 1024.0
+    );
+    // Virtualised: a million lines cost about what ten thousand do (the machine's load varies,
+    // so compare, rather than trust a fixed number in an unoptimised build).
+    assert!(
+        median(&frames) <= median(&small) * 3 + Duration::from_millis(5),
+        "1,000,000 lines: median {:?}; 10,000 lines: {:?}",
+        median(&frames),
+        median(&small)
+    );
+    if !cfg!(debug_assertions) {
+        assert!(
+            p95 <= Duration::from_millis(16),
+            "p95 frame {p95:?} over 16 ms"
+        );
+    }
+}
+
+fn make_log(lines: usize) -> LogBuffer {
+    let mut log = LogBuffer::new();
+    for i in 0..lines {
+        log.push(&format!(
+            "{i:>7} Setting up package-{} (1.{}.{}-2) ... unpacking and configuring",
+            i % 997,
+            i % 13,
+            i % 7
+        ));
+    }
+    log
+}
+
+/// Frame times (sorted) while scrolling up 60 pages and down 20: fresh rows every frame for
+/// both sizes (10,000 lines are 250 pages), so the comparison is fair.
+fn scroll_frames(log: LogBuffer, check_tail: bool) -> Vec<Duration> {
+    let last = format!("{:>7} Setting up", log.len() - 1);
     let mut harness = Harness::builder()
         .with_size([1000.0, 700.0])
         .with_max_steps(10)
@@ -51,16 +91,16 @@ fn a_million_lines_scroll_within_a_frame_budget() {
     harness.step();
     harness.step();
     // Follows the tail: the newest line is drawn; only the visible rows are laid out.
-    harness.get_by_label_contains("999999 Setting up");
+    harness.get_by_label_contains(&last);
     let drawn = harness.query_all_by_label_contains("Setting up").count();
-    println!("rows laid out in a 700 pt view: {drawn}");
+    if check_tail {
+        println!("rows laid out in a 700 pt view: {drawn}");
+    }
     assert!(drawn > 10 && drawn < 100, "{drawn} rows laid out");
-
-    let centre = egui::pos2(500.0, 350.0);
-    harness.hover_at(centre);
+    harness.hover_at(egui::pos2(500.0, 350.0));
     let mut frames = Vec::new();
-    for i in 0..150 {
-        let delta = if i < 100 { 3.0 } else { -2.0 };
+    for i in 0..80 {
+        let delta = if i < 60 { 1.0 } else { -1.0 };
         harness.event(egui::Event::MouseWheel {
             unit: egui::MouseWheelUnit::Page,
             delta: egui::vec2(0.0, delta),
@@ -72,30 +112,12 @@ fn a_million_lines_scroll_within_a_frame_budget() {
         harness.step();
         frames.push(start.elapsed());
     }
+    if check_tail {
+        assert!(
+            harness.query_by_label_contains(&last).is_none(),
+            "scrolling up left the tail"
+        );
+    }
     frames.sort();
-    let mean = frames.iter().sum::<Duration>() / frames.len() as u32;
-    let p95 = frames[frames.len() * 95 / 100];
-    let max = *frames.last().unwrap();
-    println!(
-        "frame while scrolling ({} build): mean {mean:?}, p95 {p95:?}, max {max:?}; RSS {:.1} MiB",
-        if cfg!(debug_assertions) {
-            "debug"
-        } else {
-            "release"
-        },
-        rss_kib() as f64 / 1024.0
-    );
-    // Scrolled away from the tail.
-    assert!(
-        harness
-            .query_by_label_contains("999999 Setting up")
-            .is_none(),
-        "scrolling up left the tail"
-    );
-    let budget = if cfg!(debug_assertions) {
-        Duration::from_millis(150)
-    } else {
-        Duration::from_millis(16)
-    };
-    assert!(p95 <= budget, "p95 frame {p95:?} over {budget:?}");
+    frames
 }

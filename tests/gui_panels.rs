@@ -327,6 +327,8 @@ fn choose_fill_start_progress_done_artifact() {
     harness.get_by_label("running");
     assert_eq!(harness.query_all_by_label("pending").count(), 2);
     harness.get_by_label("Cancel");
+    // Every input of the running build's view has an accessible name.
+    harness.check_accessibility();
 
     setup.gate.add_permits(1);
     step_until(&mut harness, "the build's end", |app| {
