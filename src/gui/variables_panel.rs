@@ -40,6 +40,8 @@ pub fn variables_ui(ui: &mut egui::Ui, recipe: &mut OpenRecipe) {
                     "required".to_string()
                 } else if let Some(name) = env {
                     format!("from ${name}")
+                } else if let Some(name) = var.env_names.first() {
+                    format!("from ${name} (not set)")
                 } else if var.sensitive {
                     "(default hidden)".to_string()
                 } else {
