@@ -54,7 +54,9 @@ fn main() -> ExitCode {
 fn run_window(started: std::time::Instant) -> std::io::Result<i32> {
     let runtime = tokio::runtime::Runtime::new()?;
     kiln::gui::run(kiln::gui::default_config(runtime.handle().clone(), started)).map_err(|e| {
-        std::io::Error::other(format!("cannot open the window (is DISPLAY set?): {e}"))
+        std::io::Error::other(format!(
+            "cannot open the window (is DISPLAY set?): {e}; without a desktop, use the subcommands (`kiln build RECIPE`, `kiln --help`)"
+        ))
     })?;
     Ok(0)
 }
