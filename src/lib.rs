@@ -8,6 +8,7 @@ pub mod build;
 pub mod cli;
 pub mod cloudinit;
 pub mod exoscale;
+pub mod gui;
 pub mod image;
 pub mod qemu;
 pub mod recipe;

@@ -85,6 +85,22 @@ fn builds_the_fixture_recipe_into_a_verified_artifact() {
         "inline output is streamed"
     );
     assert!(stdout.contains("==> build finished"), "{stdout}");
+    // shell-local ran on this machine with Packer's variables, its streams apart.
+    assert!(stdout.contains("    | host side: fixture qemu"), "{stdout}");
+    assert!(stdout.contains("    ! to-stderr"), "{stdout}");
+    assert_eq!(
+        std::fs::read_to_string(work.path().join("shell-local-marker")).unwrap(),
+        "fixture\n"
+    );
+    assert!(
+        stdout.contains("breakpoint disabled (\"disable\": true); continuing"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("==> Post-processor 1/2: checksum")
+            && stdout.contains("==> Post-processor 2/2: manifest"),
+        "{stdout}"
+    );
 
     let artifact = work.path().join("output-fixture/fixture.qcow2");
     let info: serde_json::Value = serde_json::from_str(&run(Command::new("qemu-img")
@@ -93,15 +109,41 @@ fn builds_the_fixture_recipe_into_a_verified_artifact() {
     .unwrap();
     assert_eq!(info["format"], "qcow2");
     assert_eq!(info["virtual-size"], 10u64 << 30);
-    let leftovers: Vec<_> = std::fs::read_dir(work.path().join("output-fixture"))
+    let mut leftovers: Vec<_> = std::fs::read_dir(work.path().join("output-fixture"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
+    leftovers.sort();
     assert_eq!(
         leftovers,
-        ["fixture.qcow2"],
-        "only the artifact is in the output directory"
+        ["fixture.qcow2", "fixture.sha256"],
+        "only the artifact and its checksum are in the output directory"
     );
+
+    // The checksum post-processor's file, in Packer's format, agrees with sha256sum.
+    let sha256 = run(Command::new("sha256sum").arg(&artifact));
+    assert_eq!(
+        std::fs::read_to_string(work.path().join("output-fixture/fixture.sha256")).unwrap(),
+        format!(
+            "{}\tfixture.qcow2\n",
+            sha256.split_whitespace().next().unwrap()
+        )
+    );
+    // The manifest records the image as Packer does.
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(work.path().join("manifest.json")).unwrap())
+            .unwrap();
+    let entry = &manifest["builds"][0];
+    assert_eq!(entry["name"], "fixture");
+    assert_eq!(entry["builder_type"], "qemu");
+    assert_eq!(entry["artifact_id"], "VM");
+    assert_eq!(entry["files"][0]["name"], "output-fixture/fixture.qcow2");
+    assert_eq!(
+        entry["files"][0]["size"].as_u64().unwrap(),
+        std::fs::metadata(&artifact).unwrap().len()
+    );
+    assert_eq!(entry["custom_data"]["recipe"], "fixture");
+    assert_eq!(entry["packer_run_uuid"], manifest["last_run_uuid"]);
 
     let contents = read_from_image(
         &artifact,

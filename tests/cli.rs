@@ -214,10 +214,22 @@ fn missing_file_is_a_clear_error() {
 }
 
 #[test]
-fn no_arguments_shows_the_default_recipe() {
-    let out = kiln(&[]);
-    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("Debian 12 cloud image"));
+fn no_arguments_without_a_display_says_what_to_do() {
+    // Without arguments kiln opens its window (tests/gui_window.rs runs it under Xvfb);
+    // with no display it must fail clearly instead.
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .env_remove("WAYLAND_SOCKET")
+        .output()
+        .expect("run kiln");
+    assert_eq!(out.status.code(), Some(1), "stdout: {}", text(&out.stdout));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("cannot open the window (is DISPLAY set?)")
+            && stderr.contains("kiln build RECIPE"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -251,4 +263,52 @@ fn doctor_finds_the_tools_and_says_how_to_fix_a_missing_one() {
         stdout.contains("fix: apt-get install -y --allow-downgrades qemu-system-x86"),
         "{stdout}"
     );
+}
+
+#[test]
+fn a_breakpoint_without_a_terminal_is_refused_before_anything_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = write_temp(
+        dir.path(),
+        "pause.json",
+        r#"{
+  "builders": [{
+    "type": "qemu",
+    "iso_url": "does-not-exist.qcow2",
+    "iso_checksum": "none",
+    "disk_image": true,
+    "output_directory": "out",
+    "ssh_username": "debian"
+  }],
+  "provisioners": [
+    {"type": "shell", "inline": ["true"]},
+    {"type": "breakpoint", "note": "look around"}
+  ]
+}"#,
+    );
+    for ci in [None, Some("true")] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
+        cmd.args(["build"])
+            .arg(&recipe)
+            .current_dir(dir.path())
+            .env("XDG_STATE_HOME", dir.path().join("state"))
+            .env("XDG_CACHE_HOME", dir.path().join("cache"));
+        match ci {
+            Some(v) => cmd.env("CI", v),
+            None => cmd.env_remove("CI"),
+        };
+        // `output()` gives the child no terminal on stdin.
+        let out = cmd.output().expect("kiln runs");
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("provisioners[1] is a breakpoint, which waits for the user to continue, but nobody can"),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains("Set \"disable\": true on it, or remove it; nothing was started"),
+            "{stderr}"
+        );
+        assert!(!dir.path().join("out").exists(), "nothing was started");
+    }
 }

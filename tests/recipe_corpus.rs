@@ -245,6 +245,7 @@ fn post_processor_field(p: &PostProcessor, field: &str) -> Option<String> {
         (PostProcessorKind::Compress(c), "output") => c.output.clone(),
         (PostProcessorKind::Compress(c), "format") => c.format.extension().to_string(),
         (PostProcessorKind::Compress(c), "compression_level") => c.compression_level.to_string(),
+        (PostProcessorKind::Resize(r), "disk_size") => r.disk_size.to_string(),
         (PostProcessorKind::ExoscaleImport(e), field) => match field {
             "api_key" => e.api_key.clone(),
             "api_secret" => e.api_secret.expose().to_string(),

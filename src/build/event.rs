@@ -85,6 +85,14 @@ pub enum Event {
         /// The line, without its newline.
         line: String,
     },
+    /// Step `index` (a `breakpoint`) is paused until the front end continues it
+    /// (`Resume::resume`).
+    Paused {
+        /// Position in the step list.
+        index: usize,
+        /// The breakpoint's `note`.
+        note: Option<String>,
+    },
     /// A line of the VM's serial console (already redacted).
     Console(String),
     /// Something worth attention that does not stop the build.
@@ -133,6 +141,10 @@ impl EventSink {
                 line: self.redactor.redact(&line),
             },
             Event::Console(line) => Event::Console(self.redactor.redact(&line)),
+            Event::Paused { index, note } => Event::Paused {
+                index,
+                note: note.map(|n| self.redactor.redact(&n)),
+            },
             Event::Warning(m) => Event::Warning(self.redactor.redact(&m)),
             Event::CleanedUp(m) => Event::CleanedUp(self.redactor.redact(&m)),
             Event::StepFinished {

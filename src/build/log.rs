@@ -78,6 +78,10 @@ impl LineFormatter {
                 Stream::Kiln => format!("    {line}"),
             }),
             Event::Console(line) => Some(format!("    console: {line}")),
+            Event::Paused { index, note } => Some(match note {
+                Some(note) => format!("    {} paused: {note}", self.step(*index)),
+                None => format!("    {} paused", self.step(*index)),
+            }),
             Event::Warning(w) => Some(format!("warning: {w}")),
             Event::CleanedUp(what) => Some(format!("    cleaned up {what}")),
             Event::BuildFinished { outcome, duration } => Some(match outcome {

@@ -1,9 +1,13 @@
 //! Builds: turning a recipe's build into running steps that emit events. Front ends only
 //! read events and send commands (start, cancel); they hold no build logic.
 
+pub mod artifact;
+pub mod breakpoint;
 pub mod event;
+pub mod local_shell;
 pub mod log;
 pub mod plan;
+pub mod postprocess;
 pub mod redact;
 pub mod runner;
 pub mod state;

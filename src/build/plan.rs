@@ -7,11 +7,16 @@ use std::time::Instant;
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
+use super::artifact::Artifact;
+use super::breakpoint::{self, Resume};
 use super::event::{EventSink, Outcome};
 use super::log::LineFormatter;
+use super::postprocess::{self, BuildFacts, PostStep};
 use super::runner::{self, OnError, Step};
 use super::state::{BuildDirs, BuildState};
-use super::steps::{BaseImage, Boot, Compact, Connect, Disk, Provision, Seed, Shutdown};
+use super::steps::{
+    BaseImage, Boot, BootCommand, CdFiles, Compact, Connect, Disk, Http, Provision, Seed, Shutdown,
+};
 use crate::recipe::provisioner::ProvisionerKind;
 use crate::recipe::template::{Build, Recipe};
 
@@ -28,6 +33,12 @@ pub struct BuildOptions {
     pub qemu_binary: Option<PathBuf>,
     /// What happens to a failed build's files.
     pub on_error: OnError,
+    /// How the front end continues a paused `breakpoint`. `None` means nobody can (no
+    /// terminal, CI): a recipe with an enabled breakpoint is then refused before it starts.
+    pub resume: Option<Resume>,
+    /// The run's id (`PACKER_RUN_UUID`, manifests' `packer_run_uuid`); a fresh one when
+    /// `None`. Give every build of one run the same.
+    pub run_uuid: Option<String>,
 }
 
 /// How a build ended and where its results are.
@@ -35,8 +46,10 @@ pub struct BuildOptions {
 pub struct BuildReport {
     /// The outcome.
     pub outcome: Outcome,
-    /// The artifact, when the build succeeded.
+    /// The main file of the build's first artifact, when the build succeeded.
     pub artifact: Option<PathBuf>,
+    /// Every artifact the build left (the image, or what the post-processors made of it).
+    pub artifacts: Vec<Artifact>,
     /// The directory with `build.log` and `serial.log`.
     pub log_dir: PathBuf,
 }
@@ -46,31 +59,17 @@ pub struct BuildReport {
 pub fn unsupported(build: &Build) -> Vec<String> {
     let mut out = Vec::new();
     let q = &build.builder;
-    if !q.boot_command.is_empty() {
-        out.push(
-            "boot_command (installer ISOs): use a cloud disk image with disk_image: true".into(),
-        );
-    }
-    if q.http_directory.is_some() || !q.http_content.is_empty() {
-        out.push("http_directory/http_content (the built-in HTTP server)".into());
-    }
-    if !q.cd_files.is_empty() || !q.cd_content.is_empty() {
-        out.push("cd_files/cd_content".into());
-    }
     if q.efi_boot {
         out.push("efi_boot".into());
-    }
-    for p in &build.provisioners {
-        if !matches!(p.kind, ProvisionerKind::Shell(_) | ProvisionerKind::File(_)) {
-            out.push(format!("the `{}` provisioner", p.kind.type_name()));
-        }
     }
     if build.error_cleanup.is_some() {
         out.push("error-cleanup-provisioner".into());
     }
     for chain in &build.post_processors {
         for pp in chain {
-            out.push(format!("the `{}` post-processor", pp.kind.type_name()));
+            if postprocess::implementation(&pp.kind).is_none() {
+                out.push(format!("the `{}` post-processor", pp.kind.type_name()));
+            }
         }
     }
     out.sort();
@@ -121,6 +120,7 @@ pub async fn run_build(
     let failed = |why: String| BuildReport {
         outcome: Outcome::Failed(why),
         artifact: None,
+        artifacts: Vec::new(),
         log_dir: log_dir.clone(),
     };
     let missing = unsupported(build);
@@ -129,6 +129,18 @@ pub async fn run_build(
             "{}: `kiln build` does not run {} yet; nothing was started",
             recipe.file,
             missing.join(", ")
+        ));
+    }
+    if options.resume.is_none()
+        && let Some(n) = build
+            .provisioners
+            .iter()
+            .position(|p| matches!(&p.kind, ProvisionerKind::Breakpoint(b) if !b.disable))
+    {
+        return failed(format!(
+            "{}: {}; nothing was started",
+            recipe.file,
+            breakpoint::cannot_wait(&format!("provisioners[{n}]"))
         ));
     }
     let cache = match options.cache_dir.clone() {
@@ -178,11 +190,31 @@ pub async fn run_build(
         logs: log_dir.clone(),
         cache,
     };
+    let facts = BuildFacts {
+        build_name: build.name.clone(),
+        builder_type: "qemu".into(),
+        run_uuid: options
+            .run_uuid
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+        scratch: work.clone(),
+    };
+    let post_steps = match PostStep::for_chains(&build.post_processors) {
+        Ok(steps) => steps,
+        Err(missing) => {
+            return failed(format!(
+                "{}: `kiln build` does not run {} yet; nothing was started",
+                recipe.file,
+                missing.join(", ")
+            ));
+        }
+    };
     let mut state = BuildState::new(
         build.builder.clone(),
         dirs,
         redactor,
         options.qemu_binary.clone().unwrap_or_default(),
+        facts,
     );
     let count = build.provisioners.len();
     let mut steps: Vec<Box<dyn Step<BuildState>>> = vec![
@@ -191,7 +223,10 @@ pub async fn run_build(
             force: options.force,
         }),
         Box::new(Seed),
+        Box::new(Http),
+        Box::new(CdFiles),
         Box::new(Boot),
+        Box::new(BootCommand),
         Box::new(Connect),
     ];
     for (i, p) in build.provisioners.iter().enumerate() {
@@ -199,10 +234,14 @@ pub async fn run_build(
             number: (i + 1, count),
             provisioner: p.clone(),
             build_name: build.name.clone(),
+            resume: options.resume.clone(),
         }));
     }
     steps.push(Box::new(Shutdown));
     steps.push(Box::new(Compact));
+    for step in post_steps {
+        steps.push(Box::new(step));
+    }
     let started = Instant::now();
     let outcome = runner::run(
         &build.name,
@@ -213,11 +252,15 @@ pub async fn run_build(
         options.on_error,
     )
     .await;
-    let artifact = if outcome == Outcome::Done {
-        state.artifact.clone()
+    let artifacts = if outcome == Outcome::Done {
+        state.artifacts()
     } else {
-        None
+        Vec::new()
     };
+    let artifact = artifacts
+        .first()
+        .and_then(|a| a.main_file())
+        .map(Path::to_path_buf);
     drop(state);
     if options.on_error == OnError::Abort && matches!(outcome, Outcome::Failed(_)) {
         inner.send(super::event::Event::Warning(format!(
@@ -233,6 +276,7 @@ pub async fn run_build(
     BuildReport {
         outcome,
         artifact,
+        artifacts,
         log_dir,
     }
 }

@@ -7,7 +7,11 @@ use std::sync::atomic::AtomicBool;
 
 use tokio::sync::Mutex;
 
+use super::artifact::Artifact;
+use super::postprocess::chain::HasPostState;
+use super::postprocess::{BuildFacts, PostState};
 use super::redact::Redactor;
+use crate::cloudinit::http::HttpServer;
 use crate::qemu::cmdline::Accel;
 use crate::qemu::serial::SerialConsole;
 use crate::qemu::vm::Vm;
@@ -51,6 +55,14 @@ pub struct BuildState {
     pub host_key: Option<HostKeyPolicy>,
     /// The cloud-init seed kiln wrote (None when the recipe brings its own drives).
     pub seed: Option<PathBuf>,
+    /// Why kiln attaches no seed of its own (the recipe brings its cloud-init data), if so.
+    pub recipe_seed: Option<&'static str>,
+    /// The built-in HTTP server as the guest reaches it: (`10.0.2.2`, port).
+    pub http: Option<(String, u16)>,
+    /// The running HTTP server (shared with its cleanup, which stops it).
+    pub http_server: Arc<Mutex<Option<HttpServer>>>,
+    /// The `cd_files`/`cd_content` image.
+    pub cdrom: Option<PathBuf>,
     /// The forwarded SSH port on 127.0.0.1.
     pub ssh_port: Option<u16>,
     /// The accelerator of the running VM.
@@ -65,6 +77,9 @@ pub struct BuildState {
     pub artifact: Option<PathBuf>,
     /// Set once the artifact is complete; cleanups then keep it.
     pub complete: Arc<AtomicBool>,
+    /// The post-processors' state (and the facts about the build they and `shell-local`
+    /// use).
+    pub post: PostState,
 }
 
 impl BuildState {
@@ -74,6 +89,7 @@ impl BuildState {
         dirs: BuildDirs,
         redactor: Redactor,
         qemu_binary: PathBuf,
+        facts: BuildFacts,
     ) -> Self {
         Self {
             config,
@@ -86,6 +102,10 @@ impl BuildState {
             client_key: None,
             host_key: None,
             seed: None,
+            recipe_seed: None,
+            http: None,
+            http_server: Arc::default(),
+            cdrom: None,
             ssh_port: None,
             accel: None,
             vm: Arc::default(),
@@ -93,7 +113,43 @@ impl BuildState {
             session: None,
             artifact: None,
             complete: Arc::default(),
+            post: PostState::new(facts, None),
         }
+    }
+
+    /// The build's artifacts: the post-processors' results, or the builder's artifact when
+    /// there are no post-processors.
+    pub fn artifacts(&self) -> Vec<Artifact> {
+        if !self.post.artifacts.is_empty() {
+            return self.post.artifacts.clone();
+        }
+        self.artifact.iter().map(Artifact::builder).collect()
+    }
+
+    /// The values of the build-time context fields (`{{ .HTTPPort }}`, …) known so far:
+    /// an unknown port is `0`, an unknown address or key empty.
+    pub fn context_fields(&self) -> Vec<(&'static str, Option<String>)> {
+        let (ip, port) = self.http.clone().unwrap_or_default();
+        vec![
+            ("HTTPIP", Some(ip)),
+            ("HTTPPort", Some(port.to_string())),
+            (
+                "HTTPDir",
+                Some(self.config.http_directory.clone().unwrap_or_default()),
+            ),
+            ("OutputDir", Some(self.dirs.output.display().to_string())),
+            ("Name", Some(self.config.vm_name.clone())),
+            ("SSHHostPort", Some(self.ssh_port.unwrap_or(0).to_string())),
+            (
+                "SSHPublicKey",
+                Some(
+                    self.client_key
+                        .as_ref()
+                        .map(KeyPair::public_key_openssh)
+                        .unwrap_or_default(),
+                ),
+            ),
+        ]
     }
 
     /// The last `n` console lines, for error messages.
@@ -102,5 +158,16 @@ impl BuildState {
             .as_ref()
             .map(|c| c.tail(n).join("\n"))
             .unwrap_or_default()
+    }
+}
+
+impl HasPostState for BuildState {
+    fn post_state(&mut self) -> &mut PostState {
+        if self.post.builder.is_none()
+            && let Some(image) = &self.artifact
+        {
+            self.post.builder = Some(Artifact::builder(image));
+        }
+        &mut self.post
     }
 }

@@ -1,7 +1,7 @@
 //! `kiln build`: run a recipe headless — steps with durations, provisioner output, a summary.
 //! Ctrl-C cancels cleanly (cleanups run); a second Ctrl-C stops at once.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::args;
 use super::progress::{self, Bars};
+use crate::build::breakpoint::Resume;
 use crate::build::event::{Event, EventSink, Outcome};
 use crate::build::log::LineFormatter;
 use crate::build::plan::{BuildOptions, run_build};
@@ -51,6 +52,13 @@ pub enum OnErrorArg {
     Abort,
 }
 
+/// Whether someone can answer "press Enter": standard input is a terminal and `CI` is not
+/// `true`.
+fn interactive() -> bool {
+    std::io::stdin().is_terminal()
+        && !std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
+}
+
 /// Runs `kiln build`; returns the exit code (0 built, 1 failed, 130 cancelled).
 pub fn run(args: &BuildArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::io::Result<i32> {
     let options = LoadOptions {
@@ -81,6 +89,9 @@ pub fn run(args: &BuildArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::i
             }
         }
     });
+    // A breakpoint waits for Enter only where someone can press it.
+    let resume = interactive().then(Resume::new);
+    let run_uuid = uuid::Uuid::new_v4().to_string();
     let mut code = 0;
     for build in &recipe.builds {
         let (events, mut rx) = EventSink::channel(Redactor::new());
@@ -90,6 +101,8 @@ pub fn run(args: &BuildArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::i
                 OnErrorArg::Cleanup => OnError::Cleanup,
                 OnErrorArg::Abort => OnError::Abort,
             },
+            resume: resume.clone(),
+            run_uuid: Some(run_uuid.clone()),
             ..BuildOptions::default()
         };
         let task = {
@@ -131,6 +144,20 @@ pub fn run(args: &BuildArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::i
                     out.flush()
                 })?;
             }
+            if let (Event::Paused { .. }, Some(resume)) = (&event, &resume) {
+                writeln!(
+                    out,
+                    "    press Enter to continue (Ctrl-C cancels the build)"
+                )?;
+                out.flush()?;
+                let resume = resume.clone();
+                std::thread::spawn(move || {
+                    let mut line = String::new();
+                    if std::io::stdin().read_line(&mut line).is_ok_and(|n| n > 0) {
+                        resume.resume();
+                    }
+                });
+            }
         }
         drop(bars);
         let report = runtime
@@ -150,18 +177,24 @@ pub fn run(args: &BuildArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::i
                 duration.as_secs_f64()
             )?;
         }
-        match (&report.outcome, &report.artifact) {
-            (Outcome::Done, Some(artifact)) => {
-                let size = std::fs::metadata(artifact).map(|m| m.len()).unwrap_or(0);
-                writeln!(
-                    out,
-                    "  artifact: {} ({})",
-                    artifact.display(),
-                    format_bytes(size)
-                )?;
+        match &report.outcome {
+            Outcome::Done => {
+                let mut shown = std::collections::BTreeSet::new();
+                for artifact in &report.artifacts {
+                    for file in artifact.files.iter().filter(|f| shown.insert(*f)) {
+                        let size = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
+                        writeln!(
+                            out,
+                            "  artifact: {} ({}, from {})",
+                            file.display(),
+                            format_bytes(size),
+                            artifact.producer
+                        )?;
+                    }
+                }
             }
-            (Outcome::Cancelled, _) => code = 130,
-            (Outcome::Failed(why), _) => {
+            Outcome::Cancelled => code = 130,
+            Outcome::Failed(why) => {
                 writeln!(err, "kiln: build `{}` failed: {why}", build.name)?;
                 code = 1;
             }

@@ -235,6 +235,9 @@ fn describe_post_processor(pp: &PostProcessor) -> String {
         }
         PostProcessorKind::Manifest(m) => format!("manifest ({})", m.output),
         PostProcessorKind::Compress(c) => format!("compress ({})", c.output),
+        PostProcessorKind::Resize(r) => {
+            format!("kiln-resize (grow to {})", format_bytes(r.disk_size))
+        }
         PostProcessorKind::ExoscaleImport(e) => format!(
             "exoscale-import (bucket {} in {}, template \"{}\" in {})",
             e.image_bucket,

@@ -16,7 +16,9 @@
 //! file contents given as [`FileData::Path`] are copied straight from disk. Output is
 //! deterministic: the same files and timestamp give the same bytes.
 
+pub mod cdrom;
 pub mod fat;
+pub mod http;
 pub mod iso9660;
 mod tree;
 
@@ -502,6 +504,16 @@ pub fn write_to_path(files: &SeedFiles, format: SeedFormat, path: &Path) -> Resu
     for e in &entries {
         e.data.len()?;
     }
+    write_atomically(path, |out| write(files, format, out))
+}
+
+/// Runs `write` on a buffered temporary file next to `path` and renames it to `path` once
+/// complete and synced; on failure the temporary file is removed. Returns what `write`
+/// returned (the image size).
+pub(crate) fn write_atomically(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> Result<u64, SeedError>,
+) -> Result<u64, SeedError> {
     let target = path.display().to_string();
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -529,7 +541,7 @@ pub fn write_to_path(files: &SeedFiles, format: SeedFormat, path: &Path) -> Resu
                 dir.display()
             )))?;
         let mut buf = io::BufWriter::with_capacity(256 * 1024, file);
-        let size = write(files, format, &mut buf)?;
+        let size = write(&mut buf)?;
         let file = buf
             .into_inner()
             .map_err(|e| SeedError::io(target.clone())(e.into_error()))?;

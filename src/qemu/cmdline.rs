@@ -42,10 +42,11 @@ pub struct Launch {
     pub disk: PathBuf,
     /// The installer ISO, when the base is not a disk image.
     pub iso: Option<PathBuf>,
-    /// kiln's cloud-init seed, attached as a read-only virtio disk (Debian's cloud kernel
-    /// has virtio but no IDE CD-ROM driver).
+    /// kiln's cloud-init seed, attached as a read-only virtio disk (no CD-ROM driver
+    /// needed in the guest).
     pub seed: Option<PathBuf>,
-    /// CD images to attach (`cd_files`/`cd_content`).
+    /// CD images to attach (`cd_files`/`cd_content`), as IDE CD-ROMs like Packer does
+    /// (Debian's cloud kernel has `ata_piix` and `sr_mod`: the guest sees /dev/sr0).
     pub cdroms: Vec<PathBuf>,
     /// The host port forwarded to the guest's SSH port (None without a communicator).
     pub ssh_host_port: Option<u16>,
@@ -318,6 +319,36 @@ pub fn user_supplies_drives(config: &QemuConfig) -> bool {
         .any(|row| row.first().is_some_and(|k| k == "-drive"))
 }
 
+/// Whether `qemuargs` point cloud-init at a NoCloud seed through the SMBIOS serial
+/// (`-smbios type=1,serial=ds=nocloud-net;s=http://…`, Packer's nocloud-net idiom).
+pub fn smbios_nocloud(config: &QemuConfig) -> bool {
+    config.qemuargs.iter().any(|row| {
+        row.first().is_some_and(|k| k == "-smbios") && row[1..].concat().contains("ds=nocloud")
+    })
+}
+
+/// Why the recipe brings its own cloud-init data, if it does — then kiln attaches no seed of
+/// its own, which cloud-init would otherwise prefer: drives of its own in `qemuargs` (the
+/// seed article's `seed.img`), a NoCloud SMBIOS serial (`-smbios
+/// type=1,serial=ds=nocloud-net;s=http://…`, the HTTP seed), or a CD labelled `cidata`
+/// (`cd_label`).
+pub fn recipe_seed(config: &QemuConfig) -> Option<&'static str> {
+    if user_supplies_drives(config) {
+        return Some("the recipe attaches its own drives in qemuargs");
+    }
+    if smbios_nocloud(config) {
+        return Some("the recipe points cloud-init at its own seed (-smbios serial=ds=nocloud…)");
+    }
+    if config
+        .cd_label
+        .as_deref()
+        .is_some_and(|l| l.eq_ignore_ascii_case("cidata"))
+    {
+        return Some("the recipe's CD is a cloud-init seed (cd_label \"cidata\")");
+    }
+    None
+}
+
 /// A shell-quoted rendering of a command line, for logs.
 pub fn display_command(binary: &Path, args: &[String]) -> String {
     let quote = |s: &str| {
@@ -478,6 +509,24 @@ mod tests {
             !args.contains(&"-serial".to_string()),
             "-nographic owns the serial port"
         );
+    }
+
+    #[test]
+    fn recipes_that_bring_their_own_seed() {
+        assert_eq!(recipe_seed(&config("")), None);
+        let nocloud_net = config(
+            r#", "qemuargs": [["-smbios", "type=1,serial=ds=nocloud-net;s=http://{{ .HTTPIP }}:{{ .HTTPPort }}/"]]"#,
+        );
+        assert!(recipe_seed(&nocloud_net).unwrap().contains("-smbios"));
+        assert!(!user_supplies_drives(&nocloud_net));
+        let other_smbios = config(r#", "qemuargs": [["-smbios", "type=1,serial=1234"]]"#);
+        assert_eq!(recipe_seed(&other_smbios), None);
+        let cd = config(r#", "cd_label": "CIDATA", "cd_content": {"user-data": "x"}"#);
+        assert!(recipe_seed(&cd).unwrap().contains("cidata"));
+        let other_cd = config(r#", "cd_label": "scripts", "cd_content": {"a": "x"}"#);
+        assert_eq!(recipe_seed(&other_cd), None);
+        let drives = config(r#", "qemuargs": [["-drive", "file=seed.img,if=virtio"]]"#);
+        assert!(recipe_seed(&drives).unwrap().contains("drives"));
     }
 
     #[test]

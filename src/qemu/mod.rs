@@ -2,7 +2,9 @@
 //! console.
 
 pub mod accel;
+pub mod bootcmd;
 pub mod cmdline;
+pub mod keyboard;
 pub mod qmp;
 pub mod serial;
 pub mod vm;

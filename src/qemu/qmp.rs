@@ -165,6 +165,23 @@ impl Qmp {
         self.execute("system_powerdown", None).await.map(|_| ())
     }
 
+    /// Presses (`down`) or releases keys, in order, as one batch of keyboard events; each
+    /// key is a QMP `QKeyCode` name (`a`, `shift`, `ret`).
+    pub async fn key_events(&mut self, events: &[(&str, bool)]) -> Result<(), QmpError> {
+        let events: Vec<Value> = events
+            .iter()
+            .map(|(key, down)| {
+                json!({
+                    "type": "key",
+                    "data": { "down": down, "key": { "type": "qcode", "data": key } }
+                })
+            })
+            .collect();
+        self.execute("input-send-event", Some(json!({ "events": events })))
+            .await
+            .map(|_| ())
+    }
+
     /// Stops qemu at once.
     pub async fn quit(&mut self) -> Result<(), QmpError> {
         match self.execute("quit", None).await {

@@ -162,6 +162,7 @@ fn field_home(field: &str) -> Option<&'static str> {
         "HTTPIP" | "HTTPPort" | "HTTPDir" | "OutputDir" | "Name" | "SSHHostPort" => {
             "the qemu builder's `boot_command` and `qemuargs`"
         }
+        "SSHPublicKey" => "the qemu builder's `boot_command`, `http_content` and `cd_content`",
         "Path" | "Vars" | "EnvVarFile" => "a `shell` provisioner's `execute_command`",
         "Script" | "Command" => "`shell-local`'s `execute_command`",
         "BuildName" | "BuilderType" | "ChecksumType" => {
@@ -328,6 +329,11 @@ impl<'a, 's> Fields<'a, 's> {
         let path = self.key_path(&member.key);
         self.diags
             .error(self.scope.file, Some(member.value.pos), &path, message);
+    }
+
+    /// Reports an error at `pos` (inside option `key`'s value), named by `path`.
+    pub fn error_at_pos(&mut self, pos: Pos, path: &str, message: impl Into<String>) {
+        self.diags.error(self.scope.file, Some(pos), path, message);
     }
 
     /// Reports a warning at option `key`.
@@ -604,6 +610,15 @@ impl<'a, 's> Fields<'a, 's> {
 
     /// An object of string values (`http_content`, `cd_content`), keys kept verbatim.
     pub fn string_map(&mut self, key: &'static str) -> Option<BTreeMap<String, String>> {
+        self.string_map_with(key, &[])
+    }
+
+    /// An object of strings whose templates may use the given context fields.
+    pub fn string_map_with(
+        &mut self,
+        key: &'static str,
+        fields: &[(&str, Option<String>)],
+    ) -> Option<BTreeMap<String, String>> {
         let m = self.take(key)?;
         let path = self.key_path(key);
         let Value::Object(members) = &m.value.value else {
@@ -619,7 +634,7 @@ impl<'a, 's> Fields<'a, 's> {
         let mut out = BTreeMap::new();
         let mut ok = true;
         for member in members {
-            match self.render_node(&format!("{path}.{}", member.key), &member.value, &[]) {
+            match self.render_node(&format!("{path}.{}", member.key), &member.value, fields) {
                 Some(s) => {
                     out.insert(member.key.clone(), s);
                 }

@@ -20,6 +20,7 @@ pub const POST_PROCESSOR_TYPES: &[&str] = &[
     "manifest",
     "compress",
     "exoscale-import",
+    "kiln-resize",
 ];
 
 /// The default `output` of `checksum`.
@@ -111,6 +112,8 @@ pub enum PostProcessorKind {
     Compress(CompressConfig),
     /// `exoscale-import`: upload the image to SOS and register it as an Exoscale template.
     ExoscaleImport(ExoscaleImportConfig),
+    /// `kiln-resize` (kiln's own): grow the image's virtual disk, never shrink it.
+    Resize(ResizeConfig),
 }
 
 impl PostProcessorKind {
@@ -122,6 +125,7 @@ impl PostProcessorKind {
             Self::Manifest(_) => "manifest",
             Self::Compress(_) => "compress",
             Self::ExoscaleImport(_) => "exoscale-import",
+            Self::Resize(_) => "kiln-resize",
         }
     }
 }
@@ -290,6 +294,16 @@ pub struct CompressConfig {
     pub compression_level: u32,
 }
 
+/// Configuration of `kiln-resize`, kiln's own post-processor: grow the artifact's virtual
+/// disk to `disk_size`. Shrinking is refused before the file is touched (shrinking cuts off
+/// the file system on the disk; hashicorp/packer#5969).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResizeConfig {
+    /// `disk_size` (required): the new virtual size in bytes, written like the qemu
+    /// builder's `disk_size` (`"10G"`, a bare number is MiB).
+    pub disk_size: u64,
+}
+
 /// The template boot mode of `exoscale-import`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BootMode {
@@ -406,6 +420,7 @@ pub(crate) fn decode(ty: &str, f: &mut Fields<'_, '_>) -> Option<PostProcessor> 
         })),
         "compress" => decode_compress(f).map(PostProcessorKind::Compress),
         "exoscale-import" => decode_exoscale_import(f).map(PostProcessorKind::ExoscaleImport),
+        "kiln-resize" => decode_resize(f).map(PostProcessorKind::Resize),
         other => {
             f.error_here(format!(
                 "unknown post-processor type \"{other}\"; kiln runs: {}",
@@ -433,6 +448,28 @@ fn decode_shell_local(f: &mut Fields<'_, '_>) -> Option<ShellLocalConfig> {
             .splice(0..0, ["sh".to_string(), "-c".to_string()]);
     }
     Some(config)
+}
+
+fn decode_resize(f: &mut Fields<'_, '_>) -> Option<ResizeConfig> {
+    let Some(m) = f.take("disk_size") else {
+        f.error_here(
+            "`disk_size` is required: the size to grow the disk to, like \"10G\" (a bare \
+             number is MiB)",
+        );
+        return None;
+    };
+    let text = f.string("disk_size")?;
+    match super::units::parse_disk_size(&text) {
+        Ok(0) => {
+            f.error_at(m, "`disk_size` must be larger than 0, like \"10G\"");
+            None
+        }
+        Ok(disk_size) => Some(ResizeConfig { disk_size }),
+        Err(why) => {
+            f.error_at(m, why);
+            None
+        }
+    }
 }
 
 fn decode_checksum(f: &mut Fields<'_, '_>) -> Option<ChecksumConfig> {

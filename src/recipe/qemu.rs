@@ -19,6 +19,29 @@ pub const QEMU_FIELDS: &[(&str, Option<String>)] = &[
     ("SSHHostPort", None),
 ];
 
+/// Context fields available in `boot_command`: those of `qemuargs` and kiln's SSH public
+/// key (as Packer offers it).
+pub const BOOT_COMMAND_FIELDS: &[(&str, Option<String>)] = &[
+    ("HTTPIP", None),
+    ("HTTPPort", None),
+    ("HTTPDir", None),
+    ("OutputDir", None),
+    ("Name", None),
+    ("SSHHostPort", None),
+    ("SSHPublicKey", None),
+];
+
+/// Context fields available in `http_content` and `cd_content` (a kiln addition: the
+/// recipe's own cloud-init data can authorise kiln's ephemeral key).
+pub const CONTENT_FIELDS: &[(&str, Option<String>)] = &[
+    ("HTTPIP", None),
+    ("HTTPPort", None),
+    ("HTTPDir", None),
+    ("OutputDir", None),
+    ("Name", None),
+    ("SSHPublicKey", None),
+];
+
 /// Which virtualisation accelerator qemu uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Accelerator {
@@ -740,18 +763,22 @@ impl QemuConfig {
             efi_drop_efivars: f.bool("efi_drop_efivars").unwrap_or(false),
             boot_wait: f.duration("boot_wait").unwrap_or(Duration::from_secs(10)),
             boot_command: f
-                .string_list_with("boot_command", QEMU_FIELDS)
+                .string_list_with("boot_command", BOOT_COMMAND_FIELDS)
                 .unwrap_or_default(),
             boot_key_interval: f.duration("boot_key_interval"),
             http_directory: f.string("http_directory").filter(|s| !s.is_empty()),
-            http_content: f.string_map("http_content").unwrap_or_default(),
+            http_content: f
+                .string_map_with("http_content", CONTENT_FIELDS)
+                .unwrap_or_default(),
             http_port_min,
             http_port_max,
             http_bind_address: f
                 .string("http_bind_address")
                 .unwrap_or_else(|| "127.0.0.1".into()),
             cd_files: f.string_list("cd_files").unwrap_or_default(),
-            cd_content: f.string_map("cd_content").unwrap_or_default(),
+            cd_content: f
+                .string_map_with("cd_content", CONTENT_FIELDS)
+                .unwrap_or_default(),
             cd_label: f.string("cd_label").filter(|s| !s.is_empty()),
             communicator,
             ssh,
@@ -762,6 +789,7 @@ impl QemuConfig {
                 .duration("shutdown_timeout")
                 .unwrap_or(Duration::from_secs(300)),
         };
+        check_boot_command(f, &config.boot_command);
         if config.http_directory.is_some() && !config.http_content.is_empty() {
             let m = f.take("http_content").expect("present");
             f.error_at(
@@ -791,4 +819,43 @@ impl QemuConfig {
         refuse_unsupported(f);
         config
     }
+}
+
+/// Parses every `boot_command` string (with the build-time fields masked, so columns stay
+/// those of the recipe) and reports the first problem of each at its place.
+fn check_boot_command(f: &mut Fields, commands: &[String]) {
+    let Some(m) = f.take("boot_command") else {
+        return;
+    };
+    let path = f.key_path("boot_command");
+    let nodes: Vec<&super::json::Node> = match &m.value.value {
+        Value::Array(items) => items.iter().collect(),
+        _ => vec![&m.value],
+    };
+    for (i, (command, node)) in commands.iter().zip(nodes).enumerate() {
+        let masked = mask_actions(command);
+        if let Err(e) = crate::qemu::bootcmd::parse(&masked) {
+            let offset = command
+                .char_indices()
+                .nth(e.column - 1)
+                .map_or(command.len(), |(o, _)| o);
+            let pos = super::decode::pos_in_string(node.pos, command, offset);
+            f.error_at_pos(pos, &format!("{path}[{i}]"), e.message);
+        }
+    }
+}
+
+/// `text` with every `{{ … }}` action replaced by as many `x` as it has characters.
+fn mask_actions(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start..];
+        let end = after.find("}}").map_or(after.len(), |e| e + 2);
+        out.extend(std::iter::repeat_n('x', after[..end].chars().count()));
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
 }

@@ -54,12 +54,12 @@ async fn start_vm(
             .then(|| state.base_image.clone())
             .flatten(),
         seed: state.seed.clone(),
-        cdroms: Vec::new(),
+        cdroms: state.cdrom.iter().cloned().collect(),
         ssh_host_port: state.ssh_port,
         vnc_display,
         qmp_socket: sockets.qmp.clone(),
         serial_socket: sockets.serial.clone(),
-        http: None,
+        http: state.http.clone(),
         output_dir: state.dirs.output.clone(),
     };
     let args = build_args(config, &launch).map_err(super::fail)?;
@@ -131,7 +131,10 @@ impl Step<BuildState> for Boot {
                 state.config.vm_name,
                 accel.name().to_uppercase()
             ));
-            if !state.config.boot_wait.is_zero() && state.config.communicator == Communicator::None
+            // With a boot command, boot_wait is waited before typing it (Boot command step).
+            if !state.config.boot_wait.is_zero()
+                && state.config.communicator == Communicator::None
+                && state.config.boot_command.is_empty()
             {
                 tokio::time::sleep(state.config.boot_wait).await;
             }
@@ -222,6 +225,9 @@ impl Step<BuildState> for Connect {
                         }
                         fell_back = true;
                         start_vm(ctx, state, Accel::Tcg).await?;
+                        if !state.config.boot_command.is_empty() {
+                            super::typing::type_boot_command(ctx, state).await?;
+                        }
                     }
                     Err(VmEnd::KvmFailure(line)) => {
                         return Err(StepError(format!(

@@ -1,21 +1,28 @@
-//! The steps of a qemu build, in Packer's order: base image, disk, seed, boot, connect,
-//! provisioners, shutdown, compaction.
+//! The steps of a qemu build, in Packer's order: base image, disk, seed, HTTP server, CD,
+//! boot, boot command, connect, provisioners, shutdown, compaction.
 
 mod base_image;
 mod boot;
+mod cdrom;
 mod compact;
 mod disk;
+mod http;
 mod provision;
 mod seed;
 mod shutdown;
+mod typing;
 
 pub use base_image::BaseImage;
 pub use boot::{Boot, Connect};
+pub use cdrom::CdFiles;
 pub use compact::Compact;
 pub use disk::Disk;
+pub use http::{GUEST_HOST_IP, Http};
 pub use provision::Provision;
+pub(crate) use provision::format_var;
 pub use seed::Seed;
 pub use shutdown::Shutdown;
+pub use typing::BootCommand;
 
 use super::runner::StepError;
 

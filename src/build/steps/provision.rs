@@ -1,10 +1,12 @@
 //! Provision: one step per provisioner — `shell` (scripts uploaded and run with
-//! `execute_command`) and `file` (uploads and downloads) — with `pause_before`,
-//! `max_retries` and `timeout`.
+//! `execute_command`), `file` (uploads and downloads), `shell-local` (on this machine) and
+//! `breakpoint` (waits for the user) — with `pause_before`, `max_retries` and `timeout`.
 
 use std::path::Path;
 
+use crate::build::breakpoint::{self, Resume};
 use crate::build::event::Event;
+use crate::build::local_shell;
 use crate::build::runner::{BoxFuture, Step, StepContext, StepDone, StepError};
 use crate::build::state::BuildState;
 use crate::recipe::interp;
@@ -23,6 +25,8 @@ pub struct Provision {
     pub provisioner: Provisioner,
     /// The build's name (`PACKER_BUILD_NAME`).
     pub build_name: String,
+    /// How the front end continues a `breakpoint`; `None` when nobody can (no terminal).
+    pub resume: Option<Resume>,
 }
 
 /// Quotes `value` for a POSIX shell inside single quotes.
@@ -30,8 +34,9 @@ fn single_quoted(value: &str) -> String {
     value.replace('\'', "'\"'\"'")
 }
 
-/// Applies a printf-style `%s … %s` format to a name and a value.
-fn format_var(format: &str, name: &str, value: &str) -> String {
+/// Applies a printf-style `%s … %s` format to a name and a value (the value single-quoted
+/// for a POSIX shell).
+pub(crate) fn format_var(format: &str, name: &str, value: &str) -> String {
     let mut parts = format.splitn(3, "%s");
     let (a, b, c) = (parts.next().unwrap_or(""), parts.next(), parts.next());
     match (b, c) {
@@ -215,17 +220,30 @@ impl Provision {
     }
 
     async fn once(&self, ctx: &StepContext, state: &BuildState) -> Result<(), StepError> {
-        let session = state
-            .session
-            .as_ref()
-            .ok_or_else(|| StepError("no SSH session (communicator \"none\")".into()))?;
+        let session = || {
+            state
+                .session
+                .as_ref()
+                .ok_or_else(|| StepError("no SSH session (communicator \"none\")".into()))
+        };
         match &self.provisioner.kind {
-            ProvisionerKind::Shell(shell) => self.shell(ctx, session, shell).await,
-            ProvisionerKind::File(file) => self.file(ctx, session, file).await,
-            other => Err(StepError(format!(
-                "the `{}` provisioner is not run by `kiln build` yet",
-                other.type_name()
-            ))),
+            ProvisionerKind::Shell(shell) => self.shell(ctx, session()?, shell).await,
+            ProvisionerKind::File(file) => self.file(ctx, session()?, file).await,
+            ProvisionerKind::ShellLocal(local) => {
+                let facts = &state.post.facts;
+                let env = [
+                    ("PACKER_BUILD_NAME".to_string(), self.build_name.clone()),
+                    (
+                        "PACKER_BUILDER_TYPE".to_string(),
+                        facts.builder_type.clone(),
+                    ),
+                    ("PACKER_RUN_UUID".to_string(), facts.run_uuid.clone()),
+                ];
+                local_shell::run(ctx, local, &env, &state.dirs.work).await
+            }
+            ProvisionerKind::Breakpoint(_) => Err(StepError(
+                "a breakpoint is not retried; this is a bug in kiln".into(),
+            )),
         }
     }
 }
@@ -256,6 +274,19 @@ impl Step<BuildState> for Provision {
                     format_duration(pause)
                 ));
                 tokio::time::sleep(pause).await;
+            }
+            match &self.provisioner.kind {
+                ProvisionerKind::Breakpoint(config) => {
+                    let which = format!("provisioner {}", self.number.0);
+                    return breakpoint::pause(ctx, config, &which, self.resume.as_ref()).await;
+                }
+                ProvisionerKind::ShellLocal(local) if !local.runs_here() => {
+                    return Ok(StepDone::Skipped(format!(
+                        "`only_on` lists {}, not this machine",
+                        local.only_on.join(", ")
+                    )));
+                }
+                _ => {}
             }
             let attempts = self.provisioner.max_retries + 1;
             let mut last = None;

@@ -1,13 +1,16 @@
 //! Seed: the keys of this build and the cloud-init NoCloud seed that carries them. kiln makes
 //! a fresh client key and a fresh host key per build, injects both, and later accepts only
-//! that host key. A recipe that attaches its own drives (the seed article's `seed.img`) gets
-//! no seed from kiln: its key file is used and the host key is trusted on first use.
+//! that host key. A recipe that brings its own cloud-init data — its own drives (the seed
+//! article's `seed.img`), a nocloud-net SMBIOS serial, a CD labelled `cidata` — gets no seed
+//! from kiln (cloud-init would read kiln's instead of the recipe's): its key file, or kiln's
+//! fresh key offered as `{{ .SSHPublicKey }}`, is used and the host key is trusted on first
+//! use.
 
 use crate::build::event::Event;
 use crate::build::runner::{BoxFuture, Step, StepContext, StepDone, StepError};
 use crate::build::state::BuildState;
 use crate::cloudinit::{SeedFiles, SeedFormat, write_to_path};
-use crate::qemu::cmdline::user_supplies_drives;
+use crate::qemu::cmdline::{recipe_seed, user_supplies_drives};
 use crate::recipe::qemu::Communicator;
 use crate::ssh::{HostKeyPolicy, KeyPair, TrustOnFirstUse};
 
@@ -55,21 +58,41 @@ impl Step<BuildState> for Seed {
                 None => KeyPair::generate().map_err(super::fail)?,
             };
             client.register_with(&state.redactor).map_err(super::fail)?;
-            if user_supplies_drives(config) {
-                if config.ssh.private_key_file.is_none() && config.ssh.password.is_none() {
+            if let Some(why) = recipe_seed(config) {
+                let has_password = config.ssh.password.is_some();
+                if user_supplies_drives(config)
+                    && config.ssh.private_key_file.is_none()
+                    && !has_password
+                {
                     return Err(StepError(
                         "the recipe attaches its own drives in qemuargs (a seed.img made beforehand), so kiln cannot put a key into the guest: set ssh_private_key_file to the key whose public half is in that seed".into(),
+                    ));
+                }
+                let offers_key = config
+                    .http_content
+                    .values()
+                    .chain(config.cd_content.values())
+                    .any(|v| v.contains("SSHPublicKey"));
+                if !user_supplies_drives(config)
+                    && config.ssh.private_key_file.is_none()
+                    && !has_password
+                    && !offers_key
+                {
+                    ctx.events().send(Event::Warning(
+                        "the recipe's cloud-init data does not use {{ .SSHPublicKey }} and sets neither ssh_private_key_file nor ssh_password: kiln's key will not be authorised in the guest (put `ssh_authorized_keys: [\"{{ .SSHPublicKey }}\"]` into its user-data)".into(),
                     ));
                 }
                 let events = ctx.events().clone();
                 state.host_key = Some(HostKeyPolicy::TrustOnFirstUse(TrustOnFirstUse::with_log(
                     move |line| events.send(Event::Warning(line.to_string())),
                 )));
-                ctx.events().send(Event::Warning(
-                    "the recipe brings its own seed (qemuargs -drive): kiln cannot pin the guest's host key; it trusts the first key it sees and holds the rest of the build to it".into(),
-                ));
+                ctx.events().send(Event::Warning(format!(
+                    "{why}: kiln adds no seed of its own, so kiln cannot pin the guest's host key; it trusts the first key it sees and holds the rest of the build to it"
+                )));
+                ctx.log(format!("client key {}", client.fingerprint()));
                 state.client_key = Some(client);
-                return Ok(StepDone::Skipped("the recipe attaches its own seed".into()));
+                state.recipe_seed = Some(why);
+                return Ok(StepDone::Skipped("the recipe brings its own seed".into()));
             }
             let host = KeyPair::generate_with_comment("kiln-host").map_err(super::fail)?;
             host.register_with(&state.redactor).map_err(super::fail)?;

@@ -1,0 +1,81 @@
+//! Post-processors: what runs on the build's artifact after compaction, in Packer's chain
+//! semantics (see [`chain`]). Each post-processor type implements [`PostProcess`]; the
+//! engine finds the implementation with [`implementation`], the one place a new type (the
+//! Exoscale import) plugs in.
+
+mod blocking;
+pub mod chain;
+mod checksum;
+mod compress;
+mod manifest;
+mod resize;
+mod shell_local;
+
+use std::path::PathBuf;
+
+pub use chain::{PostOutcome, PostState, PostStep, run_chains};
+
+use super::artifact::Artifact;
+use super::runner::{BoxFuture, StepContext, StepError};
+use crate::recipe::postprocessor::PostProcessorKind;
+
+/// What every post-processor may need to know about the build it runs after.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildFacts {
+    /// The build's name (`{{.BuildName}}`, `PACKER_BUILD_NAME`).
+    pub build_name: String,
+    /// The builder's type (`{{.BuilderType}}`, `PACKER_BUILDER_TYPE`): `qemu`.
+    pub builder_type: String,
+    /// The run's id (`packer_run_uuid` in manifests, `PACKER_RUN_UUID`).
+    pub run_uuid: String,
+    /// A private scratch directory (mode 0700) for temporary scripts; removed by the caller.
+    pub scratch: PathBuf,
+}
+
+/// What a post-processor returns: its artifact and how it wants its input treated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Processed {
+    /// The artifact the next post-processor of the chain gets.
+    pub artifact: Artifact,
+    /// Keep the input artifact when the recipe does not say (`keep_input_artifact` unset).
+    pub keep_input_by_default: bool,
+    /// Keep the input artifact even when the recipe says `keep_input_artifact: false`
+    /// (the output still refers to it: a checksum of a deleted file is useless).
+    pub must_keep_input: bool,
+}
+
+/// One post-processor type's behaviour.
+pub trait PostProcess: Send + Sync {
+    /// Processes `input` and returns the new artifact. The future may be dropped at any
+    /// await point when the build is cancelled: nothing half-written may stay behind.
+    fn run<'a>(
+        &'a self,
+        ctx: &'a StepContext,
+        input: &'a Artifact,
+        facts: &'a BuildFacts,
+    ) -> BoxFuture<'a, Result<Processed, StepError>>;
+}
+
+/// The implementation of a post-processor configuration, or `None` when `kiln build` does
+/// not run that type yet (then [`crate::build::plan::unsupported`] refuses the recipe).
+pub fn implementation(kind: &PostProcessorKind) -> Option<Box<dyn PostProcess>> {
+    match kind {
+        PostProcessorKind::Checksum(c) => Some(Box::new(checksum::Checksum(c.clone()))),
+        PostProcessorKind::Manifest(c) => Some(Box::new(manifest::Manifest(c.clone()))),
+        PostProcessorKind::Compress(c) => Some(Box::new(compress::Compress(c.clone()))),
+        PostProcessorKind::Resize(c) => Some(Box::new(resize::Resize(c.clone()))),
+        PostProcessorKind::ShellLocal(c) => Some(Box::new(shell_local::ShellLocal(c.clone()))),
+        PostProcessorKind::ExoscaleImport(_) => None,
+    }
+}
+
+/// Renders an `output` template with context fields (`{{.BuildName}}`, …).
+fn render_output(
+    option: &str,
+    template: &str,
+    fields: &[(&str, Option<String>)],
+) -> Result<PathBuf, StepError> {
+    crate::recipe::interp::render_fields(template, fields)
+        .map(PathBuf::from)
+        .map_err(|e| StepError(format!("{option}: {e}")))
+}
