@@ -29,6 +29,8 @@ fn main() -> ExitCode {
         Some(Command::Doctor(_)) => "doctor",
         Some(Command::Seed(_)) => "seed",
         Some(Command::Templates(_)) => "templates",
+        Some(Command::Credentials(_)) => "credentials",
+        Some(Command::Keys(_)) => "keys",
         None => "",
     };
     let result = match &cli.command {
@@ -38,6 +40,8 @@ fn main() -> ExitCode {
         Some(Command::Doctor(args)) => cli::doctor::run(args, &mut out, &mut err),
         Some(Command::Seed(args)) => cli::seed::run(args, &mut out, &mut err),
         Some(Command::Templates(args)) => cli::templates::run(args, &mut out, &mut err),
+        Some(Command::Credentials(args)) => cli::credentials::run(args, &mut out, &mut err),
+        Some(Command::Keys(args)) => cli::keys::run(args, &mut out, &mut err),
         None => run_window(started),
     };
     let result: anyhow::Result<i32> = result.with_context(|| format!("kiln {name}"));

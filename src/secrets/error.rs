@@ -54,6 +54,11 @@ pub enum SecretsError {
         /// The names there are.
         known: String,
     },
+    /// No credentials anywhere: not in the recipe, not in the environment, no default profile.
+    #[error(
+        "no Exoscale credentials: set EXOSCALE_API_KEY and EXOSCALE_API_SECRET, or store a profile with `kiln credentials set NAME` (the first one becomes the default) and pass --profile NAME"
+    )]
+    NoCredentials,
     /// No profile named and no default set.
     #[error(
         "no credentials profile given and none is the default: pass --profile NAME or make one the default with `kiln credentials set NAME --default`"

@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 pub mod profiles;
 pub mod prompt;
+pub mod resolve;
 pub mod ssh_keys;
 pub mod vault;
 

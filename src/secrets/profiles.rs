@@ -183,12 +183,11 @@ pub fn load(name: &str, redactor: &Redactor) -> Result<ExoscaleCredentials, Secr
 /// organisation's private templates). The endpoint is `EXOSCALE_API_ENDPOINT` when set.
 pub async fn check(zone: &str, credentials: &Credentials) -> CheckOutcome {
     let endpoint = zone::endpoint_override(None);
-    let client = match Client::new(
-        zone,
-        endpoint.as_deref(),
-        credentials.clone(),
-        ClientOptions::default(),
-    ) {
+    // A check answers a person waiting: one retry, a short timeout.
+    let mut options = ClientOptions::default();
+    options.retry.max_attempts = 2;
+    options.request_timeout = std::time::Duration::from_secs(20);
+    let client = match Client::new(zone, endpoint.as_deref(), credentials.clone(), options) {
         Ok(c) => c,
         Err(e) => return CheckOutcome::Failed(e.to_string()),
     };

@@ -161,16 +161,19 @@ impl SshKeys {
         Ok(config
             .keys
             .iter()
-            .map(|(name, k)| {
-                let (algorithm, comment) = split_public_line(&k.public_key);
-                KeyListing {
-                    source: KeySource::Keyring(name.clone()),
-                    algorithm,
-                    fingerprint: k.fingerprint.clone(),
-                    comment,
-                }
-            })
+            .map(|(name, k)| listing_from_config(name, k))
             .collect())
+    }
+}
+
+/// The listing of keyring key `name` from its config entry (no keyring access).
+pub fn listing_from_config(name: &str, key: &KeyConfig) -> KeyListing {
+    let (algorithm, comment) = split_public_line(&key.public_key);
+    KeyListing {
+        source: KeySource::Keyring(name.to_string()),
+        algorithm,
+        fingerprint: key.fingerprint.clone(),
+        comment,
     }
 }
 
