@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds kiln and starts it with its default recipe (recipes/debian-12.json).
+# Builds kiln and opens its window with the default recipe (recipes/debian-12.json).
 # Extra arguments go to kiln, e.g. ./run.sh validate -var bucket=my-images recipes/debian-12.json
 set -euo pipefail
 cd "$(dirname "$0")"

@@ -8,6 +8,7 @@ use clap::Parser;
 use kiln::cli::{self, Cli, Command};
 
 fn main() -> ExitCode {
+    let started = std::time::Instant::now();
     init_logging();
     let cli = match Cli::try_parse_from(cli::args::packer_style(std::env::args_os())) {
         Ok(cli) => cli,
@@ -28,6 +29,8 @@ fn main() -> ExitCode {
         Some(Command::Doctor(_)) => "doctor",
         Some(Command::Seed(_)) => "seed",
         Some(Command::Templates(_)) => "templates",
+        Some(Command::Credentials(_)) => "credentials",
+        Some(Command::Keys(_)) => "keys",
         None => "",
     };
     let result = match &cli.command {
@@ -37,7 +40,9 @@ fn main() -> ExitCode {
         Some(Command::Doctor(args)) => cli::doctor::run(args, &mut out, &mut err),
         Some(Command::Seed(args)) => cli::seed::run(args, &mut out, &mut err),
         Some(Command::Templates(args)) => cli::templates::run(args, &mut out, &mut err),
-        None => cli::inspect::run_default(&mut out, &mut err),
+        Some(Command::Credentials(args)) => cli::credentials::run(args, &mut out, &mut err),
+        Some(Command::Keys(args)) => cli::keys::run(args, &mut out, &mut err),
+        None => run_window(started),
     };
     let result: anyhow::Result<i32> = result.with_context(|| format!("kiln {name}"));
     match result {
@@ -47,6 +52,17 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Opens the window on a tokio runtime that lives as long as it; exit 0 when it is closed.
+fn run_window(started: std::time::Instant) -> std::io::Result<i32> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    kiln::gui::run(kiln::gui::default_config(runtime.handle().clone(), started)).map_err(|e| {
+        std::io::Error::other(format!(
+            "cannot open the window (is DISPLAY set?): {e}; without a desktop, use the subcommands (`kiln build RECIPE`, `kiln --help`)"
+        ))
+    })?;
+    Ok(0)
 }
 
 /// Logs go to standard error; `KILN_LOG` sets the filter (e.g. `KILN_LOG=debug`).

@@ -214,10 +214,22 @@ fn missing_file_is_a_clear_error() {
 }
 
 #[test]
-fn no_arguments_shows_the_default_recipe() {
-    let out = kiln(&[]);
-    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("Debian 12 cloud image"));
+fn no_arguments_without_a_display_says_what_to_do() {
+    // Without arguments kiln opens its window (tests/gui_window.rs runs it under Xvfb);
+    // with no display it must fail clearly instead.
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .env_remove("WAYLAND_SOCKET")
+        .output()
+        .expect("run kiln");
+    assert_eq!(out.status.code(), Some(1), "stdout: {}", text(&out.stdout));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("cannot open the window (is DISPLAY set?)")
+            && stderr.contains("kiln build RECIPE"),
+        "{stderr}"
+    );
 }
 
 #[test]

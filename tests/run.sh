@@ -14,6 +14,8 @@ APT_PACKAGES=(
   genisoimage xorriso mtools dosfstools util-linux mount cloud-image-utils  # seed images (tests/seed.rs)
   openssh-server procps                                                      # a real sshd (tests/ssh.rs)
   xz-utils lz4 unzip tabix gzip tar coreutils                                # archive checks (tests/post_processors.rs)
+  xvfb x11-apps x11-utils libgl1-mesa-dri libegl1 libxkbcommon-x11-0         # the window under Xvfb (tests/gui_window.rs)
+  dbus gnome-keyring openssh-client                                          # a real Secret Service (tests/keyring.rs)
 )
 
 as_root() {

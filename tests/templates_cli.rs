@@ -376,26 +376,47 @@ fn a_server_error_is_retried_by_the_cli() {
 }
 
 #[test]
-fn profiles_and_missing_credentials_are_explained() {
+fn profiles_without_a_keyring_and_missing_credentials_are_explained() {
     let server = ApiServer::start();
-    let out = kiln(&server, &["templates", "list", "--profile", "work"]);
+    // No session bus and an empty runtime directory: no keyring can answer.
+    let runtime = tempfile::tempdir().unwrap();
+    let no_keyring = |args: &[&str], with_env_credentials: bool| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kiln"));
+        command
+            .args(args)
+            .env_remove("DBUS_SESSION_BUS_ADDRESS")
+            .env("XDG_RUNTIME_DIR", runtime.path())
+            .env("KILN_CONFIG_DIR", runtime.path().join("config"))
+            .env("EXOSCALE_API_ENDPOINT", server.endpoint());
+        if with_env_credentials {
+            command
+                .env("EXOSCALE_API_KEY", TEST_KEY)
+                .env("EXOSCALE_API_SECRET", TEST_SECRET);
+        } else {
+            command
+                .env_remove("EXOSCALE_API_KEY")
+                .env_remove("EXOSCALE_API_SECRET");
+        }
+        command.output().unwrap()
+    };
+    // A named profile wins over the environment, so it needs the keyring.
+    let out = no_keyring(&["templates", "list", "--profile", "work"], true);
     assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
     assert!(
-        text(&out.stderr).contains(
-            "profile `work` cannot be used: set EXOSCALE_API_KEY and EXOSCALE_API_SECRET"
-        ),
-        "{}",
-        text(&out.stderr)
+        stderr.contains("the OS keyring is not reachable (no D-Bus session bus")
+            && stderr.contains("desktop session")
+            && stderr.contains("EXOSCALE_API_KEY"),
+        "{stderr}"
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(["templates", "list"])
-        .env_remove("EXOSCALE_API_KEY")
-        .env_remove("EXOSCALE_API_SECRET")
-        .env("EXOSCALE_API_ENDPOINT", server.endpoint())
-        .output()
-        .unwrap();
+    let out = no_keyring(&["templates", "list"], false);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("no Exoscale credentials: set EXOSCALE_API_KEY"));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("no Exoscale credentials: set EXOSCALE_API_KEY")
+            && stderr.contains("kiln credentials set NAME"),
+        "{stderr}"
+    );
     assert!(
         server.seen().is_empty(),
         "nothing is sent without credentials"

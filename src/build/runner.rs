@@ -121,11 +121,7 @@ impl StepContext {
         F: FnOnce() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), String>> + Send + 'static,
     {
-        self.cleanups.push(Cleanup {
-            what: what.into(),
-            run: Box::new(move || Box::pin(cleanup())),
-            removes_files: false,
-        });
+        self.push_cleanup(what.into(), Box::new(move || Box::pin(cleanup())), false);
     }
 
     /// Like [`StepContext::defer`], for a cleanup that removes files: after a failure with
@@ -135,10 +131,14 @@ impl StepContext {
         F: FnOnce() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), String>> + Send + 'static,
     {
+        self.push_cleanup(what.into(), Box::new(move || Box::pin(cleanup())), true);
+    }
+
+    fn push_cleanup(&mut self, what: String, run: CleanupFn, removes_files: bool) {
         self.cleanups.push(Cleanup {
-            what: what.into(),
-            run: Box::new(move || Box::pin(cleanup())),
-            removes_files: true,
+            what,
+            run,
+            removes_files,
         });
     }
 }

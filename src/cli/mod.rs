@@ -2,8 +2,10 @@
 
 pub mod args;
 pub mod build;
+pub mod credentials;
 pub mod doctor;
 pub mod inspect;
+pub mod keys;
 pub mod progress;
 pub mod seed;
 pub mod templates;
@@ -38,6 +40,10 @@ pub enum Command {
     Seed(seed::SeedArgs),
     /// List, show, delete, rename and copy the templates published on Exoscale.
     Templates(templates::TemplatesArgs),
+    /// Exoscale credentials profiles in the OS keyring: list, set, remove, check.
+    Credentials(credentials::CredentialsArgs),
+    /// SSH keys: list them, import or generate one into the OS keyring, show, remove.
+    Keys(keys::KeysArgs),
 }
 
 /// Options shared by every subcommand that reads a recipe.

@@ -16,14 +16,6 @@ pub enum ApiError {
         "no Exoscale credentials: set {KEY_ENV} and {SECRET_ENV} (an API key with the compute rights)"
     )]
     MissingCredentials,
-    /// A credentials profile was asked for, but the keyring is not there yet.
-    #[error(
-        "credential profiles (the OS keyring) are not available yet, so profile `{profile}` cannot be used: set {KEY_ENV} and {SECRET_ENV} instead"
-    )]
-    ProfilesUnavailable {
-        /// The profile asked for.
-        profile: String,
-    },
     /// A zone kiln does not know, without an endpoint override.
     #[error("unknown Exoscale zone `{zone}`: use one of {zones} (or set {ENDPOINT_ENV} with a `{{zone}}` placeholder for another deployment)", zones = EXOSCALE_ZONES.join(", "))]
     UnknownZone {

@@ -101,6 +101,9 @@ pub struct SshConfig {
     pub password: Option<Secret>,
     /// `ssh_private_key_file`; when absent kiln makes an ephemeral key.
     pub private_key_file: Option<String>,
+    /// `ssh_private_key_keyring` (a kiln addition): the name of an SSH key in the OS keyring
+    /// (`kiln keys`), used instead of a key file.
+    pub private_key_keyring: Option<String>,
     /// `ssh_port` in the guest (22).
     pub port: u16,
     /// `ssh_timeout` (5m).
@@ -650,6 +653,9 @@ impl QemuConfig {
             username,
             password: f.string("ssh_password").map(Secret::new),
             private_key_file: f.string("ssh_private_key_file").filter(|s| !s.is_empty()),
+            private_key_keyring: f
+                .string("ssh_private_key_keyring")
+                .filter(|s| !s.is_empty()),
             port: port(f, "ssh_port", 22),
             timeout: ssh_timeout,
             handshake_attempts: small(f, "ssh_handshake_attempts", 10),
@@ -672,6 +678,15 @@ impl QemuConfig {
                 .duration("pause_before_connecting")
                 .unwrap_or(Duration::ZERO),
         };
+        if ssh.private_key_file.is_some()
+            && ssh.private_key_keyring.is_some()
+            && let Some(m) = f.take("ssh_private_key_keyring")
+        {
+            f.error_at(
+                m,
+                "`ssh_private_key_keyring` and `ssh_private_key_file` both name a key: keep one",
+            );
+        }
         let host_port_min = renamed_port(f, "host_port_min", "ssh_host_port_min", 2222);
         let host_port_max = renamed_port(f, "host_port_max", "ssh_host_port_max", 4444);
         check_range(

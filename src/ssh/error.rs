@@ -42,6 +42,10 @@ pub enum SshError {
         path: PathBuf,
     },
 
+    /// The passphrase does not decrypt the private key.
+    #[error("the passphrase does not decrypt this private key: try again")]
+    KeyPassphrase,
+
     /// The private key file is not a private key kiln understands.
     #[error(
         "{} is not a usable SSH private key ({reason}): ssh_private_key_file must be an \

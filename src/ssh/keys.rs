@@ -99,6 +99,27 @@ impl KeyPair {
         })
     }
 
+    /// Decrypts an encrypted private key held in memory with `passphrase` (an OpenSSH key,
+    /// or a PKCS#8 / legacy PEM one). A wrong passphrase is [`SshError::KeyPassphrase`].
+    pub fn from_encrypted_private_key_text(
+        text: &Secret,
+        passphrase: &Secret,
+    ) -> Result<Self, SshError> {
+        let pem = text.expose();
+        if let Ok(key) = PrivateKey::from_openssh(pem.as_bytes())
+            && key.is_encrypted()
+        {
+            return key
+                .decrypt(passphrase.expose().as_bytes())
+                .map(|key| Self { key: Arc::new(key) })
+                .map_err(|_| SshError::KeyPassphrase);
+        }
+        match russh::keys::decode_secret_key(pem, Some(passphrase.expose())) {
+            Ok(key) if !key.is_encrypted() => Ok(Self { key: Arc::new(key) }),
+            _ => Err(SshError::KeyPassphrase),
+        }
+    }
+
     fn from_pem(text: &Secret) -> Result<Self, PemError> {
         let pem = text.expose();
         let trimmed = pem.trim_start();

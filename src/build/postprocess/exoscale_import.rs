@@ -11,16 +11,18 @@ use tokio_util::sync::CancellationToken;
 use super::{BuildFacts, PostProcess, Processed};
 use crate::build::artifact::Artifact;
 use crate::build::event::Unit;
+use crate::build::redact::Redactor;
 use crate::build::runner::{BoxFuture, StepContext, StepError};
 use crate::exoscale::model::boot_mode_name;
 use crate::exoscale::{
-    Client, ClientOptions, Credentials, RegisterTemplate, TemplateFilter, Visibility, credentials,
-    zone,
+    Client, ClientOptions, Credentials, RegisterTemplate, TemplateFilter, Visibility, zone,
 };
 use crate::image::qcow2;
 use crate::objectstore::{ObjectStore, StoreConfig, UploadOptions};
 use crate::recipe::postprocessor::{ExoscaleImportConfig, ObjectAcl};
-use crate::recipe::secret::Secret;
+use crate::secrets::SecretsError;
+use crate::secrets::profiles::Profiles;
+use crate::secrets::resolve::{self, Request};
 
 /// The environment variable overriding the SOS endpoint (`{zone}` replaced).
 pub const SOS_ENDPOINT_ENV: &str = "EXOSCALE_SOS_ENDPOINT";
@@ -83,8 +85,7 @@ impl PostProcess for ExoscaleImport {
             let image = input
                 .main_file()
                 .ok_or_else(|| StepError("the input artifact has no image to import".into()))?;
-            let credentials = resolve_credentials(&self.0)?;
-            credentials.register_secret(ctx.events().redactor());
+            let credentials = resolve_credentials(&self.0, ctx.events().redactor())?;
             let key = format!("kiln/{}/{}", facts.run_uuid, file_name(image));
             let done = run_exoscale_import(&self.0, credentials, image, &key, ctx).await?;
             ctx.log(done.summary());
@@ -110,44 +111,40 @@ fn file_name(image: &Path) -> String {
 }
 
 /// The credentials: the recipe's `api_key`/`api_secret`, else `EXOSCALE_API_KEY` /
-/// `EXOSCALE_API_SECRET`; a keyring `profile` is not supported yet (issue #5).
-pub fn resolve_credentials(config: &ExoscaleImportConfig) -> Result<Credentials, StepError> {
-    let env = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
-    resolve_credentials_from(
+/// `EXOSCALE_API_SECRET`, else the recipe's keyring `profile`, else the default profile (see
+/// [`crate::secrets::resolve`]). The secret is registered with `redactor` as soon as it is
+/// found.
+pub fn resolve_credentials(
+    config: &ExoscaleImportConfig,
+    redactor: &Redactor,
+) -> Result<Credentials, StepError> {
+    resolve_credentials_with(
         config,
-        env(credentials::KEY_ENV),
-        env(credentials::SECRET_ENV),
+        redactor,
+        |name| std::env::var(name).ok(),
+        || Profiles::platform(),
     )
 }
 
-fn resolve_credentials_from(
+fn resolve_credentials_with(
     config: &ExoscaleImportConfig,
-    env_key: Option<String>,
-    env_secret: Option<String>,
+    redactor: &Redactor,
+    environment: impl Fn(&str) -> Option<String>,
+    open_profiles: impl FnOnce() -> Result<Profiles, SecretsError>,
 ) -> Result<Credentials, StepError> {
-    let in_recipe = (!config.api_key.is_empty(), !config.api_secret.is_empty());
-    let (key, secret) = match in_recipe {
-        (true, true) => (config.api_key.clone(), config.api_secret.clone()),
-        (true, false) | (false, true) => {
-            return Err(StepError(
-                "exoscale-import: set both `api_key` and `api_secret`, or neither (then EXOSCALE_API_KEY and EXOSCALE_API_SECRET are used)".into(),
-            ));
-        }
-        (false, false) => match (env_key, env_secret, &config.profile) {
-            (Some(key), Some(secret), _) => (key, Secret::new(secret)),
-            (_, _, Some(profile)) => {
-                return Err(StepError(format!(
-                    "exoscale-import: credential profiles from the keyring (`profile`: \"{profile}\") are not supported yet: set `api_key`/`api_secret` (e.g. from {{{{env `…`}}}} variables) or EXOSCALE_API_KEY and EXOSCALE_API_SECRET"
-                )));
-            }
-            _ => {
-                return Err(StepError(
-                    "exoscale-import: no Exoscale credentials: set `api_key` and `api_secret` in the post-processor, or EXOSCALE_API_KEY and EXOSCALE_API_SECRET in the environment".into(),
-                ));
-            }
-        },
+    if config.api_key.is_empty() != config.api_secret.is_empty() {
+        return Err(StepError(
+            "exoscale-import: set both `api_key` and `api_secret`, or neither (then EXOSCALE_API_KEY and EXOSCALE_API_SECRET, or the keyring `profile`, are used)".into(),
+        ));
+    }
+    let request = Request {
+        explicit: Some((config.api_key.as_str(), &config.api_secret)),
+        profile: config.profile.as_deref(),
+        profile_first: false,
     };
-    Credentials::new(key, secret).map_err(|e| StepError(format!("exoscale-import: {e}")))
+    resolve::resolve_with(&request, redactor, environment, open_profiles)
+        .map(|r| r.credentials)
+        .map_err(|e| StepError(format!("exoscale-import: {e}")))
 }
 
 /// The SOS endpoint: the recipe's `sos_endpoint`, else `EXOSCALE_SOS_ENDPOINT`, else
@@ -381,6 +378,7 @@ async fn cancellable<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::recipe::secret::Secret;
 
     fn config(key: &str, secret: &str, profile: Option<&str>) -> ExoscaleImportConfig {
         let mut obj = serde_json::json!({"image_bucket": "b", "template_name": "t"});
@@ -406,34 +404,96 @@ mod tests {
         }
     }
 
-    #[test]
-    fn recipe_credentials_win_over_the_environment() {
-        let c = config("EXOrecipe", "recipe-secret", None);
-        let creds =
-            resolve_credentials_from(&c, Some("EXOenv".into()), Some("env-secret".into())).unwrap();
-        assert_eq!(creds.key(), "EXOrecipe");
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "EXOSCALE_API_KEY" => Some("EXOenv".into()),
+            "EXOSCALE_API_SECRET" => Some("env-secret".into()),
+            _ => None,
+        }
+    }
+
+    fn no_keyring() -> Result<Profiles, SecretsError> {
+        Err(SecretsError::KeyringUnavailable {
+            reason: "no D-Bus session bus".into(),
+        })
     }
 
     #[test]
-    fn the_environment_is_used_when_the_recipe_has_none() {
+    fn recipe_credentials_win_over_the_environment() {
+        let c = config("EXOrecipe", "recipe-secret", None);
+        let redactor = Redactor::new();
+        let creds = resolve_credentials_with(&c, &redactor, env, no_keyring).unwrap();
+        assert_eq!(creds.key(), "EXOrecipe");
+        assert_eq!(redactor.redact("recipe-secret"), "********");
+    }
+
+    #[test]
+    fn the_environment_beats_the_recipe_profile_so_ci_needs_no_keyring() {
         let c = config("", "", Some("work"));
-        let creds =
-            resolve_credentials_from(&c, Some("EXOenv".into()), Some("env-secret".into())).unwrap();
+        let creds = resolve_credentials_with(&c, &Redactor::new(), env, no_keyring).unwrap();
         assert_eq!(creds.key(), "EXOenv");
     }
 
     #[test]
-    fn half_credentials_and_profiles_are_clear_errors() {
-        let half = resolve_credentials_from(&config("EXOk", "", None), None, None).unwrap_err();
+    fn a_recipe_profile_is_loaded_from_the_keyring() {
+        let dir = tempfile::tempdir().unwrap();
+        let profiles = Profiles::new(
+            crate::secrets::Vault::with_store(keyring_core::mock::Store::new().unwrap()),
+            dir.path().join("config.toml"),
+        );
+        profiles
+            .save(
+                "work",
+                "ch-gva-2",
+                &Credentials::new("EXOwork", Secret::new("work-secret")).unwrap(),
+                false,
+            )
+            .unwrap();
+        let redactor = Redactor::new();
+        let creds = resolve_credentials_with(
+            &config("", "", Some("work")),
+            &redactor,
+            |_| None,
+            || Ok(profiles.clone()),
+        )
+        .unwrap();
+        assert_eq!(creds.key(), "EXOwork");
+        assert_eq!(redactor.redact("work-secret"), "********");
+    }
+
+    #[test]
+    fn half_credentials_and_missing_ones_are_clear_errors() {
+        let half = resolve_credentials_with(
+            &config("EXOk", "", None),
+            &Redactor::new(),
+            |_| None,
+            no_keyring,
+        )
+        .unwrap_err();
         assert!(
             half.0.contains("both `api_key` and `api_secret`"),
             "{}",
             half.0
         );
-        let profile =
-            resolve_credentials_from(&config("", "", Some("work")), None, None).unwrap_err();
-        assert!(profile.0.contains("\"work\"") && profile.0.contains("not supported yet"));
-        let none = resolve_credentials_from(&config("", "", None), None, None).unwrap_err();
+        let profile = resolve_credentials_with(
+            &config("", "", Some("work")),
+            &Redactor::new(),
+            |_| None,
+            no_keyring,
+        )
+        .unwrap_err();
+        assert!(
+            profile.0.contains("the OS keyring is not reachable"),
+            "{}",
+            profile.0
+        );
+        let none = resolve_credentials_with(
+            &config("", "", None),
+            &Redactor::new(),
+            |_| None,
+            no_keyring,
+        )
+        .unwrap_err();
         assert!(none.0.contains("EXOSCALE_API_KEY"), "{}", none.0);
     }
 }

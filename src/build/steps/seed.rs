@@ -12,6 +12,7 @@ use crate::build::state::BuildState;
 use crate::cloudinit::{SeedFiles, SeedFormat, write_to_path};
 use crate::qemu::cmdline::{recipe_seed, user_supplies_drives};
 use crate::recipe::qemu::Communicator;
+use crate::secrets::ssh_keys::SshKeys;
 use crate::ssh::{HostKeyPolicy, KeyPair, TrustOnFirstUse};
 
 /// Makes the keys and the seed.
@@ -51,19 +52,25 @@ impl Step<BuildState> for Seed {
             if config.communicator == Communicator::None {
                 return Ok(StepDone::Skipped("communicator \"none\"".into()));
             }
-            let client = match &config.ssh.private_key_file {
-                Some(file) => {
+            let client = match (
+                &config.ssh.private_key_file,
+                &config.ssh.private_key_keyring,
+            ) {
+                (Some(file), _) => {
                     KeyPair::from_file(std::path::Path::new(file)).map_err(super::fail)?
                 }
-                None => KeyPair::generate().map_err(super::fail)?,
+                // Loading registers the key with the redactor before anything else sees it.
+                (None, Some(name)) => SshKeys::platform()
+                    .and_then(|keys| keys.load(name, &state.redactor))
+                    .map_err(|e| StepError(format!("ssh_private_key_keyring: {e}")))?,
+                (None, None) => KeyPair::generate().map_err(super::fail)?,
             };
             client.register_with(&state.redactor).map_err(super::fail)?;
+            let user_key =
+                config.ssh.private_key_file.is_some() || config.ssh.private_key_keyring.is_some();
             if let Some(why) = recipe_seed(config) {
                 let has_password = config.ssh.password.is_some();
-                if user_supplies_drives(config)
-                    && config.ssh.private_key_file.is_none()
-                    && !has_password
-                {
+                if user_supplies_drives(config) && !user_key && !has_password {
                     return Err(StepError(
                         "the recipe attaches its own drives in qemuargs (a seed.img made beforehand), so kiln cannot put a key into the guest: set ssh_private_key_file to the key whose public half is in that seed".into(),
                     ));
@@ -73,11 +80,7 @@ impl Step<BuildState> for Seed {
                     .values()
                     .chain(config.cd_content.values())
                     .any(|v| v.contains("SSHPublicKey"));
-                if !user_supplies_drives(config)
-                    && config.ssh.private_key_file.is_none()
-                    && !has_password
-                    && !offers_key
-                {
+                if !user_supplies_drives(config) && !user_key && !has_password && !offers_key {
                     ctx.events().send(Event::Warning(
                         "the recipe's cloud-init data does not use {{ .SSHPublicKey }} and sets neither ssh_private_key_file nor ssh_password: kiln's key will not be authorised in the guest (put `ssh_authorized_keys: [\"{{ .SSHPublicKey }}\"]` into its user-data)".into(),
                     ));

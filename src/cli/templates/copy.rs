@@ -26,10 +26,11 @@ pub struct CopyArgs {
 
 /// Runs `kiln templates copy`.
 pub async fn run(args: &CopyArgs, out: &mut dyn Write) -> Result<i32, Failure> {
-    if args.to_zone == args.zone.zone {
+    let session = args.api.session()?;
+    let zone = session.zone(args.zone.zone.as_deref());
+    if args.to_zone == zone {
         return Err(Failure::Refused(format!(
-            "the template is already in {}: give another zone with --to-zone",
-            args.zone.zone
+            "the template is already in {zone}: give another zone with --to-zone"
         )));
     }
     // The target zone must be one the API knows (unless a private endpoint is used).
@@ -38,7 +39,7 @@ pub async fn run(args: &CopyArgs, out: &mut dyn Write) -> Result<i32, Failure> {
             zone: args.to_zone.clone(),
         }));
     }
-    let client = args.api.client(&args.zone.zone)?;
+    let client = session.client(&zone)?;
     let new_id = client.copy_template(&args.id, &args.to_zone).await?;
     writeln!(
         out,

@@ -29,7 +29,9 @@ pub async fn run(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<i32, Failure> {
-    let client = args.api.client(&args.zone.zone)?;
+    let session = args.api.session()?;
+    let zone = session.zone(args.zone.zone.as_deref());
+    let client = session.client(&zone)?;
     let template = client.get_template(&args.id).await?;
     let label = format!(
         "template \"{}\" ({}) in {}",

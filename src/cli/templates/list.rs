@@ -7,8 +7,8 @@ use chrono::Utc;
 use clap::Args;
 use serde_json::{Value, json};
 
-use super::{ApiArgs, Failure, format};
-use crate::exoscale::zone::{DEFAULT_EXOSCALE_ZONE, EXOSCALE_ZONES};
+use super::{ApiArgs, Failure, Session, format};
+use crate::exoscale::zone::EXOSCALE_ZONES;
 use crate::exoscale::{ApiError, Template, TemplateFilter, Visibility};
 
 /// Templates older than this many days are flagged stale by default.
@@ -19,7 +19,7 @@ pub const DEFAULT_STALE_AFTER_DAYS: u32 = 30;
 pub struct ListArgs {
     #[command(flatten)]
     api: ApiArgs,
-    /// The zone to list (default ch-gva-2).
+    /// The zone to list (default: the profile's zone, else ch-gva-2).
     #[arg(long, short = 'z', value_name = "ZONE", conflicts_with = "all_zones")]
     pub zone: Option<String>,
     /// List every zone, queried at the same time.
@@ -40,15 +40,11 @@ pub struct ListArgs {
 }
 
 impl ListArgs {
-    fn zones(&self) -> Vec<String> {
+    fn zones(&self, session: &Session) -> Vec<String> {
         if self.all_zones {
             EXOSCALE_ZONES.iter().map(|z| z.to_string()).collect()
         } else {
-            vec![
-                self.zone
-                    .clone()
-                    .unwrap_or_else(|| DEFAULT_EXOSCALE_ZONE.to_string()),
-            ]
+            vec![session.zone(self.zone.as_deref())]
         }
     }
 }
@@ -65,10 +61,11 @@ pub async fn run(
         family: args.family.clone(),
     };
     // Bad credentials or zone names fail before anything is sent.
+    let session = args.api.session()?;
     let clients = args
-        .zones()
+        .zones(&session)
         .iter()
-        .map(|zone| args.api.client(zone))
+        .map(|zone| session.client(zone))
         .collect::<Result<Vec<_>, ApiError>>()?;
     let mut tasks = tokio::task::JoinSet::new();
     for (index, client) in clients.into_iter().enumerate() {

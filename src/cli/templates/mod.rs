@@ -1,6 +1,8 @@
 //! `kiln templates`: list, show, delete, rename and copy the compute templates published on
-//! Exoscale. Credentials come from `EXOSCALE_API_KEY` / `EXOSCALE_API_SECRET`; the API
-//! endpoint can be overridden with `EXOSCALE_API_ENDPOINT` (`{zone}` is replaced).
+//! Exoscale. Credentials come from `--profile` (the OS keyring), else `EXOSCALE_API_KEY` /
+//! `EXOSCALE_API_SECRET`, else the default profile; the zone from `--zone`, else the profile's
+//! zone, else ch-gva-2. The API endpoint can be overridden with `EXOSCALE_API_ENDPOINT`
+//! (`{zone}` is replaced).
 
 pub mod copy;
 pub mod delete;
@@ -13,8 +15,11 @@ use std::io::Write;
 
 use clap::{Args, Subcommand};
 
+use crate::build::redact::Redactor;
 use crate::exoscale::zone::{self, DEFAULT_EXOSCALE_ZONE};
-use crate::exoscale::{ApiError, Client, ClientOptions, Credentials};
+use crate::exoscale::{ApiError, Client, ClientOptions};
+use crate::secrets::SecretsError;
+use crate::secrets::resolve::{self, Request, Resolved};
 
 /// Arguments of `kiln templates`.
 #[derive(Debug, Args)]
@@ -42,8 +47,8 @@ pub enum TemplatesCommand {
 /// Options every `kiln templates` subcommand takes.
 #[derive(Debug, Clone, Args)]
 pub struct ApiArgs {
-    /// The credentials profile in the OS keyring (not available yet: use the
-    /// EXOSCALE_API_KEY and EXOSCALE_API_SECRET environment variables).
+    /// The credentials profile in the OS keyring (default: EXOSCALE_API_KEY and
+    /// EXOSCALE_API_SECRET when set, else the default profile).
     #[arg(long, value_name = "NAME")]
     pub profile: Option<String>,
 }
@@ -51,20 +56,38 @@ pub struct ApiArgs {
 /// The zone option of the subcommands that act on one template.
 #[derive(Debug, Clone, Args)]
 pub struct ZoneArg {
-    /// The zone the template is in.
-    #[arg(long, short = 'z', value_name = "ZONE", default_value = DEFAULT_EXOSCALE_ZONE)]
-    pub zone: String,
+    /// The zone the template is in (default: the profile's zone, else ch-gva-2).
+    #[arg(long, short = 'z', value_name = "ZONE")]
+    pub zone: Option<String>,
+}
+
+/// Resolved credentials, ready to make clients.
+#[derive(Debug)]
+pub struct Session {
+    resolved: Resolved,
 }
 
 impl ApiArgs {
-    /// The credentials to use: the environment's, unless a profile is asked for.
-    pub fn credentials(&self) -> Result<Credentials, ApiError> {
-        if let Some(profile) = &self.profile {
-            return Err(ApiError::ProfilesUnavailable {
-                profile: profile.clone(),
-            });
-        }
-        Credentials::from_env()
+    /// Resolves the credentials (the keyring is opened only when a profile is needed).
+    pub fn session(&self) -> Result<Session, Failure> {
+        let request = Request {
+            explicit: None,
+            profile: self.profile.as_deref(),
+            profile_first: true,
+        };
+        // The CLI prints no build log, but the secret is registered all the same.
+        let resolved = resolve::resolve(&request, &Redactor::new())?;
+        Ok(Session { resolved })
+    }
+}
+
+impl Session {
+    /// The zone to use: `asked`, else the profile's zone, else ch-gva-2.
+    pub fn zone(&self, asked: Option<&str>) -> String {
+        asked
+            .map(str::to_string)
+            .or_else(|| self.resolved.zone.clone())
+            .unwrap_or_else(|| DEFAULT_EXOSCALE_ZONE.to_string())
     }
 
     /// A client of `zone` with these credentials, at the endpoint `EXOSCALE_API_ENDPOINT`
@@ -74,7 +97,7 @@ impl ApiArgs {
         Client::new(
             zone,
             endpoint.as_deref(),
-            self.credentials()?,
+            self.resolved.credentials.clone(),
             ClientOptions::default(),
         )
     }
@@ -97,6 +120,10 @@ pub fn run(args: &TemplatesArgs, out: &mut dyn Write, err: &mut dyn Write) -> st
             writeln!(err, "kiln: {e}")?;
             Ok(1)
         }
+        Err(Failure::Secrets(e)) => {
+            writeln!(err, "kiln: {e}")?;
+            Ok(1)
+        }
         Err(Failure::Refused(why)) => {
             writeln!(err, "kiln: {why}")?;
             Ok(2)
@@ -109,6 +136,8 @@ pub fn run(args: &TemplatesArgs, out: &mut dyn Write, err: &mut dyn Write) -> st
 pub enum Failure {
     /// The API (or the credentials, the endpoint) failed.
     Api(ApiError),
+    /// The credentials could not be found (keyring, profile, environment).
+    Secrets(SecretsError),
     /// Writing the output failed.
     Io(std::io::Error),
     /// The command was refused before anything was changed (exit 2).
@@ -118,6 +147,12 @@ pub enum Failure {
 impl From<ApiError> for Failure {
     fn from(e: ApiError) -> Self {
         Failure::Api(e)
+    }
+}
+
+impl From<SecretsError> for Failure {
+    fn from(e: SecretsError) -> Self {
+        Failure::Secrets(e)
     }
 }
 

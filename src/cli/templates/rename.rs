@@ -32,7 +32,9 @@ pub async fn run(args: &RenameArgs, out: &mut dyn Write) -> Result<i32, Failure>
             "the new name must have 1 to {MAX_NAME_CHARS} characters (not blank); it has {chars}"
         )));
     }
-    let client = args.api.client(&args.zone.zone)?;
+    let session = args.api.session()?;
+    let zone = session.zone(args.zone.zone.as_deref());
+    let client = session.client(&zone)?;
     let before = client.get_template(&args.id).await?;
     client.rename_template(&args.id, &args.name).await?;
     writeln!(

@@ -24,7 +24,9 @@ pub struct ShowArgs {
 
 /// Runs `kiln templates show`.
 pub async fn run(args: &ShowArgs, out: &mut dyn Write) -> Result<i32, Failure> {
-    let client = args.api.client(&args.zone.zone)?;
+    let session = args.api.session()?;
+    let zone = session.zone(args.zone.zone.as_deref());
+    let client = session.client(&zone)?;
     let t = client.get_template(&args.id).await?;
     if args.json {
         writeln!(
@@ -48,7 +50,7 @@ pub async fn run(args: &ShowArgs, out: &mut dyn Write) -> Result<i32, Failure> {
         ("id", t.id.clone()),
         ("name", t.display_name().to_string()),
         ("description", text(&t.description)),
-        ("zone", args.zone.zone.clone()),
+        ("zone", zone.clone()),
         ("zones", t.zones.join(", ")),
         ("visibility", text(&t.visibility)),
         ("family", text(&t.family)),

@@ -1,0 +1,348 @@
+//! The window: the sidebar with the places, and the panel of the chosen place. It drains the
+//! inbox in `logic` and draws in `ui`; it repaints only when a message arrives, on input, or
+//! twice a second while a build runs (its clock).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+use tokio::runtime::Handle;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::doctor::{Check, Status};
+
+use super::build_panel::{self, BuildAction, LogTab};
+use super::build_state::BuildState;
+use super::engine::{self, Engine, Inbox, Message};
+use super::host_panel::{self, HostAction};
+use super::recipes_panel::{self, RecipesPanel};
+use super::session::{self, OpenRecipe};
+use super::theme;
+use super::variables_panel;
+
+/// How many recently opened files the Recipes panel remembers.
+const RECENT_MAX: usize = 8;
+
+/// What the window needs from `main` (or a test).
+pub struct AppConfig {
+    /// The tokio runtime builds run on.
+    pub runtime: Handle,
+    /// What runs builds.
+    pub engine: Arc<dyn Engine>,
+    /// A recipe to open at start (else the last one, else the default).
+    pub initial_recipe: Option<PathBuf>,
+    /// Where the bundled recipes are.
+    pub recipes_dir: PathBuf,
+    /// When the process started, to log the time to the first frame.
+    pub started: Instant,
+}
+
+/// The places of the sidebar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum Place {
+    /// Recipes, the variables form and the recipe's problems.
+    #[default]
+    Recipes,
+    /// The current build.
+    Build,
+    /// The host check.
+    Host,
+}
+
+/// What survives a restart (eframe storage). No variable values: some are secrets.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+struct Saved {
+    place: Place,
+    dark: bool,
+    recipe: Option<PathBuf>,
+    recent: Vec<PathBuf>,
+    log_tab: LogTab,
+}
+
+/// The kiln window.
+pub struct KilnApp {
+    runtime: Handle,
+    engine: Arc<dyn Engine>,
+    started: Instant,
+    first_frame_logged: bool,
+    saved: Saved,
+    inbox: Inbox,
+    messages: Receiver<Message>,
+    recipes: RecipesPanel,
+    open: Option<OpenRecipe>,
+    build: Option<BuildState>,
+    cancel: Option<CancellationToken>,
+    host: Option<Vec<Check>>,
+}
+
+impl KilnApp {
+    /// Builds the window's state, restoring what eframe saved, and starts the host check.
+    pub fn new(cc: &eframe::CreationContext<'_>, config: AppConfig) -> Self {
+        let saved: Saved = cc
+            .storage
+            .and_then(|s| eframe::get_value(s, eframe::APP_KEY))
+            .unwrap_or_default();
+        theme::apply(&cc.egui_ctx, saved.dark);
+        let (inbox, messages) = Inbox::new(cc.egui_ctx.clone());
+        let bundled = session::bundled_recipes(&config.recipes_dir);
+        let first = config
+            .initial_recipe
+            .clone()
+            .or_else(|| saved.recipe.clone().filter(|p| p.is_file()))
+            .unwrap_or_else(|| config.recipes_dir.join(crate::recipes::DEFAULT_RECIPE));
+        let mut app = Self {
+            runtime: config.runtime,
+            engine: config.engine,
+            started: config.started,
+            first_frame_logged: false,
+            saved,
+            inbox,
+            messages,
+            recipes: RecipesPanel {
+                path_input: String::new(),
+                bundled,
+            },
+            open: None,
+            build: None,
+            cancel: None,
+            host: None,
+        };
+        app.open_recipe(first);
+        engine::check_host(&app.runtime, app.inbox.clone());
+        app
+    }
+
+    /// The current build's state, if one was started.
+    pub fn build_state(&self) -> Option<&BuildState> {
+        self.build.as_ref()
+    }
+
+    /// The open recipe.
+    pub fn open_recipe_state(&self) -> Option<&OpenRecipe> {
+        self.open.as_ref()
+    }
+
+    /// The host check's results, once they came back.
+    pub fn host_checks(&self) -> Option<&[Check]> {
+        self.host.as_deref()
+    }
+
+    /// The place shown.
+    pub fn place(&self) -> Place {
+        self.saved.place
+    }
+
+    fn open_recipe(&mut self, path: PathBuf) {
+        let open = OpenRecipe::open(&path);
+        self.saved.recent.retain(|p| p != &path);
+        self.saved.recent.insert(0, path.clone());
+        self.saved.recent.truncate(RECENT_MAX);
+        self.saved.recipe = Some(path);
+        self.saved.place = Place::Recipes;
+        self.open = Some(open);
+    }
+
+    fn build_running(&self) -> bool {
+        self.build.as_ref().is_some_and(BuildState::is_running)
+    }
+
+    /// Checks the open recipe with the form's values and, if it loads, starts its first build.
+    fn start_build(&mut self) {
+        if self.build_running() {
+            return;
+        }
+        let Some(open) = &mut self.open else {
+            return;
+        };
+        let Some(recipe) = open.check() else {
+            self.saved.place = Place::Recipes;
+            return;
+        };
+        let Some(build) = recipe.builds.first().cloned() else {
+            self.saved.place = Place::Recipes;
+            return;
+        };
+        self.build = Some(BuildState::new(build.name.clone(), Instant::now()));
+        self.cancel = Some(engine::start(
+            &self.runtime,
+            self.engine.as_ref(),
+            recipe,
+            build,
+            self.inbox.clone(),
+        ));
+        self.saved.place = Place::Build;
+    }
+
+    fn cancel_build(&mut self) {
+        if let (Some(cancel), Some(build)) = (&self.cancel, &mut self.build) {
+            cancel.cancel();
+            build.cancelling = true;
+        }
+    }
+
+    fn sidebar_ui(&mut self, ui: &mut egui::Ui) {
+        ui.heading("kiln");
+        ui.add_space(theme::GAP);
+        ui.selectable_value(&mut self.saved.place, Place::Recipes, "Recipes");
+        let build_label = match &self.build {
+            Some(b) if b.is_running() => "Build (running)",
+            _ => "Build",
+        };
+        ui.selectable_value(&mut self.saved.place, Place::Build, build_label);
+        ui.selectable_value(&mut self.saved.place, Place::Host, "Host check");
+        ui.add_space(theme::GAP);
+        if ui.checkbox(&mut self.saved.dark, "Dark theme").changed() {
+            theme::apply(ui.ctx(), self.saved.dark);
+        }
+        ui.with_layout(egui::Layout::bottom_up(egui::Align::Min), |ui| {
+            let palette = theme::current(ui.ctx());
+            let (text, status) = host_panel::summary(self.host.as_deref());
+            let colour = match status {
+                Status::Ok => palette.ok,
+                Status::Warn => palette.warn,
+                Status::Fail => palette.fail,
+            };
+            if ui
+                .add(egui::Button::new(egui::RichText::new(text).color(colour)).frame(false))
+                .clicked()
+            {
+                self.saved.place = Place::Host;
+            }
+        });
+    }
+
+    fn recipe_ui(&mut self, ui: &mut egui::Ui) {
+        let running = self.build_running();
+        let Some(open) = &mut self.open else {
+            ui.label("Open a recipe on the left.");
+            return;
+        };
+        let mut start = false;
+        ui.horizontal(|ui| {
+            ui.heading(open.title());
+            if ui.button("Validate").clicked() {
+                open.check();
+            }
+            let build = ui
+                .add_enabled(!running, egui::Button::new("Start build"))
+                .on_hover_text("Ctrl+B");
+            start = build.clicked();
+        });
+        ui.weak(open.path.display().to_string());
+        ui.add_space(theme::GAP);
+        if open.inspection.is_ok() {
+            ui.strong("Variables");
+            variables_panel::variables_ui(ui, open);
+            ui.add_space(theme::GAP);
+        }
+        if let Some(diags) = open.diagnostics() {
+            recipes_panel::diagnostics_ui(ui, diags);
+        }
+        if start {
+            self.start_build();
+        }
+    }
+}
+
+impl eframe::App for KilnApp {
+    fn logic(&mut self, _ctx: &egui::Context, _frame: &mut eframe::Frame) {
+        let now = Instant::now();
+        while let Ok(message) = self.messages.try_recv() {
+            match message {
+                Message::Event(event) => {
+                    if let Some(build) = &mut self.build {
+                        build.apply(event, now);
+                    }
+                }
+                Message::Finished(report) => {
+                    if let Some(build) = &mut self.build {
+                        build.finish(report, now);
+                    }
+                    self.cancel = None;
+                }
+                Message::HostChecked(checks) => self.host = Some(checks),
+            }
+        }
+    }
+
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        if !self.first_frame_logged {
+            self.first_frame_logged = true;
+            tracing::info!(
+                "first frame after {} ms",
+                self.started.elapsed().as_millis()
+            );
+        }
+        let build_key = egui::KeyboardShortcut::new(egui::Modifiers::COMMAND, egui::Key::B);
+        if ui.input_mut(|i| i.consume_shortcut(&build_key)) {
+            self.start_build();
+        }
+        egui::Panel::left("places")
+            .resizable(false)
+            .exact_size(theme::SIDEBAR_WIDTH)
+            .show(ui, |ui| self.sidebar_ui(ui));
+        match self.saved.place {
+            Place::Recipes => {
+                let open_path = self.open.as_ref().map(|o| o.path.clone());
+                let chosen = egui::Panel::left("recipe-list")
+                    .default_size(280.0)
+                    .max_size(420.0)
+                    .show(ui, |ui| {
+                        egui::ScrollArea::vertical()
+                            .show(ui, |ui| {
+                                recipes_panel::recipes_ui(
+                                    ui,
+                                    &mut self.recipes,
+                                    &self.saved.recent,
+                                    open_path.as_deref(),
+                                )
+                            })
+                            .inner
+                    })
+                    .inner;
+                if let Some(path) = chosen {
+                    self.open_recipe(path);
+                }
+                egui::CentralPanel::default().show(ui, |ui| {
+                    egui::ScrollArea::vertical().show(ui, |ui| self.recipe_ui(ui));
+                });
+            }
+            Place::Build => {
+                let now = Instant::now();
+                let action = egui::CentralPanel::default()
+                    .show(ui, |ui| match &self.build {
+                        Some(build) => {
+                            build_panel::build_ui(ui, build, &mut self.saved.log_tab, now)
+                        }
+                        None => {
+                            ui.label("No build yet: open a recipe and press Start build.");
+                            None
+                        }
+                    })
+                    .inner;
+                if action == Some(BuildAction::Cancel) {
+                    self.cancel_build();
+                }
+            }
+            Place::Host => {
+                let action = egui::CentralPanel::default()
+                    .show(ui, |ui| host_panel::host_ui(ui, self.host.as_deref()))
+                    .inner;
+                if action == Some(HostAction::Recheck) {
+                    self.host = None;
+                    engine::check_host(&self.runtime, self.inbox.clone());
+                }
+            }
+        }
+        if self.build_running() {
+            // The build's clock; events repaint on their own.
+            ui.ctx().request_repaint_after(Duration::from_millis(500));
+        }
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        eframe::set_value(storage, eframe::APP_KEY, &self.saved);
+    }
+}

@@ -1,0 +1,48 @@
+//! The desktop window (`kiln` without arguments). It holds no build logic: it starts builds
+//! through an [`engine::Engine`] (the real one calls `kiln::build::plan::run_build`) and
+//! renders the events that come back.
+
+pub mod app;
+pub mod build_panel;
+pub mod build_state;
+pub mod engine;
+pub mod host_panel;
+pub mod log_buffer;
+pub mod recipes_panel;
+pub mod session;
+pub mod theme;
+pub mod variables_panel;
+
+use std::sync::Arc;
+
+pub use app::{AppConfig, KilnApp};
+
+/// Opens the window and returns when it is closed.
+pub fn run(config: AppConfig) -> eframe::Result {
+    let options = eframe::NativeOptions {
+        renderer: eframe::Renderer::Glow,
+        viewport: egui::ViewportBuilder::default()
+            .with_title("kiln")
+            .with_app_id("kiln")
+            .with_inner_size([1100.0, 720.0])
+            .with_min_inner_size([640.0, 400.0]),
+        persist_window: true,
+        ..Default::default()
+    };
+    eframe::run_native(
+        "kiln",
+        options,
+        Box::new(move |cc| Ok(Box::new(KilnApp::new(cc, config)))),
+    )
+}
+
+/// The configuration `main` uses: the real engine, the bundled recipes, the default recipe.
+pub fn default_config(runtime: tokio::runtime::Handle, started: std::time::Instant) -> AppConfig {
+    AppConfig {
+        runtime,
+        engine: Arc::new(engine::RealEngine::default()),
+        initial_recipe: None,
+        recipes_dir: crate::recipes::recipes_dir(),
+        started,
+    }
+}

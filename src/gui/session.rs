@@ -1,0 +1,125 @@
+//! The open recipe: its file, what loading it found, and the values typed into the form.
+//! Values live only in memory: they are never saved (some are secrets).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use crate::recipe::diag::Diagnostics;
+use crate::recipe::template::{self, LoadOptions, Recipe};
+use crate::recipe::vars::Variable;
+
+/// A recipe opened in the window.
+#[derive(Debug)]
+pub struct OpenRecipe {
+    /// Its file.
+    pub path: PathBuf,
+    /// The recipe as loaded without the form's values (required ones may be missing), or
+    /// the problems that stopped it from loading at all.
+    pub inspection: Result<Recipe, Diagnostics>,
+    /// Values typed into the form, by variable name; an empty field means "the default".
+    pub values: BTreeMap<String, String>,
+    /// Sensitive fields the user chose to show.
+    pub revealed: BTreeSet<String>,
+    /// Problems from the last Validate or Build, with the form's values.
+    pub problems: Option<Diagnostics>,
+}
+
+impl OpenRecipe {
+    /// Opens and inspects `path`.
+    pub fn open(path: &Path) -> Self {
+        let inspection = template::load_file(
+            path,
+            &LoadOptions {
+                required_is_warning: true,
+                ..LoadOptions::default()
+            },
+        );
+        Self {
+            path: path.to_path_buf(),
+            inspection,
+            values: BTreeMap::new(),
+            revealed: BTreeSet::new(),
+            problems: None,
+        }
+    }
+
+    /// The title: the recipe's description, else its file name.
+    pub fn title(&self) -> String {
+        self.inspection
+            .as_ref()
+            .ok()
+            .and_then(|r| r.description.clone())
+            .filter(|d| !d.trim().is_empty())
+            .unwrap_or_else(|| {
+                self.path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            })
+    }
+
+    /// The variables the recipe declares, in its order.
+    pub fn variables(&self) -> &[Variable] {
+        match &self.inspection {
+            Ok(recipe) => &recipe.variables,
+            Err(_) => &[],
+        }
+    }
+
+    /// The problems to list: the last check's, else the inspection's.
+    pub fn diagnostics(&self) -> Option<&Diagnostics> {
+        if let Some(problems) = &self.problems {
+            return Some(problems);
+        }
+        match &self.inspection {
+            Ok(recipe) => Some(&recipe.warnings),
+            Err(diags) => Some(diags),
+        }
+    }
+
+    /// Loads the recipe with the form's values, as a build would. On success the problems
+    /// shown are its warnings; on failure its errors.
+    pub fn check(&mut self) -> Option<Recipe> {
+        let options = LoadOptions {
+            vars: self
+                .values
+                .iter()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            ..LoadOptions::default()
+        };
+        match template::load_file(&self.path, &options) {
+            Ok(recipe) => {
+                self.problems = Some(recipe.warnings.clone());
+                Some(recipe)
+            }
+            Err(diags) => {
+                self.problems = Some(diags);
+                None
+            }
+        }
+    }
+}
+
+/// The environment variable that gave `var` its value, if its default reads one that is set.
+pub fn env_source(var: &Variable) -> Option<&str> {
+    var.env_names
+        .iter()
+        .find(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()))
+        .map(String::as_str)
+}
+
+/// The bundled recipes: the `.json` files in `dir`, sorted by name.
+pub fn bundled_recipes(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "json") && p.is_file())
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}

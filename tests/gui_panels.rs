@@ -1,0 +1,451 @@
+//! The window's panels driven like a user would (egui_kittest, accessibility check on),
+//! against an in-process engine double that plays a scripted build: choose a recipe, fill
+//! the variables, start, watch steps and progress advance, see the artifact; cancel; a
+//! failure with its error card. Also the Host check panel with the real checks.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use egui::accesskit::Role;
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+use kiln::build::event::{Event, EventSink, Outcome, Stream, Unit};
+use kiln::build::plan::BuildReport;
+use kiln::gui::app::Place;
+use kiln::gui::build_state::StepState;
+use kiln::gui::engine::{BuildFuture, Engine};
+use kiln::gui::{AppConfig, KilnApp};
+use kiln::recipe::template::{Build, Recipe};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+const RECIPE: &str = r#"{
+  "description": "GUI test recipe",
+  "variables": {
+    "bucket": null,
+    "api_secret": "",
+    "home_dir": "{{env `HOME`}}",
+    "memory": "1024"
+  },
+  "sensitive-variables": ["api_secret"],
+  "builders": [{
+    "type": "qemu",
+    "name": "test-vm",
+    "disk_image": true,
+    "iso_url": "file:///nonexistent/{{user `bucket`}}.qcow2",
+    "iso_checksum": "none",
+    "ssh_username": "debian",
+    "memory": "{{user `memory`}}"
+  }]
+}"#;
+
+/// How the scripted build ends.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    Success,
+    WaitForCancel,
+    Failure,
+}
+
+/// An engine double: plays BuildStarted, two steps with progress, then the ending. It pauses
+/// at the gate (after the first progress samples) until the test lets it go.
+struct ScriptedEngine {
+    ending: Ending,
+    gate: Arc<Semaphore>,
+    artifact: PathBuf,
+    received: Arc<Mutex<Option<(Recipe, Build)>>>,
+}
+
+impl Engine for ScriptedEngine {
+    fn build(
+        &self,
+        recipe: Recipe,
+        build: Build,
+        events: EventSink,
+        cancel: CancellationToken,
+    ) -> BuildFuture {
+        *self.received.lock().unwrap() = Some((recipe, build.clone()));
+        let (ending, gate, artifact) = (self.ending, self.gate.clone(), self.artifact.clone());
+        Box::pin(async move {
+            let log_dir = PathBuf::from("/tmp/kiln-gui-test-logs");
+            events.send(Event::BuildStarted {
+                build: build.name.clone(),
+                steps: vec!["Base image".into(), "Provision".into(), "Compact".into()],
+            });
+            events.send(Event::StepStarted {
+                index: 0,
+                name: "Base image".into(),
+            });
+            for done in [0u64, 400_000] {
+                events.send(Event::Progress {
+                    index: 0,
+                    done,
+                    total: Some(1_000_000),
+                    unit: Unit::Bytes,
+                });
+                tokio::time::sleep(Duration::from_millis(120)).await;
+            }
+            gate.acquire().await.unwrap().forget();
+            events.send(Event::StepFinished {
+                index: 0,
+                outcome: Outcome::Done,
+                duration: Duration::from_millis(240),
+            });
+            events.send(Event::StepStarted {
+                index: 1,
+                name: "Provision".into(),
+            });
+            for i in 0..50 {
+                events.send(Event::Log {
+                    index: Some(1),
+                    stream: Stream::Stdout,
+                    line: format!("provisioner line {i}"),
+                });
+                events.send(Event::Console(format!("console line {i}")));
+            }
+            let finish = |outcome: Outcome| {
+                events.send(Event::BuildFinished {
+                    outcome: outcome.clone(),
+                    duration: Duration::from_secs(1),
+                });
+                BuildReport {
+                    artifact: (outcome == Outcome::Done).then(|| artifact.clone()),
+                    artifacts: Vec::new(),
+                    outcome,
+                    log_dir: log_dir.clone(),
+                }
+            };
+            match ending {
+                Ending::Success => {
+                    for (index, outcome) in [(1, Outcome::Done), (2, Outcome::Done)] {
+                        events.send(Event::StepStarted {
+                            index,
+                            name: "x".into(),
+                        });
+                        events.send(Event::StepFinished {
+                            index,
+                            outcome,
+                            duration: Duration::from_millis(10),
+                        });
+                    }
+                    finish(Outcome::Done)
+                }
+                Ending::WaitForCancel => {
+                    cancel.cancelled().await;
+                    // Cleanups take a moment; the test holds them at the gate.
+                    gate.acquire().await.unwrap().forget();
+                    events.send(Event::StepFinished {
+                        index: 1,
+                        outcome: Outcome::Cancelled,
+                        duration: Duration::from_millis(10),
+                    });
+                    events.send(Event::CleanedUp(
+                        "stopped the VM and removed the disk".into(),
+                    ));
+                    finish(Outcome::Cancelled)
+                }
+                Ending::Failure => {
+                    let why = "provisioner: install.sh exited with status 100".to_string();
+                    events.send(Event::StepFinished {
+                        index: 1,
+                        outcome: Outcome::Failed(why.clone()),
+                        duration: Duration::from_millis(10),
+                    });
+                    finish(Outcome::Failed(why))
+                }
+            }
+        })
+    }
+}
+
+struct Setup {
+    _runtime: tokio::runtime::Runtime,
+    _dir: tempfile::TempDir,
+    recipes_dir: PathBuf,
+    gate: Arc<Semaphore>,
+    received: Arc<Mutex<Option<(Recipe, Build)>>>,
+    artifact: PathBuf,
+}
+
+fn setup(ending: Ending) -> (Setup, Harness<'static, KilnApp>) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let recipes_dir = dir.path().join("recipes");
+    std::fs::create_dir(&recipes_dir).unwrap();
+    std::fs::write(recipes_dir.join("gui-test.json"), RECIPE).unwrap();
+    std::fs::write(
+        recipes_dir.join("broken.json"),
+        "{\n  \"builders\": [\n    {\"type\": \"qemu\",}\n  ]\n}\n",
+    )
+    .unwrap();
+    let artifact = dir.path().join("output/test-vm.qcow2");
+    std::fs::create_dir_all(artifact.parent().unwrap()).unwrap();
+    std::fs::write(&artifact, vec![0u8; 4096]).unwrap();
+    let gate = Arc::new(Semaphore::new(0));
+    let received = Arc::new(Mutex::new(None));
+    let engine = Arc::new(ScriptedEngine {
+        ending,
+        gate: gate.clone(),
+        artifact: artifact.clone(),
+        received: received.clone(),
+    });
+    let config = AppConfig {
+        runtime: runtime.handle().clone(),
+        engine,
+        initial_recipe: None,
+        recipes_dir: recipes_dir.clone(),
+        started: Instant::now(),
+    };
+    let harness = Harness::builder()
+        .with_size([1200.0, 800.0])
+        .with_max_steps(40)
+        .build_eframe(move |cc| KilnApp::new(cc, config));
+    let setup = Setup {
+        _runtime: runtime,
+        _dir: dir,
+        recipes_dir,
+        gate,
+        received,
+        artifact,
+    };
+    (setup, harness)
+}
+
+/// Steps the window until `done` holds (background messages arrive on other threads).
+fn step_until(harness: &mut Harness<'_, KilnApp>, what: &str, done: impl Fn(&KilnApp) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        harness.step();
+        if done(harness.state()) {
+            harness.step();
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Focuses the field labelled `label` and types `text` into it.
+fn type_into(harness: &mut Harness<'_, KilnApp>, role: Role, label: &str, text: &str) {
+    harness.get_by_role_and_label(role, label).focus();
+    harness.run();
+    harness.get_by_role_and_label(role, label).type_text(text);
+    harness.run();
+}
+
+/// Chooses the test recipe and fills its variables; returns after pressing Build.
+fn choose_fill_and_start(harness: &mut Harness<'_, KilnApp>, recipes_dir: &Path) {
+    // The default recipe does not exist in this recipes folder: the panel says so in place.
+    harness.run();
+    assert!(
+        harness
+            .state()
+            .open_recipe_state()
+            .unwrap()
+            .inspection
+            .is_err(),
+        "the missing default recipe is an error"
+    );
+    harness.get_by_label("gui-test.json").click();
+    harness.run();
+    let open = harness.state().open_recipe_state().unwrap();
+    assert_eq!(open.path, recipes_dir.join("gui-test.json"));
+    assert!(
+        open.inspection.is_ok(),
+        "{:?}",
+        open.inspection.as_ref().err()
+    );
+
+    // Required ones are marked; the env-provided one says where it comes from.
+    type_into(harness, Role::TextInput, "bucket *", "my-bucket");
+    harness.get_by_label_contains("from environment: $HOME");
+    type_into(harness, Role::PasswordInput, "api_secret", "s3cret-value");
+    harness.run();
+    let values = &harness.state().open_recipe_state().unwrap().values;
+    assert_eq!(values["bucket"], "my-bucket");
+    assert_eq!(values["api_secret"], "s3cret-value");
+    // The secret is masked until revealed.
+    assert!(
+        harness.query_by_value("s3cret-value").is_none(),
+        "the secret shows unmasked"
+    );
+    harness.get_by_label("Show").click();
+    harness.run();
+    assert!(
+        harness
+            .state()
+            .open_recipe_state()
+            .unwrap()
+            .revealed
+            .contains("api_secret")
+    );
+    harness.get_by_role_and_label(Role::TextInput, "api_secret");
+    harness.get_by_label("Hide").click();
+    harness.run();
+
+    harness.get_by_label("Start build").click();
+    step_until(harness, "the build view", |app| app.place() == Place::Build);
+}
+
+#[test]
+fn choose_fill_start_progress_done_artifact() {
+    let (setup, mut harness) = setup(Ending::Success);
+    choose_fill_and_start(&mut harness, &setup.recipes_dir);
+
+    // The engine got the recipe with the form's values.
+    let (recipe, build) = setup
+        .received
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("the engine ran");
+    assert_eq!(build.name, "test-vm");
+    let bucket = recipe
+        .variables
+        .iter()
+        .find(|v| v.name == "bucket")
+        .unwrap();
+    assert_eq!(bucket.value, "my-bucket");
+
+    // Paused at the gate: the first step runs with a determinate bar, a rate and an ETA.
+    step_until(&mut harness, "progress with a rate", |app| {
+        app.build_state()
+            .and_then(|b| b.progress.as_ref())
+            .is_some_and(|p| p.done == 400_000 && p.rate.is_some())
+    });
+    let build_state = harness.state().build_state().unwrap();
+    assert_eq!(build_state.steps.len(), 3);
+    assert_eq!(build_state.steps[0].state, StepState::Running);
+    assert_eq!(build_state.steps[1].state, StepState::Pending);
+    let progress = build_state.progress.as_ref().unwrap();
+    assert_eq!(progress.fraction(), Some(0.4));
+    assert!(progress.eta().is_some());
+    harness.get_by_label("running");
+    assert_eq!(harness.query_all_by_label("pending").count(), 2);
+    harness.get_by_label("Cancel");
+    // Every input of the running build's view has an accessible name.
+    harness.check_accessibility();
+
+    setup.gate.add_permits(1);
+    step_until(&mut harness, "the build's end", |app| {
+        app.build_state().is_some_and(|b| !b.is_running())
+    });
+    harness.run();
+    assert_eq!(harness.query_all_by_label("done").count(), 3);
+    harness.get_by_label("Build finished");
+    harness.get_by_label_contains(&format!("Artifact: {}", setup.artifact.display()));
+    assert!(
+        harness.query_by_label("Cancel").is_none(),
+        "no Cancel after the end"
+    );
+    let state = harness.state().build_state().unwrap();
+    assert_eq!(state.output.len(), 50);
+    assert_eq!(state.console.len(), 50);
+    // The Output tab lists the provisioner's lines.
+    harness.get_by_label("provisioner line 49");
+}
+
+#[test]
+fn cancel_stops_the_build_and_says_what_was_cleaned_up() {
+    let (setup, mut harness) = setup(Ending::WaitForCancel);
+    choose_fill_and_start(&mut harness, &setup.recipes_dir);
+    setup.gate.add_permits(1);
+    step_until(&mut harness, "the second step", |app| {
+        app.build_state().is_some_and(|b| {
+            b.steps
+                .get(1)
+                .is_some_and(|s| s.state == StepState::Running)
+        })
+    });
+    harness.get_by_label("Cancel").click();
+    harness.step();
+    harness.step();
+    harness.get_by_label("Cancelling…");
+    setup.gate.add_permits(1);
+    step_until(&mut harness, "the cancelled end", |app| {
+        app.build_state().is_some_and(|b| !b.is_running())
+    });
+    harness.run();
+    let state = harness.state().build_state().unwrap();
+    assert_eq!(state.final_outcome(), Some(&Outcome::Cancelled));
+    assert_eq!(state.steps[1].state, StepState::Cancelled);
+    harness.get_by_label("Build cancelled");
+    harness.get_by_label("cleaned up: stopped the VM and removed the disk");
+}
+
+#[test]
+fn a_failure_shows_its_error_card_with_the_last_console_lines() {
+    let (setup, mut harness) = setup(Ending::Failure);
+    choose_fill_and_start(&mut harness, &setup.recipes_dir);
+    setup.gate.add_permits(1);
+    step_until(&mut harness, "the failed end", |app| {
+        app.build_state().is_some_and(|b| !b.is_running())
+    });
+    harness.run();
+    harness.get_by_label("Build failed");
+    harness.get_by_label("provisioner: install.sh exited with status 100");
+    harness.get_by_label("Logs: /tmp/kiln-gui-test-logs");
+    // The card's console excerpt ends with the newest line and holds the last 12.
+    harness.get_by_label_contains("console line 38\nconsole line 39");
+    assert!(
+        harness
+            .query_by_label_contains("console line 37\n")
+            .is_none()
+    );
+    harness.get_by_label("failed: provisioner: install.sh exited with status 100");
+}
+
+#[test]
+fn a_broken_recipe_lists_its_problem_with_file_line_col() {
+    let (setup, mut harness) = setup(Ending::Success);
+    harness.run();
+    harness.get_by_label("broken.json").click();
+    harness.run();
+    let path = setup.recipes_dir.join("broken.json");
+    let wanted = format!("{}:3:", path.display());
+    harness.get_by_label_contains(&wanted);
+    // Build with a broken recipe starts nothing and keeps the problems in view.
+    harness.get_by_label("Start build").click();
+    harness.run();
+    assert!(harness.state().build_state().is_none());
+    assert_eq!(harness.state().place(), Place::Recipes);
+    assert!(setup.received.lock().unwrap().is_none());
+}
+
+#[test]
+fn the_host_check_lists_the_real_checks_with_copyable_fixes() {
+    let (_setup, mut harness) = setup(Ending::Success);
+    harness.get_by_label_contains("Host:").click();
+    step_until(&mut harness, "the host check", |app| {
+        app.place() == Place::Host
+    });
+    assert_eq!(
+        harness.query_all_by_label("Host check").count(),
+        2,
+        "place and heading"
+    );
+    step_until(&mut harness, "the checks", |_| true);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while harness.query_by_label("qemu-img").is_none() {
+        assert!(Instant::now() < deadline, "the checks never came back");
+        harness.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    harness.get_by_label("qemu-system-x86_64");
+    harness.get_by_label("KVM");
+    harness.get_by_label("Check again").click();
+    harness.step();
+    assert!(
+        harness.state().host_checks().is_none(),
+        "the checks run again"
+    );
+    step_until(&mut harness, "the checks again", |app| {
+        app.host_checks().is_some()
+    });
+    harness.get_by_label("qemu-img");
+}

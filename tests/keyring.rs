@@ -1,0 +1,466 @@
+//! `kiln credentials` and `kiln keys` against a real Secret Service: gnome-keyring on a
+//! private D-Bus session bus (tests/support/secret_service.rs), with the strict Exoscale API
+//! test server for the profile checks. kiln runs as the user runs it: the real binary, secrets
+//! on standard input.
+
+#[path = "support/exoscale_api.rs"]
+mod exoscale_api;
+#[path = "support/secret_service.rs"]
+mod secret_service;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use exoscale_api::{ApiServer, TEST_KEY, TEST_SECRET};
+use secret_service::SecretService;
+use serde_json::{Value, json};
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Runs kiln on `keyring`, the API at `server` (when given), `stdin` on standard input.
+fn kiln(keyring: &SecretService, server: Option<&ApiServer>, args: &[&str], stdin: &str) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kiln"));
+    keyring
+        .apply(&mut command)
+        .args(args)
+        .env_remove("KILN_LOG");
+    match server {
+        Some(s) => command.env("EXOSCALE_API_ENDPOINT", s.endpoint()),
+        None => command.env_remove("EXOSCALE_API_ENDPOINT"),
+    };
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// Every file under `dir`, read as bytes, must not contain `needle`.
+fn assert_nowhere_under(dir: &Path, needle: &str) {
+    for entry in walk(dir) {
+        let bytes = std::fs::read(&entry).unwrap_or_default();
+        assert!(
+            !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+            "{needle} found in {}",
+            entry.display()
+        );
+    }
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn profiles_are_checked_stored_listed_used_and_removed() {
+    let keyring = SecretService::start();
+    let server = ApiServer::start();
+    let creds = format!("{TEST_KEY}\n{TEST_SECRET}\n");
+
+    // A wrong secret is checked and refused: nothing stored.
+    let out = kiln(
+        &keyring,
+        Some(&server),
+        &["credentials", "set", "work", "--stdin"],
+        &format!("{TEST_KEY}\nnot-the-secret\n"),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("not stored: wrong key or secret") && stderr.contains("--no-check"),
+        "{stderr}"
+    );
+    assert!(!keyring.config_dir().join("config.toml").exists());
+
+    // The right one: checked (a signed list call), stored, the default.
+    let out = ok(&kiln(
+        &keyring,
+        Some(&server),
+        &[
+            "credentials",
+            "set",
+            "work",
+            "--zone",
+            "de-fra-1",
+            "--stdin",
+        ],
+        &creds,
+    ));
+    assert!(out.contains("valid"), "{out}");
+    assert!(out.contains("stored profile `work` (zone de-fra-1), the default,"));
+    assert!(
+        server
+            .seen()
+            .iter()
+            .any(|s| s.path.starts_with("/de-fra-1/") && s.status == 200),
+        "the check asks the profile's zone: {:?}",
+        server.seen()
+    );
+    // A second one, without a check (no network needed), not the default.
+    ok(&kiln(
+        &keyring,
+        None,
+        &["credentials", "set", "perso", "--stdin", "--no-check"],
+        "EXOother\nSENTINEL-other-secret\n",
+    ));
+
+    let listed: Value = serde_json::from_str(&ok(&kiln(
+        &keyring,
+        None,
+        &["credentials", "list", "--json"],
+        "",
+    )))
+    .unwrap();
+    assert_eq!(
+        listed,
+        json!([
+            {"name": "perso", "zone": "ch-gva-2", "default": false, "in_keyring": true},
+            {"name": "work", "zone": "de-fra-1", "default": true, "in_keyring": true},
+        ])
+    );
+
+    // `check` signs with what the keyring holds.
+    let out = ok(&kiln(
+        &keyring,
+        Some(&server),
+        &["credentials", "check"],
+        "",
+    ));
+    assert!(out.contains("profile `work` (de-fra-1): valid"), "{out}");
+    let out = kiln(
+        &keyring,
+        Some(&server),
+        &["credentials", "check", "--profile", "perso"],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stdout).contains("wrong key or secret"));
+
+    // `templates list` uses the default profile and its zone.
+    server.add_template(
+        "de-fra-1",
+        json!({"name": "from-profile", "visibility": "private"}),
+    );
+    let out = ok(&kiln(&keyring, Some(&server), &["templates", "list"], ""));
+    assert!(out.contains("from-profile"), "{out}");
+    let out = ok(&kiln(
+        &keyring,
+        Some(&server),
+        &[
+            "templates",
+            "list",
+            "--profile",
+            "work",
+            "--zone",
+            "ch-gva-2",
+        ],
+        "",
+    ));
+    assert!(!out.contains("from-profile"), "{out}");
+
+    // No secret in the config or, in clear, in gnome-keyring's files.
+    let config = std::fs::read_to_string(keyring.config_dir().join("config.toml")).unwrap();
+    assert!(config.contains("[profiles.work]"), "{config}");
+    for needle in [TEST_SECRET, "SENTINEL-other-secret", TEST_KEY] {
+        assert_nowhere_under(&keyring.config_dir(), needle);
+        assert_nowhere_under(&keyring.data_dir(), needle);
+    }
+
+    // Remove: gone from the keyring and the config; the default goes with it.
+    let out = ok(&kiln(
+        &keyring,
+        None,
+        &["credentials", "remove", "work"],
+        "",
+    ));
+    assert!(out.contains("removed profile `work`"));
+    let out = kiln(&keyring, None, &["credentials", "remove", "work"], "");
+    assert_eq!(out.status.code(), Some(1));
+    let out = kiln(&keyring, Some(&server), &["credentials", "check"], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("none is the default"));
+    let out = kiln(
+        &keyring,
+        Some(&server),
+        &["templates", "list", "--profile", "work"],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("no credentials profile `work` (known: perso)"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn bad_input_to_credentials_set_is_refused_before_the_keyring_is_touched() {
+    let keyring = SecretService::start();
+    let out = kiln(
+        &keyring,
+        None,
+        &["credentials", "set", "work", "--stdin", "--no-check"],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("cannot read the API key: it is empty"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = kiln(
+        &keyring,
+        None,
+        &["credentials", "set", "a b", "--stdin", "--no-check"],
+        "k\ns\n",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("`a b` is not a usable name"));
+    let out = kiln(
+        &keyring,
+        None,
+        &["credentials", "set", "w", "--zone", "mars-1", "--stdin"],
+        "k\ns\n",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("unknown Exoscale zone `mars-1`"));
+    assert!(!keyring.config_dir().join("config.toml").exists());
+}
+
+fn ssh_keygen(path: &Path, passphrase: &str, comment: &str) {
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", passphrase, "-C", comment, "-f"])
+        .arg(path)
+        .status()
+        .expect("ssh-keygen (openssh-client)");
+    assert!(status.success());
+}
+
+fn fingerprint(public_key_file: &Path) -> String {
+    let out = Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(public_key_file)
+        .output()
+        .unwrap();
+    text(&out.stdout)
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn ssh_keys_are_generated_imported_listed_and_removed() {
+    let keyring = SecretService::start();
+    let work = tempfile::tempdir().unwrap();
+
+    // Generate: the public half on stdout, the private half only in the keyring.
+    let public = ok(&kiln(&keyring, None, &["keys", "generate", "deploy"], ""));
+    assert!(public.starts_with("ssh-ed25519 ") && public.trim_end().ends_with(" kiln-deploy"));
+    let shown = ok(&kiln(&keyring, None, &["keys", "show", "deploy"], ""));
+    assert_eq!(shown, public);
+
+    // Import an unencrypted key from a file, and an encrypted one from standard input with
+    // its passphrase on the next line.
+    let plain = work.path().join("plain");
+    ssh_keygen(&plain, "", "plain-key");
+    let out = ok(&kiln(
+        &keyring,
+        None,
+        &["keys", "import", "plain", plain.to_str().unwrap()],
+        "",
+    ));
+    assert!(
+        out.contains(&fingerprint(&plain.with_extension("pub"))),
+        "{out}"
+    );
+    let encrypted = work.path().join("encrypted");
+    ssh_keygen(&encrypted, "correct horse", "encrypted-key");
+    let key_text = std::fs::read_to_string(&encrypted).unwrap();
+    let wrong = kiln(
+        &keyring,
+        None,
+        &[
+            "keys",
+            "import",
+            "enc",
+            encrypted.to_str().unwrap(),
+            "--passphrase-stdin",
+        ],
+        "wrong\n",
+    );
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(
+        text(&wrong.stderr).contains("passphrase"),
+        "{}",
+        text(&wrong.stderr)
+    );
+    ok(&kiln(
+        &keyring,
+        None,
+        &[
+            "keys",
+            "import",
+            "enc",
+            encrypted.to_str().unwrap(),
+            "--passphrase-stdin",
+        ],
+        "correct horse\n",
+    ));
+    // A key piped in (the default file is `-`).
+    let piped = work.path().join("piped");
+    ssh_keygen(&piped, "", "piped-key");
+    ok(&kiln(
+        &keyring,
+        None,
+        &["keys", "import", "piped"],
+        &std::fs::read_to_string(&piped).unwrap(),
+    ));
+
+    // A public key file in ~/.ssh and an ssh-agent's key are listed too.
+    let ssh_dir = keyring.home().join(".ssh");
+    std::fs::create_dir_all(&ssh_dir).unwrap();
+    let file_key = ssh_dir.join("id_ed25519");
+    ssh_keygen(&file_key, "", "file-key");
+    let agent_dir = tempfile::tempdir().unwrap();
+    let socket = agent_dir.path().join("agent.sock");
+    let mut agent = Command::new("ssh-agent")
+        .args(["-D", "-a"])
+        .arg(&socket)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("ssh-agent");
+    for _ in 0..100 {
+        if socket.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let agent_key = work.path().join("agent");
+    ssh_keygen(&agent_key, "", "agent-key");
+    let added = Command::new("ssh-add")
+        .arg(&agent_key)
+        .env("SSH_AUTH_SOCK", &socket)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(added.success());
+
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kiln"));
+    keyring
+        .apply(&mut command)
+        .args(["keys", "list", "--json"])
+        .env("SSH_AUTH_SOCK", &socket);
+    let listed = command.output().unwrap();
+    let _ = agent.kill();
+    let _ = agent.wait();
+    let listed: Value = serde_json::from_str(&ok(&listed)).unwrap();
+    let rows: Vec<(String, String)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                k["source"].as_str().unwrap().to_string(),
+                k["comment"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let file_source = file_key.with_extension("pub").display().to_string();
+    for expected in [
+        ("keyring:deploy", "kiln-deploy"),
+        ("keyring:enc", "encrypted-key"),
+        ("keyring:piped", "piped-key"),
+        ("keyring:plain", "plain-key"),
+        (file_source.as_str(), "file-key"),
+        ("ssh-agent", "agent-key"),
+    ] {
+        assert!(
+            rows.contains(&(expected.0.to_string(), expected.1.to_string())),
+            "{expected:?} missing from {rows:?}"
+        );
+    }
+
+    // No private key in the config or, in clear, in gnome-keyring's files.
+    let body = key_text.lines().nth(1).unwrap();
+    for path in [&plain, &piped] {
+        let private = std::fs::read_to_string(path).unwrap();
+        let body = private.lines().nth(1).unwrap().to_string();
+        assert_nowhere_under(&keyring.config_dir(), &body);
+        assert_nowhere_under(&keyring.data_dir(), &body);
+    }
+    assert_nowhere_under(&keyring.config_dir(), body);
+
+    // Remove.
+    ok(&kiln(&keyring, None, &["keys", "remove", "plain"], ""));
+    let out = kiln(&keyring, None, &["keys", "show", "plain"], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr)
+            .contains("no SSH key `plain` in the OS keyring (known: deploy, enc, piped)")
+    );
+}
+
+#[test]
+fn without_a_session_bus_the_error_says_how_to_get_on() {
+    let runtime = tempfile::tempdir().unwrap();
+    for args in [
+        &["credentials", "list"][..],
+        &["keys", "generate", "x"][..],
+        &["credentials", "set", "x", "--stdin", "--no-check"][..],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(args)
+            .env_remove("DBUS_SESSION_BUS_ADDRESS")
+            .env("XDG_RUNTIME_DIR", runtime.path())
+            .env("KILN_CONFIG_DIR", runtime.path().join("config"))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains("the OS keyring is not reachable")
+                && stderr.contains("desktop session")
+                && stderr.contains("EXOSCALE_API_KEY"),
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            !runtime.path().join("config").exists(),
+            "nothing written without a keyring"
+        );
+    }
+}

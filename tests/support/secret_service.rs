@@ -1,0 +1,153 @@
+//! A real Secret Service for tests: a private D-Bus session bus (`dbus-daemon --session`) and
+//! `gnome-keyring-daemon` on it, its login keyring created and unlocked with a throwaway
+//! password, in fresh temporary `XDG_DATA_HOME`/`XDG_RUNTIME_DIR` directories (mode 0700).
+//!
+//! Each [`SecretService`] is independent, so tests can run in parallel; kiln is run as a child
+//! process with [`SecretService::apply`]'s environment, so no D-Bus connection is shared
+//! between threads of the test process. Both daemons are killed on drop.
+//!
+//! Needs the Debian packages `dbus` and `gnome-keyring` (`tests/run.sh` installs them).
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The daemons and their directories.
+pub struct SecretService {
+    bus: Child,
+    keyring: Child,
+    address: String,
+    dir: tempfile::TempDir,
+}
+
+fn require(tool: &str, package: &str) {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).exists()))
+        .unwrap_or(false);
+    assert!(
+        found,
+        "{tool} is missing: install {package} (apt-get install -y --no-install-recommends {package}); the keyring tests run a real Secret Service"
+    );
+}
+
+fn private_dir(path: &Path) {
+    std::fs::create_dir_all(path).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).unwrap();
+}
+
+impl SecretService {
+    /// Starts a bus and an unlocked gnome-keyring on it; waits until the Secret Service
+    /// answers.
+    pub fn start() -> Self {
+        require("dbus-daemon", "dbus");
+        require("gnome-keyring-daemon", "gnome-keyring");
+        let dir = tempfile::tempdir().unwrap();
+        for sub in ["data", "run", "config", "home"] {
+            private_dir(&dir.path().join(sub));
+        }
+        let mut bus = Command::new("dbus-daemon")
+            .args(["--session", "--nofork", "--nopidfile", "--print-address=1"])
+            .env("XDG_RUNTIME_DIR", dir.path().join("run"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start dbus-daemon");
+        let mut line = String::new();
+        BufReader::new(bus.stdout.take().unwrap())
+            .read_line(&mut line)
+            .expect("read the bus address");
+        let address = line.trim().to_string();
+        assert!(address.starts_with("unix:"), "bus address: {address:?}");
+
+        let mut keyring = Command::new("gnome-keyring-daemon")
+            .args(["--foreground", "--unlock", "--components=secrets"])
+            .env("DBUS_SESSION_BUS_ADDRESS", &address)
+            .env("XDG_DATA_HOME", dir.path().join("data"))
+            .env("XDG_RUNTIME_DIR", dir.path().join("run"))
+            .env("HOME", dir.path().join("home"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start gnome-keyring-daemon");
+        {
+            let mut stdin = keyring.stdin.take().unwrap();
+            stdin.write_all(b"test-keyring-password").unwrap();
+        }
+        let service = Self {
+            bus,
+            keyring,
+            address,
+            dir,
+        };
+        service.wait_until_answering();
+        service
+    }
+
+    fn wait_until_answering(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let out = Command::new("dbus-send")
+                .args([
+                    "--session",
+                    "--print-reply",
+                    "--dest=org.freedesktop.secrets",
+                    "/org/freedesktop/secrets",
+                    "org.freedesktop.DBus.Peer.Ping",
+                ])
+                .env("DBUS_SESSION_BUS_ADDRESS", &self.address)
+                .output()
+                .expect("run dbus-send");
+            if out.status.success() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gnome-keyring did not answer on the private bus within 20 s: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The kiln config directory of this test (`KILN_CONFIG_DIR`).
+    pub fn config_dir(&self) -> PathBuf {
+        self.dir.path().join("config")
+    }
+
+    /// Where gnome-keyring keeps its files (to check that no secret is there in clear).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The home directory kiln sees (empty: no `~/.ssh` keys unless a test puts some).
+    pub fn home(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+
+    /// Points `command` at this keyring and config (and nothing of the host's).
+    pub fn apply<'c>(&self, command: &'c mut Command) -> &'c mut Command {
+        command
+            .env("DBUS_SESSION_BUS_ADDRESS", &self.address)
+            .env("XDG_RUNTIME_DIR", self.dir.path().join("run"))
+            .env("KILN_CONFIG_DIR", self.config_dir())
+            .env("HOME", self.home())
+            .env_remove("SSH_AUTH_SOCK")
+            .env_remove("EXOSCALE_API_KEY")
+            .env_remove("EXOSCALE_API_SECRET")
+    }
+}
+
+impl Drop for SecretService {
+    fn drop(&mut self) {
+        let _ = self.keyring.kill();
+        let _ = self.keyring.wait();
+        let _ = self.bus.kill();
+        let _ = self.bus.wait();
+    }
+}
