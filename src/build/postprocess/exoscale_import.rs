@@ -122,7 +122,7 @@ pub fn resolve_credentials(
         config,
         redactor,
         |name| std::env::var(name).ok(),
-        || Profiles::platform(),
+        Profiles::platform,
     )
 }
 
