@@ -338,8 +338,12 @@ async fn presigned_urls_work_without_credentials_then_expire_and_objects_are_pri
     assert_eq!((status, md5), (200, expected_md5));
 
     tokio::time::sleep(Duration::from_secs(3)).await;
+    // AWS answers an expired presigned URL with 403, Garage with 400: either is a refusal.
     let (status, _, _) = download_md5(&url).await;
-    assert_eq!(status, 403, "the presigned URL expired");
+    assert!(
+        status == 403 || status == 400,
+        "the presigned URL expired, yet the answer was {status}"
+    );
 
     store.delete("small.qcow2").await.unwrap();
     assert!(!store.exists("small.qcow2").await.unwrap());

@@ -56,6 +56,14 @@ impl ObjectStore {
             .endpoint_url(&endpoint)
             .force_path_style(true)
             .credentials_provider(credentials)
+            // A dead connection must not hang a build: connecting is quick or fails, and an
+            // answer (counted from the start of a part's upload) comes within 10 minutes.
+            .timeout_config(
+                aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(std::time::Duration::from_secs(15))
+                    .read_timeout(std::time::Duration::from_secs(600))
+                    .build(),
+            )
             // kiln retries parts itself (and aborts the upload when it gives up).
             .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
             // The whole-file MD5 is computed as the parts are read; no extra CRC pass.

@@ -45,9 +45,30 @@ pub fn binary() -> PathBuf {
     PathBuf::from(home).join(".cache/kiln-tests/garage-2.5/bin/garage")
 }
 
-/// The shared Garage, started on first use.
+/// How long a test binary using Garage may run before the watchdog ends it.
+pub const WATCHDOG: Duration = Duration::from_secs(600);
+
+/// The shared Garage, started on first use. A watchdog ends the test binary, with Garage's
+/// log, when it runs longer than [`WATCHDOG`]: a stalled request fails the run instead of
+/// hanging CI.
 pub fn garage() -> &'static Garage {
-    GARAGE.get_or_init(Garage::start)
+    GARAGE.get_or_init(|| {
+        let garage = Garage::start();
+        let log = garage.dir.join("garage.log");
+        std::thread::spawn(move || {
+            std::thread::sleep(WATCHDOG);
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(40).collect();
+            eprintln!(
+                "watchdog: the tests using Garage ran longer than {WATCHDOG:?}; the end of Garage's log:"
+            );
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+            std::process::exit(101);
+        });
+        garage
+    })
 }
 
 fn free_port() -> u16 {
