@@ -53,6 +53,18 @@ fn kiln_on(keyring: &SecretService, args: &[&str], stdin: &str) -> String {
     text(&out.stdout)
 }
 
+/// `kiln templates …` with the keyring's default profile, against `api`.
+fn kiln_templates(keyring: &SecretService, api: &ApiServer, args: &[&str]) -> String {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kiln"));
+    keyring
+        .apply(&mut command)
+        .args(args)
+        .env("EXOSCALE_API_ENDPOINT", api.endpoint());
+    let out = command.output().unwrap();
+    assert!(out.status.success(), "kiln {args:?}: {}", text(&out.stderr));
+    text(&out.stdout)
+}
+
 fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     if let Ok(entries) = std::fs::read_dir(dir) {
@@ -222,6 +234,34 @@ fn a_build_with_keyring_credentials_publishes_to_exoscale_and_leaks_nothing() {
         downloads[0].contains("X-Amz-Signature=") && downloads[0].contains("X-Amz-Expires="),
         "registered from a presigned URL, not a public object: {}",
         downloads[0]
+    );
+
+    // `kiln templates` sees it through the same profile (its zone: ch-gva-2), then deletes it.
+    let listed: serde_json::Value = serde_json::from_str(&kiln_templates(
+        &keyring,
+        &api,
+        &["templates", "list", "--json"],
+    ))
+    .unwrap();
+    let mine = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == name.as_str())
+        .unwrap_or_else(|| panic!("{name} not listed: {listed}"))
+        .clone();
+    assert_eq!(mine["zone"], "ch-gva-2");
+    assert_eq!(mine["size"], 10u64 << 30, "{mine}");
+    assert_eq!(mine["stale"], false);
+    assert_eq!(mine["age-days"], 0);
+    assert_eq!(mine["default-user"], "debian", "{mine}");
+    let id = mine["id"].as_str().unwrap();
+    kiln_templates(&keyring, &api, &["templates", "delete", id, "--yes"]);
+    assert!(
+        !api.templates("ch-gva-2")
+            .iter()
+            .any(|t| t["name"] == name.as_str()),
+        "deleted"
     );
 
     // The uploaded object was removed after registration, and no multipart upload is left.

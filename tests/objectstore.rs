@@ -46,7 +46,7 @@ fn fast_retries(part_size: u64, concurrency: usize) -> UploadOptions {
         concurrency,
         attempts: 3,
         retry_delay: Duration::from_millis(50),
-        public_read: false,
+        ..UploadOptions::default()
     }
 }
 

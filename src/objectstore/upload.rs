@@ -30,6 +30,9 @@ pub struct UploadOptions {
     pub retry_delay: Duration,
     /// Upload with the `public-read` ACL (Packer's behaviour) instead of private.
     pub public_read: bool,
+    /// Hash the file's MD5 as it is read (exoscale-import needs it). Off only to measure what
+    /// hashing costs (`benches/upload.rs`); the receipt's `md5` is then empty.
+    pub compute_md5: bool,
 }
 
 impl Default for UploadOptions {
@@ -40,6 +43,7 @@ impl Default for UploadOptions {
             attempts: 4,
             retry_delay: Duration::from_secs(1),
             public_read: false,
+            compute_md5: true,
         }
     }
 }
@@ -158,7 +162,9 @@ impl ObjectStore {
                     }
                     () = cancel.cancelled() => return Err(StoreError::Cancelled),
                 }
-                md5.update(&buffer);
+                if options.compute_md5 {
+                    md5.update(&buffer);
+                }
                 let part = Part {
                     number: i32::try_from(next + 1).expect("at most 10,000 parts"),
                     body: bytes::Bytes::from(buffer),
@@ -189,7 +195,12 @@ impl ObjectStore {
             completed.push(part);
         }
         completed.sort_by_key(|p| p.part_number());
-        Ok((completed, hex::encode(md5.finalize())))
+        let md5 = if options.compute_md5 {
+            hex::encode(md5.finalize())
+        } else {
+            String::new()
+        };
+        Ok((completed, md5))
     }
 
     /// Sends one part, retrying up to `options.attempts` times with a doubling delay.
