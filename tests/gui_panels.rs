@@ -3,6 +3,9 @@
 //! the variables, start, watch steps and progress advance, see the artifact; cancel; a
 //! failure with its error card. Also the Host check panel with the real checks.
 
+#[path = "support/exoscale_api.rs"]
+mod exoscale_api;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -14,9 +17,13 @@ use kiln::build::event::{Event, EventSink, Outcome, Stream, Unit};
 use kiln::build::plan::BuildReport;
 use kiln::gui::app::Place;
 use kiln::gui::build_state::StepState;
+use kiln::gui::credentials::SecretsSource;
 use kiln::gui::engine::{BuildFuture, Engine};
 use kiln::gui::{AppConfig, KilnApp};
 use kiln::recipe::template::{Build, Recipe};
+use kiln::secrets::profiles::Profiles;
+use kiln::secrets::ssh_keys::SshKeys;
+use kiln::secrets::{SecretsError, Vault};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -159,6 +166,16 @@ impl Engine for ScriptedEngine {
     }
 }
 
+impl Setup {
+    fn config_path(&self) -> PathBuf {
+        self._dir.path().join("config/config.toml")
+    }
+
+    fn config_exists(&self) -> bool {
+        self.config_path().exists()
+    }
+}
+
 struct Setup {
     _runtime: tokio::runtime::Runtime,
     _dir: tempfile::TempDir,
@@ -168,7 +185,38 @@ struct Setup {
     artifact: PathBuf,
 }
 
+/// The Credentials place on keyring-core's mock store, a config file in the test's folder,
+/// and the strict API test server for the checks.
+struct MockSecrets {
+    vault: Vault,
+    config: PathBuf,
+    ssh_dir: PathBuf,
+    api: Option<String>,
+}
+
+impl SecretsSource for MockSecrets {
+    fn open(&self) -> Result<(Profiles, SshKeys), SecretsError> {
+        Ok((
+            Profiles::new(self.vault.clone(), self.config.clone()),
+            SshKeys::new(self.vault.clone(), self.config.clone()),
+        ))
+    }
+    fn api_endpoint(&self) -> Option<String> {
+        self.api.clone()
+    }
+    fn public_key_dir(&self) -> Option<PathBuf> {
+        Some(self.ssh_dir.clone())
+    }
+}
+
 fn setup(ending: Ending) -> (Setup, Harness<'static, KilnApp>) {
+    setup_with_api(ending, None)
+}
+
+fn setup_with_api(
+    ending: Ending,
+    api_endpoint: Option<String>,
+) -> (Setup, Harness<'static, KilnApp>) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -200,6 +248,12 @@ fn setup(ending: Ending) -> (Setup, Harness<'static, KilnApp>) {
         initial_recipe: None,
         recipes_dir: recipes_dir.clone(),
         started: Instant::now(),
+        secrets: Arc::new(MockSecrets {
+            vault: Vault::with_store(keyring_core::mock::Store::new().unwrap()),
+            config: dir.path().join("config/config.toml"),
+            ssh_dir: dir.path().join("ssh"),
+            api: api_endpoint,
+        }),
     };
     let harness = Harness::builder()
         .with_size([1200.0, 800.0])
@@ -448,4 +502,104 @@ fn the_host_check_lists_the_real_checks_with_copyable_fixes() {
         app.host_checks().is_some()
     });
     harness.get_by_label("qemu-img");
+}
+
+#[test]
+fn credentials_profiles_are_checked_saved_made_default_and_removed_and_keys_generated() {
+    let api = exoscale_api::ApiServer::start();
+    let (setup, mut harness) = setup_with_api(Ending::Success, Some(api.endpoint()));
+    harness.get_by_label("Credentials").click();
+    step_until(&mut harness, "the first read", |app| {
+        app.place() == Place::Credentials
+            && app.credentials().snapshot.is_some()
+            && !app.credentials().busy
+    });
+    harness.get_by_label("No profile yet: add one below.");
+
+    // A wrong secret: checked against the API, refused, nothing stored.
+    let add = |harness: &mut Harness<'_, KilnApp>, name: &str, secret: &str| {
+        type_into(harness, Role::TextInput, "Profile name", name);
+        type_into(harness, Role::TextInput, "API key", exoscale_api::TEST_KEY);
+        type_into(harness, Role::PasswordInput, "API secret", secret);
+        assert!(
+            harness.query_by_value(secret).is_none(),
+            "the secret shows unmasked"
+        );
+        harness.get_by_label("Check and save").click();
+        step_until(harness, "the save", |app| !app.credentials().busy);
+    };
+    add(&mut harness, "work", "not-the-secret");
+    harness.get_by_label_contains("profile `work` not stored: wrong key or secret");
+    assert_eq!(
+        harness.state().credentials().secret,
+        "",
+        "the secret field is cleared once sent"
+    );
+    assert!(!setup.config_exists());
+
+    // The right one (name and key are still in the form): stored, listed, the default (the
+    // first profile); the form is emptied.
+    type_into(
+        &mut harness,
+        Role::PasswordInput,
+        "API secret",
+        exoscale_api::TEST_SECRET,
+    );
+    harness.get_by_label("Check and save").click();
+    step_until(&mut harness, "the save", |app| !app.credentials().busy);
+    harness.get_by_label_contains("stored profile `work` (zone ch-gva-2) (checked: valid)");
+    harness.get_by_label("default");
+    assert_eq!(harness.state().credentials().name, "");
+    assert!(
+        api.seen().iter().any(|s| s.status == 200),
+        "the check was a signed API call"
+    );
+
+    // A second profile, unchecked; then made the default; then the first one removed.
+    harness.get_by_label("Check against the API").click();
+    harness.run();
+    type_into(&mut harness, Role::TextInput, "Profile name", "perso");
+    type_into(&mut harness, Role::TextInput, "API key", "EXOother");
+    type_into(&mut harness, Role::PasswordInput, "API secret", "other");
+    harness.get_by_label("Save").click();
+    step_until(&mut harness, "the save", |app| !app.credentials().busy);
+    harness.get_by_label_contains("stored profile `perso`");
+    harness.get_by_label("Make perso the default").click();
+    step_until(&mut harness, "make default", |app| !app.credentials().busy);
+    harness.get_by_label_contains("`perso` is the default profile");
+    harness.get_by_label("Remove work").click();
+    harness.run();
+    harness.get_by_label("Really remove work?").click();
+    step_until(&mut harness, "the removal", |app| !app.credentials().busy);
+    harness.get_by_label_contains("removed profile `work`");
+    let profiles = harness
+        .state()
+        .credentials()
+        .snapshot
+        .as_ref()
+        .unwrap()
+        .profiles
+        .clone()
+        .unwrap();
+    assert_eq!(profiles.len(), 1);
+    assert!(profiles[0].name == "perso" && profiles[0].is_default);
+    let config = std::fs::read_to_string(setup.config_path()).unwrap();
+    assert!(
+        !config.contains(exoscale_api::TEST_SECRET) && !config.contains("other"),
+        "{config}"
+    );
+
+    // Keys: generate one; it is listed with its fingerprint; remove it.
+    type_into(&mut harness, Role::TextInput, "Key name", "deploy");
+    harness.get_by_label("Generate Ed25519 key").click();
+    step_until(&mut harness, "the key", |app| !app.credentials().busy);
+    harness.get_by_label_contains("generated `deploy` (SHA256:");
+    harness.get_by_label("keyring:deploy");
+    harness.get_by_label("Remove deploy").click();
+    harness.run();
+    harness.get_by_label("Really remove deploy?").click();
+    step_until(&mut harness, "the key removal", |app| {
+        !app.credentials().busy
+    });
+    assert!(harness.query_by_label("keyring:deploy").is_none());
 }

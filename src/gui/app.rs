@@ -14,6 +14,8 @@ use crate::cli::doctor::{Check, Status};
 
 use super::build_panel::{self, BuildAction, LogTab};
 use super::build_state::BuildState;
+use super::credentials::{self, SecretsSource};
+use super::credentials_panel::{self, CredentialsPanel};
 use super::engine::{self, Engine, Inbox, Message};
 use super::host_panel::{self, HostAction};
 use super::recipes_panel::{self, RecipesPanel};
@@ -36,6 +38,8 @@ pub struct AppConfig {
     pub recipes_dir: PathBuf,
     /// When the process started, to log the time to the first frame.
     pub started: Instant,
+    /// Where the Credentials place reads and stores profiles and keys.
+    pub secrets: Arc<dyn SecretsSource>,
 }
 
 /// The places of the sidebar.
@@ -46,6 +50,8 @@ pub enum Place {
     Recipes,
     /// The current build.
     Build,
+    /// Exoscale profiles and SSH keys in the OS keyring.
+    Credentials,
     /// The host check.
     Host,
 }
@@ -75,6 +81,9 @@ pub struct KilnApp {
     build: Option<BuildState>,
     cancel: Option<CancellationToken>,
     host: Option<Vec<Check>>,
+    secrets: Arc<dyn SecretsSource>,
+    credentials: CredentialsPanel,
+    credentials_read: bool,
 }
 
 impl KilnApp {
@@ -108,6 +117,9 @@ impl KilnApp {
             build: None,
             cancel: None,
             host: None,
+            secrets: config.secrets,
+            credentials: CredentialsPanel::default(),
+            credentials_read: false,
         };
         app.open_recipe(first);
         engine::check_host(&app.runtime, app.inbox.clone());
@@ -129,6 +141,11 @@ impl KilnApp {
         self.host.as_deref()
     }
 
+    /// The Credentials place's state.
+    pub fn credentials(&self) -> &CredentialsPanel {
+        &self.credentials
+    }
+
     /// The place shown.
     pub fn place(&self) -> Place {
         self.saved.place
@@ -142,6 +159,15 @@ impl KilnApp {
         self.saved.recipe = Some(path);
         self.saved.place = Place::Recipes;
         self.open = Some(open);
+    }
+
+    fn run_credentials(&self, action: credentials::Action) {
+        credentials::run(
+            &self.runtime,
+            self.secrets.clone(),
+            action,
+            self.inbox.clone(),
+        );
     }
 
     fn build_running(&self) -> bool {
@@ -191,6 +217,7 @@ impl KilnApp {
             _ => "Build",
         };
         ui.selectable_value(&mut self.saved.place, Place::Build, build_label);
+        ui.selectable_value(&mut self.saved.place, Place::Credentials, "Credentials");
         ui.selectable_value(&mut self.saved.place, Place::Host, "Host check");
         ui.add_space(theme::GAP);
         if ui.checkbox(&mut self.saved.dark, "Dark theme").changed() {
@@ -263,6 +290,7 @@ impl eframe::App for KilnApp {
                     self.cancel = None;
                 }
                 Message::HostChecked(checks) => self.host = Some(checks),
+                Message::Credentials(snapshot) => self.credentials.receive(snapshot),
             }
         }
     }
@@ -324,6 +352,26 @@ impl eframe::App for KilnApp {
                     .inner;
                 if action == Some(BuildAction::Cancel) {
                     self.cancel_build();
+                }
+            }
+            Place::Credentials => {
+                // The keyring is opened the first time the place is shown, not at start-up.
+                if !self.credentials_read {
+                    self.credentials_read = true;
+                    self.credentials.busy = true;
+                    self.run_credentials(credentials::Action::Refresh);
+                }
+                let action = egui::CentralPanel::default()
+                    .show(ui, |ui| {
+                        egui::ScrollArea::vertical()
+                            .show(ui, |ui| {
+                                credentials_panel::credentials_ui(ui, &mut self.credentials)
+                            })
+                            .inner
+                    })
+                    .inner;
+                if let Some(action) = action {
+                    self.run_credentials(action);
                 }
             }
             Place::Host => {

@@ -59,6 +59,8 @@ pub enum Message {
     Finished(BuildReport),
     /// The host check is done.
     HostChecked(Vec<Check>),
+    /// A credentials action is done (or the first read): what the keyring holds now.
+    Credentials(super::credentials::Snapshot),
 }
 
 /// The sending end of the window's inbox: every message wakes the window.

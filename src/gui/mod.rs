@@ -5,6 +5,8 @@
 pub mod app;
 pub mod build_panel;
 pub mod build_state;
+pub mod credentials;
+pub mod credentials_panel;
 pub mod engine;
 pub mod host_panel;
 pub mod log_buffer;
@@ -44,5 +46,6 @@ pub fn default_config(runtime: tokio::runtime::Handle, started: std::time::Insta
         initial_recipe: None,
         recipes_dir: crate::recipes::recipes_dir(),
         started,
+        secrets: Arc::new(credentials::PlatformSecrets),
     }
 }

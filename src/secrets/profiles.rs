@@ -129,6 +129,19 @@ impl Profiles {
         Ok(had_secret || listed)
     }
 
+    /// Makes `name` the default profile.
+    pub fn set_default(&self, name: &str) -> Result<(), SecretsError> {
+        let mut config = self.config()?;
+        if !config.profiles.contains_key(name) {
+            return Err(SecretsError::UnknownProfile {
+                name: name.to_string(),
+                known: config.profile_names(),
+            });
+        }
+        config.default_profile = Some(name.to_string());
+        config.save(&self.config_path)
+    }
+
     /// The name of `name` or, when `None`, of the default profile.
     pub fn resolve_name(&self, name: Option<&str>) -> Result<String, SecretsError> {
         match name {
@@ -182,7 +195,16 @@ pub fn load(name: &str, redactor: &Redactor) -> Result<ExoscaleCredentials, Secr
 /// Checks `credentials` against the API of `zone` with an authenticated list call (the
 /// organisation's private templates). The endpoint is `EXOSCALE_API_ENDPOINT` when set.
 pub async fn check(zone: &str, credentials: &Credentials) -> CheckOutcome {
-    let endpoint = zone::endpoint_override(None);
+    check_at(zone, zone::endpoint_override(None).as_deref(), credentials).await
+}
+
+/// [`check`] against `endpoint` (`{zone}` replaced), or the zone's standard endpoint.
+pub async fn check_at(
+    zone: &str,
+    endpoint: Option<&str>,
+    credentials: &Credentials,
+) -> CheckOutcome {
+    let endpoint = endpoint.map(str::to_string);
     // A check answers a person waiting: one retry, a short timeout.
     let mut options = ClientOptions::default();
     options.retry.max_attempts = 2;
