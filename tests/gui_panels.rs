@@ -210,12 +210,15 @@ impl SecretsSource for MockSecrets {
 }
 
 fn setup(ending: Ending) -> (Setup, Harness<'static, KilnApp>) {
-    setup_with_api(ending, None)
+    setup_with_api(ending, None, None)
 }
 
+/// The window with the API test server at `api_endpoint` for its checks and listings, and a
+/// stored default `profile` holding the server's key and secret.
 fn setup_with_api(
     ending: Ending,
     api_endpoint: Option<String>,
+    profile: Option<&str>,
 ) -> (Setup, Harness<'static, KilnApp>) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -242,18 +245,34 @@ fn setup_with_api(
         artifact: artifact.clone(),
         received: received.clone(),
     });
+    let secrets = Arc::new(MockSecrets {
+        vault: Vault::with_store(keyring_core::mock::Store::new().unwrap()),
+        config: dir.path().join("config/config.toml"),
+        ssh_dir: dir.path().join("ssh"),
+        api: api_endpoint,
+    });
+    if let Some(profile) = profile {
+        let (profiles, _) = secrets.open().unwrap();
+        profiles
+            .save(
+                profile,
+                "ch-gva-2",
+                &kiln::exoscale::Credentials::new(
+                    exoscale_api::TEST_KEY,
+                    kiln::recipe::secret::Secret::new(exoscale_api::TEST_SECRET),
+                )
+                .unwrap(),
+                true,
+            )
+            .unwrap();
+    }
     let config = AppConfig {
         runtime: runtime.handle().clone(),
         engine,
         initial_recipe: None,
         recipes_dir: recipes_dir.clone(),
         started: Instant::now(),
-        secrets: Arc::new(MockSecrets {
-            vault: Vault::with_store(keyring_core::mock::Store::new().unwrap()),
-            config: dir.path().join("config/config.toml"),
-            ssh_dir: dir.path().join("ssh"),
-            api: api_endpoint,
-        }),
+        secrets: secrets.clone(),
     };
     let harness = Harness::builder()
         .with_size([1200.0, 800.0])
@@ -507,7 +526,7 @@ fn the_host_check_lists_the_real_checks_with_copyable_fixes() {
 #[test]
 fn credentials_profiles_are_checked_saved_made_default_and_removed_and_keys_generated() {
     let api = exoscale_api::ApiServer::start();
-    let (setup, mut harness) = setup_with_api(Ending::Success, Some(api.endpoint()));
+    let (setup, mut harness) = setup_with_api(Ending::Success, Some(api.endpoint()), None);
     harness.get_by_label("Credentials").click();
     step_until(&mut harness, "the first read", |app| {
         app.place() == Place::Credentials
@@ -602,4 +621,76 @@ fn credentials_profiles_are_checked_saved_made_default_and_removed_and_keys_gene
         !app.credentials().busy
     });
     assert!(harness.query_by_label("keyring:deploy").is_none());
+}
+
+fn template(name: &str, days: i64) -> serde_json::Value {
+    serde_json::json!({
+        "name": name,
+        "size": 10737418240u64,
+        "boot-mode": "legacy",
+        "visibility": "private",
+        "created-at": (chrono::Utc::now() - chrono::Duration::days(days))
+            .format("%Y-%m-%dT%H:%M:%SZ")
+            .to_string(),
+        "default-user": "debian",
+    })
+}
+
+#[test]
+fn templates_are_listed_across_zones_marked_stale_renamed_copied_and_deleted() {
+    let api = exoscale_api::ApiServer::start();
+    let old = api.add_template("de-fra-1", template("Debian 12 2026-10-01", 45));
+    let fresh = api.add_template("at-vie-1", template("Debian 12 2026-11-24", 2));
+    let (_setup, mut harness) = setup_with_api(Ending::Success, Some(api.endpoint()), Some("work"));
+    harness.get_by_label("Templates").click();
+    step_until(&mut harness, "the listing", |app| {
+        app.templates().listing.is_some() && !app.templates().busy
+    });
+    let listing = harness.state().templates().listing.clone().unwrap();
+    assert!(listing.errors.is_empty(), "{:?}", listing.errors);
+    assert_eq!(listing.templates.len(), 2, "every zone was asked");
+    harness.get_by_label("2 templates, 1 stale");
+    harness.get_by_label("45 days STALE");
+    harness.get_by_label("2 days");
+
+    // The stale threshold is the user's: 60 days and nothing is stale.
+    harness.state_mut().templates_mut().stale_after_days = 60;
+    harness.run();
+    harness.get_by_label("2 templates, 0 stale");
+
+    // Filter, select, rename.
+    type_into(&mut harness, Role::TextInput, "Filter", "11-24");
+    harness.get_by_label("1 template, 0 stale");
+    harness.get_by_label("Debian 12 2026-11-24").click();
+    harness.run();
+    harness.get_by_label(fresh.as_str());
+    type_into(&mut harness, Role::TextInput, "New name", " (golden)");
+    harness.get_by_label("Rename").click();
+    step_until(&mut harness, "the rename", |app| !app.templates().busy);
+    harness.get_by_label_contains("renamed template");
+    assert!(
+        api.templates("at-vie-1")
+            .iter()
+            .any(|t| t["name"] == "Debian 12 2026-11-24 (golden)"),
+        "{:?}",
+        api.templates("at-vie-1")
+    );
+
+    // Copy to another zone.
+    harness.get_by_label("Copy").click();
+    step_until(&mut harness, "the copy", |app| !app.templates().busy);
+    harness.get_by_label_contains(&format!("copied template {fresh} from at-vie-1 to"));
+
+    // Delete the old one, confirmed.
+    harness.state_mut().templates_mut().filter.clear();
+    harness.run();
+    harness.get_by_label("Debian 12 2026-10-01").click();
+    harness.run();
+    harness.get_by_label("Delete…").click();
+    harness.run();
+    harness.get_by_label("This cannot be undone.");
+    harness.get_by_label("Really delete").click();
+    step_until(&mut harness, "the deletion", |app| !app.templates().busy);
+    harness.get_by_label_contains(&format!("deleted template {old} in de-fra-1"));
+    assert!(api.templates("de-fra-1").is_empty());
 }

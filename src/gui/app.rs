@@ -20,6 +20,8 @@ use super::engine::{self, Engine, Inbox, Message};
 use super::host_panel::{self, HostAction};
 use super::recipes_panel::{self, RecipesPanel};
 use super::session::{self, OpenRecipe};
+use super::templates;
+use super::templates_panel::{self, TemplatesPanel};
 use super::theme;
 use super::variables_panel;
 
@@ -50,6 +52,8 @@ pub enum Place {
     Recipes,
     /// The current build.
     Build,
+    /// The templates published on Exoscale.
+    Templates,
     /// Exoscale profiles and SSH keys in the OS keyring.
     Credentials,
     /// The host check.
@@ -84,6 +88,8 @@ pub struct KilnApp {
     secrets: Arc<dyn SecretsSource>,
     credentials: CredentialsPanel,
     credentials_read: bool,
+    templates: TemplatesPanel,
+    templates_read: bool,
 }
 
 impl KilnApp {
@@ -120,6 +126,8 @@ impl KilnApp {
             secrets: config.secrets,
             credentials: CredentialsPanel::default(),
             credentials_read: false,
+            templates: TemplatesPanel::default(),
+            templates_read: false,
         };
         app.open_recipe(first);
         engine::check_host(&app.runtime, app.inbox.clone());
@@ -146,6 +154,16 @@ impl KilnApp {
         &self.credentials
     }
 
+    /// The Templates place's state.
+    pub fn templates(&self) -> &TemplatesPanel {
+        &self.templates
+    }
+
+    /// The Templates place's state, to change (tests, as a user's typing would).
+    pub fn templates_mut(&mut self) -> &mut TemplatesPanel {
+        &mut self.templates
+    }
+
     /// The place shown.
     pub fn place(&self) -> Place {
         self.saved.place
@@ -159,6 +177,26 @@ impl KilnApp {
         self.saved.recipe = Some(path);
         self.saved.place = Place::Recipes;
         self.open = Some(open);
+    }
+
+    /// The keyring is opened the first time a place needs it, not at start-up.
+    fn read_credentials_once(&mut self) {
+        if !self.credentials_read {
+            self.credentials_read = true;
+            self.credentials.busy = true;
+            self.run_credentials(credentials::Action::Refresh);
+        }
+    }
+
+    fn run_templates(&mut self, action: Option<templates::Action>) {
+        self.templates.busy = true;
+        templates::run(
+            &self.runtime,
+            self.secrets.clone(),
+            self.templates.query(),
+            action,
+            self.inbox.clone(),
+        );
     }
 
     fn run_credentials(&self, action: credentials::Action) {
@@ -217,6 +255,7 @@ impl KilnApp {
             _ => "Build",
         };
         ui.selectable_value(&mut self.saved.place, Place::Build, build_label);
+        ui.selectable_value(&mut self.saved.place, Place::Templates, "Templates");
         ui.selectable_value(&mut self.saved.place, Place::Credentials, "Credentials");
         ui.selectable_value(&mut self.saved.place, Place::Host, "Host check");
         ui.add_space(theme::GAP);
@@ -291,6 +330,7 @@ impl eframe::App for KilnApp {
                 }
                 Message::HostChecked(checks) => self.host = Some(checks),
                 Message::Credentials(snapshot) => self.credentials.receive(snapshot),
+                Message::Templates(listing) => self.templates.receive(listing),
             }
         }
     }
@@ -354,13 +394,44 @@ impl eframe::App for KilnApp {
                     self.cancel_build();
                 }
             }
-            Place::Credentials => {
-                // The keyring is opened the first time the place is shown, not at start-up.
-                if !self.credentials_read {
-                    self.credentials_read = true;
-                    self.credentials.busy = true;
-                    self.run_credentials(credentials::Action::Refresh);
+            Place::Templates => {
+                // Listed the first time the place is shown (it needs the network).
+                self.read_credentials_once();
+                if !self.templates_read {
+                    self.templates_read = true;
+                    self.templates.busy = true;
+                    self.run_templates(None);
                 }
+                let profiles: Vec<String> = self
+                    .credentials
+                    .snapshot
+                    .as_ref()
+                    .and_then(|s| s.profiles.as_ref().ok())
+                    .map(|list| list.iter().map(|p| p.name.clone()).collect())
+                    .unwrap_or_default();
+                let now = chrono::Utc::now();
+                let request = egui::CentralPanel::default()
+                    .show(ui, |ui| {
+                        egui::ScrollArea::vertical()
+                            .show(ui, |ui| {
+                                templates_panel::templates_ui(
+                                    ui,
+                                    &mut self.templates,
+                                    &profiles,
+                                    now,
+                                )
+                            })
+                            .inner
+                    })
+                    .inner;
+                match request {
+                    Some(templates_panel::Request::Refresh) => self.run_templates(None),
+                    Some(templates_panel::Request::Act(action)) => self.run_templates(Some(action)),
+                    None => {}
+                }
+            }
+            Place::Credentials => {
+                self.read_credentials_once();
                 let action = egui::CentralPanel::default()
                     .show(ui, |ui| {
                         egui::ScrollArea::vertical()

@@ -236,9 +236,8 @@ fn row_button(ui: &mut egui::Ui, text: &str, accessible: &str) -> egui::Response
     let response = ui.button(text).on_hover_text(accessible);
     let accessible = accessible.to_string();
     let enabled = response.enabled();
-    response.widget_info(|| {
-        egui::WidgetInfo::labeled(egui::Role::Button, enabled, accessible.clone())
-    });
+    response
+        .widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, enabled, accessible.clone()));
     response
 }
 

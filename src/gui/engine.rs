@@ -61,6 +61,8 @@ pub enum Message {
     HostChecked(Vec<Check>),
     /// A credentials action is done (or the first read): what the keyring holds now.
     Credentials(super::credentials::Snapshot),
+    /// A templates listing (after an action, when there was one).
+    Templates(super::templates::Listing),
 }
 
 /// The sending end of the window's inbox: every message wakes the window.

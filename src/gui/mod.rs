@@ -12,6 +12,8 @@ pub mod host_panel;
 pub mod log_buffer;
 pub mod recipes_panel;
 pub mod session;
+pub mod templates;
+pub mod templates_panel;
 pub mod theme;
 pub mod variables_panel;
 

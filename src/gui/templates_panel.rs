@@ -1,0 +1,265 @@
+//! The Templates place: the templates published on Exoscale, for a profile and one zone or
+//! every zone; a table with name, zone, size, boot mode, created, age and a stale mark (older
+//! than a threshold the user sets); a filter; per template: rename, copy to a zone, delete
+//! (confirmed). Errors are shown in place; zones that answer are listed all the same.
+
+use chrono::{DateTime, Utc};
+
+use super::templates::{Action, Listing, Query};
+use super::theme;
+use crate::cli::templates::format;
+use crate::exoscale::zone::EXOSCALE_ZONES;
+
+/// The place's state.
+#[derive(Debug)]
+pub struct TemplatesPanel {
+    /// The profile to use (`None`: the environment, else the default profile).
+    pub profile: Option<String>,
+    /// One zone, or every zone.
+    pub zone: Option<String>,
+    /// Templates older than this many days are marked stale.
+    pub stale_after_days: u32,
+    /// Only templates whose name contains this (case-insensitive).
+    pub filter: String,
+    /// The last listing (`None`: none yet).
+    pub listing: Option<Listing>,
+    /// A request is running.
+    pub busy: bool,
+    /// The template whose actions are open: (zone, id).
+    pub selected: Option<(String, String)>,
+    /// The new name typed for the selected template.
+    pub new_name: String,
+    /// The zone to copy the selected template to.
+    pub copy_to: String,
+    /// A deletion waiting for its confirmation: (zone, id).
+    pub confirm_delete: Option<(String, String)>,
+}
+
+impl Default for TemplatesPanel {
+    fn default() -> Self {
+        Self {
+            profile: None,
+            zone: None,
+            stale_after_days: crate::cli::templates::list::DEFAULT_STALE_AFTER_DAYS,
+            filter: String::new(),
+            listing: None,
+            busy: false,
+            selected: None,
+            new_name: String::new(),
+            copy_to: EXOSCALE_ZONES[0].to_string(),
+            confirm_delete: None,
+        }
+    }
+}
+
+impl TemplatesPanel {
+    /// The query the panel's choices describe.
+    pub fn query(&self) -> Query {
+        Query {
+            profile: self.profile.clone(),
+            zone: self.zone.clone(),
+        }
+    }
+
+    /// Takes in a listing.
+    pub fn receive(&mut self, listing: Listing) {
+        self.listing = Some(listing);
+        self.busy = false;
+    }
+}
+
+/// What the user asked for.
+#[derive(Debug)]
+pub enum Request {
+    /// List again with the panel's query.
+    Refresh,
+    /// Act on a template, then list again.
+    Act(Action),
+}
+
+/// Draws the place; `profiles` are the names to choose from.
+pub fn templates_ui(
+    ui: &mut egui::Ui,
+    panel: &mut TemplatesPanel,
+    profiles: &[String],
+    now: DateTime<Utc>,
+) -> Option<Request> {
+    let palette = theme::current(ui.ctx());
+    let mut request = None;
+    ui.horizontal(|ui| {
+        ui.heading("Templates");
+        if ui
+            .add_enabled(!panel.busy, egui::Button::new("Refresh"))
+            .clicked()
+        {
+            request = Some(Request::Refresh);
+        }
+        if panel.busy {
+            ui.spinner();
+        }
+    });
+    ui.horizontal_wrapped(|ui| {
+        let before = (panel.profile.clone(), panel.zone.clone());
+        egui::ComboBox::from_label("Profile")
+            .selected_text(panel.profile.clone().unwrap_or_else(|| "default".into()))
+            .show_ui(ui, |ui| {
+                ui.selectable_value(&mut panel.profile, None, "default");
+                for name in profiles {
+                    ui.selectable_value(&mut panel.profile, Some(name.clone()), name);
+                }
+            });
+        egui::ComboBox::from_label("Zones")
+            .selected_text(panel.zone.clone().unwrap_or_else(|| "all zones".into()))
+            .show_ui(ui, |ui| {
+                ui.selectable_value(&mut panel.zone, None, "all zones");
+                for zone in EXOSCALE_ZONES {
+                    ui.selectable_value(&mut panel.zone, Some(zone.to_string()), *zone);
+                }
+            });
+        if (panel.profile.clone(), panel.zone.clone()) != before && !panel.busy {
+            request = Some(Request::Refresh);
+        }
+        let l = ui.label("Stale after");
+        ui.add(
+            egui::DragValue::new(&mut panel.stale_after_days)
+                .range(1..=3650)
+                .suffix(" days"),
+        )
+        .labelled_by(l.id);
+        let l = ui.label("Filter");
+        ui.add(egui::TextEdit::singleline(&mut panel.filter).desired_width(160.0))
+            .labelled_by(l.id);
+    });
+    ui.add_space(theme::GAP);
+    let Some(listing) = &panel.listing else {
+        ui.label("Press Refresh to list the templates.");
+        return request;
+    };
+    if let Some(status) = &listing.status {
+        match status {
+            Ok(done) => ui.colored_label(palette.ok, done),
+            Err(why) => ui.colored_label(palette.fail, why),
+        };
+    }
+    for error in &listing.errors {
+        ui.colored_label(palette.fail, error);
+    }
+    let needle = panel.filter.to_lowercase();
+    let shown: Vec<_> = listing
+        .templates
+        .iter()
+        .filter(|t| needle.is_empty() || t.template.display_name().to_lowercase().contains(&needle))
+        .collect();
+    let stale_count = shown
+        .iter()
+        .filter(|t| {
+            t.template
+                .created()
+                .is_some_and(|c| format::is_stale(c, now, panel.stale_after_days))
+        })
+        .count();
+    ui.label(format!(
+        "{} template{}, {stale_count} stale",
+        shown.len(),
+        if shown.len() == 1 { "" } else { "s" }
+    ));
+    egui::Grid::new("templates")
+        .striped(true)
+        .spacing([theme::GAP * 2.0, theme::GAP / 2.0])
+        .show(ui, |ui| {
+            for header in ["Name", "Zone", "Size", "Boot", "Created", "Age", ""] {
+                ui.strong(header);
+            }
+            ui.end_row();
+            for t in &shown {
+                let name = t.template.display_name().to_string();
+                let key = (t.zone.clone(), t.template.id.clone());
+                let selected = panel.selected.as_ref() == Some(&key);
+                if ui.selectable_label(selected, &name).clicked() {
+                    panel.selected = if selected { None } else { Some(key.clone()) };
+                    panel.new_name = name.clone();
+                    panel.confirm_delete = None;
+                }
+                ui.label(&t.zone);
+                ui.label(format::size(&t.template));
+                ui.label(t.template.boot_mode.clone().unwrap_or_else(|| "-".into()));
+                ui.label(format::created(&t.template));
+                match t.template.created() {
+                    Some(c) if format::is_stale(c, now, panel.stale_after_days) => {
+                        ui.colored_label(palette.warn, format!("{} STALE", format::age(c, now)))
+                    }
+                    Some(c) => ui.label(format::age(c, now)),
+                    None => ui.label("-"),
+                };
+                ui.label("");
+                ui.end_row();
+            }
+        });
+    if let Some((zone, id)) = panel.selected.clone()
+        && let Some(t) = shown.iter().find(|t| t.zone == zone && t.template.id == id)
+    {
+        ui.add_space(theme::GAP);
+        ui.separator();
+        ui.strong(format!("{} ({zone})", t.template.display_name()));
+        ui.add(egui::Label::new(egui::RichText::new(&id).monospace()).selectable(true));
+        if let Some(d) = &t.template.description {
+            ui.label(d);
+        }
+        ui.horizontal(|ui| {
+            let l = ui.label("New name");
+            ui.add(egui::TextEdit::singleline(&mut panel.new_name).desired_width(260.0))
+                .labelled_by(l.id);
+            let ok = !panel.new_name.trim().is_empty() && !panel.busy;
+            if ui.add_enabled(ok, egui::Button::new("Rename")).clicked() {
+                request = Some(Request::Act(Action::Rename {
+                    zone: zone.clone(),
+                    id: id.clone(),
+                    name: panel.new_name.trim().to_string(),
+                }));
+            }
+        });
+        ui.horizontal(|ui| {
+            egui::ComboBox::from_label("Copy to")
+                .selected_text(panel.copy_to.clone())
+                .show_ui(ui, |ui| {
+                    for z in EXOSCALE_ZONES.iter().filter(|z| **z != zone) {
+                        ui.selectable_value(&mut panel.copy_to, z.to_string(), *z);
+                    }
+                });
+            let ok = panel.copy_to != zone && !panel.busy;
+            if ui.add_enabled(ok, egui::Button::new("Copy")).clicked() {
+                request = Some(Request::Act(Action::Copy {
+                    zone: zone.clone(),
+                    id: id.clone(),
+                    to: panel.copy_to.clone(),
+                }));
+            }
+        });
+        let key = (zone.clone(), id.clone());
+        if panel.confirm_delete.as_ref() == Some(&key) {
+            ui.horizontal(|ui| {
+                ui.colored_label(palette.fail, "This cannot be undone.");
+                if ui.button("Really delete").clicked() {
+                    panel.confirm_delete = None;
+                    panel.selected = None;
+                    request = Some(Request::Act(Action::Delete {
+                        zone: zone.clone(),
+                        id: id.clone(),
+                    }));
+                }
+                if ui.button("Keep").clicked() {
+                    panel.confirm_delete = None;
+                }
+            });
+        } else if ui
+            .add_enabled(!panel.busy, egui::Button::new("Delete…"))
+            .clicked()
+        {
+            panel.confirm_delete = Some(key);
+        }
+    }
+    if request.is_some() {
+        panel.busy = true;
+    }
+    request
+}
