@@ -146,7 +146,9 @@ impl ObjectStore {
         cancel: &CancellationToken,
     ) -> Result<(Vec<CompletedPart>, String), StoreError> {
         let started = Instant::now();
-        let mut md5 = md5::Md5::new();
+        // The MD5 is computed on its own thread as parts are read, so hashing overlaps the
+        // uploads instead of delaying the next read (the buffers are shared, not copied).
+        let hasher = options.compute_md5.then(Md5Thread::start);
         let mut tasks: JoinSet<Result<(CompletedPart, u64), StoreError>> = JoinSet::new();
         let mut completed = Vec::with_capacity(plan.count() as usize);
         let mut next = 0;
@@ -162,12 +164,13 @@ impl ObjectStore {
                     }
                     () = cancel.cancelled() => return Err(StoreError::Cancelled),
                 }
-                if options.compute_md5 {
-                    md5.update(&buffer);
+                let body = bytes::Bytes::from(buffer);
+                if let Some(hasher) = &hasher {
+                    hasher.feed(body.clone()).await;
                 }
                 let part = Part {
                     number: i32::try_from(next + 1).expect("at most 10,000 parts"),
-                    body: bytes::Bytes::from(buffer),
+                    body,
                 };
                 let store = self.clone();
                 let (key, upload_id) = (key.to_string(), upload_id.to_string());
@@ -195,10 +198,9 @@ impl ObjectStore {
             completed.push(part);
         }
         completed.sort_by_key(|p| p.part_number());
-        let md5 = if options.compute_md5 {
-            hex::encode(md5.finalize())
-        } else {
-            String::new()
+        let md5 = match hasher {
+            Some(hasher) => hasher.finish().await?,
+            None => String::new(),
         };
         Ok((completed, md5))
     }
@@ -303,5 +305,41 @@ impl ObjectStore {
                 "could not abort the multipart upload; remove it with an S3 client (ListMultipartUploads/AbortMultipartUpload)"
             );
         }
+    }
+}
+
+/// A thread hashing the parts in order; at most a few parts wait for it.
+struct Md5Thread {
+    parts: tokio::sync::mpsc::Sender<bytes::Bytes>,
+    done: tokio::sync::oneshot::Receiver<String>,
+}
+
+impl Md5Thread {
+    fn start() -> Self {
+        let (parts, mut queue) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
+        let (tx, done) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            let mut md5 = md5::Md5::new();
+            while let Some(part) = queue.blocking_recv() {
+                md5.update(&part);
+            }
+            let _ = tx.send(hex::encode(md5.finalize()));
+        });
+        Self { parts, done }
+    }
+
+    /// Queues the next part (waits when the hasher is four parts behind).
+    async fn feed(&self, part: bytes::Bytes) {
+        // The thread only stops when this sender is dropped, so sending cannot fail.
+        let _ = self.parts.send(part).await;
+    }
+
+    /// The MD5 of everything fed, once the thread has hashed it.
+    async fn finish(self) -> Result<String, StoreError> {
+        drop(self.parts);
+        self.done.await.map_err(|_| StoreError::Request {
+            operation: "MD5".into(),
+            message: "the hashing thread stopped".into(),
+        })
     }
 }
