@@ -63,36 +63,36 @@ fn kiln_upload(
     took
 }
 
+/// `rclone` with a remote `garage:` at `endpoint` (configured through its environment).
+fn rclone(endpoint: &str) -> Command {
+    let mut command = Command::new("rclone");
+    command
+        // The host's CA bundle variable makes rclone's S3 client refuse plain HTTP.
+        .env_remove("AWS_CA_BUNDLE")
+        .env("RCLONE_CONFIG_GARAGE_TYPE", "s3")
+        .env("RCLONE_CONFIG_GARAGE_PROVIDER", "Other")
+        .env("RCLONE_CONFIG_GARAGE_ENDPOINT", endpoint)
+        .env("RCLONE_CONFIG_GARAGE_REGION", garage::ZONE)
+        .env("RCLONE_CONFIG_GARAGE_FORCE_PATH_STYLE", "true")
+        .env("RCLONE_CONFIG_GARAGE_ACCESS_KEY_ID", TEST_KEY)
+        .env("RCLONE_CONFIG_GARAGE_SECRET_ACCESS_KEY", TEST_SECRET);
+    command
+}
+
 fn rclone_upload(endpoint: &str, bucket: &str, file: &Path, key: &str) -> Duration {
     let started = Instant::now();
-    let status = Command::new("rclone")
+    let status = rclone(endpoint)
         .args(["copyto", "--s3-disable-checksum", "--s3-chunk-size", "16M"])
         .args(["--s3-upload-concurrency", &CONCURRENCY.to_string()])
         .arg(file)
         .arg(format!("garage:{bucket}/{key}"))
-        .env_remove("AWS_CA_BUNDLE")
-        .env("RCLONE_CONFIG_GARAGE_TYPE", "s3")
-        .env("RCLONE_CONFIG_GARAGE_PROVIDER", "Other")
-        .env("RCLONE_CONFIG_GARAGE_ENDPOINT", endpoint)
-        .env("RCLONE_CONFIG_GARAGE_REGION", garage::ZONE)
-        .env("RCLONE_CONFIG_GARAGE_FORCE_PATH_STYLE", "true")
-        .env("RCLONE_CONFIG_GARAGE_ACCESS_KEY_ID", TEST_KEY)
-        .env("RCLONE_CONFIG_GARAGE_SECRET_ACCESS_KEY", TEST_SECRET)
         .status()
         .expect("rclone (apt-get install -y rclone)");
     let took = started.elapsed();
     assert!(status.success(), "rclone failed");
-    let _ = Command::new("rclone")
-        .args(["deletefile"])
+    let _ = rclone(endpoint)
+        .arg("deletefile")
         .arg(format!("garage:{bucket}/{key}"))
-        .env_remove("AWS_CA_BUNDLE")
-        .env("RCLONE_CONFIG_GARAGE_TYPE", "s3")
-        .env("RCLONE_CONFIG_GARAGE_PROVIDER", "Other")
-        .env("RCLONE_CONFIG_GARAGE_ENDPOINT", endpoint)
-        .env("RCLONE_CONFIG_GARAGE_REGION", garage::ZONE)
-        .env("RCLONE_CONFIG_GARAGE_FORCE_PATH_STYLE", "true")
-        .env("RCLONE_CONFIG_GARAGE_ACCESS_KEY_ID", TEST_KEY)
-        .env("RCLONE_CONFIG_GARAGE_SECRET_ACCESS_KEY", TEST_SECRET)
         .status();
     took
 }

@@ -34,21 +34,7 @@ fn text(bytes: &[u8]) -> String {
 }
 
 fn kiln_on(keyring: &SecretService, args: &[&str], stdin: &str) -> String {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_kiln"));
-    keyring.apply(&mut command).args(args);
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = keyring.run(Command::new(env!("CARGO_BIN_EXE_kiln")).args(args), stdin);
     assert!(out.status.success(), "kiln {args:?}: {}", text(&out.stderr));
     text(&out.stdout)
 }

@@ -8,7 +8,6 @@ mod exoscale_api;
 #[path = "support/secret_service.rs"]
 mod secret_service;
 
-use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
@@ -23,27 +22,12 @@ fn text(bytes: &[u8]) -> String {
 /// Runs kiln on `keyring`, the API at `server` (when given), `stdin` on standard input.
 fn kiln(keyring: &SecretService, server: Option<&ApiServer>, args: &[&str], stdin: &str) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_kiln"));
-    keyring
-        .apply(&mut command)
-        .args(args)
-        .env_remove("KILN_LOG");
+    command.args(args).env_remove("KILN_LOG");
     match server {
         Some(s) => command.env("EXOSCALE_API_ENDPOINT", s.endpoint()),
         None => command.env_remove("EXOSCALE_API_ENDPOINT"),
     };
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    keyring.run(&mut command, stdin)
 }
 
 fn ok(out: &Output) -> String {

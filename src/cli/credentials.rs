@@ -7,9 +7,9 @@ use std::io::Write;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
+use super::failure::{self, Failure};
 use crate::exoscale::zone::{self, DEFAULT_EXOSCALE_ZONE};
 use crate::exoscale::{ApiError, Credentials};
-use crate::secrets::SecretsError;
 use crate::secrets::profiles::{self, CheckOutcome, Profiles};
 use crate::secrets::prompt::{self, Source};
 
@@ -71,36 +71,7 @@ pub fn run(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> std::io::Result<i32> {
-    match execute(args, out, err) {
-        Ok(code) => Ok(code),
-        Err(Failure::Io(e)) => Err(e),
-        Err(Failure::Secrets(e)) => {
-            writeln!(err, "kiln: {e}")?;
-            Ok(1)
-        }
-        Err(Failure::Refused(why)) => {
-            writeln!(err, "kiln: {why}")?;
-            Ok(2)
-        }
-    }
-}
-
-enum Failure {
-    Secrets(SecretsError),
-    Refused(String),
-    Io(std::io::Error),
-}
-
-impl From<SecretsError> for Failure {
-    fn from(e: SecretsError) -> Self {
-        Failure::Secrets(e)
-    }
-}
-
-impl From<std::io::Error> for Failure {
-    fn from(e: std::io::Error) -> Self {
-        Failure::Io(e)
-    }
+    failure::exit_code(execute(args, out, err), err)
 }
 
 fn execute(

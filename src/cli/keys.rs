@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand};
 use serde_json::json;
 
+use super::failure::{self, Failure};
 use crate::recipe::secret::Secret;
 use crate::secrets::SecretsError;
 use crate::secrets::config::Config;
@@ -66,31 +67,7 @@ pub enum KeysCommand {
 
 /// Runs `kiln keys`: exit 0 done, 1 failed.
 pub fn run(args: &KeysArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::io::Result<i32> {
-    match execute(args, out, err) {
-        Ok(code) => Ok(code),
-        Err(Failure::Io(e)) => Err(e),
-        Err(Failure::Secrets(e)) => {
-            writeln!(err, "kiln: {e}")?;
-            Ok(1)
-        }
-    }
-}
-
-enum Failure {
-    Secrets(SecretsError),
-    Io(std::io::Error),
-}
-
-impl From<SecretsError> for Failure {
-    fn from(e: SecretsError) -> Self {
-        Failure::Secrets(e)
-    }
-}
-
-impl From<std::io::Error> for Failure {
-    fn from(e: std::io::Error) -> Self {
-        Failure::Io(e)
-    }
+    failure::exit_code(execute(args, out, err), err)
 }
 
 fn execute(args: &KeysArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<i32, Failure> {

@@ -4,6 +4,7 @@ pub mod args;
 pub mod build;
 pub mod credentials;
 pub mod doctor;
+pub mod failure;
 pub mod inspect;
 pub mod keys;
 pub mod progress;

@@ -143,6 +143,26 @@ impl SecretService {
     }
 }
 
+impl SecretService {
+    /// Runs `command` on this keyring with `stdin` on its standard input; its output.
+    pub fn run(&self, command: &mut Command, stdin: &str) -> std::process::Output {
+        let mut child = self
+            .apply(command)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the command");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .expect("write its standard input");
+        child.wait_with_output().expect("wait for the command")
+    }
+}
+
 impl Drop for SecretService {
     fn drop(&mut self) {
         let _ = self.keyring.kill();

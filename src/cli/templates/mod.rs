@@ -15,10 +15,11 @@ use std::io::Write;
 
 use clap::{Args, Subcommand};
 
+use super::failure;
+pub use super::failure::Failure;
 use crate::build::redact::Redactor;
 use crate::exoscale::zone::{self, DEFAULT_EXOSCALE_ZONE};
 use crate::exoscale::{ApiError, Client, ClientOptions};
-use crate::secrets::SecretsError;
 use crate::secrets::resolve::{self, Request, Resolved};
 
 /// Arguments of `kiln templates`.
@@ -113,51 +114,5 @@ pub fn run(args: &TemplatesArgs, out: &mut dyn Write, err: &mut dyn Write) -> st
         TemplatesCommand::Rename(a) => runtime.block_on(rename::run(a, out)),
         TemplatesCommand::Copy(a) => runtime.block_on(copy::run(a, out)),
     };
-    match result {
-        Ok(code) => Ok(code),
-        Err(Failure::Io(e)) => Err(e),
-        Err(Failure::Api(e)) => {
-            writeln!(err, "kiln: {e}")?;
-            Ok(1)
-        }
-        Err(Failure::Secrets(e)) => {
-            writeln!(err, "kiln: {e}")?;
-            Ok(1)
-        }
-        Err(Failure::Refused(why)) => {
-            writeln!(err, "kiln: {why}")?;
-            Ok(2)
-        }
-    }
-}
-
-/// Why a `kiln templates` subcommand stopped.
-#[derive(Debug)]
-pub enum Failure {
-    /// The API (or the credentials, the endpoint) failed.
-    Api(ApiError),
-    /// The credentials could not be found (keyring, profile, environment).
-    Secrets(SecretsError),
-    /// Writing the output failed.
-    Io(std::io::Error),
-    /// The command was refused before anything was changed (exit 2).
-    Refused(String),
-}
-
-impl From<ApiError> for Failure {
-    fn from(e: ApiError) -> Self {
-        Failure::Api(e)
-    }
-}
-
-impl From<SecretsError> for Failure {
-    fn from(e: SecretsError) -> Self {
-        Failure::Secrets(e)
-    }
-}
-
-impl From<std::io::Error> for Failure {
-    fn from(e: std::io::Error) -> Self {
-        Failure::Io(e)
-    }
+    failure::exit_code(result, err)
 }
