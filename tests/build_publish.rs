@@ -2,7 +2,8 @@
 //! (tests/build/publish.json) whose SSH key is a keyring key and whose `exoscale-import` uses
 //! a keyring profile; the image goes to a real S3 server (Garage) and is registered with the
 //! strict Exoscale API test server, which downloads it from the presigned URL and checks its
-//! MD5 and virtual size. Then the leak check: the sentinel secrets (the profile's secret, a
+//! MD5 and virtual size. Every socket kiln or qemu listens on during the build is on
+//! 127.0.0.1 (`ss -ltnp`). Then the leak check: the sentinel secrets (the profile's secret, a
 //! sensitive variable, the private key) appear in no process's command line during the build
 //! and in no file kiln wrote — config, state, logs, cache, data, temp.
 
@@ -101,6 +102,34 @@ fn watch_command_lines(
     })
 }
 
+/// Samples `ss -ltnp` until `stop`: every listening TCP socket of a kiln or qemu process, as
+/// (local address, process).
+fn watch_listening_sockets(
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<std::collections::BTreeSet<(String, String)>> {
+    std::thread::spawn(move || {
+        let mut seen = std::collections::BTreeSet::new();
+        while !stop.load(Ordering::Relaxed) {
+            let out = Command::new("ss")
+                .args(["-ltnpH"])
+                .output()
+                .expect("ss (iproute2)");
+            for line in text(&out.stdout).lines() {
+                let Some(process) = ["\"kiln\"", "\"qemu-system-x86\""]
+                    .into_iter()
+                    .find(|p| line.contains(p))
+                else {
+                    continue;
+                };
+                let local = line.split_whitespace().nth(3).unwrap_or_default();
+                seen.insert((local.to_string(), process.trim_matches('"').to_string()));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+        seen
+    })
+}
+
 #[test]
 fn a_build_with_keyring_credentials_publishes_to_exoscale_and_leaks_nothing() {
     let base = fixture::debian_image();
@@ -160,6 +189,7 @@ fn a_build_with_keyring_credentials_publishes_to_exoscale_and_leaks_nothing() {
     ];
     let stop = Arc::new(AtomicBool::new(false));
     let watcher = watch_command_lines(sentinels.clone(), stop.clone());
+    let sockets = watch_listening_sockets(stop.clone());
 
     let recipe = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/build/publish.json");
     let mut build = Command::new(env!("CARGO_BIN_EXE_kiln"));
@@ -180,6 +210,7 @@ fn a_build_with_keyring_credentials_publishes_to_exoscale_and_leaks_nothing() {
     let out = build.output().expect("kiln runs");
     stop.store(true, Ordering::Relaxed);
     let (samples, cmdline_hits) = watcher.join().unwrap();
+    let sockets = sockets.join().unwrap();
     let stdout = text(&out.stdout);
     let stderr = text(&out.stderr);
     eprintln!("{stdout}\n{stderr}");
@@ -274,6 +305,19 @@ fn a_build_with_keyring_credentials_publishes_to_exoscale_and_leaks_nothing() {
             .unwrap()
             .is_empty()
     );
+
+    // Every socket kiln or qemu listened on was on the loopback interface (the SSH forward
+    // at least was seen).
+    assert!(
+        sockets.iter().any(|(_, p)| p.starts_with("qemu")),
+        "qemu's SSH forward was never seen listening: {sockets:?}"
+    );
+    for (local, process) in &sockets {
+        assert!(
+            local.starts_with("127.0.0.1:"),
+            "{process} listened on {local}, not on 127.0.0.1: {sockets:?}"
+        );
+    }
 
     // The leak check.
     assert!(

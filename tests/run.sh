@@ -16,6 +16,7 @@ APT_PACKAGES=(
   xz-utils lz4 unzip tabix gzip tar coreutils                                # archive checks (tests/post_processors.rs)
   xvfb x11-apps x11-utils libgl1-mesa-dri libegl1 libxkbcommon-x11-0         # the window under Xvfb (tests/gui_window.rs)
   dbus gnome-keyring openssh-client                                          # a real Secret Service (tests/keyring.rs)
+  iproute2                                                                   # ss: listening sockets (tests/build_publish.rs)
 )
 
 as_root() {
