@@ -447,4 +447,38 @@ fn without_a_session_bus_the_error_says_how_to_get_on() {
             "nothing written without a keyring"
         );
     }
+    // `kiln doctor` says so too, as a warning with the fix.
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["doctor", "--json"])
+        .env_remove("DBUS_SESSION_BUS_ADDRESS")
+        .env("XDG_RUNTIME_DIR", runtime.path())
+        .output()
+        .unwrap();
+    let checks: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let keyring = doctor_check(&checks, "OS keyring");
+    assert_eq!(keyring["status"], "warn", "{keyring}");
+    assert!(keyring["fix"].as_str().unwrap().contains("gnome-keyring"));
+}
+
+fn doctor_check<'a>(checks: &'a Value, name: &str) -> &'a Value {
+    let list = checks
+        .as_array()
+        .or_else(|| checks["checks"].as_array())
+        .unwrap_or_else(|| panic!("doctor's JSON: {checks}"));
+    list.iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} check in {checks}"))
+}
+
+#[test]
+fn doctor_sees_the_secret_service() {
+    let keyring = SecretService::start();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kiln"));
+    let out = keyring.run(command.args(["doctor", "--json"]), "");
+    let checks: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        doctor_check(&checks, "OS keyring")["status"],
+        "ok",
+        "{checks}"
+    );
 }

@@ -138,7 +138,28 @@ pub fn checks() -> Vec<Check> {
     });
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     out.push(free_space(&cwd));
+    out.push(keyring());
     out
+}
+
+/// Whether a Secret Service answers (profiles and keyring keys need one; CI can do without).
+fn keyring() -> Check {
+    match crate::secrets::Vault::platform() {
+        Ok(_) => Check {
+            name: "OS keyring".into(),
+            status: Status::Ok,
+            detail: "a Secret Service answers on the session bus: profiles and SSH keys can be kept there".into(),
+            fix: None,
+        },
+        Err(why) => Check {
+            name: "OS keyring".into(),
+            status: Status::Warn,
+            detail: format!(
+                "{why} — without it, only EXOSCALE_API_KEY/EXOSCALE_API_SECRET and ssh_private_key_file work"
+            ),
+            fix: Some("apt-get install -y gnome-keyring   # then log in to a desktop session".into()),
+        },
+    }
 }
 
 /// Runs `kiln doctor`; exit 0 when nothing failed, 1 otherwise.
