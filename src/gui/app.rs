@@ -179,7 +179,8 @@ impl KilnApp {
         self.open = Some(open);
     }
 
-    /// The keyring is opened the first time a place needs it, not at start-up.
+    /// Profiles and keys are read from the keyring the first time a place needs them, not at
+    /// start-up.
     fn read_credentials_once(&mut self) {
         if !self.credentials_read {
             self.credentials_read = true;

@@ -43,7 +43,7 @@ impl std::fmt::Debug for Vault {
     }
 }
 
-static PLATFORM: OnceLock<Result<Vault, String>> = OnceLock::new();
+static PLATFORM: OnceLock<Vault> = OnceLock::new();
 
 impl Vault {
     /// A vault on `store` (the mock store in tests).
@@ -53,16 +53,19 @@ impl Vault {
 
     /// The platform's keyring (the Secret Service on Linux), opened once per process and
     /// made keyring-core's default store. Fails with advice when none answers; kiln never
-    /// falls back to a file.
+    /// falls back to a file. A failure is not remembered: once the user starts a Secret
+    /// Service, the next call (the window's Refresh, Check again) finds it.
     pub fn platform() -> Result<Self, SecretsError> {
-        PLATFORM
-            .get_or_init(|| {
-                let store = open_platform_store()?;
-                keyring_core::set_default_store(store.clone());
-                Ok(Vault { store })
-            })
-            .clone()
-            .map_err(|reason| SecretsError::KeyringUnavailable { reason })
+        if let Some(vault) = PLATFORM.get() {
+            return Ok(vault.clone());
+        }
+        let store =
+            open_platform_store().map_err(|reason| SecretsError::KeyringUnavailable { reason })?;
+        let vault = PLATFORM.get_or_init(|| {
+            keyring_core::set_default_store(store.clone());
+            Vault { store }
+        });
+        Ok(vault.clone())
     }
 
     fn entry(&self, kind: Kind, name: &str) -> Result<Entry, SecretsError> {
