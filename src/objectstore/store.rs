@@ -168,6 +168,38 @@ impl ObjectStore {
         }
     }
 
+    /// Aborts every multipart upload of `key` still open (one cut off when its upload was
+    /// dropped mid-way, e.g. by a cancelled build). Returns how many were aborted.
+    pub async fn abort_pending(&self, key: &str) -> Result<usize, StoreError> {
+        let listed = self
+            .client
+            .list_multipart_uploads()
+            .bucket(&self.bucket)
+            .prefix(key)
+            .send()
+            .await
+            .map_err(|e| StoreError::request("ListMultipartUploads", &e))?;
+        let mut aborted = 0;
+        for upload in listed.uploads() {
+            let (Some(found), Some(id)) = (upload.key(), upload.upload_id()) else {
+                continue;
+            };
+            if found != key {
+                continue;
+            }
+            self.client
+                .abort_multipart_upload()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(id)
+                .send()
+                .await
+                .map_err(|e| StoreError::request(format!("AbortMultipartUpload {key}"), &e))?;
+            aborted += 1;
+        }
+        Ok(aborted)
+    }
+
     /// The keys of multipart uploads started and neither completed nor aborted.
     pub async fn pending_uploads(&self) -> Result<Vec<String>, StoreError> {
         let listed = self

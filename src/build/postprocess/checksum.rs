@@ -95,7 +95,7 @@ fn base_name(path: &Path) -> String {
 impl PostProcess for Checksum {
     fn run<'a>(
         &'a self,
-        ctx: &'a StepContext,
+        ctx: &'a mut StepContext,
         input: &'a Artifact,
         facts: &'a BuildFacts,
     ) -> BoxFuture<'a, Result<Processed, StepError>> {

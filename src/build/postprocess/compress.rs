@@ -255,7 +255,7 @@ fn pack(
 impl PostProcess for Compress {
     fn run<'a>(
         &'a self,
-        ctx: &'a StepContext,
+        ctx: &'a mut StepContext,
         input: &'a Artifact,
         facts: &'a BuildFacts,
     ) -> BoxFuture<'a, Result<Processed, StepError>> {

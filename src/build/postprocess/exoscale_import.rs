@@ -77,7 +77,7 @@ impl ExoscaleArtifact {
 impl PostProcess for ExoscaleImport {
     fn run<'a>(
         &'a self,
-        ctx: &'a StepContext,
+        ctx: &'a mut StepContext,
         input: &'a Artifact,
         facts: &'a BuildFacts,
     ) -> BoxFuture<'a, Result<Processed, StepError>> {
@@ -87,6 +87,23 @@ impl PostProcess for ExoscaleImport {
                 .ok_or_else(|| StepError("the input artifact has no image to import".into()))?;
             let credentials = resolve_credentials(&self.0, ctx.events().redactor())?;
             let key = format!("kiln/{}/{}", facts.run_uuid, file_name(image));
+            if !self.0.skip_clean {
+                // A cancelled build drops this step mid-way: the upload (or the finished
+                // object, while the registration is polled) is removed after the steps.
+                let store = ObjectStore::new(&store_config(&self.0, &credentials))
+                    .map_err(|e| StepError(format!("exoscale-import: {e}")))?;
+                let object = key.clone();
+                ctx.defer(
+                    format!("{key} in bucket {}", self.0.image_bucket),
+                    move || async move {
+                        store
+                            .abort_pending(&object)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        store.delete(&object).await.map_err(|e| e.to_string())
+                    },
+                );
+            }
             let done = run_exoscale_import(&self.0, credentials, image, &key, ctx).await?;
             ctx.log(done.summary());
             Ok(Processed {
@@ -160,6 +177,16 @@ pub fn sos_endpoint(config: &ExoscaleImportConfig) -> String {
     config.sos_endpoint()
 }
 
+/// The bucket the image is uploaded to.
+fn store_config(config: &ExoscaleImportConfig, credentials: &Credentials) -> StoreConfig {
+    StoreConfig {
+        endpoint: sos_endpoint(config),
+        zone: config.image_zone.clone(),
+        bucket: config.image_bucket.clone(),
+        credentials: credentials.clone(),
+    }
+}
+
 /// Checks that Exoscale will accept `image`: qcow2, not preallocated, virtual size within
 /// 10 GiB–1000 GiB. Returns the virtual size.
 pub fn check_image(image: &Path) -> Result<u64, StepError> {
@@ -207,13 +234,8 @@ pub async fn run_exoscale_import(
     let api_override = zone::endpoint_override(config.api_endpoint.as_deref());
     let options = ClientOptions::with_api_timeout(config.api_timeout);
     let registrar = api_client(&first_zone, api_override.as_deref(), &credentials, options)?;
-    let store = ObjectStore::new(&StoreConfig {
-        endpoint: sos_endpoint(config),
-        zone: config.image_zone.clone(),
-        bucket: config.image_bucket.clone(),
-        credentials: credentials.clone(),
-    })
-    .map_err(|e| StepError(format!("exoscale-import: {e}")))?;
+    let store = ObjectStore::new(&store_config(config, &credentials))
+        .map_err(|e| StepError(format!("exoscale-import: {e}")))?;
 
     // Fail before the upload when the bucket or the credentials are wrong.
     let created = cancellable(cancel, store.ensure_bucket(config.bucket_create))

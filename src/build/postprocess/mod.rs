@@ -60,7 +60,7 @@ pub trait PostProcess: Send + Sync {
     /// await point when the build is cancelled: nothing half-written may stay behind.
     fn run<'a>(
         &'a self,
-        ctx: &'a StepContext,
+        ctx: &'a mut StepContext,
         input: &'a Artifact,
         facts: &'a BuildFacts,
     ) -> BoxFuture<'a, Result<Processed, StepError>>;

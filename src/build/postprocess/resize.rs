@@ -15,7 +15,7 @@ pub struct Resize(pub ResizeConfig);
 impl PostProcess for Resize {
     fn run<'a>(
         &'a self,
-        ctx: &'a StepContext,
+        ctx: &'a mut StepContext,
         input: &'a Artifact,
         _facts: &'a BuildFacts,
     ) -> BoxFuture<'a, Result<Processed, StepError>> {

@@ -33,7 +33,7 @@ pub(crate) fn environment(facts: &BuildFacts, artifact: &Artifact) -> Vec<(Strin
 impl PostProcess for ShellLocal {
     fn run<'a>(
         &'a self,
-        ctx: &'a StepContext,
+        ctx: &'a mut StepContext,
         input: &'a Artifact,
         facts: &'a BuildFacts,
     ) -> BoxFuture<'a, Result<Processed, StepError>> {

@@ -38,7 +38,7 @@ struct CheckResult {
 impl PostProcess for ImageTest {
     fn run<'a>(
         &'a self,
-        ctx: &'a StepContext,
+        ctx: &'a mut StepContext,
         input: &'a Artifact,
         facts: &'a BuildFacts,
     ) -> BoxFuture<'a, Result<Processed, StepError>> {

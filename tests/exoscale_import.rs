@@ -1,0 +1,185 @@
+//! Cancelling a build during `exoscale-import` leaves nothing in the bucket: the runner drops
+//! the step at once, and the cleanup the step registered aborts an unfinished multipart upload
+//! and removes the object. Against a real S3 server (Garage) and the strict API test server,
+//! with the post-processor run by the build's runner (no VM needed).
+
+#[path = "support/exoscale_api.rs"]
+mod exoscale_api;
+#[path = "support/garage.rs"]
+mod garage;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use exoscale_api::{ApiServer, OperationOutcome, TEST_KEY, TEST_SECRET};
+use kiln::build::artifact::Artifact;
+use kiln::build::event::{Event, EventSink, Outcome, Stream};
+use kiln::build::postprocess::{BuildFacts, run_chains};
+use kiln::build::redact::Redactor;
+use kiln::exoscale::Credentials;
+use kiln::objectstore::{ObjectStore, StoreConfig};
+use kiln::recipe::secret::Secret;
+use kiln::recipe::template::{LoadOptions, Recipe, load_file};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+const RUN: &str = "7d1e0b52-0000-4000-8000-cancelled000";
+
+/// A qcow2 image Exoscale would take (10 GiB virtual) holding `mib` MiB of data.
+fn image(dir: &Path, mib: u32) -> PathBuf {
+    let path = dir.join("image.qcow2");
+    let ok = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(&path)
+        .arg("10G")
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let ok = Command::new("qemu-io")
+        .args(["-c", &format!("write -P 0x5a 0 {mib}M")])
+        .arg(&path)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(ok.success(), "qemu-io (qemu-utils) writes the data");
+    path
+}
+
+fn recipe(dir: &Path, api: &ApiServer, s3: &str, bucket: &str) -> Recipe {
+    let text = json!({
+        "builders": [{"type": "qemu", "name": "debian", "iso_url": "https://example.com/d.qcow2",
+                      "iso_checksum": "none", "disk_image": true, "ssh_username": "debian"}],
+        "post-processors": [{
+            "type": "exoscale-import",
+            "api_key": TEST_KEY,
+            "api_secret": TEST_SECRET,
+            "api_endpoint": api.endpoint(),
+            "sos_endpoint": s3,
+            "image_bucket": bucket,
+            "image_zone": garage::ZONE,
+            "template_zones": [garage::ZONE],
+            "template_name": "cancelled",
+            "api_timeout": "10m"
+        }]
+    });
+    let path = dir.join("recipe.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&text).unwrap()).unwrap();
+    load_file(&path, &LoadOptions::default()).unwrap_or_else(|d| panic!("{d}"))
+}
+
+fn store(endpoint: &str, bucket: &str) -> ObjectStore {
+    ObjectStore::new(&StoreConfig {
+        endpoint: endpoint.to_string(),
+        zone: garage::ZONE.to_string(),
+        bucket: bucket.to_string(),
+        credentials: Credentials::new(TEST_KEY, Secret::new(TEST_SECRET)).unwrap(),
+    })
+    .unwrap()
+}
+
+/// Runs the recipe's post-processors on `image` and cancels when `cancel_when` says so.
+async fn cancelled_import(
+    recipe: &Recipe,
+    image: &Path,
+    scratch: &Path,
+    cancel_when: impl Fn(&Event) -> bool,
+) -> (Outcome, Vec<Event>) {
+    let (sink, mut rx) = EventSink::channel(Redactor::new());
+    let facts = BuildFacts {
+        build_name: "debian".into(),
+        builder_type: "qemu".into(),
+        run_uuid: RUN.into(),
+        scratch: scratch.to_path_buf(),
+        logs: scratch.to_path_buf(),
+        builder: Arc::new(recipe.builds[0].builder.clone()),
+        qemu_binary: PathBuf::new(),
+    };
+    let cancel = CancellationToken::new();
+    let chains = recipe.builds[0].post_processors.clone();
+    let run = tokio::spawn({
+        let cancel = cancel.clone();
+        let artifact = Artifact::builder(image);
+        async move { run_chains(&chains, artifact, facts, sink, cancel).await }
+    });
+    let mut events = Vec::new();
+    while let Some(event) = rx.recv().await {
+        if !cancel.is_cancelled() && cancel_when(&event) {
+            cancel.cancel();
+        }
+        events.push(event);
+    }
+    let outcome = run.await.unwrap().expect("exoscale-import runs");
+    (outcome.outcome, events)
+}
+
+fn assert_cleanup_ran(events: &[Event], key: &str) {
+    let cleaned: Vec<String> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::CleanedUp(what) => Some(what.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        cleaned.iter().any(|c| c.contains(key)),
+        "the upload's cleanup ran: {cleaned:?}"
+    );
+}
+
+fn logged(events: &[Event], text: &str) -> bool {
+    events
+        .iter()
+        .any(|e| matches!(e, Event::Log { stream: Stream::Kiln, line, .. } if line.contains(text)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_while_the_registration_is_polled_removes_the_object() {
+    let s3 = garage::garage();
+    let bucket = "kiln-cancel-register";
+    s3.create_bucket(bucket);
+    let api = ApiServer::start();
+    api.set_outcome(OperationOutcome::Never);
+    let dir = tempfile::tempdir().unwrap();
+    let image = image(dir.path(), 8);
+    let recipe = recipe(dir.path(), &api, &s3.endpoint, bucket);
+    let (outcome, events) = cancelled_import(
+        &recipe,
+        &image,
+        dir.path(),
+        |e| matches!(e, Event::Log { line, .. } if line.starts_with("registering template")),
+    )
+    .await;
+    assert_eq!(outcome, Outcome::Cancelled);
+    assert!(logged(&events, "uploaded "), "the upload had finished");
+    let key = format!("kiln/{RUN}/image.qcow2");
+    let store = store(&s3.endpoint, bucket);
+    assert!(!store.exists(&key).await.unwrap(), "the object is left");
+    assert!(store.pending_uploads().await.unwrap().is_empty());
+    assert_cleanup_ran(&events, &key);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_mid_upload_leaves_no_multipart_upload() {
+    let s3 = garage::garage();
+    let bucket = "kiln-cancel-upload";
+    s3.create_bucket(bucket);
+    let api = ApiServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let image = image(dir.path(), 160);
+    let recipe = recipe(dir.path(), &api, &s3.endpoint, bucket);
+    let (outcome, events) = cancelled_import(&recipe, &image, dir.path(), |e| {
+        matches!(e, Event::Progress { done, total: Some(total), .. } if *done > 0 && done < total)
+    })
+    .await;
+    assert_eq!(outcome, Outcome::Cancelled);
+    assert!(!logged(&events, "uploaded "), "the upload had not finished");
+    let key = format!("kiln/{RUN}/image.qcow2");
+    let store = store(&s3.endpoint, bucket);
+    assert!(
+        store.pending_uploads().await.unwrap().is_empty(),
+        "a multipart upload is left in the bucket"
+    );
+    assert!(!store.exists(&key).await.unwrap());
+    assert_cleanup_ran(&events, &key);
+}
