@@ -191,9 +191,9 @@ place() {
   xdotool mousemove --window "$wid" 1000 700
 }
 
-# capture FILE: the window as docs/screenshots/FILE.png (256 colours: the UI is flat).
+# capture FILE: the window as docs/screenshots/FILE.png.
 capture() {
-  /usr/bin/import -window "$wid" -strip "PNG8:$out/$1.png"
+  /usr/bin/import -window "$wid" -strip "$out/$1.png"
   printf '%s: %s bytes\n' "docs/screenshots/$1.png" "$(stat -c %s "$out/$1.png")"
 }
 
@@ -206,7 +206,7 @@ for p in Templates:templates Credentials:credentials Host:host-check; do
 done
 close_window
 
-if [ -n "$base" ] && [ -f "$base" ]; then
+if [ -z "${KILN_SHOT_NO_BUILD:-}" ] && [ -n "$base" ] && [ -f "$base" ]; then
   open_window "$work/web-server.json"
   # Ctrl+B starts the build and shows the Build place; the capture is taken while the
   # provisioner runs. Closing the window cancels the build (its qemu goes with it).
