@@ -81,5 +81,7 @@ gzip -9n "$stage"/man/*.1
 echo "== cargo deb --no-build --profile $profile"
 # A dev package is for tests: cargo-deb's warning about dev profiles is silenced, and it is
 # compressed quickly (the test installs it once and throws it away).
-"$cargo_deb" --no-build --profile "$profile" --output "$out" $( [ "$profile" = dev ] && echo --quiet --fast )
+extra=()
+[ "$profile" = dev ] && extra=(--quiet --fast)
+"$cargo_deb" --no-build --profile "$profile" --output "$out" "${extra[@]}"
 ls -l "$out"/kiln_*.deb

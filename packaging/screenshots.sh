@@ -56,13 +56,15 @@ export KILN_RECIPES_DIR=$repo/recipes
 Xvfb -displayfd 1 -screen 0 1280x800x24 -nolisten tcp >"$work/display" 2>/dev/null &
 pids+=($!)
 for _ in $(seq 50); do [ -s "$work/display" ] && break; sleep 0.1; done
-export DISPLAY=:$(head -1 "$work/display")
+DISPLAY=:$(head -1 "$work/display")
+export DISPLAY
 
 # --- keyring with a demo profile and key -----------------------------------------------------
 dbus-daemon --session --nofork --nopidfile --print-address=1 >"$work/bus" 2>/dev/null &
 pids+=($!)
 for _ in $(seq 50); do [ -s "$work/bus" ] && break; sleep 0.1; done
-export DBUS_SESSION_BUS_ADDRESS=$(head -1 "$work/bus")
+DBUS_SESSION_BUS_ADDRESS=$(head -1 "$work/bus")
+export DBUS_SESSION_BUS_ADDRESS
 printf 'screenshots' | gnome-keyring-daemon --foreground --unlock --components=secrets >/dev/null 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do
@@ -125,10 +127,11 @@ EOF
 python3 "$work/api.py" >"$work/api-port" &
 pids+=($!)
 for _ in $(seq 50); do [ -s "$work/api-port" ] && break; sleep 0.1; done
-export EXOSCALE_API_ENDPOINT="http://127.0.0.1:$(head -1 "$work/api-port")/{zone}/v2"
+EXOSCALE_API_ENDPOINT="http://127.0.0.1:$(head -1 "$work/api-port")/{zone}/v2"
+export EXOSCALE_API_ENDPOINT
 
 # --- the recipe the Build screenshot runs ----------------------------------------------------
-base=${KILN_SHOT_BASE:-$(ls -t "$real_home"/.cache/kiln-tests/debian-12-*.qcow2 2>/dev/null | head -1 || true)}
+base=${KILN_SHOT_BASE:-$(find "$real_home/.cache/kiln-tests" -maxdepth 1 -name 'debian-12-*.qcow2' 2>/dev/null | head -1)}
 cat >"$work/web-server.json" <<EOF
 {
   "variables": {
