@@ -8,7 +8,7 @@
 # a real build of a test recipe on the Debian test image (tests/fixtures/debian-image.sh's
 # cache, or KILN_SHOT_BASE=/path/to/image.qcow2), cancelled once the screenshot is taken
 # (KILN_SHOT_ACCEL=tcg where nested KVM fails). Without a base image the Build screenshot is
-# skipped.
+# skipped. KILN_SHOT_ONLY="build templates" takes only those.
 #
 # Needs: xvfb xdotool imagemagick dbus gnome-keyring python3 (apt-get install them).
 # Not part of the test suite.
@@ -200,16 +200,22 @@ capture() {
   printf '%s: %s bytes\n' "docs/screenshots/$1.png" "$(stat -c %s "$out/$1.png")"
 }
 
-open_window "$repo/recipes/debian-12.json"
-capture recipes
-for p in Templates:templates Credentials:credentials Host:host-check; do
-  place "${p%%:*}"
-  sleep 3
-  capture "${p#*:}"
-done
-close_window
+# wanted NAME: whether KILN_SHOT_ONLY (names separated by spaces; default: all) lists NAME.
+wanted() { [ -z "${KILN_SHOT_ONLY:-}" ] || [[ " $KILN_SHOT_ONLY " == *" $1 "* ]]; }
 
-if [ -z "${KILN_SHOT_NO_BUILD:-}" ] && [ -n "$base" ] && [ -f "$base" ]; then
+if wanted recipes || wanted templates || wanted credentials || wanted host-check; then
+  open_window "$repo/recipes/debian-12.json"
+  if wanted recipes; then capture recipes; fi
+  for p in Templates:templates Credentials:credentials Host:host-check; do
+    wanted "${p#*:}" || continue
+    place "${p%%:*}"
+    sleep 3
+    capture "${p#*:}"
+  done
+  close_window
+fi
+
+if wanted build && [ -n "$base" ] && [ -f "$base" ]; then
   open_window "$work/web-server.json"
   # Ctrl+B starts the build and shows the Build place; the capture is taken while the
   # provisioner runs. Closing the window cancels the build (its qemu goes with it).
