@@ -97,8 +97,35 @@ fn builds_the_fixture_recipe_into_a_verified_artifact() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("==> Post-processor 1/2: checksum")
-            && stdout.contains("==> Post-processor 2/2: manifest"),
+        stdout.contains("==> Post-processor 1/3: checksum")
+            && stdout.contains("==> Post-processor 2/3: manifest")
+            && stdout.contains("==> Post-processor 3/3: kiln-test"),
+        "{stdout}"
+    );
+    // The image test booted the artifact and every check passed: the built-in ones (the
+    // build's key and host keys were taken out before shutdown) and the recipe's own.
+    for check in [
+        "disk: qcow2, virtual size 10 GiB",
+        "cloud_init: cloud-init finished",
+        "system_running: systemd: running",
+        "build_keys: no authorized_keys shipped",
+        "host_keys: no SSH host keys baked",
+        "sudo grep -qx kiln-inline /root/inline-marker: exit 0",
+        "systemctl is-active ssh: exit 0",
+        "image-check.sh: exit 0",
+    ] {
+        assert!(
+            stdout.contains(&format!("check PASS: {check}")),
+            "missing `check PASS: {check}` in:\n{stdout}"
+        );
+    }
+    assert!(
+        stdout.contains("image-check.sh: marker: kiln-script"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("all 8 image checks passed"), "{stdout}");
+    assert!(
+        stdout.contains("removed from the image: the build's SSH key and the SSH host keys"),
         "{stdout}"
     );
 
@@ -120,7 +147,8 @@ fn builds_the_fixture_recipe_into_a_verified_artifact() {
         "only the artifact and its checksum are in the output directory"
     );
 
-    // The checksum post-processor's file, in Packer's format, agrees with sha256sum.
+    // The checksum post-processor's file, in Packer's format, agrees with sha256sum — taken
+    // before kiln-test booted the image, so the test VM did not write to the artifact.
     let sha256 = run(Command::new("sha256sum").arg(&artifact));
     assert_eq!(
         std::fs::read_to_string(work.path().join("output-fixture/fixture.sha256")).unwrap(),
@@ -148,11 +176,34 @@ fn builds_the_fixture_recipe_into_a_verified_artifact() {
     let contents = read_from_image(
         &artifact,
         work.path(),
-        &["/root/marker", "/root/inline-marker", "/root/uploaded.txt"],
+        &[
+            "/root/marker",
+            "/root/inline-marker",
+            "/root/uploaded.txt",
+            "/home/debian/.ssh/authorized_keys",
+            "/root/.ssh/authorized_keys",
+            "/etc/ssh/ssh_host_ed25519_key",
+            "/etc/ssh/ssh_host_ed25519_key.pub",
+        ],
     );
     assert_eq!(contents[0].trim(), "kiln-script");
     assert_eq!(contents[1].trim(), "kiln-inline");
     assert_eq!(contents[2].trim(), "uploaded by kiln's file provisioner");
+    // Neither the build's key nor the host key kiln's seed installed ships in the image.
+    for (file, content) in [
+        "debian's authorized_keys",
+        "root's authorized_keys",
+        "host key",
+        "host public key",
+    ]
+    .iter()
+    .zip(&contents[3..])
+    {
+        assert!(
+            !content.contains("ssh-") && !content.contains("PRIVATE KEY"),
+            "{file} ships in the image: {content}"
+        );
+    }
 
     // The build's logs exist, and the console was captured.
     let logs: Vec<PathBuf> = std::fs::read_dir(state.join("kiln/builds"))

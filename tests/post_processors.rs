@@ -67,7 +67,25 @@ fn image(dir: &Path, name: &str, data_mib: usize) -> PathBuf {
 }
 
 /// The post-processor chains of a recipe whose `post-processors` section is `section`.
+/// The facts of a build named `build_name` with a minimal qemu builder.
+fn facts(build_name: &str, run_uuid: &str, scratch: &Path) -> BuildFacts {
+    let builder = loaded(scratch, json!([])).builds[0].builder.clone();
+    BuildFacts {
+        build_name: build_name.into(),
+        builder_type: "qemu".into(),
+        run_uuid: run_uuid.into(),
+        scratch: scratch.to_path_buf(),
+        logs: scratch.to_path_buf(),
+        builder: std::sync::Arc::new(builder),
+        qemu_binary: PathBuf::new(),
+    }
+}
+
 fn chains(dir: &Path, section: Value) -> Vec<Vec<PostProcessor>> {
+    loaded(dir, section).builds[0].post_processors.clone()
+}
+
+fn loaded(dir: &Path, section: Value) -> kiln::recipe::template::Recipe {
     let recipe = json!({
         "builders": [{
             "type": "qemu",
@@ -86,7 +104,7 @@ fn chains(dir: &Path, section: Value) -> Vec<Vec<PostProcessor>> {
         ..LoadOptions::default()
     };
     match load_file(&path, &options) {
-        Ok(r) => r.builds[0].post_processors.clone(),
+        Ok(r) => r,
         Err(diags) => panic!("the test recipe is invalid:\n{diags}"),
     }
 }
@@ -132,12 +150,7 @@ async fn process(
     cancel: CancellationToken,
 ) -> Ran {
     let (sink, mut rx) = EventSink::channel(Redactor::new());
-    let facts = BuildFacts {
-        build_name: "debian".into(),
-        builder_type: "qemu".into(),
-        run_uuid: "0b7a9c5e-1111-4c3a-9d7e-2f7e8a6b5c4d".into(),
-        scratch: scratch.to_path_buf(),
-    };
+    let facts = facts("debian", "0b7a9c5e-1111-4c3a-9d7e-2f7e8a6b5c4d", scratch);
     let result = run_chains(chains, Artifact::builder(image), facts, sink, cancel)
         .await
         .expect("every post-processor is supported");
@@ -725,12 +738,7 @@ async fn shell_local_keeps_secrets_out_of_the_command_line() {
     );
     let (sink, mut rx) = EventSink::channel(Redactor::new());
     sink.redactor().register("hunter2-very-secret");
-    let facts = BuildFacts {
-        build_name: "debian".into(),
-        builder_type: "qemu".into(),
-        run_uuid: "u".into(),
-        scratch: dir.path().to_path_buf(),
-    };
+    let facts = facts("debian", "u", dir.path());
     let result = run_chains(
         &c,
         Artifact::builder(&img),

@@ -246,6 +246,22 @@ fn post_processor_field(p: &PostProcessor, field: &str) -> Option<String> {
         (PostProcessorKind::Compress(c), "format") => c.format.extension().to_string(),
         (PostProcessorKind::Compress(c), "compression_level") => c.compression_level.to_string(),
         (PostProcessorKind::Resize(r), "disk_size") => r.disk_size.to_string(),
+        (PostProcessorKind::ImageTest(t), field) => match field {
+            "inline" => list(&t.inline),
+            "scripts" => list(&t.scripts),
+            "valid_exit_codes" => format!("{:?}", t.valid_exit_codes),
+            "ssh_timeout" => t.ssh_timeout.as_secs().to_string(),
+            "allow_degraded" => t.allow_degraded.to_string(),
+            "checks" => {
+                let names: Vec<String> = t
+                    .builtin_checks()
+                    .iter()
+                    .map(|c| c.name().to_string())
+                    .collect();
+                list(&names)
+            }
+            _ => return None,
+        },
         (PostProcessorKind::ExoscaleImport(e), field) => match field {
             "api_key" => e.api_key.clone(),
             "api_secret" => e.api_secret.expose().to_string(),

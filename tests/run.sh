@@ -77,5 +77,12 @@ cargo fmt --all -- --check
 log "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --quiet -- -D warnings
 log "cargo test"
-cargo test --all-targets "$@"
-log "tests/run.sh finished in $(( $(date +%s) - start )) s"
+mkdir -p target
+status=0
+cargo test --all-targets --no-fail-fast "$@" 2>&1 | tee target/test-output.log || status=$?
+# A full run (no filter) regenerates the reliability report from its results.
+if [ $# -eq 0 ]; then
+  bash tests/reliability.sh target/test-output.log docs/RELIABILITY.md
+fi
+log "tests/run.sh finished in $(( $(date +%s) - start )) s (exit $status)"
+exit "$status"

@@ -99,6 +99,15 @@ pub enum Event {
     Warning(String),
     /// A cleanup ran after the steps (what it removed or stopped).
     CleanedUp(String),
+    /// An image test (`kiln-test`) check ended.
+    Check {
+        /// The check's name (`cloud_init`, or the command or script of a user check).
+        name: String,
+        /// Whether it passed.
+        passed: bool,
+        /// What it found: a one-line summary (the output goes to the log).
+        detail: String,
+    },
     /// The build ended.
     BuildFinished {
         /// How it ended.
@@ -147,6 +156,15 @@ impl EventSink {
             },
             Event::Warning(m) => Event::Warning(self.redactor.redact(&m)),
             Event::CleanedUp(m) => Event::CleanedUp(self.redactor.redact(&m)),
+            Event::Check {
+                name,
+                passed,
+                detail,
+            } => Event::Check {
+                name: self.redactor.redact(&name),
+                passed,
+                detail: self.redactor.redact(&detail),
+            },
             Event::StepFinished {
                 index,
                 outcome: Outcome::Failed(m),

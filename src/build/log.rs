@@ -84,6 +84,14 @@ impl LineFormatter {
             }),
             Event::Warning(w) => Some(format!("warning: {w}")),
             Event::CleanedUp(what) => Some(format!("    cleaned up {what}")),
+            Event::Check {
+                name,
+                passed,
+                detail,
+            } => Some(format!(
+                "    check {}: {name}: {detail}",
+                if *passed { "PASS" } else { "FAIL" }
+            )),
             Event::BuildFinished { outcome, duration } => Some(match outcome {
                 Outcome::Done => format!("==> build finished in {}", seconds(*duration)),
                 Outcome::Skipped(why) => format!("==> build skipped: {why}"),

@@ -198,6 +198,9 @@ pub async fn run_build(
             .clone()
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
         scratch: work.clone(),
+        logs: log_dir.clone(),
+        builder: std::sync::Arc::new(build.builder.clone()),
+        qemu_binary: options.qemu_binary.clone().unwrap_or_default(),
     };
     let post_steps = match PostStep::for_chains(&build.post_processors) {
         Ok(steps) => steps,

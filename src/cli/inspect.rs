@@ -238,6 +238,15 @@ fn describe_post_processor(pp: &PostProcessor) -> String {
         PostProcessorKind::Resize(r) => {
             format!("kiln-resize (grow to {})", format_bytes(r.disk_size))
         }
+        PostProcessorKind::ImageTest(t) => format!(
+            "kiln-test (built-in checks: {}; {} check(s) of the recipe's own)",
+            t.builtin_checks()
+                .iter()
+                .map(|c| c.name())
+                .collect::<Vec<_>>()
+                .join(", "),
+            t.inline.len() + t.scripts.len()
+        ),
         PostProcessorKind::ExoscaleImport(e) => format!(
             "exoscale-import (bucket {} in {}, template \"{}\" in {})",
             e.image_bucket,

@@ -93,6 +93,7 @@ pub fn build_ui(
         };
         ui.add(bar);
     }
+    checks_ui(ui, state);
     for w in &state.warnings {
         ui.colored_label(palette.warn, format!("warning: {w}"));
     }
@@ -115,6 +116,33 @@ pub fn build_ui(
     };
     log_view_ui(ui, log, id);
     action
+}
+
+/// The image test's checklist: one line per check, pass or fail, with what it found.
+fn checks_ui(ui: &mut egui::Ui, state: &BuildState) {
+    if state.checks.is_empty() {
+        return;
+    }
+    let palette = theme::current(ui.ctx());
+    let failed = state.checks.iter().filter(|c| !c.passed).count();
+    ui.strong(format!(
+        "Image checks: {} passed, {failed} failed",
+        state.checks.len() - failed
+    ));
+    for check in &state.checks {
+        ui.horizontal(|ui| {
+            if check.passed {
+                ui.colored_label(palette.ok, "✔ pass");
+            } else {
+                ui.colored_label(palette.fail, "✖ fail");
+            }
+            ui.add(
+                egui::Label::new(format!("{} — {}", check.name, check.detail))
+                    .selectable(true)
+                    .wrap(),
+            );
+        });
+    }
 }
 
 fn result_card_ui(ui: &mut egui::Ui, state: &BuildState) {

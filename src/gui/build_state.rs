@@ -91,6 +91,8 @@ pub struct BuildState {
     pub warnings: Vec<String>,
     /// What the cleanups removed or stopped.
     pub cleanups: Vec<String>,
+    /// Image test (`kiln-test`) checks, in the order they ended.
+    pub checks: Vec<CheckRow>,
     /// How the build ended, once it did.
     pub outcome: Option<Outcome>,
     /// Total time, once ended.
@@ -101,6 +103,17 @@ pub struct BuildState {
     pub cancelling: bool,
     /// When the panel started the build.
     pub started: Instant,
+}
+
+/// One image-test check as the panel lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckRow {
+    /// The check's name.
+    pub name: String,
+    /// Whether it passed.
+    pub passed: bool,
+    /// What it found.
+    pub detail: String,
 }
 
 impl BuildState {
@@ -114,6 +127,7 @@ impl BuildState {
             console: LogBuffer::with_cap(CONSOLE_CAP),
             warnings: Vec::new(),
             cleanups: Vec::new(),
+            checks: Vec::new(),
             outcome: None,
             duration: None,
             report: None,
@@ -213,6 +227,15 @@ impl BuildState {
                 self.warnings.push(message);
             }
             Event::CleanedUp(message) => self.cleanups.push(message),
+            Event::Check {
+                name,
+                passed,
+                detail,
+            } => self.checks.push(CheckRow {
+                name,
+                passed,
+                detail,
+            }),
             // The window gives no resume handle yet, so the engine refuses a recipe with an
             // enabled breakpoint before it starts; should one pause anyway, say so.
             Event::Paused { note, .. } => self.output.push(&format!(

@@ -4,6 +4,7 @@
 pub mod checksum;
 pub(crate) mod decode;
 pub mod diag;
+pub mod image_test;
 pub mod interp;
 pub mod isotime;
 pub mod json;

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::decode::{self, Fields};
+use super::image_test::ImageTestConfig;
 use super::json::Value;
 use super::secret::Secret;
 use super::shell_local::{
@@ -21,6 +22,7 @@ pub const POST_PROCESSOR_TYPES: &[&str] = &[
     "compress",
     "exoscale-import",
     "kiln-resize",
+    "kiln-test",
 ];
 
 /// The default `output` of `checksum`.
@@ -114,6 +116,8 @@ pub enum PostProcessorKind {
     ExoscaleImport(ExoscaleImportConfig),
     /// `kiln-resize` (kiln's own): grow the image's virtual disk, never shrink it.
     Resize(ResizeConfig),
+    /// `kiln-test` (kiln's own): boot the image on a throw-away overlay and check it.
+    ImageTest(ImageTestConfig),
 }
 
 impl PostProcessorKind {
@@ -126,6 +130,7 @@ impl PostProcessorKind {
             Self::Compress(_) => "compress",
             Self::ExoscaleImport(_) => "exoscale-import",
             Self::Resize(_) => "kiln-resize",
+            Self::ImageTest(_) => "kiln-test",
         }
     }
 }
@@ -421,6 +426,7 @@ pub(crate) fn decode(ty: &str, f: &mut Fields<'_, '_>) -> Option<PostProcessor> 
         "compress" => decode_compress(f).map(PostProcessorKind::Compress),
         "exoscale-import" => decode_exoscale_import(f).map(PostProcessorKind::ExoscaleImport),
         "kiln-resize" => decode_resize(f).map(PostProcessorKind::Resize),
+        "kiln-test" => super::image_test::decode(f).map(PostProcessorKind::ImageTest),
         other => {
             f.error_here(format!(
                 "unknown post-processor type \"{other}\"; kiln runs: {}",

@@ -17,7 +17,7 @@ use super::qemu::QemuConfig;
 use super::vars::{self, Declared, Given, VarSource, Variable};
 
 /// The largest recipe or var-file kiln reads (memory stays bounded on any input).
-pub const MAX_FILE_SIZE: u64 = 64 * 1024 * 1024;
+pub const MAX_FILE_SIZE: u64 = 16 * 1024 * 1024;
 
 const TOP_LEVEL_KEYS: &[&str] = &[
     "description",
@@ -190,8 +190,9 @@ fn read_text(path: &Path, display: &str) -> Result<String, Diagnostics> {
     }
     if meta.len() > MAX_FILE_SIZE {
         return Err(fail(format!(
-            "the file is {} bytes; kiln reads recipes up to {MAX_FILE_SIZE} bytes",
-            meta.len()
+            "the file is {}; kiln reads recipes up to {} (is this a recipe? a Packer template is a JSON file of a few KiB)",
+            crate::recipe::units::format_bytes(meta.len()),
+            crate::recipe::units::format_bytes(MAX_FILE_SIZE)
         )));
     }
     let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read the file: {e}")))?;
@@ -626,8 +627,9 @@ fn declared_variables(file: &str, top: &[Member], diags: &mut Diagnostics) -> Ve
         return Vec::new();
     };
     let mut out: Vec<Declared> = Vec::with_capacity(items.len());
+    let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
     for item in items {
-        if out.iter().any(|d| d.name == item.key) {
+        if !seen.insert(item.key.as_str()) {
             continue; // reported as a duplicate key
         }
         let default = match &item.value.value {

@@ -97,7 +97,9 @@ impl PostStep {
         let mut missing = Vec::new();
         for chain in chains {
             for (in_chain, config) in chain.iter().enumerate() {
-                let Some(implementation) = super::implementation(&config.kind) else {
+                let later = &chain[in_chain + 1..];
+                let Some(implementation) = super::implementation_in_chain(&config.kind, later)
+                else {
                     missing.push(format!("the `{}` post-processor", config.type_name()));
                     continue;
                 };

@@ -8,20 +8,23 @@ pub mod chain;
 mod checksum;
 mod compress;
 pub mod exoscale_import;
+mod image_test;
 mod manifest;
 mod resize;
 mod shell_local;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 pub use chain::{PostOutcome, PostState, PostStep, run_chains};
 
 use super::artifact::Artifact;
 use super::runner::{BoxFuture, StepContext, StepError};
-use crate::recipe::postprocessor::PostProcessorKind;
+use crate::recipe::postprocessor::{PostProcessor, PostProcessorKind};
+use crate::recipe::qemu::QemuConfig;
 
 /// What every post-processor may need to know about the build it runs after.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct BuildFacts {
     /// The build's name (`{{.BuildName}}`, `PACKER_BUILD_NAME`).
     pub build_name: String,
@@ -31,6 +34,12 @@ pub struct BuildFacts {
     pub run_uuid: String,
     /// A private scratch directory (mode 0700) for temporary scripts; removed by the caller.
     pub scratch: PathBuf,
+    /// The build's log directory (`kiln-test` logs its VM's serial console there).
+    pub logs: PathBuf,
+    /// The builder's configuration (`kiln-test` boots its VM like the builder's).
+    pub builder: Arc<QemuConfig>,
+    /// The qemu binary the build uses (empty: the builder's `qemu_binary`).
+    pub qemu_binary: PathBuf,
 }
 
 /// What a post-processor returns: its artifact and how it wants its input treated.
@@ -69,6 +78,27 @@ pub fn implementation(kind: &PostProcessorKind) -> Option<Box<dyn PostProcess>> 
         PostProcessorKind::ExoscaleImport(c) => {
             Some(Box::new(exoscale_import::ExoscaleImport(c.clone())))
         }
+        PostProcessorKind::ImageTest(c) => Some(Box::new(image_test::ImageTest {
+            config: c.clone(),
+            import_follows: false,
+        })),
+    }
+}
+
+/// The implementation of a post-processor that is followed by `later` in its chain: like
+/// [`implementation`], but `kiln-test` also checks what a later `exoscale-import` needs.
+pub fn implementation_in_chain(
+    kind: &PostProcessorKind,
+    later: &[PostProcessor],
+) -> Option<Box<dyn PostProcess>> {
+    match kind {
+        PostProcessorKind::ImageTest(c) => Some(Box::new(image_test::ImageTest {
+            config: c.clone(),
+            import_follows: later
+                .iter()
+                .any(|p| matches!(p.kind, PostProcessorKind::ExoscaleImport(_))),
+        })),
+        other => implementation(other),
     }
 }
 

@@ -8,6 +8,7 @@ mod compact;
 mod disk;
 mod http;
 mod provision;
+mod scrub;
 mod seed;
 mod shutdown;
 mod typing;
@@ -21,6 +22,7 @@ pub use http::{GUEST_HOST_IP, Http};
 pub use provision::Provision;
 pub(crate) use provision::format_var;
 pub use seed::Seed;
+pub(crate) use seed::user_data;
 pub use shutdown::Shutdown;
 pub use typing::BootCommand;
 

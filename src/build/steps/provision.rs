@@ -9,6 +9,7 @@ use crate::build::event::Event;
 use crate::build::local_shell;
 use crate::build::runner::{BoxFuture, Step, StepContext, StepDone, StepError};
 use crate::build::state::BuildState;
+use crate::qemu::vm::{Vm, VmEnd};
 use crate::recipe::interp;
 use crate::recipe::provisioner::{
     FileConfig, FileDirection, FileSource, Provisioner, ProvisionerKind, ShellConfig,
@@ -288,33 +289,97 @@ impl Step<BuildState> for Provision {
                 }
                 _ => {}
             }
-            let attempts = self.provisioner.max_retries + 1;
-            let mut last = None;
-            for attempt in 1..=attempts {
-                let run = self.once(ctx, state);
-                let result = match self.provisioner.timeout {
-                    Some(limit) => match tokio::time::timeout(limit, run).await {
-                        Ok(r) => r,
-                        Err(_) => Err(StepError(format!(
-                            "timed out after {} (timeout)",
-                            format_duration(limit)
-                        ))),
-                    },
-                    None => run.await,
-                };
-                match result {
-                    Ok(()) => return Ok(StepDone::Done),
-                    Err(e) if attempt < attempts => {
-                        ctx.events().send(Event::Warning(format!(
-                            "attempt {attempt}/{attempts} failed: {e}; retrying"
-                        )));
-                        last = Some(e);
+            // qemu may die under the provisioner (killed, out of memory, the guest powered
+            // off): the VM's end is raced against the provisioner, so the build fails at once
+            // with qemu's words and the console instead of an SSH error or a timeout.
+            let vm_slot = state.vm.clone();
+            let raced = tokio::select! {
+                result = self.attempts(ctx, state) => Raced::Finished(result),
+                end = watch_vm(vm_slot.clone()) => Raced::VmEnded(end),
+            };
+            match raced {
+                Raced::Finished(Ok(done)) => Ok(done),
+                // SSH may notice a dead VM before its exit is seen: give the exit a moment.
+                Raced::Finished(Err(e)) => {
+                    match tokio::time::timeout(VM_END_GRACE, watch_vm(vm_slot)).await {
+                        Ok(end) => Err(vm_ended(state, end).await),
+                        Err(_) => Err(e),
                     }
-                    Err(e) => return Err(e),
                 }
+                Raced::VmEnded(end) => Err(vm_ended(state, end).await),
             }
-            Err(last.unwrap_or_else(|| StepError("no attempt ran".into())))
         })
+    }
+}
+
+/// How long a failed provisioner waits to see whether the VM is gone too.
+const VM_END_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// What ended first: the provisioner or the VM.
+enum Raced {
+    Finished(Result<StepDone, StepError>),
+    VmEnded(VmEnd),
+}
+
+/// Waits for the VM to end; never returns when there is no VM (`communicator: none`
+/// builds have one, but a step run without it must not fail for that).
+async fn watch_vm(slot: std::sync::Arc<tokio::sync::Mutex<Option<Vm>>>) -> VmEnd {
+    let mut guard = slot.lock().await;
+    match guard.as_mut() {
+        Some(vm) => vm.watch().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The error for a VM that ended under a provisioner.
+async fn vm_ended(state: &BuildState, end: VmEnd) -> StepError {
+    let said = match state.vm.lock().await.as_ref() {
+        Some(vm) => vm.output_tail(),
+        None => String::new(),
+    };
+    let what = match end {
+        VmEnd::Exited(status) => format!(
+            "qemu exited ({status}) while the provisioner ran: the VM was killed or the guest powered off (a provisioner that reboots needs \"expect_disconnect\": true, one that powers off belongs in shutdown_command)"
+        ),
+        VmEnd::KvmFailure(line) => format!(
+            "KVM failed inside the guest ({line}) while the provisioner ran: set accelerator to \"tcg\""
+        ),
+    };
+    StepError(format!(
+        "{what}\nqemu said:\n{said}\nlast console lines:\n{}",
+        state.console_tail(30)
+    ))
+}
+
+impl Provision {
+    /// Runs the provisioner up to `max_retries + 1` times, each bounded by `timeout`.
+    async fn attempts(&self, ctx: &StepContext, state: &BuildState) -> Result<StepDone, StepError> {
+        let attempts = self.provisioner.max_retries + 1;
+        let mut last = None;
+        for attempt in 1..=attempts {
+            let run = self.once(ctx, state);
+            let result = match self.provisioner.timeout {
+                Some(limit) => match tokio::time::timeout(limit, run).await {
+                    Ok(r) => r,
+                    Err(_) => Err(StepError(format!(
+                        "timed out after {} (timeout)",
+                        format_duration(limit)
+                    ))),
+                },
+                None => run.await,
+            };
+            match result {
+                Ok(()) => return Ok(StepDone::Done),
+                Err(e) if attempt < attempts => {
+                    ctx.events().send(Event::Warning(format!(
+                        "attempt {attempt}/{attempts} failed: {e}; retrying"
+                    )));
+                    last = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| StepError("no attempt ran".into())))
     }
 }
 

@@ -1,7 +1,9 @@
-//! Shut down: trim the guest's free space (so compaction can shrink the image), then
+//! Shut down: remove the build's SSH key and host keys from the image ([`super::scrub`]),
+//! trim the guest's free space (so compaction can shrink the image), then
 //! `shutdown_command` over SSH or the ACPI power button, and wait for qemu to exit — on
 //! qemu's own exit, not a polling loop.
 
+use super::scrub::Scrub;
 use crate::build::event::Event;
 use crate::build::runner::{BoxFuture, Step, StepContext, StepDone, StepError};
 use crate::build::state::BuildState;
@@ -10,6 +12,15 @@ use crate::recipe::units::format_duration;
 
 /// Stops the guest cleanly.
 pub struct Shutdown;
+
+/// What a scrub removes, for the log.
+fn describe(scrub: &Scrub) -> &'static str {
+    match (scrub.key_blob.is_some(), scrub.host_keys) {
+        (true, true) => "the build's SSH key and the SSH host keys",
+        (true, false) => "the build's SSH key",
+        _ => "the SSH host keys",
+    }
+}
 
 /// `sync` first: ext4 only returns a deleted file's blocks to its free-space bitmap when the
 /// journal commits (every 5 s by default), and fstrim trims only what the bitmap says is
@@ -29,6 +40,32 @@ impl Step<BuildState> for Shutdown {
         Box::pin(async move {
             let cancel = ctx.cancel().clone();
             if let Some(session) = state.session.take() {
+                let scrub = Scrub::after_build(
+                    state
+                        .client_key
+                        .as_ref()
+                        .map(|k| k.public_key_openssh())
+                        .as_deref(),
+                    state.seed.is_some(),
+                    state.config.ssh.clear_authorized_keys,
+                );
+                if let Some(command) = scrub.command() {
+                    match session.exec_capture(&command, None, &cancel).await {
+                        Ok(out) if out.status.success() => {
+                            ctx.log(format!("removed from the image: {}", describe(&scrub)))
+                        }
+                        Ok(out) => ctx.events().send(Event::Warning(format!(
+                            "could not remove {} from the image ({}): {}; they will ship in it",
+                            describe(&scrub),
+                            out.status,
+                            String::from_utf8_lossy(&out.stderr).trim()
+                        ))),
+                        Err(e) => ctx.events().send(Event::Warning(format!(
+                            "could not remove {} from the image: {e}; they will ship in it",
+                            describe(&scrub)
+                        ))),
+                    }
+                }
                 if !state.config.skip_compaction {
                     match session.exec_capture(TRIM, None, &cancel).await {
                         Ok(out) if out.status.success() => {
