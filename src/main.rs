@@ -31,6 +31,8 @@ fn main() -> ExitCode {
         Some(Command::Templates(_)) => "templates",
         Some(Command::Credentials(_)) => "credentials",
         Some(Command::Keys(_)) => "keys",
+        Some(Command::Completions(_)) => "completions",
+        Some(Command::Man(_)) => "man",
         None => "",
     };
     let result = match &cli.command {
@@ -42,6 +44,8 @@ fn main() -> ExitCode {
         Some(Command::Templates(args)) => cli::templates::run(args, &mut out, &mut err),
         Some(Command::Credentials(args)) => cli::credentials::run(args, &mut out, &mut err),
         Some(Command::Keys(args)) => cli::keys::run(args, &mut out, &mut err),
+        Some(Command::Completions(args)) => cli::completions::run(args, &mut out, &mut err),
+        Some(Command::Man(args)) => cli::man::run(args, &mut out, &mut err),
         None => run_window(started),
     };
     let result: anyhow::Result<i32> = result.with_context(|| format!("kiln {name}"));

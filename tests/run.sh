@@ -17,6 +17,7 @@ APT_PACKAGES=(
   xvfb x11-apps x11-utils libgl1-mesa-dri libegl1 libxkbcommon-x11-0         # the window under Xvfb (tests/gui_window.rs)
   dbus gnome-keyring openssh-client                                          # a real Secret Service (tests/keyring.rs)
   iproute2                                                                   # ss: listening sockets (tests/build_publish.rs)
+  desktop-file-utils appstream dpkg-dev binutils man-db                      # the .deb and its desktop files (tests/packaging.rs)
 )
 
 as_root() {
@@ -56,6 +57,14 @@ GARAGE_ROOT="$HOME/.cache/kiln-tests/garage-2.5"
 if [ -z "${KILN_GARAGE:-}" ] && [ ! -x "$GARAGE_ROOT/bin/garage" ]; then
   log "installing Garage 2.5 into $GARAGE_ROOT"
   cargo install garage --locked --version '^2.5' --root "$GARAGE_ROOT"
+fi
+
+# --- cargo-deb (tests/packaging.rs builds kiln's .deb with it) ------------------------------
+# Installed once into a cached location (about 2 minutes); CARGO_DEB overrides the binary.
+CARGO_DEB_ROOT="$HOME/.cache/kiln-tests/cargo-deb-3.8"
+if [ -z "${CARGO_DEB:-}" ] && [ ! -x "$CARGO_DEB_ROOT/bin/cargo-deb" ]; then
+  log "installing cargo-deb 3.8 into $CARGO_DEB_ROOT"
+  cargo install cargo-deb --locked --version 3.8.0 --root "$CARGO_DEB_ROOT"
 fi
 
 # --- checks -----------------------------------------------------------------------------------

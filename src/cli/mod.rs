@@ -2,11 +2,13 @@
 
 pub mod args;
 pub mod build;
+pub mod completions;
 pub mod credentials;
 pub mod doctor;
 pub mod failure;
 pub mod inspect;
 pub mod keys;
+pub mod man;
 pub mod progress;
 pub mod seed;
 pub mod templates;
@@ -45,6 +47,11 @@ pub enum Command {
     Credentials(credentials::CredentialsArgs),
     /// SSH keys: list them, import or generate one into the OS keyring, show, remove.
     Keys(keys::KeysArgs),
+    /// Print the shell completion script for bash, zsh or fish.
+    Completions(completions::CompletionsArgs),
+    /// Write the manual pages (kiln.1 and one per subcommand) into a directory.
+    #[command(hide = true)]
+    Man(man::ManArgs),
 }
 
 /// Options shared by every subcommand that reads a recipe.
