@@ -60,6 +60,14 @@ pub enum Place {
     Host,
 }
 
+/// The place a restarted window shows for the place it was closed on.
+fn restored_place(saved: Place) -> Place {
+    match saved {
+        Place::Build => Place::Recipes,
+        other => other,
+    }
+}
+
 /// What survives a restart (eframe storage). No variable values: some are secrets.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
@@ -129,7 +137,11 @@ impl KilnApp {
             templates: TemplatesPanel::default(),
             templates_read: false,
         };
+        // Opening the recipe shows Recipes; a restart goes back to the place it left (a build
+        // does not survive a restart, so Build becomes Recipes).
+        let place = app.saved.place;
         app.open_recipe(first);
+        app.saved.place = restored_place(place);
         engine::check_host(&app.runtime, app.inbox.clone());
         app
     }
@@ -464,5 +476,23 @@ impl eframe::App for KilnApp {
 
     fn save(&mut self, storage: &mut dyn eframe::Storage) {
         eframe::set_value(storage, eframe::APP_KEY, &self.saved);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_restart_goes_back_to_the_place_it_left_except_a_build() {
+        for place in [
+            Place::Recipes,
+            Place::Templates,
+            Place::Credentials,
+            Place::Host,
+        ] {
+            assert_eq!(restored_place(place), place);
+        }
+        assert_eq!(restored_place(Place::Build), Place::Recipes);
     }
 }
