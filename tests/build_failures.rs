@@ -405,3 +405,45 @@ fn a_full_output_file_system_is_a_clear_error_with_nothing_left() {
     );
     assert_nothing_left(dir.path());
 }
+
+#[test]
+fn cancelling_early_steps_cleans_up_and_names_the_step() {
+    let _one = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let base = fixture::debian_image();
+    for (at, may_end_in) in [
+        (
+            "==> Seed",
+            &["Seed", "HTTP server", "CD", "Boot", "Connect"][..],
+        ),
+        ("==> Boot", &["Boot", "Boot command", "Connect"][..]),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let recipe = write_recipe(dir.path(), "debian", "", "[]");
+        let mut child = kiln_build(dir.path(), &recipe, &base)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut seen = Vec::new();
+        for line in BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            if line == at {
+                unsafe_sigint(child.id());
+            }
+            seen.push(line);
+        }
+        let status = child.wait().unwrap();
+        let all = seen.join("\n");
+        assert_eq!(status.code(), Some(130), "cancel at {at}: {all}");
+        let cancelled = may_end_in
+            .iter()
+            .find(|step| all.contains(&format!("{step} cancelled")));
+        assert!(
+            cancelled.is_some(),
+            "cancel at {at}: the cancelled step is named: {all}"
+        );
+        eprintln!("SIGINT at `{at}`: {} cancelled", cancelled.unwrap());
+        assert_nothing_left(dir.path());
+    }
+}
