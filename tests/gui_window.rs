@@ -1,7 +1,7 @@
 //! The real window: `kiln` without arguments under Xvfb. It must appear, draw something (a
 //! screenshot that is not blank), reach its first frame quickly, and use almost no CPU when
-//! idle (no continuous repaint). Skips with a reason when Xvfb, xwd or xwininfo are missing,
-//! unless KILN_REQUIRE_TOOLS=1.
+//! idle (no continuous repaint), and carry kiln's icon. Skips with a reason when Xvfb, xwd,
+//! xwininfo or xprop are missing, unless KILN_REQUIRE_TOOLS=1.
 
 #[path = "support/screenshot.rs"]
 mod screenshot;
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use screenshot::{decode_xwd, encode_png};
 
 fn tools_present() -> Result<(), String> {
-    for tool in ["Xvfb", "xwd", "xwininfo"] {
+    for tool in ["Xvfb", "xwd", "xwininfo", "xprop"] {
         let found = std::env::var_os("PATH")
             .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
             .unwrap_or(false);
@@ -73,12 +73,21 @@ fn cpu_ticks(pid: u32) -> u64 {
 }
 
 fn window_listed(display: &str) -> bool {
-    Command::new("xwininfo")
+    kiln_window_id(display).is_some()
+}
+
+/// The X id of the window titled "kiln".
+fn kiln_window_id(display: &str) -> Option<String> {
+    let out = Command::new("xwininfo")
         .args(["-root", "-tree"])
         .env("DISPLAY", display)
         .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).contains("\"kiln\""))
-        .unwrap_or(false)
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.contains("\"kiln\""))
+        .and_then(|l| l.split_whitespace().next())
+        .map(str::to_string)
 }
 
 #[test]
@@ -130,6 +139,21 @@ fn the_window_opens_draws_and_idles() {
         assert!(kiln.0.try_wait().unwrap().is_none(), "kiln exited");
         std::thread::sleep(Duration::from_millis(100));
     }
+    // The window carries kiln's icon (64x64), for window lists that do not read the
+    // desktop file.
+    let id = kiln_window_id(&display).unwrap();
+    let icon = Command::new("xprop")
+        .args(["-id", &id, "_NET_WM_ICON"])
+        .env("DISPLAY", &display)
+        .output()
+        .unwrap();
+    let icon = String::from_utf8_lossy(&icon.stdout);
+    // xprop draws a known icon property as ASCII art ("Icon (64 x 64):"), else numbers.
+    assert!(
+        icon.contains("Icon (64 x 64)") || icon.starts_with("_NET_WM_ICON(CARDINAL) = 64, 64,"),
+        "the window has no icon: {}",
+        icon.chars().take(120).collect::<String>()
+    );
     // Let start-up work end (the host check runs tools; a loaded machine makes the first
     // frames slow): settled once a whole second passes with at most one tick of CPU.
     let pid = kiln.0.id();

@@ -21,15 +21,23 @@ use std::sync::Arc;
 
 pub use app::{AppConfig, KilnApp};
 
+/// kiln's icon at 64 px (assets/icons, rendered from assets/kiln.svg by packaging/icons.sh).
+const WINDOW_ICON: &[u8] = include_bytes!("../../assets/icons/kiln-64.png");
+
 /// Opens the window and returns when it is closed.
 pub fn run(config: AppConfig) -> eframe::Result {
+    let mut viewport = egui::ViewportBuilder::default()
+        .with_title("kiln")
+        .with_app_id("kiln")
+        .with_inner_size([1100.0, 720.0])
+        .with_min_inner_size([640.0, 400.0]);
+    // The window's own icon (_NET_WM_ICON), for window lists that do not read the desktop file.
+    if let Ok(icon) = eframe::icon_data::from_png_bytes(WINDOW_ICON) {
+        viewport = viewport.with_icon(Arc::new(icon));
+    }
     let options = eframe::NativeOptions {
         renderer: eframe::Renderer::Glow,
-        viewport: egui::ViewportBuilder::default()
-            .with_title("kiln")
-            .with_app_id("kiln")
-            .with_inner_size([1100.0, 720.0])
-            .with_min_inner_size([640.0, 400.0]),
+        viewport,
         persist_window: true,
         ..Default::default()
     };

@@ -47,35 +47,44 @@ pub fn variables_ui(ui: &mut egui::Ui, recipe: &mut OpenRecipe) {
                 } else {
                     var.default.clone().unwrap_or_default()
                 };
-                ui.horizontal(|ui| {
-                    ui.add(
-                        egui::TextEdit::singleline(value)
-                            .password(var.sensitive && !revealed)
-                            .hint_text(hint)
-                            .desired_width(380.0),
-                    )
-                    .labelled_by(label.id);
-                    if var.sensitive {
-                        let mut show = revealed;
-                        let text = if show { "Hide" } else { "Show" };
-                        let toggle = ui
-                            .toggle_value(&mut show, text)
-                            .on_hover_text(format!("show or hide {}", var.name));
-                        if toggle.changed() {
-                            if show {
-                                recipe.revealed.insert(var.name.clone());
-                            } else {
-                                recipe.revealed.remove(&var.name);
+                // One cell: the field, and under it what to know about the value (a third
+                // column would be cut off at the window's edge).
+                ui.vertical(|ui| {
+                    ui.horizontal(|ui| {
+                        ui.add(
+                            egui::TextEdit::singleline(value)
+                                .password(var.sensitive && !revealed)
+                                .hint_text(hint)
+                                .desired_width(380.0),
+                        )
+                        .labelled_by(label.id);
+                        if var.sensitive {
+                            let mut show = revealed;
+                            let text = if show { "Hide" } else { "Show" };
+                            let toggle = ui
+                                .toggle_value(&mut show, text)
+                                .on_hover_text(format!("show or hide {}", var.name));
+                            if toggle.changed() {
+                                if show {
+                                    recipe.revealed.insert(var.name.clone());
+                                } else {
+                                    recipe.revealed.remove(&var.name);
+                                }
                             }
                         }
-                    }
-                });
-                ui.horizontal(|ui| {
-                    if var.sensitive {
-                        ui.colored_label(palette.warn, "sensitive");
-                    }
-                    if let Some(name) = env {
-                        ui.colored_label(palette.running, format!("from environment: ${name}"));
+                    });
+                    if var.sensitive || env.is_some() {
+                        ui.horizontal(|ui| {
+                            if var.sensitive {
+                                ui.colored_label(palette.warn, "sensitive");
+                            }
+                            if let Some(name) = env {
+                                ui.colored_label(
+                                    palette.running,
+                                    format!("from environment: ${name}"),
+                                );
+                            }
+                        });
                     }
                 });
                 ui.end_row();
