@@ -64,6 +64,46 @@ fn assert_nothing_left(dir: &Path) {
     );
 }
 
+/// What a watched build ended with.
+struct Watched {
+    status: std::process::ExitStatus,
+    /// Standard output, every line.
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs the build and calls `on_line(line, kiln's pid)` for each line of its standard output
+/// as it comes (to cancel or kill at a chosen moment); standard error is read alongside.
+fn build_watching(
+    dir: &Path,
+    recipe: &Path,
+    base: &Path,
+    mut on_line: impl FnMut(&str, u32),
+) -> Watched {
+    let mut child = kiln_build(dir, recipe, base)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr_pipe = child.stderr.take().unwrap();
+    let stderr = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut stderr_pipe, &mut text).unwrap();
+        text
+    });
+    let mut seen = Vec::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        on_line(&line, child.id());
+        seen.push(line);
+    }
+    Watched {
+        status: child.wait().unwrap(),
+        stdout: seen.join("\n"),
+        stderr: stderr.join().unwrap(),
+    }
+}
+
 fn text(out: &Output) -> (String, String) {
     (
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -225,23 +265,13 @@ fn cancelling_during_provisioning_cleans_up() {
         "",
         r#"[{"type": "shell", "inline": ["echo provisioning starts", "sleep 600"]}]"#,
     );
-    let mut child = kiln_build(dir.path(), &recipe, &base)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut seen = Vec::new();
-    for line in BufReader::new(stdout).lines() {
-        let line = line.unwrap();
-        seen.push(line.clone());
+    let watched = build_watching(dir.path(), &recipe, &base, |line, pid| {
         if line.contains("| provisioning starts") {
             // SIGINT, as Ctrl-C sends.
-            unsafe_sigint(child.id());
+            unsafe_sigint(pid);
         }
-    }
-    let status = child.wait().unwrap();
-    let all = seen.join("\n");
+    });
+    let (status, all) = (watched.status, watched.stdout);
     assert_eq!(status.code(), Some(130), "{all}");
     assert!(
         all.contains("Provision 1/1: shell cancelled"),
@@ -312,17 +342,8 @@ fn a_killed_qemu_fails_the_build_at_once_with_the_console_tail() {
         "",
         r#"[{"type": "shell", "inline": ["echo provisioning starts", "sleep 600"]}]"#,
     );
-    let mut child = kiln_build(dir.path(), &recipe, &base)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut seen = Vec::new();
     let mut killed_at = None;
-    for line in BufReader::new(stdout).lines() {
-        let line = line.unwrap();
-        seen.push(line.clone());
+    let watched = build_watching(dir.path(), &recipe, &base, |line, _| {
         if killed_at.is_none() && line.contains("| provisioning starts") {
             let killed = Command::new("pkill")
                 .args([
@@ -335,12 +356,9 @@ fn a_killed_qemu_fails_the_build_at_once_with_the_console_tail() {
             assert!(killed.success(), "no qemu of this build to kill");
             killed_at = Some(Instant::now());
         }
-    }
-    let status = child.wait().unwrap();
+    });
     let took = killed_at.expect("the provisioner started").elapsed();
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    let all = seen.join("\n");
+    let (status, all, stderr) = (watched.status, watched.stdout, watched.stderr);
     eprintln!("the build failed {took:?} after qemu was killed");
     assert_eq!(status.code(), Some(1), "{all}\n{stderr}");
     assert!(
@@ -419,22 +437,12 @@ fn cancelling_early_steps_cleans_up_and_names_the_step() {
     ] {
         let dir = tempfile::tempdir().unwrap();
         let recipe = write_recipe(dir.path(), "debian", "", "[]");
-        let mut child = kiln_build(dir.path(), &recipe, &base)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let mut seen = Vec::new();
-        for line in BufReader::new(stdout).lines() {
-            let line = line.unwrap();
+        let watched = build_watching(dir.path(), &recipe, &base, |line, pid| {
             if line == at {
-                unsafe_sigint(child.id());
+                unsafe_sigint(pid);
             }
-            seen.push(line);
-        }
-        let status = child.wait().unwrap();
-        let all = seen.join("\n");
+        });
+        let (status, all) = (watched.status, watched.stdout);
         assert_eq!(status.code(), Some(130), "cancel at {at}: {all}");
         let cancelled = may_end_in
             .iter()
