@@ -76,20 +76,50 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
         .any(|w| w == needle.as_bytes())
 }
 
-/// Samples every process's command line until `stop`, recording any that holds a sentinel.
+/// The parent of process `pid`, from /proc (None once it is gone).
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name in parentheses may hold spaces: the fields after it are fixed.
+    stat[stat.rfind(')')? + 2..].split(' ').nth(1)?.parse().ok()
+}
+
+/// Whether `pid` is a descendant of `ancestor` (processes of other test runs on the same
+/// machine are not this build's).
+fn descends_from(pid: u32, ancestor: u32) -> bool {
+    let mut current = pid;
+    for _ in 0..64 {
+        match parent_of(current) {
+            Some(parent) if parent == ancestor => return true,
+            Some(parent) if parent > 1 => current = parent,
+            _ => return false,
+        }
+    }
+    false
+}
+
+/// Samples the command line of every process this test started (kiln, qemu and what they
+/// run) until `stop`, recording any that holds a sentinel.
 fn watch_command_lines(
     sentinels: Vec<String>,
     stop: Arc<AtomicBool>,
-) -> std::thread::JoinHandle<(usize, Vec<String>)> {
+) -> std::thread::JoinHandle<(usize, Vec<String>, bool)> {
     std::thread::spawn(move || {
         let mut samples = 0;
         let mut hits = Vec::new();
+        let mut saw_qemu = false;
         while !stop.load(Ordering::Relaxed) {
             samples += 1;
             for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+                let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+                    continue;
+                };
+                if !descends_from(pid, std::process::id()) {
+                    continue;
+                }
                 let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
                     continue;
                 };
+                saw_qemu |= contains(&cmdline, "qemu-system");
                 for s in &sentinels {
                     if contains(&cmdline, s) {
                         hits.push(text(&cmdline).replace('\0', " "));
@@ -98,7 +128,7 @@ fn watch_command_lines(
             }
             std::thread::sleep(std::time::Duration::from_millis(200));
         }
-        (samples, hits)
+        (samples, hits, saw_qemu)
     })
 }
 
@@ -209,7 +239,11 @@ fn a_build_with_keyring_credentials_publishes_to_exoscale_and_leaks_nothing() {
         .arg(&recipe);
     let out = build.output().expect("kiln runs");
     stop.store(true, Ordering::Relaxed);
-    let (samples, cmdline_hits) = watcher.join().unwrap();
+    let (samples, cmdline_hits, saw_qemu) = watcher.join().unwrap();
+    assert!(
+        saw_qemu,
+        "the command-line watcher saw the build's qemu among this test's processes"
+    );
     let sockets = sockets.join().unwrap();
     let stdout = text(&out.stdout);
     let stderr = text(&out.stderr);

@@ -89,29 +89,83 @@ impl SecretService {
         service
     }
 
+    /// Waits until the Secret Service answers *and* its default collection (the login
+    /// keyring, made from the password on stdin) exists and is unlocked: the service answers
+    /// a ping before that, and a store in between fails ("result not returned from SS API").
     fn wait_until_answering(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
+        let mut last = String::new();
         loop {
-            let out = Command::new("dbus-send")
-                .args([
-                    "--session",
-                    "--print-reply",
-                    "--dest=org.freedesktop.secrets",
-                    "/org/freedesktop/secrets",
-                    "org.freedesktop.DBus.Peer.Ping",
-                ])
-                .env("DBUS_SESSION_BUS_ADDRESS", &self.address)
-                .output()
-                .expect("run dbus-send");
-            if out.status.success() {
+            if let Some(collection) = self.default_collection(&mut last)
+                && self.unlocked(&collection, &mut last)
+            {
                 return;
             }
             assert!(
                 Instant::now() < deadline,
-                "gnome-keyring did not answer on the private bus within 20 s: {}",
-                String::from_utf8_lossy(&out.stderr)
+                "gnome-keyring's login keyring was not ready on the private bus within 20 s: {last}"
             );
             std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn dbus_call(
+        &self,
+        path: &str,
+        method: &str,
+        args: &[&str],
+        last: &mut String,
+    ) -> Option<String> {
+        let out = Command::new("dbus-send")
+            .args([
+                "--session",
+                "--print-reply",
+                "--dest=org.freedesktop.secrets",
+                path,
+                method,
+            ])
+            .args(args)
+            .env("DBUS_SESSION_BUS_ADDRESS", &self.address)
+            .output()
+            .expect("run dbus-send");
+        if out.status.success() {
+            Some(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            *last = String::from_utf8_lossy(&out.stderr).into_owned();
+            None
+        }
+    }
+
+    /// The default collection's object path, once there is one.
+    fn default_collection(&self, last: &mut String) -> Option<String> {
+        let reply = self.dbus_call(
+            "/org/freedesktop/secrets",
+            "org.freedesktop.Secret.Service.ReadAlias",
+            &["string:default"],
+            last,
+        )?;
+        let path = reply.split('"').nth(1)?.to_string();
+        if path == "/" {
+            *last = "no default collection yet".into();
+            return None;
+        }
+        Some(path)
+    }
+
+    fn unlocked(&self, collection: &str, last: &mut String) -> bool {
+        let reply = self.dbus_call(
+            collection,
+            "org.freedesktop.DBus.Properties.Get",
+            &["string:org.freedesktop.Secret.Collection", "string:Locked"],
+            last,
+        );
+        match reply {
+            Some(r) if r.contains("boolean false") => true,
+            Some(r) => {
+                *last = format!("{collection} is locked: {r}");
+                false
+            }
+            None => false,
         }
     }
 
