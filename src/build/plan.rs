@@ -201,6 +201,7 @@ pub async fn run_build(
         logs: log_dir.clone(),
         builder: std::sync::Arc::new(build.builder.clone()),
         qemu_binary: options.qemu_binary.clone().unwrap_or_default(),
+        accel: None,
     };
     let post_steps = match PostStep::for_chains(&build.post_processors) {
         Ok(steps) => steps,
