@@ -19,6 +19,7 @@ use kiln::gui::app::Place;
 use kiln::gui::build_state::StepState;
 use kiln::gui::credentials::SecretsSource;
 use kiln::gui::engine::{BuildFuture, Engine};
+use kiln::gui::notify::{Notification, Notifier};
 use kiln::gui::{AppConfig, KilnApp};
 use kiln::recipe::template::{Build, Recipe};
 use kiln::secrets::profiles::Profiles;
@@ -220,6 +221,17 @@ fn setup_with_api(
     api_endpoint: Option<String>,
     profile: Option<&str>,
 ) -> (Setup, Harness<'static, KilnApp>) {
+    setup_full(ending, api_endpoint, profile, None)
+}
+
+/// Like [`setup_with_api`], with end-of-build notifications going to `notifier` (for builds
+/// of any length) instead of the desktop.
+fn setup_full(
+    ending: Ending,
+    api_endpoint: Option<String>,
+    profile: Option<&str>,
+    notifier: Option<Arc<dyn Notifier>>,
+) -> (Setup, Harness<'static, KilnApp>) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -277,7 +289,13 @@ fn setup_with_api(
     let harness = Harness::builder()
         .with_size([1200.0, 800.0])
         .with_max_steps(40)
-        .build_eframe(move |cc| KilnApp::new(cc, config));
+        .build_eframe(move |cc| {
+            let app = KilnApp::new(cc, config);
+            match notifier {
+                Some(notifier) => app.with_notifier(notifier, Duration::ZERO),
+                None => app,
+            }
+        });
     let setup = Setup {
         _runtime: runtime,
         _dir: dir,
@@ -421,6 +439,45 @@ fn choose_fill_start_progress_done_artifact() {
     assert_eq!(state.console.len(), 50);
     // The Output tab lists the provisioner's lines.
     harness.get_by_label("provisioner line 49");
+}
+
+/// Records notifications instead of showing them.
+#[derive(Default)]
+struct RecordingNotifier(Mutex<Vec<Notification>>);
+
+impl Notifier for RecordingNotifier {
+    fn notify(&self, notification: Notification) {
+        self.0.lock().unwrap().push(notification);
+    }
+}
+
+#[test]
+fn a_build_that_ends_behind_other_windows_notifies_and_one_in_front_does_not() {
+    for focused in [false, true] {
+        let notifier = Arc::new(RecordingNotifier::default());
+        let (setup, mut harness) = setup_full(Ending::Success, None, None, Some(notifier.clone()));
+        choose_fill_and_start(&mut harness, &setup.recipes_dir);
+        harness.event(egui::Event::WindowFocused(focused));
+        harness.run();
+        setup.gate.add_permits(1);
+        step_until(&mut harness, "the build's end", |app| {
+            app.build_state().is_some_and(|b| !b.is_running())
+        });
+        let sent = notifier.0.lock().unwrap().clone();
+        if focused {
+            assert!(sent.is_empty(), "the user is watching: {sent:?}");
+        } else {
+            assert_eq!(sent.len(), 1, "{sent:?}");
+            assert_eq!(sent[0].summary, "kiln: test-vm built");
+            assert!(
+                sent[0]
+                    .body
+                    .ends_with(&setup.artifact.display().to_string()),
+                "{sent:?}"
+            );
+            assert!(!sent[0].critical);
+        }
+    }
 }
 
 #[test]

@@ -18,6 +18,7 @@ use super::credentials::{self, SecretsSource};
 use super::credentials_panel::{self, CredentialsPanel};
 use super::engine::{self, Engine, Inbox, Message};
 use super::host_panel::{self, HostAction};
+use super::notify::{self, DesktopNotifier, Notifier};
 use super::recipes_panel::{self, RecipesPanel};
 use super::session::{self, OpenRecipe};
 use super::templates;
@@ -98,6 +99,10 @@ pub struct KilnApp {
     credentials_read: bool,
     templates: TemplatesPanel,
     templates_read: bool,
+    notifier: Arc<dyn Notifier>,
+    notify_after: Duration,
+    /// The window's focus as its last `WindowFocused` event said (`None`: not seen yet).
+    window_focused: Option<bool>,
 }
 
 impl KilnApp {
@@ -116,7 +121,7 @@ impl KilnApp {
             .or_else(|| saved.recipe.clone().filter(|p| p.is_file()))
             .unwrap_or_else(|| config.recipes_dir.join(crate::recipes::DEFAULT_RECIPE));
         let mut app = Self {
-            runtime: config.runtime,
+            runtime: config.runtime.clone(),
             engine: config.engine,
             started: config.started,
             first_frame_logged: false,
@@ -136,6 +141,9 @@ impl KilnApp {
             credentials_read: false,
             templates: TemplatesPanel::default(),
             templates_read: false,
+            notifier: Arc::new(DesktopNotifier::new(config.runtime.clone())),
+            notify_after: notify::DEFAULT_NOTIFY_AFTER,
+            window_focused: None,
         };
         // Opening the recipe shows Recipes; a restart goes back to the place it left (a build
         // does not survive a restart, so Build becomes Recipes).
@@ -144,6 +152,36 @@ impl KilnApp {
         app.saved.place = restored_place(place);
         engine::check_host(&app.runtime, app.inbox.clone());
         app
+    }
+
+    /// Sends the end-of-build notifications to `notifier`, for builds that ran at least
+    /// `after` (tests record them; the default shows them on the desktop after a minute).
+    pub fn with_notifier(mut self, notifier: Arc<dyn Notifier>, after: Duration) -> Self {
+        self.notifier = notifier;
+        self.notify_after = after;
+        self
+    }
+
+    /// Notifies the desktop that the build ended, when it was long and the window is not in
+    /// front.
+    fn notify_build_end(&self, ctx: &egui::Context) {
+        let Some(build) = &self.build else {
+            return;
+        };
+        let (Some(outcome), Some(duration)) = (build.final_outcome(), build.duration) else {
+            return;
+        };
+        let focused = self
+            .window_focused
+            .or_else(|| ctx.input(|i| i.viewport().focused));
+        if notify::should_notify(duration, self.notify_after, focused) {
+            self.notifier.notify(notify::build_ended(
+                &build.name,
+                outcome,
+                duration,
+                build.artifact().map(PathBuf::as_path),
+            ));
+        }
     }
 
     /// The current build's state, if one was started.
@@ -326,8 +364,15 @@ impl KilnApp {
 }
 
 impl eframe::App for KilnApp {
-    fn logic(&mut self, _ctx: &egui::Context, _frame: &mut eframe::Frame) {
+    fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
         let now = Instant::now();
+        ctx.input(|i| {
+            for event in &i.events {
+                if let egui::Event::WindowFocused(focused) = event {
+                    self.window_focused = Some(*focused);
+                }
+            }
+        });
         while let Ok(message) = self.messages.try_recv() {
             match message {
                 Message::Event(event) => {
@@ -340,6 +385,7 @@ impl eframe::App for KilnApp {
                         build.finish(report, now);
                     }
                     self.cancel = None;
+                    self.notify_build_end(ctx);
                 }
                 Message::HostChecked(checks) => self.host = Some(checks),
                 Message::Credentials(snapshot) => self.credentials.receive(snapshot),

@@ -10,6 +10,7 @@ pub mod credentials_panel;
 pub mod engine;
 pub mod host_panel;
 pub mod log_buffer;
+pub mod notify;
 pub mod recipes_panel;
 pub mod session;
 pub mod templates;
