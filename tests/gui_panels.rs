@@ -119,6 +119,7 @@ impl Engine for ScriptedEngine {
                 BuildReport {
                     artifact: (outcome == Outcome::Done).then(|| artifact.clone()),
                     artifacts: Vec::new(),
+                    templates: Vec::new(),
                     outcome,
                     log_dir: log_dir.clone(),
                 }

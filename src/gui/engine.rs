@@ -117,6 +117,7 @@ pub fn start(
             artifact: None,
             artifacts: Vec::new(),
             log_dir: crate::build::plan::default_state_dir(),
+            templates: Vec::new(),
         });
         inbox.send(Message::Finished(report));
     });

@@ -42,6 +42,9 @@ pub struct PostState {
     discarded: Vec<Artifact>,
     /// The artifacts of the build once every post-processor ran, builder's first when kept.
     pub artifacts: Vec<Artifact>,
+    /// (zone, template id) of every template an `exoscale-import` registered, kept even when
+    /// a later post-processor fails (the template exists all the same).
+    pub published: Vec<(String, String)>,
 }
 
 impl PostState {
@@ -55,6 +58,7 @@ impl PostState {
             results: Vec::new(),
             discarded: Vec::new(),
             artifacts: Vec::new(),
+            published: Vec::new(),
         }
     }
 }
@@ -163,6 +167,9 @@ impl<S: HasPostState> Step<S> for PostStep {
                 StepError("there is no artifact to process (the build produced none)".into())
             })?;
             let processed = self.implementation.run(ctx, &input, &state.facts).await?;
+            state
+                .published
+                .extend(super::exoscale_import::template_ids(&processed.artifact));
             let keep = self.keep_input(
                 ctx,
                 processed.keep_input_by_default,
