@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use chrono::Utc;
+use chrono::{DateTime, SubsecRound, Utc};
 
 use super::model::{
     ArtifactFile, BuildRecord, CheckRecord, Origin, RunOutcome, StepEnd, StepRecord, VarOrigin,
@@ -29,6 +29,16 @@ pub struct Recorder {
     redactor: Redactor,
     running_since: Vec<Option<Instant>>,
     clock: Instant,
+}
+
+/// Now, to the millisecond the history keeps.
+fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(3)
+}
+
+/// `d` to the millisecond the history keeps.
+fn to_ms(d: std::time::Duration) -> std::time::Duration {
+    std::time::Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn variable(v: &Variable, secrets: &[String]) -> VariableRecord {
@@ -71,7 +81,7 @@ impl Recorder {
                 .map(|d| redactor.redact(d.trim())),
             build_name: redactor.redact(&build.name),
             origin,
-            started: Utc::now(),
+            started: now(),
             ended: None,
             duration: None,
             outcome: RunOutcome::Unfinished,
@@ -154,7 +164,7 @@ impl Recorder {
                 let step = self.step(*index, "");
                 step.end = end;
                 step.detail = detail;
-                step.duration = Some(*duration);
+                step.duration = Some(to_ms(*duration));
                 let name = step.name.clone();
                 if matches!(end, StepEnd::Failed | StepEnd::Cancelled)
                     && self.record.stopped_at.is_none()
@@ -175,7 +185,7 @@ impl Recorder {
                 detail: self.redactor.redact(detail),
             }),
             Event::Warning(_) => self.record.warnings = self.record.warnings.saturating_add(1),
-            Event::BuildFinished { duration, .. } => self.record.duration = Some(*duration),
+            Event::BuildFinished { duration, .. } => self.record.duration = Some(to_ms(*duration)),
             Event::Progress { .. }
             | Event::Log { .. }
             | Event::Paused { .. }
@@ -188,9 +198,9 @@ impl Recorder {
     pub fn finish(mut self, report: &BuildReport) -> BuildRecord {
         let redact = |text: &str| self.redactor.redact(text);
         let record = &mut self.record;
-        record.ended = Some(Utc::now());
+        record.ended = Some(now());
         if record.duration.is_none() {
-            record.duration = Some(self.clock.elapsed());
+            record.duration = Some(to_ms(self.clock.elapsed()));
         }
         record.outcome = match &report.outcome {
             Outcome::Done | Outcome::Skipped(_) => RunOutcome::Done,
@@ -212,7 +222,7 @@ impl Recorder {
                 .get(index)
                 .copied()
                 .flatten()
-                .map(|since| since.elapsed());
+                .map(|since| to_ms(since.elapsed()));
             if step.end != StepEnd::Done && record.stopped_at.is_none() {
                 record.stopped_at = Some(step.name.clone());
             }
