@@ -259,6 +259,12 @@ pub async fn run_build(
         options.on_error,
     )
     .await;
+    // The report's message is printed and shown as it is: mask the recipe's secrets in it
+    // as in every event (a path built from a sensitive variable names it).
+    let outcome = match outcome {
+        Outcome::Failed(why) => Outcome::Failed(inner.redactor().redact(&why)),
+        other => other,
+    };
     let artifacts = if outcome == Outcome::Done {
         state.artifacts()
     } else {
