@@ -862,7 +862,14 @@ fn a_failed_build_is_in_the_history_with_the_step_that_failed() {
     harness.run();
     assert_eq!(harness.state().place(), Place::Recipes);
     harness.get_by_label_contains("its recipe cannot be opened");
-    assert!(harness.state().open_recipe_state().unwrap().values.is_empty());
+    assert!(
+        harness
+            .state()
+            .open_recipe_state()
+            .unwrap()
+            .values
+            .is_empty()
+    );
 }
 
 #[test]
