@@ -35,6 +35,7 @@ fn kiln_build(dir: &Path, recipe: &Path, base: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
     cmd.current_dir(dir)
         .env("XDG_STATE_HOME", dir.join("state"))
+        .env("XDG_DATA_HOME", dir.join("data"))
         .env("TMPDIR", dir.join("tmp"))
         .args(["build", "-var"])
         .arg(format!("base_image={}", base.display()))
@@ -141,6 +142,7 @@ fn build_on_a_terminal(ci: &str) -> String {
         .args(["-qec", &line.join(" "), "/dev/null"])
         .current_dir(dir.path())
         .env("XDG_STATE_HOME", dir.path().join("state"))
+        .env("XDG_DATA_HOME", dir.path().join("data"))
         .env("TMPDIR", dir.path().join("tmp"))
         .env("TERM", "xterm")
         .env("CI", ci)

@@ -88,6 +88,7 @@ fn a_real_build_driven_through_the_panels_finishes_with_its_artifact() {
             vault: Vault::with_store(keyring_core::mock::Store::new().unwrap()),
             config: dir.path().join("config/config.toml"),
         }),
+        history: Some(dir.path().join("history.sqlite")),
     };
     let mut harness = Harness::builder()
         .with_size([1200.0, 800.0])
@@ -189,6 +190,9 @@ fn a_real_build_driven_through_the_panels_finishes_with_its_artifact() {
         "the artifact is a sound qcow2: {}",
         String::from_utf8_lossy(&check.stdout)
     );
+    // The History place's file has the build, finished, with its artifact.
+    let history = dir.path().join("history.sqlite");
+    assert!(history.is_file(), "the build was recorded");
     // Nothing of the build runs any more.
     let qemu = Command::new("pgrep")
         .args(["-f", &dir.path().display().to_string()])

@@ -16,7 +16,8 @@ use super::build_panel::{self, BuildAction, LogTab};
 use super::build_state::BuildState;
 use super::credentials::{self, SecretsSource};
 use super::credentials_panel::{self, CredentialsPanel};
-use super::engine::{self, Engine, Inbox, Message};
+use super::engine::{self, Engine, HistoryTarget, Inbox, Message};
+use super::history_panel::{self, HistoryPanel};
 use super::host_panel::{self, HostAction};
 use super::notify::{self, DesktopNotifier, Notifier};
 use super::recipes_panel::{self, RecipesPanel};
@@ -43,6 +44,9 @@ pub struct AppConfig {
     pub started: Instant,
     /// Where the Credentials place reads and stores profiles and keys.
     pub secrets: Arc<dyn SecretsSource>,
+    /// The history file builds are recorded in and the History place reads (`None`: no
+    /// history).
+    pub history: Option<PathBuf>,
 }
 
 /// The places of the sidebar.
@@ -59,6 +63,8 @@ pub enum Place {
     Credentials,
     /// The host check.
     Host,
+    /// Past builds, from the history file.
+    History,
 }
 
 /// The place a restarted window shows for the place it was closed on.
@@ -103,6 +109,8 @@ pub struct KilnApp {
     notify_after: Duration,
     /// The window's focus as its last `WindowFocused` event said (`None`: not seen yet).
     window_focused: Option<bool>,
+    history_db: Option<PathBuf>,
+    history: HistoryPanel,
 }
 
 impl KilnApp {
@@ -144,6 +152,8 @@ impl KilnApp {
             notifier: Arc::new(DesktopNotifier::new(config.runtime.clone())),
             notify_after: notify::DEFAULT_NOTIFY_AFTER,
             window_focused: None,
+            history_db: config.history,
+            history: HistoryPanel::default(),
         };
         // Opening the recipe shows Recipes; a restart goes back to the place it left (a build
         // does not survive a restart, so Build becomes Recipes).
@@ -214,6 +224,11 @@ impl KilnApp {
         &mut self.templates
     }
 
+    /// The History place's state.
+    pub fn history(&self) -> &HistoryPanel {
+        &self.history
+    }
+
     /// The place shown.
     pub fn place(&self) -> Place {
         self.saved.place
@@ -237,6 +252,83 @@ impl KilnApp {
             self.credentials.busy = true;
             self.run_credentials(credentials::Action::Refresh);
         }
+    }
+
+    fn read_history(&mut self) {
+        if let Some(db) = &self.history_db {
+            self.history.busy = true;
+            engine::read_history(
+                &self.runtime,
+                db.clone(),
+                history_panel::LIMIT,
+                self.inbox.clone(),
+            );
+        }
+    }
+
+    /// Opens the recipe of history build `id` with the values someone gave it filled in;
+    /// sensitive ones are left to the user and named.
+    fn rebuild(&mut self, id: i64) {
+        let Some(record) = self
+            .history
+            .list()
+            .iter()
+            .find(|r| r.id == Some(id))
+            .cloned()
+        else {
+            return;
+        };
+        self.open_recipe(record.recipe.clone());
+        let Some(open) = &mut self.open else {
+            return;
+        };
+        if open.inspection.is_err() {
+            open.note = Some(format!(
+                "Rebuild of build #{id}: its recipe cannot be opened (see below); nothing was filled in."
+            ));
+            return;
+        }
+        let declared: Vec<String> = open
+            .variables()
+            .iter()
+            .filter(|v| v.declared)
+            .map(|v| v.name.clone())
+            .collect();
+        let mut filled = 0;
+        let mut sensitive = Vec::new();
+        let mut gone = Vec::new();
+        for var in &record.variables {
+            if !declared.contains(&var.name) {
+                if var.refill_value().is_some() {
+                    gone.push(var.name.clone());
+                }
+                continue;
+            }
+            if var.sensitive {
+                sensitive.push(var.name.clone());
+            } else if let Some(value) = var.refill_value() {
+                open.values.insert(var.name.clone(), value.to_string());
+                filled += 1;
+            }
+        }
+        let mut note = format!(
+            "Rebuild of build #{id} ({}): {filled} value{} filled in.",
+            history_panel::local_time(&record.started),
+            if filled == 1 { "" } else { "s" }
+        );
+        if !sensitive.is_empty() {
+            note.push_str(&format!(
+                " Sensitive values are never stored: type {} again, or leave an Exoscale key and secret empty to use the keyring profile.",
+                sensitive.join(", ")
+            ));
+        }
+        if !gone.is_empty() {
+            note.push_str(&format!(
+                " The recipe no longer declares {}: not filled in.",
+                gone.join(", ")
+            ));
+        }
+        open.note = Some(note);
     }
 
     fn run_templates(&mut self, action: Option<templates::Action>) {
@@ -279,6 +371,10 @@ impl KilnApp {
             self.saved.place = Place::Recipes;
             return;
         };
+        let history = self.history_db.clone().map(|db| HistoryTarget {
+            db,
+            recipe_path: open.path.clone(),
+        });
         self.build = Some(BuildState::new(build.name.clone(), Instant::now()));
         self.cancel = Some(engine::start(
             &self.runtime,
@@ -286,6 +382,7 @@ impl KilnApp {
             recipe,
             build,
             self.inbox.clone(),
+            history,
         ));
         self.saved.place = Place::Build;
     }
@@ -308,6 +405,7 @@ impl KilnApp {
         ui.selectable_value(&mut self.saved.place, Place::Build, build_label);
         ui.selectable_value(&mut self.saved.place, Place::Templates, "Templates");
         ui.selectable_value(&mut self.saved.place, Place::Credentials, "Credentials");
+        ui.selectable_value(&mut self.saved.place, Place::History, "History");
         ui.selectable_value(&mut self.saved.place, Place::Host, "Host check");
         ui.add_space(theme::GAP);
         if ui.checkbox(&mut self.saved.dark, "Dark theme").changed() {
@@ -348,6 +446,9 @@ impl KilnApp {
             start = build.clicked();
         });
         ui.weak(open.path.display().to_string());
+        if let Some(note) = &open.note {
+            ui.colored_label(theme::current(ui.ctx()).running, note);
+        }
         ui.add_space(theme::GAP);
         if open.inspection.is_ok() {
             ui.strong("Variables");
@@ -386,10 +487,13 @@ impl eframe::App for KilnApp {
                     }
                     self.cancel = None;
                     self.notify_build_end(ctx);
+                    // The build was recorded before its report was sent.
+                    self.history.stale = true;
                 }
                 Message::HostChecked(checks) => self.host = Some(checks),
                 Message::Credentials(snapshot) => self.credentials.receive(snapshot),
                 Message::Templates(listing) => self.templates.receive(listing),
+                Message::History(read) => self.history.receive(read),
             }
         }
     }
@@ -504,6 +608,23 @@ impl eframe::App for KilnApp {
                     self.run_credentials(action);
                 }
             }
+            Place::History => {
+                // Read when first shown and after a build ended, never on a timer.
+                if self.history.wants_read() && self.history_db.is_some() {
+                    self.read_history();
+                }
+                let db = self.history_db.clone();
+                let request = egui::CentralPanel::default()
+                    .show(ui, |ui| {
+                        history_panel::history_ui(ui, &mut self.history, db.as_deref())
+                    })
+                    .inner;
+                match request {
+                    Some(history_panel::Request::Refresh) => self.read_history(),
+                    Some(history_panel::Request::Rebuild(id)) => self.rebuild(id),
+                    None => {}
+                }
+            }
             Place::Host => {
                 let action = egui::CentralPanel::default()
                     .show(ui, |ui| host_panel::host_ui(ui, self.host.as_deref()))
@@ -536,6 +657,7 @@ mod tests {
             Place::Templates,
             Place::Credentials,
             Place::Host,
+            Place::History,
         ] {
             assert_eq!(restored_place(place), place);
         }

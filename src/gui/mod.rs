@@ -8,6 +8,7 @@ pub mod build_state;
 pub mod credentials;
 pub mod credentials_panel;
 pub mod engine;
+pub mod history_panel;
 pub mod host_panel;
 pub mod log_buffer;
 pub mod notify;
@@ -49,7 +50,8 @@ pub fn run(config: AppConfig) -> eframe::Result {
     )
 }
 
-/// The configuration `main` uses: the real engine, the bundled recipes, the default recipe.
+/// The configuration `main` uses: the real engine, the bundled recipes, the default recipe,
+/// the history in `$XDG_DATA_HOME/kiln`.
 pub fn default_config(runtime: tokio::runtime::Handle, started: std::time::Instant) -> AppConfig {
     AppConfig {
         runtime,
@@ -58,5 +60,6 @@ pub fn default_config(runtime: tokio::runtime::Handle, started: std::time::Insta
         recipes_dir: crate::recipes::recipes_dir(),
         started,
         secrets: Arc::new(credentials::PlatformSecrets),
+        history: Some(crate::history::default_path()),
     }
 }

@@ -22,6 +22,8 @@ pub struct OpenRecipe {
     pub revealed: BTreeSet<String>,
     /// Problems from the last Validate or Build, with the form's values.
     pub problems: Option<Diagnostics>,
+    /// What a Rebuild from the History filled in, and what it left to the user.
+    pub note: Option<String>,
 }
 
 impl OpenRecipe {
@@ -40,6 +42,7 @@ impl OpenRecipe {
             values: BTreeMap::new(),
             revealed: BTreeSet::new(),
             problems: None,
+            note: None,
         }
     }
 
