@@ -322,7 +322,8 @@ fn setup_full(
 
 /// Steps the window until `done` holds (background messages arrive on other threads).
 fn step_until(harness: &mut Harness<'_, KilnApp>, what: &str, done: impl Fn(&KilnApp) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
+    // Generous: the machines are 2 cores, and other test binaries may compile meanwhile.
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         harness.step();
         if done(harness.state()) {
