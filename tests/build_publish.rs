@@ -365,6 +365,11 @@ fn a_build_with_keyring_credentials_publishes_to_exoscale_and_leaks_nothing() {
     for s in &sentinels {
         assert!(!contains(stdout.as_bytes(), s) && !contains(stderr.as_bytes(), s));
     }
+    // The history (under XDG_DATA_HOME) recorded the build, and is scanned with the rest.
+    assert!(
+        dirs[2].join("kiln/history.sqlite").is_file(),
+        "the build is in the history"
+    );
     let mut scanned = 0;
     for dir in dirs.iter().chain([&keyring.config_dir()]) {
         for file in files_under(dir) {
