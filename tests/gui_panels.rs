@@ -273,6 +273,7 @@ fn setup_with_api(
         recipes_dir: recipes_dir.clone(),
         started: Instant::now(),
         secrets: secrets.clone(),
+        dialogs: Arc::new(kiln::gui::dialogs::ScriptedDialogs::default()),
     };
     let harness = Harness::builder()
         .with_size([1200.0, 800.0])

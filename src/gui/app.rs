@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, Sender};
 use std::time::{Duration, Instant};
 
 use tokio::runtime::Handle;
@@ -16,9 +16,13 @@ use super::build_panel::{self, BuildAction, LogTab};
 use super::build_state::BuildState;
 use super::credentials::{self, SecretsSource};
 use super::credentials_panel::{self, CredentialsPanel};
+use super::dialogs::{FileDialogs, Pick};
+use super::editor::view::{self as editor_view, EditorAction};
+use super::editor::{self, RecipeTab};
 use super::engine::{self, Engine, Inbox, Message};
 use super::host_panel::{self, HostAction};
-use super::recipes_panel::{self, RecipesPanel};
+use super::recipe_files;
+use super::recipes_panel::{self, RecipesAction, RecipesPanel};
 use super::session::{self, OpenRecipe};
 use super::templates;
 use super::templates_panel::{self, TemplatesPanel};
@@ -42,6 +46,8 @@ pub struct AppConfig {
     pub started: Instant,
     /// Where the Credentials place reads and stores profiles and keys.
     pub secrets: Arc<dyn SecretsSource>,
+    /// The file dialogs (the desktop's; a scripted double in tests).
+    pub dialogs: Arc<dyn FileDialogs>,
 }
 
 /// The places of the sidebar.
@@ -77,6 +83,16 @@ struct Saved {
     recipe: Option<PathBuf>,
     recent: Vec<PathBuf>,
     log_tab: LogTab,
+    tab: RecipeTab,
+}
+
+/// What waits for the answer to "unsaved changes: save, discard or cancel?".
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Pending {
+    /// Open this recipe instead.
+    Open(PathBuf),
+    /// Close the window.
+    Close,
 }
 
 /// The kiln window.
@@ -98,6 +114,13 @@ pub struct KilnApp {
     credentials_read: bool,
     templates: TemplatesPanel,
     templates_read: bool,
+    recipes_dir: PathBuf,
+    dialogs: Arc<dyn FileDialogs>,
+    picked_tx: Sender<(Pick, Option<PathBuf>)>,
+    picked: Receiver<(Pick, Option<PathBuf>)>,
+    ctx: egui::Context,
+    pending: Option<Pending>,
+    closing: bool,
 }
 
 impl KilnApp {
@@ -115,6 +138,7 @@ impl KilnApp {
             .clone()
             .or_else(|| saved.recipe.clone().filter(|p| p.is_file()))
             .unwrap_or_else(|| config.recipes_dir.join(crate::recipes::DEFAULT_RECIPE));
+        let (picked_tx, picked) = std::sync::mpsc::channel();
         let mut app = Self {
             runtime: config.runtime,
             engine: config.engine,
@@ -124,8 +148,8 @@ impl KilnApp {
             inbox,
             messages,
             recipes: RecipesPanel {
-                path_input: String::new(),
                 bundled,
+                ..RecipesPanel::default()
             },
             open: None,
             build: None,
@@ -136,6 +160,13 @@ impl KilnApp {
             credentials_read: false,
             templates: TemplatesPanel::default(),
             templates_read: false,
+            recipes_dir: config.recipes_dir,
+            dialogs: config.dialogs,
+            picked_tx,
+            picked,
+            ctx: cc.egui_ctx.clone(),
+            pending: None,
+            closing: false,
         };
         // Opening the recipe shows Recipes; a restart goes back to the place it left (a build
         // does not survive a restart, so Build becomes Recipes).
@@ -154,6 +185,26 @@ impl KilnApp {
     /// The open recipe.
     pub fn open_recipe_state(&self) -> Option<&OpenRecipe> {
         self.open.as_ref()
+    }
+
+    /// The open recipe, to change (tests, as a user's typing would).
+    pub fn open_recipe_mut(&mut self) -> Option<&mut OpenRecipe> {
+        self.open.as_mut()
+    }
+
+    /// The tab the open recipe shows.
+    pub fn recipe_tab(&self) -> RecipeTab {
+        self.saved.tab
+    }
+
+    /// The Recipes panel's state (its notice says why an open or new recipe failed).
+    pub fn recipes_panel(&self) -> &RecipesPanel {
+        &self.recipes
+    }
+
+    /// Whether the "unsaved changes" question is showing.
+    pub fn asks_about_unsaved_changes(&self) -> bool {
+        self.pending.is_some()
     }
 
     /// The host check's results, once they came back.
@@ -181,7 +232,17 @@ impl KilnApp {
         self.saved.place
     }
 
+    /// Opens `path`, first asking what to do with unsaved changes in the open recipe.
     fn open_recipe(&mut self, path: PathBuf) {
+        if self.open.as_ref().is_some_and(|o| o.editor.is_dirty()) {
+            self.pending = Some(Pending::Open(path));
+            return;
+        }
+        self.open_recipe_now(path);
+    }
+
+    fn open_recipe_now(&mut self, path: PathBuf) {
+        self.recipes.notice = None;
         let open = OpenRecipe::open(&path);
         self.saved.recent.retain(|p| p != &path);
         self.saved.recent.insert(0, path.clone());
@@ -189,6 +250,162 @@ impl KilnApp {
         self.saved.recipe = Some(path);
         self.saved.place = Place::Recipes;
         self.open = Some(open);
+    }
+
+    /// Shows the file dialog for `pick`; the answer comes back through `picked`.
+    fn pick(&mut self, pick: Pick) {
+        if self.recipes.dialog_open {
+            return;
+        }
+        self.recipes.dialog_open = true;
+        let dir = self
+            .open
+            .as_ref()
+            .and_then(|o| o.path.parent().map(std::path::Path::to_path_buf))
+            .filter(|d| d.is_dir());
+        let (tx, ctx) = (self.picked_tx.clone(), self.ctx.clone());
+        let asked = pick.clone();
+        self.dialogs.pick(
+            pick,
+            dir,
+            Box::new(move |answer| {
+                let _ = tx.send((asked, answer));
+                ctx.request_repaint();
+            }),
+        );
+    }
+
+    fn on_picked(&mut self, pick: Pick, answer: Option<PathBuf>) {
+        self.recipes.dialog_open = false;
+        let Some(path) = answer else { return };
+        match pick {
+            Pick::OpenRecipe => self.open_recipe(path),
+            Pick::NewRecipe { .. } => {
+                let default = self.recipes_dir.join(crate::recipes::DEFAULT_RECIPE);
+                match recipe_files::new_from_default(&default, &path) {
+                    Ok(()) => {
+                        self.open_recipe(path);
+                        self.saved.tab = RecipeTab::Recipe;
+                    }
+                    Err(why) => self.recipes.notice = Some(why),
+                }
+            }
+            Pick::SaveRecipeAs { .. } => {
+                if let Some(open) = &mut self.open
+                    && open.editor.save_as(&path)
+                {
+                    open.reinspect();
+                    self.saved.recent.retain(|p| p != &path);
+                    self.saved.recent.insert(0, path.clone());
+                    self.saved.recent.truncate(RECENT_MAX);
+                    self.saved.recipe = Some(path);
+                }
+            }
+        }
+    }
+
+    fn editor_action(&mut self, action: EditorAction) {
+        let Some(open) = &mut self.open else { return };
+        match action {
+            EditorAction::Save | EditorAction::Overwrite => {
+                if open.editor.save(action == EditorAction::Overwrite) {
+                    open.reinspect();
+                }
+            }
+            EditorAction::Revert => {
+                open.editor.reload();
+                open.reinspect();
+            }
+            EditorAction::KeepEditing => open.editor.conflict = None,
+            EditorAction::SaveAs => {
+                let suggested = open
+                    .path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "recipe.json".into());
+                self.pick(Pick::SaveRecipeAs { suggested });
+            }
+        }
+    }
+
+    /// The "unsaved changes" question, while something waits for it.
+    fn unsaved_modal(&mut self, ctx: &egui::Context) {
+        let Some(pending) = self.pending.clone() else {
+            return;
+        };
+        let name = self
+            .open
+            .as_ref()
+            .map(|o| o.path.display().to_string())
+            .unwrap_or_default();
+        let mut choice = None;
+        let modal = egui::Modal::new(egui::Id::unique("kiln-unsaved")).show(ctx, |ui| {
+            ui.heading("Unsaved changes");
+            ui.label(format!("{name} has changes that are not saved."));
+            ui.horizontal(|ui| {
+                if ui.button("Save and continue").clicked() {
+                    choice = Some(true);
+                }
+                if ui.button("Discard changes").clicked() {
+                    choice = Some(false);
+                }
+                if ui.button("Cancel").clicked() {
+                    self.pending = None;
+                }
+            });
+        });
+        if modal.should_close() && choice.is_none() {
+            self.pending = None;
+            return;
+        }
+        let Some(save) = choice else { return };
+        self.pending = None;
+        if save {
+            self.editor_action(EditorAction::Save);
+            if self.open.as_ref().is_some_and(|o| o.editor.is_dirty()) {
+                return; // not saved (a conflict or an error): it shows; nothing else happens
+            }
+        }
+        match pending {
+            Pending::Open(path) => self.open_recipe_now(path),
+            Pending::Close => {
+                self.closing = true;
+                ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+            }
+        }
+    }
+
+    /// Ctrl+S, Ctrl+O, files dropped on the window, and closing with unsaved changes.
+    fn file_input(&mut self, ui: &egui::Ui) {
+        let save_key = egui::KeyboardShortcut::new(egui::Modifiers::COMMAND, egui::Key::S);
+        if ui.input_mut(|i| i.consume_shortcut(&save_key)) {
+            self.editor_action(EditorAction::Save);
+        }
+        let open_key = egui::KeyboardShortcut::new(egui::Modifiers::COMMAND, egui::Key::O);
+        if ui.input_mut(|i| i.consume_shortcut(&open_key)) {
+            self.pick(Pick::OpenRecipe);
+        }
+        let dropped: Vec<PathBuf> = ui.input(|i| {
+            i.raw
+                .dropped_files
+                .iter()
+                .map(|f| f.path().to_path_buf())
+                .collect()
+        });
+        match recipe_files::dropped_recipe(&dropped) {
+            Some(Ok(path)) => self.open_recipe(path),
+            Some(Err(why)) => {
+                self.recipes.notice = Some(why);
+                self.saved.place = Place::Recipes;
+            }
+            None => {}
+        }
+        let dirty = self.open.as_ref().is_some_and(|o| o.editor.is_dirty());
+        if dirty && !self.closing && ui.input(|i| i.viewport().close_requested()) {
+            ui.ctx()
+                .send_viewport_cmd(egui::ViewportCommand::CancelClose);
+            self.pending = Some(Pending::Close);
+        }
     }
 
     /// Profiles and keys are read from the keyring the first time a place needs them, not at
@@ -299,6 +516,7 @@ impl KilnApp {
             return;
         };
         let mut start = false;
+        let mut action = None;
         ui.horizontal(|ui| {
             ui.heading(open.title());
             if ui.button("Validate").clicked() {
@@ -308,16 +526,61 @@ impl KilnApp {
                 .add_enabled(!running, egui::Button::new("Start build"))
                 .on_hover_text("Ctrl+B");
             start = build.clicked();
+            ui.separator();
+            action = editor_view::actions_ui(ui, &open.editor);
         });
         ui.weak(open.path.display().to_string());
-        ui.add_space(theme::GAP);
-        if open.inspection.is_ok() {
-            ui.strong("Variables");
-            variables_panel::variables_ui(ui, open);
-            ui.add_space(theme::GAP);
+        if open.editor.is_dirty() {
+            ui.weak("A build uses the saved file: save first (Ctrl+S) to build with your changes.");
         }
-        if let Some(diags) = open.diagnostics() {
-            recipes_panel::diagnostics_ui(ui, diags);
+        action = editor_view::status_ui(ui, &open.editor).or(action);
+        ui.add_space(theme::GAP * 0.5);
+        if open.editor.jump.is_some() {
+            self.saved.tab = RecipeTab::Json;
+        }
+        ui.horizontal(|ui| {
+            let tab = &mut self.saved.tab;
+            ui.selectable_value(tab, RecipeTab::Variables, "Variables");
+            ui.selectable_value(tab, RecipeTab::Recipe, "Recipe");
+            ui.selectable_value(tab, RecipeTab::Json, "JSON");
+        });
+        ui.separator();
+        match self.saved.tab {
+            RecipeTab::Variables => {
+                egui::ScrollArea::vertical()
+                    .id_salt("variables-tab")
+                    .show(ui, |ui| {
+                        if open.inspection.is_ok() {
+                            variables_panel::variables_ui(ui, open);
+                            ui.add_space(theme::GAP);
+                        }
+                        if let Some(diags) = open.diagnostics()
+                            && let Some(clicked) = recipes_panel::diagnostics_ui(ui, diags)
+                        {
+                            open.editor.jump_to(&clicked);
+                        }
+                    });
+            }
+            RecipeTab::Recipe => {
+                egui::ScrollArea::vertical()
+                    .id_salt("recipe-tab")
+                    .show(ui, |ui| {
+                        editor::cards::cards_ui(ui, &mut open.editor);
+                        ui.add_space(theme::GAP);
+                        if let Some(clicked) =
+                            recipes_panel::diagnostics_ui(ui, open.editor.problems())
+                        {
+                            open.editor.jump_to(&clicked);
+                        }
+                    });
+            }
+            RecipeTab::Json => editor::raw::raw_ui(ui, &mut open.editor),
+        }
+        if open.editor.jump.is_some() {
+            ui.ctx().request_repaint();
+        }
+        if let Some(action) = action {
+            self.editor_action(action);
         }
         if start {
             self.start_build();
@@ -346,6 +609,9 @@ impl eframe::App for KilnApp {
                 Message::Templates(listing) => self.templates.receive(listing),
             }
         }
+        while let Ok((pick, answer)) = self.picked.try_recv() {
+            self.on_picked(pick, answer);
+        }
     }
 
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
@@ -360,6 +626,7 @@ impl eframe::App for KilnApp {
         if ui.input_mut(|i| i.consume_shortcut(&build_key)) {
             self.start_build();
         }
+        self.file_input(ui);
         egui::Panel::left("places")
             .resizable(false)
             .exact_size(theme::SIDEBAR_WIDTH)
@@ -383,12 +650,15 @@ impl eframe::App for KilnApp {
                             .inner
                     })
                     .inner;
-                if let Some(path) = chosen {
-                    self.open_recipe(path);
+                match chosen {
+                    Some(RecipesAction::Open(path)) => self.open_recipe(path),
+                    Some(RecipesAction::OpenDialog) => self.pick(Pick::OpenRecipe),
+                    Some(RecipesAction::NewFromDefault) => self.pick(Pick::NewRecipe {
+                        suggested: "my-recipe.json".into(),
+                    }),
+                    None => {}
                 }
-                egui::CentralPanel::default().show(ui, |ui| {
-                    egui::ScrollArea::vertical().show(ui, |ui| self.recipe_ui(ui));
-                });
+                egui::CentralPanel::default().show(ui, |ui| self.recipe_ui(ui));
             }
             Place::Build => {
                 let now = Instant::now();
@@ -468,6 +738,8 @@ impl eframe::App for KilnApp {
                 }
             }
         }
+        let ctx = ui.ctx().clone();
+        self.unsaved_modal(&ctx);
         if self.build_running() {
             // The build's clock; events repaint on their own.
             ui.ctx().request_repaint_after(Duration::from_millis(500));
