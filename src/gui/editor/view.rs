@@ -53,7 +53,7 @@ pub fn actions_ui(ui: &mut egui::Ui, editor: &Editor) -> Option<EditorAction> {
     }
     if dirty {
         let palette = theme::current(ui.ctx());
-        ui.colored_label(palette.warn, "● unsaved changes");
+        ui.colored_label(palette.warn, "unsaved changes");
     }
     action
 }
