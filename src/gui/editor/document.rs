@@ -27,14 +27,15 @@ pub enum Seg {
 /// A path from the document's root, e.g. `builders[0].iso_url`.
 pub type DocPath = Vec<Seg>;
 
-/// A path from keys and indexes: `path!["builders", 0, "iso_url"]`.
-#[macro_export]
-#[doc(hidden)]
+/// A path from keys and indexes, as an array: `doc_path!["builders", 0, "iso_url"]` (tests).
+#[cfg(test)]
 macro_rules! doc_path {
     ($($seg:expr),* $(,)?) => {
-        vec![$($crate::gui::editor::document::Seg::from($seg)),*]
+        [$($crate::gui::editor::document::Seg::from($seg)),*]
     };
 }
+#[cfg(test)]
+pub(crate) use doc_path;
 
 impl From<&str> for Seg {
     fn from(key: &str) -> Self {

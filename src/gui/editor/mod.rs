@@ -17,7 +17,7 @@ use serde_json::Value;
 use crate::recipe::diag::{Diagnostic, Diagnostics};
 use crate::recipe::template::{self, LoadOptions};
 
-use document::{DocPath, EditError};
+use document::EditError;
 
 /// The tabs of the open recipe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -181,7 +181,7 @@ impl Editor {
     }
 
     /// Sets (or, with `None`, removes) the value at `path`, changing only its bytes.
-    pub fn set(&mut self, path: &DocPath, value: Option<&Value>) -> Result<(), EditError> {
+    pub fn set(&mut self, path: &[document::Seg], value: Option<&Value>) -> Result<(), EditError> {
         if self.load_error.is_some() {
             return Err(EditError::Invalid("the file could not be read".into()));
         }
@@ -296,7 +296,7 @@ mod tests {
         assert!(!e.is_dirty());
         assert!(!e.save(false), "nothing to save");
         e.set(
-            &crate::doc_path!["builders", 0, "cpus"],
+            &document::doc_path!["builders", 0, "cpus"],
             Some(&serde_json::json!(2)),
         )
         .unwrap();
@@ -315,7 +315,7 @@ mod tests {
         let path = dir.path().join("r.json");
         std::fs::write(&path, "{\"a\": 1}").unwrap();
         let mut e = Editor::open(&path);
-        e.set(&crate::doc_path!["a"], Some(&serde_json::json!(2)))
+        e.set(&document::doc_path!["a"], Some(&serde_json::json!(2)))
             .unwrap();
         std::fs::write(&path, "{\"a\": 3}").unwrap();
         assert!(!e.save(false));
@@ -350,7 +350,7 @@ mod tests {
         let mut e = Editor::open(&binary);
         assert!(e.load_error().is_some());
         assert!(
-            e.set(&crate::doc_path!["a"], Some(&serde_json::json!(1)))
+            e.set(&document::doc_path!["a"], Some(&serde_json::json!(1)))
                 .is_err()
         );
         e.text = "{}".into();
