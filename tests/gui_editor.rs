@@ -519,3 +519,44 @@ fn unsaved_changes_are_not_dropped_by_opening_another_recipe() {
         setup.recipes_dir().join("broken.json")
     );
 }
+
+fn root_commands(harness: &Harness<'_, KilnApp>) -> Vec<egui::ViewportCommand> {
+    harness
+        .output()
+        .viewport_output
+        .get(&egui::ViewportId::ROOT)
+        .map(|v| v.commands.clone())
+        .unwrap_or_default()
+}
+
+#[test]
+fn closing_the_window_with_unsaved_changes_asks_first() {
+    let (setup, mut harness) = setup();
+    harness.run();
+    tab(&mut harness, "Recipe");
+    retype(&mut harness, Role::TextInput, "SSH user", "admin");
+    harness
+        .input_mut()
+        .viewports
+        .entry(egui::ViewportId::ROOT)
+        .or_default()
+        .events
+        .push(egui::ViewportEvent::Close);
+    harness.step();
+    assert!(
+        root_commands(&harness).contains(&egui::ViewportCommand::CancelClose),
+        "the close is held back: {:?}",
+        root_commands(&harness)
+    );
+    assert!(harness.state().asks_about_unsaved_changes());
+    harness.run();
+    harness.get_by_label("Discard changes").click();
+    harness.step();
+    assert!(
+        root_commands(&harness).contains(&egui::ViewportCommand::Close),
+        "{:?}",
+        root_commands(&harness)
+    );
+    // Discarded: the file is as it was.
+    assert_eq!(std::fs::read_to_string(&setup.recipe).unwrap(), RECIPE);
+}

@@ -75,7 +75,8 @@ pub struct Editor {
     load_error: Option<String>,
     parsed: Parsed,
     problems: Diagnostics,
-    checked: u64,
+    /// The hash of the text the last check saw.
+    checked: Option<u64>,
     /// A conflict found by the last save.
     pub conflict: Option<Conflict>,
     /// What the last save or reload did.
@@ -108,7 +109,7 @@ impl Editor {
             load_error,
             parsed: Parsed::Valid(Value::Null),
             problems: Diagnostics::new(),
-            checked: 0,
+            checked: None,
             conflict: None,
             notice: None,
             fields: Default::default(),
@@ -147,10 +148,10 @@ impl Editor {
     /// Re-parses and re-checks the text if it changed since the last check.
     pub fn recheck(&mut self) {
         let h = hash_text(&self.text);
-        if h == self.checked && self.checked != 0 {
+        if self.checked == Some(h) {
             return;
         }
-        self.checked = h;
+        self.checked = Some(h);
         self.parsed = match document::parse(&self.text) {
             Ok(v) => Parsed::Valid(v),
             Err(e) => Parsed::Invalid {
@@ -264,7 +265,7 @@ impl Editor {
                 self.path = path.to_path_buf();
                 self.baseline = Some(self.text.clone());
                 self.conflict = None;
-                self.checked = 0;
+                self.checked = None;
                 self.recheck();
                 self.notice = Some(Notice::Done(format!("Saved as {}.", path.display())));
                 true
