@@ -43,27 +43,37 @@ impl FileDialogs for RfdDialogs {
         let spawned = std::thread::Builder::new()
             .name("kiln-file-dialog".into())
             .spawn(move || {
-                let mut dialog =
-                    rfd::FileDialog::new().add_filter("Packer recipe (JSON)", &["json"]);
-                if let Some(dir) = dir {
-                    dialog = dialog.set_directory(dir);
-                }
-                let answer = match pick {
-                    Pick::OpenRecipe => dialog.set_title("Open a recipe").pick_file(),
-                    Pick::NewRecipe { suggested } => dialog
-                        .set_title("Save the new recipe as")
-                        .set_file_name(suggested)
-                        .save_file(),
-                    Pick::SaveRecipeAs { suggested } => dialog
-                        .set_title("Save the recipe as")
-                        .set_file_name(suggested)
-                        .save_file(),
-                };
+                // Whatever happens in the dialog, the window hears back (else its Open…
+                // button would wait forever).
+                let answer =
+                    std::panic::catch_unwind(move || show(pick, dir)).unwrap_or_else(|_| {
+                        tracing::warn!("the file dialog failed; try again or type the path");
+                        None
+                    });
                 done(answer);
             });
         if let Err(e) = spawned {
             tracing::warn!("cannot start the file dialog: {e}");
         }
+    }
+}
+
+/// Shows one dialog and waits for the answer (on the dialog's own thread).
+fn show(pick: Pick, dir: Option<PathBuf>) -> Option<PathBuf> {
+    let mut dialog = rfd::FileDialog::new().add_filter("Packer recipe (JSON)", &["json"]);
+    if let Some(dir) = dir {
+        dialog = dialog.set_directory(dir);
+    }
+    match pick {
+        Pick::OpenRecipe => dialog.set_title("Open a recipe").pick_file(),
+        Pick::NewRecipe { suggested } => dialog
+            .set_title("Save the new recipe as")
+            .set_file_name(suggested)
+            .save_file(),
+        Pick::SaveRecipeAs { suggested } => dialog
+            .set_title("Save the recipe as")
+            .set_file_name(suggested)
+            .save_file(),
     }
 }
 
