@@ -9,6 +9,7 @@ pub mod cli;
 pub mod cloudinit;
 pub mod exoscale;
 pub mod gui;
+pub mod history;
 pub mod image;
 pub mod objectstore;
 pub mod qemu;

@@ -35,6 +35,7 @@ fn kiln_build(dir: &Path, recipe: &Path, base: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
     cmd.current_dir(dir)
         .env("XDG_STATE_HOME", dir.join("state"))
+        .env("XDG_DATA_HOME", dir.join("data"))
         .env("TMPDIR", dir.join("tmp"))
         .args(["build", "-var"])
         .arg(format!("base_image={}", base.display()))
@@ -141,6 +142,7 @@ fn build_on_a_terminal(ci: &str) -> String {
         .args(["-qec", &line.join(" "), "/dev/null"])
         .current_dir(dir.path())
         .env("XDG_STATE_HOME", dir.path().join("state"))
+        .env("XDG_DATA_HOME", dir.path().join("data"))
         .env("TMPDIR", dir.path().join("tmp"))
         .env("TERM", "xterm")
         .env("CI", ci)
@@ -454,4 +456,54 @@ fn cancelling_early_steps_cleans_up_and_names_the_step() {
         eprintln!("SIGINT at `{at}`: {} cancelled", cancelled.unwrap());
         assert_nothing_left(dir.path());
     }
+}
+
+/// SIGINT once the build prints `at`, the recipe's text changed by `edit`; the build must
+/// end as cancelled in exactly `step`, with nothing left.
+fn cancel_at_step(at: &str, step: &str, edit: impl Fn(String) -> String) {
+    let _one = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let base = fixture::debian_image();
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = write_recipe(dir.path(), "debian", "", "[]");
+    let edited = edit(std::fs::read_to_string(&recipe).unwrap());
+    std::fs::write(&recipe, edited).unwrap();
+    let mut signalled = false;
+    let watched = build_watching(dir.path(), &recipe, &base, |line, pid| {
+        if !signalled && line == at {
+            signalled = true;
+            unsafe_sigint(pid);
+        }
+    });
+    let (status, all) = (watched.status, watched.stdout);
+    assert!(signalled, "the build never printed `{at}`: {all}");
+    assert_eq!(status.code(), Some(130), "{all}\n{}", watched.stderr);
+    assert!(
+        all.contains(&format!("{step} cancelled")),
+        "the cancelled step is named: {all}"
+    );
+    assert!(all.contains("cleaned up the VM"), "{all}");
+    assert_nothing_left(dir.path());
+}
+
+#[test]
+fn cancelling_during_shutdown_cleans_up_and_names_the_step() {
+    // A shutdown command that never powers the guest off: the cancel lands while kiln waits.
+    cancel_at_step("==> Shut down", "Shut down", |recipe| {
+        let edited = recipe.replace(
+            r#""shutdown_command": "sudo shutdown -P now""#,
+            r#""shutdown_command": "sleep 600", "shutdown_timeout": "15m""#,
+        );
+        assert_ne!(edited, recipe);
+        edited
+    });
+}
+
+#[test]
+fn cancelling_during_compaction_cleans_up_and_names_the_step() {
+    // Compression makes the conversion take long enough to land the cancel in it.
+    cancel_at_step("==> Compact", "Compact", |recipe| {
+        let edited = recipe.replace(r#""cpus": 2,"#, r#""cpus": 2, "disk_compression": true,"#);
+        assert_ne!(edited, recipe);
+        edited
+    });
 }

@@ -78,6 +78,7 @@ fn kiln_build(dir: &Path, recipe: &str, vars: &[String]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
     cmd.current_dir(dir)
         .env("XDG_STATE_HOME", dir.join("state"))
+        .env("XDG_DATA_HOME", dir.join("data"))
         .arg("build");
     for v in vars {
         cmd.arg("-var").arg(v);

@@ -292,6 +292,7 @@ fn a_breakpoint_without_a_terminal_is_refused_before_anything_starts() {
             .arg(&recipe)
             .current_dir(dir.path())
             .env("XDG_STATE_HOME", dir.path().join("state"))
+            .env("XDG_DATA_HOME", dir.path().join("data"))
             .env("XDG_CACHE_HOME", dir.path().join("cache"));
         match ci {
             Some(v) => cmd.env("CI", v),
@@ -311,4 +312,175 @@ fn a_breakpoint_without_a_terminal_is_refused_before_anything_starts() {
         );
         assert!(!dir.path().join("out").exists(), "nothing was started");
     }
+}
+
+/// A recipe whose base image is missing, so `kiln build` fails at its first step without a
+/// VM; the secret is part of the image's path, so the failure message carries it.
+const HISTORY_RECIPE: &str = r#"{
+  "description": "History CLI test",
+  "variables": {"bucket": null, "api_secret": null, "memory": "1024"},
+  "sensitive-variables": ["api_secret"],
+  "builders": [{
+    "type": "qemu",
+    "name": "hist-vm",
+    "iso_url": "missing-{{user `api_secret`}}.qcow2",
+    "iso_checksum": "none",
+    "disk_image": true,
+    "output_directory": "out",
+    "ssh_username": "debian",
+    "memory": "{{user `memory`}}"
+  }]
+}"#;
+
+/// `kiln` in `dir` with its own data, state and cache folders.
+fn kiln_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .current_dir(dir)
+        .env("XDG_DATA_HOME", dir.join("data"))
+        .env("XDG_STATE_HOME", dir.join("state"))
+        .env("XDG_CACHE_HOME", dir.join("cache"))
+        .env_remove("EXOSCALE_API_KEY")
+        .env_remove("EXOSCALE_API_SECRET")
+        .env("CI", "true")
+        .output()
+        .expect("kiln runs")
+}
+
+/// Every byte of the files in `dir` (the history, its WAL and shared memory).
+fn bytes_of(dir: &Path) -> Vec<u8> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            out.extend(std::fs::read(path).unwrap());
+        }
+    }
+    out
+}
+
+fn holds(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+#[test]
+fn kiln_build_lands_in_the_history_without_its_secret_and_kiln_history_lists_it() {
+    const SENTINEL: &str = "SENTINEL-cli-9d3e-not-for-disk";
+    let dir = tempfile::tempdir().unwrap();
+    write_temp(dir.path(), "hist.json", HISTORY_RECIPE);
+    let empty = kiln_in(dir.path(), &["history"]);
+    assert_eq!(empty.status.code(), Some(0), "{}", text(&empty.stderr));
+    assert!(text(&empty.stdout).contains("No build recorded yet"));
+    assert!(
+        !dir.path().join("data/kiln").exists(),
+        "listing creates nothing"
+    );
+
+    let build = kiln_in(
+        dir.path(),
+        &[
+            "build",
+            "-var",
+            "bucket=my-bucket",
+            "-var",
+            &format!("api_secret={SENTINEL}"),
+            "hist.json",
+        ],
+    );
+    let stderr = text(&build.stderr);
+    assert_eq!(build.status.code(), Some(1), "{stderr}");
+    assert!(
+        !stderr.contains("warning: this build is not recorded"),
+        "{stderr}"
+    );
+    assert!(
+        text(&build.stdout).contains("history: build #1"),
+        "{}",
+        text(&build.stdout)
+    );
+
+    let db_dir = dir.path().join("data/kiln");
+    assert!(db_dir.join("history.sqlite").is_file());
+    let bytes = bytes_of(&db_dir);
+    assert!(
+        holds(&bytes, "my-bucket"),
+        "the values are there to be found"
+    );
+    assert!(!holds(&bytes, SENTINEL), "the secret reached the history");
+
+    let list = kiln_in(dir.path(), &["history"]);
+    let stdout = text(&list.stdout);
+    assert_eq!(list.status.code(), Some(0), "{}", text(&list.stderr));
+    assert!(stdout.contains("FAILED"), "{stdout}");
+    assert!(stdout.contains("hist.json / hist-vm"), "{stdout}");
+    assert!(stdout.contains("Base image:"), "{stdout}");
+    assert!(!stdout.contains("Base image: Base image:"), "{stdout}");
+    assert!(!stdout.contains(SENTINEL), "{stdout}");
+
+    let json = kiln_in(dir.path(), &["history", "--json"]);
+    let builds: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let b = &builds[0];
+    assert_eq!(b["outcome"], "failed");
+    assert_eq!(b["origin"], "cli");
+    assert_eq!(b["build"], "hist-vm");
+    assert_eq!(b["stopped_at"], "Base image");
+    assert!(
+        b["message"].as_str().unwrap().contains("********"),
+        "{}",
+        b["message"]
+    );
+    assert_eq!(b["steps"][0]["outcome"], "failed");
+    assert!(b["steps"][0]["duration_s"].is_number());
+    let vars = b["variables"].as_array().unwrap();
+    let var = |n: &str| vars.iter().find(|v| v["name"] == n).unwrap().clone();
+    assert_eq!(var("bucket")["value"], "my-bucket");
+    assert_eq!(var("api_secret")["sensitive"], true);
+    assert!(var("api_secret")["value"].is_null());
+    assert_eq!(var("memory")["origin"], "default");
+}
+
+#[test]
+fn a_damaged_history_warns_the_build_and_is_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    write_temp(dir.path(), "hist.json", HISTORY_RECIPE);
+    let db = dir.path().join("data/kiln/history.sqlite");
+    std::fs::create_dir_all(db.parent().unwrap()).unwrap();
+    let garbage = b"not sqlite at all\n".repeat(300);
+    std::fs::write(&db, &garbage).unwrap();
+
+    let build = kiln_in(
+        dir.path(),
+        &[
+            "build",
+            "-var",
+            "bucket=b",
+            "-var",
+            "api_secret=x1234",
+            "hist.json",
+        ],
+    );
+    let stderr = text(&build.stderr);
+    // The build ran (and failed for its own reason: the missing image), with a warning.
+    assert_eq!(build.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("Base image"), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "kiln: warning: this build is not recorded in the history: {} is not a kiln build history",
+            db.display()
+        )),
+        "{stderr}"
+    );
+
+    let list = kiln_in(dir.path(), &["history"]);
+    assert_eq!(list.status.code(), Some(1));
+    let stderr = text(&list.stderr);
+    assert!(stderr.contains(&db.display().to_string()), "{stderr}");
+    assert!(stderr.contains("move it away"), "{stderr}");
+    assert_eq!(
+        std::fs::read(&db).unwrap(),
+        garbage,
+        "the file is untouched"
+    );
 }

@@ -94,6 +94,7 @@ async fn cancelled_import(
         logs: scratch.to_path_buf(),
         builder: Arc::new(recipe.builds[0].builder.clone()),
         qemu_binary: PathBuf::new(),
+        accel: None,
     };
     let cancel = CancellationToken::new();
     let chains = recipe.builds[0].post_processors.clone();

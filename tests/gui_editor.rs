@@ -103,6 +103,7 @@ fn setup() -> (Setup, Harness<'static, KilnApp>) {
         started: Instant::now(),
         secrets: Arc::new(kiln::gui::credentials::PlatformSecrets),
         dialogs: dialogs.clone(),
+        history: None,
     };
     let harness = Harness::builder()
         .with_size([1200.0, 900.0])

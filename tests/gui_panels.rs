@@ -19,6 +19,7 @@ use kiln::gui::app::Place;
 use kiln::gui::build_state::StepState;
 use kiln::gui::credentials::SecretsSource;
 use kiln::gui::engine::{BuildFuture, Engine};
+use kiln::gui::notify::{Notification, Notifier};
 use kiln::gui::{AppConfig, KilnApp};
 use kiln::recipe::template::{Build, Recipe};
 use kiln::secrets::profiles::Profiles;
@@ -46,6 +47,9 @@ const RECIPE: &str = r#"{
     "memory": "{{user `memory`}}"
   }]
 }"#;
+
+/// The template the scripted build says it registered.
+const TEMPLATE_ID: &str = "4c1d2b8e-0000-4000-8000-000000000001";
 
 /// How the scripted build ends.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -119,6 +123,11 @@ impl Engine for ScriptedEngine {
                 BuildReport {
                     artifact: (outcome == Outcome::Done).then(|| artifact.clone()),
                     artifacts: Vec::new(),
+                    templates: if outcome == Outcome::Done {
+                        vec![("ch-gva-2".into(), TEMPLATE_ID.into())]
+                    } else {
+                        Vec::new()
+                    },
                     outcome,
                     log_dir: log_dir.clone(),
                 }
@@ -183,6 +192,7 @@ struct Setup {
     gate: Arc<Semaphore>,
     received: Arc<Mutex<Option<(Recipe, Build)>>>,
     artifact: PathBuf,
+    history: PathBuf,
 }
 
 /// The Credentials place on keyring-core's mock store, a config file in the test's folder,
@@ -219,6 +229,17 @@ fn setup_with_api(
     ending: Ending,
     api_endpoint: Option<String>,
     profile: Option<&str>,
+) -> (Setup, Harness<'static, KilnApp>) {
+    setup_full(ending, api_endpoint, profile, None)
+}
+
+/// Like [`setup_with_api`], with end-of-build notifications going to `notifier` (for builds
+/// of any length) instead of the desktop.
+fn setup_full(
+    ending: Ending,
+    api_endpoint: Option<String>,
+    profile: Option<&str>,
+    notifier: Option<Arc<dyn Notifier>>,
 ) -> (Setup, Harness<'static, KilnApp>) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -266,6 +287,8 @@ fn setup_with_api(
             )
             .unwrap();
     }
+    // The history in the test's own data folder (what XDG_DATA_HOME gives the real window).
+    let history = dir.path().join("data/kiln/history.sqlite");
     let config = AppConfig {
         runtime: runtime.handle().clone(),
         engine,
@@ -274,11 +297,18 @@ fn setup_with_api(
         started: Instant::now(),
         secrets: secrets.clone(),
         dialogs: Arc::new(kiln::gui::dialogs::ScriptedDialogs::default()),
+        history: Some(history.clone()),
     };
     let harness = Harness::builder()
         .with_size([1200.0, 800.0])
         .with_max_steps(40)
-        .build_eframe(move |cc| KilnApp::new(cc, config));
+        .build_eframe(move |cc| {
+            let app = KilnApp::new(cc, config);
+            match notifier {
+                Some(notifier) => app.with_notifier(notifier, Duration::ZERO),
+                None => app,
+            }
+        });
     let setup = Setup {
         _runtime: runtime,
         _dir: dir,
@@ -286,6 +316,7 @@ fn setup_with_api(
         gate,
         received,
         artifact,
+        history,
     };
     (setup, harness)
 }
@@ -422,6 +453,45 @@ fn choose_fill_start_progress_done_artifact() {
     assert_eq!(state.console.len(), 50);
     // The Output tab lists the provisioner's lines.
     harness.get_by_label("provisioner line 49");
+}
+
+/// Records notifications instead of showing them.
+#[derive(Default)]
+struct RecordingNotifier(Mutex<Vec<Notification>>);
+
+impl Notifier for RecordingNotifier {
+    fn notify(&self, notification: Notification) {
+        self.0.lock().unwrap().push(notification);
+    }
+}
+
+#[test]
+fn a_build_that_ends_behind_other_windows_notifies_and_one_in_front_does_not() {
+    for focused in [false, true] {
+        let notifier = Arc::new(RecordingNotifier::default());
+        let (setup, mut harness) = setup_full(Ending::Success, None, None, Some(notifier.clone()));
+        choose_fill_and_start(&mut harness, &setup.recipes_dir);
+        harness.event(egui::Event::WindowFocused(focused));
+        harness.run();
+        setup.gate.add_permits(1);
+        step_until(&mut harness, "the build's end", |app| {
+            app.build_state().is_some_and(|b| !b.is_running())
+        });
+        let sent = notifier.0.lock().unwrap().clone();
+        if focused {
+            assert!(sent.is_empty(), "the user is watching: {sent:?}");
+        } else {
+            assert_eq!(sent.len(), 1, "{sent:?}");
+            assert_eq!(sent[0].summary, "kiln: test-vm built");
+            assert!(
+                sent[0]
+                    .body
+                    .ends_with(&setup.artifact.display().to_string()),
+                "{sent:?}"
+            );
+            assert!(!sent[0].critical);
+        }
+    }
 }
 
 #[test]
@@ -694,4 +764,218 @@ fn templates_are_listed_across_zones_marked_stale_renamed_copied_and_deleted() {
     step_until(&mut harness, "the deletion", |app| !app.templates().busy);
     harness.get_by_label_contains(&format!("deleted template {old} in de-fra-1"));
     assert!(api.templates("de-fra-1").is_empty());
+}
+
+/// Every byte of the files in `dir` (the history, its WAL and shared memory).
+fn bytes_of(dir: &Path) -> Vec<u8> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            out.extend(std::fs::read(path).unwrap());
+        }
+    }
+    out
+}
+
+fn holds(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+/// Runs the scripted build to its end (the gate opened once).
+fn build_to_the_end(setup: &Setup, harness: &mut Harness<'static, KilnApp>) {
+    choose_fill_and_start(harness, &setup.recipes_dir);
+    setup.gate.add_permits(1);
+    step_until(harness, "the build's end", |app| {
+        app.build_state().is_some_and(|b| !b.is_running())
+    });
+}
+
+/// Opens the History place and waits for its read.
+fn open_history(harness: &mut Harness<'static, KilnApp>) {
+    harness.get_by_label("History").click();
+    step_until(harness, "the history read", |app| {
+        app.place() == Place::History && app.history().records.is_some() && !app.history().busy
+    });
+}
+
+#[test]
+fn a_finished_build_is_in_the_history_with_its_steps_and_rebuild_refills_the_form() {
+    let (setup, mut harness) = setup(Ending::Success);
+    build_to_the_end(&setup, &mut harness);
+    open_history(&mut harness);
+
+    let history = harness.state().history();
+    let records = history.records.clone().unwrap().unwrap();
+    assert_eq!(records.len(), 1);
+    let r = &records[0];
+    assert_eq!(r.outcome, kiln::history::RunOutcome::Done);
+    assert_eq!(r.origin, kiln::history::Origin::Gui);
+    assert_eq!(r.recipe, setup.recipes_dir.join("gui-test.json"));
+    assert_eq!(r.build_name, "test-vm");
+    let steps: Vec<_> = r
+        .steps
+        .iter()
+        .map(|s| (s.name.as_str(), s.end, s.duration))
+        .collect();
+    use kiln::history::StepEnd;
+    assert_eq!(
+        steps,
+        [
+            (
+                "Base image",
+                StepEnd::Done,
+                Some(Duration::from_millis(240))
+            ),
+            ("Provision", StepEnd::Done, Some(Duration::from_millis(10))),
+            ("Compact", StepEnd::Done, Some(Duration::from_millis(10))),
+        ]
+    );
+    assert_eq!(r.artifacts[0].path, setup.artifact);
+    assert_eq!(
+        r.templates,
+        [("ch-gva-2".to_string(), TEMPLATE_ID.to_string())]
+    );
+    assert_eq!(history.selected, r.id, "the newest build is shown");
+
+    // The table's row and the details pane.
+    harness.get_by_label("gui-test.json");
+    harness.get_by_label("test-vm.qcow2");
+    harness.get_by_label(&format!("ch-gva-2:{TEMPLATE_ID}"));
+    harness.get_by_label(&format!("Template in ch-gva-2: {TEMPLATE_ID}"));
+    harness.get_by_label("Build: test-vm (from the window)");
+    harness.get_by_label("Base image");
+    harness.get_by_label("0.2 s");
+    assert_eq!(harness.query_all_by_label("0.0 s").count(), 2);
+    harness.get_by_label("Built");
+    harness.get_by_label("sensitive: not stored");
+    harness.get_by_label("my-bucket");
+    harness.check_accessibility();
+
+    // The secret typed into the form never reached the history's files.
+    let bytes = bytes_of(setup.history.parent().unwrap());
+    assert!(holds(&bytes, "my-bucket"), "values are there to be found");
+    assert!(
+        !holds(&bytes, "s3cret-value"),
+        "the secret reached the history"
+    );
+
+    // Rebuild: the recipe opens with the given value filled in; the secret is left empty
+    // and named.
+    harness.get_by_label("Rebuild").click();
+    harness.run();
+    assert_eq!(harness.state().place(), Place::Recipes);
+    let open = harness.state().open_recipe_state().unwrap();
+    assert_eq!(open.path, setup.recipes_dir.join("gui-test.json"));
+    assert_eq!(
+        open.values.get("bucket").map(String::as_str),
+        Some("my-bucket")
+    );
+    assert!(open.values.get("api_secret").is_none_or(|v| v.is_empty()));
+    assert!(
+        open.values.get("memory").is_none_or(|v| v.is_empty()),
+        "defaults stay defaults"
+    );
+    let field = harness.get_by_role_and_label(Role::TextInput, "bucket *");
+    assert_eq!(field.value().as_deref(), Some("my-bucket"));
+    harness.get_by_label_contains("Rebuild of build #1");
+    harness.get_by_label_contains("type api_secret again");
+    // The form is ready to build again: once the secret is typed, Start build runs.
+    type_into(
+        &mut harness,
+        Role::PasswordInput,
+        "api_secret",
+        "again-secret",
+    );
+    harness.get_by_label("Start build").click();
+    step_until(&mut harness, "the second build", |app| {
+        app.place() == Place::Build
+    });
+    let (recipe, _) = setup.received.lock().unwrap().clone().unwrap();
+    let bucket = recipe
+        .variables
+        .iter()
+        .find(|v| v.name == "bucket")
+        .unwrap();
+    assert_eq!(bucket.value, "my-bucket");
+}
+
+#[test]
+fn a_failed_build_is_in_the_history_with_the_step_that_failed() {
+    let (setup, mut harness) = setup(Ending::Failure);
+    build_to_the_end(&setup, &mut harness);
+    open_history(&mut harness);
+    let records = harness.state().history().records.clone().unwrap().unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].stopped_at.as_deref(), Some("Provision"));
+    // The table's outcome and the step's.
+    assert_eq!(harness.query_all_by_label("failed").count(), 2);
+    harness.get_by_label("Failed at Provision: provisioner: install.sh exited with status 100");
+    harness.get_by_label("Logs: /tmp/kiln-gui-test-logs");
+    // The recipe went away since: Rebuild says so in place and fills nothing.
+    std::fs::remove_file(setup.recipes_dir.join("gui-test.json")).unwrap();
+    harness.get_by_label("Rebuild").click();
+    harness.run();
+    assert_eq!(harness.state().place(), Place::Recipes);
+    harness.get_by_label_contains("its recipe cannot be opened");
+    assert!(
+        harness
+            .state()
+            .open_recipe_state()
+            .unwrap()
+            .values
+            .is_empty()
+    );
+}
+
+#[test]
+fn a_damaged_history_warns_the_build_and_the_place_names_the_file() {
+    let (setup, mut harness) = setup(Ending::Success);
+    std::fs::create_dir_all(setup.history.parent().unwrap()).unwrap();
+    let garbage = b"definitely not sqlite\n".repeat(100);
+    std::fs::write(&setup.history, &garbage).unwrap();
+    build_to_the_end(&setup, &mut harness);
+    let state = harness.state().build_state().unwrap();
+    assert_eq!(
+        state.final_outcome(),
+        Some(&Outcome::Done),
+        "the build is not affected"
+    );
+    assert!(
+        state
+            .warnings
+            .iter()
+            .any(|w| w.contains("not recorded in the history")
+                && w.contains(&setup.history.display().to_string())),
+        "{:?}",
+        state.warnings
+    );
+    open_history(&mut harness);
+    let read = harness.state().history().records.clone().unwrap();
+    let why = read.unwrap_err();
+    assert!(why.contains(&setup.history.display().to_string()), "{why}");
+    harness.get_by_label_contains("is not a kiln build history");
+    assert_eq!(std::fs::read(&setup.history).unwrap(), garbage);
+}
+
+#[test]
+fn the_history_place_reads_once_and_then_stays_idle() {
+    let (_setup, mut harness) = setup(Ending::Success);
+    // The host check's answer is the only other message the window waits for.
+    step_until(&mut harness, "the host check", |app| {
+        app.host_checks().is_some()
+    });
+    open_history(&mut harness);
+    harness.get_by_label_contains("No build recorded yet");
+    // Nothing to read again: no read is started and no repaint is asked for.
+    for _ in 0..3 {
+        harness.step();
+    }
+    assert!(!harness.state().history().busy);
+    assert!(
+        !harness.ctx.has_requested_repaint(),
+        "the idle History place asks for repaints"
+    );
 }

@@ -41,6 +41,7 @@ fn a_failing_image_test_stops_the_chain_and_names_every_failed_check() {
     let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
         .current_dir(dir.path())
         .env("XDG_STATE_HOME", dir.path().join("state"))
+        .env("XDG_DATA_HOME", dir.path().join("data"))
         .env("TMPDIR", dir.path().join("tmp"))
         .args(["build", "-var"])
         .arg(format!("base_image={}", base.display()))

@@ -78,6 +78,7 @@ fn facts(build_name: &str, run_uuid: &str, scratch: &Path) -> BuildFacts {
         logs: scratch.to_path_buf(),
         builder: std::sync::Arc::new(builder),
         qemu_binary: PathBuf::new(),
+        accel: None,
     }
 }
 

@@ -67,6 +67,26 @@ if [ -z "${CARGO_DEB:-}" ] && [ ! -x "$CARGO_DEB_ROOT/bin/cargo-deb" ]; then
   cargo install cargo-deb --locked --version 3.8.0 --root "$CARGO_DEB_ROOT"
 fi
 
+# --- dependency audit: cargo audit against the RustSec advisory database ---------------------
+# The database is a git repository on GitHub. It is cloned into a cached location and updated
+# when GitHub answers; machines that reach only the package registries use a copy put there by
+# hand (KILN_ADVISORY_DB overrides the place). Without a database the audit is reported as
+# "not run" in docs/RELIABILITY.md, never as passed; cargo-audit is only installed when needed.
+ADVISORY_DB="${KILN_ADVISORY_DB:-$HOME/.cache/kiln-tests/advisory-db}"
+CARGO_AUDIT_ROOT="$HOME/.cache/kiln-tests/cargo-audit"
+if [ ! -d "$ADVISORY_DB/crates" ]; then
+  log "fetching the RustSec advisory database into $ADVISORY_DB"
+  timeout 120 git clone -q --depth 1 https://github.com/rustsec/advisory-db "$ADVISORY_DB" 2>&1 ||
+    { rm -rf "$ADVISORY_DB"; echo "cannot reach github.com: the dependency audit will not run"; }
+elif [ -z "${KILN_ADVISORY_DB:-}" ]; then
+  timeout 60 git -C "$ADVISORY_DB" pull -q --ff-only 2>/dev/null ||
+    echo "the advisory database could not be updated; using the copy of $(git -C "$ADVISORY_DB" log -1 --format=%cs 2>/dev/null || echo 'unknown date')"
+fi
+if [ -d "$ADVISORY_DB/crates" ] && [ ! -x "$CARGO_AUDIT_ROOT/bin/cargo-audit" ]; then
+  log "installing cargo-audit 0.22 into $CARGO_AUDIT_ROOT"
+  cargo install cargo-audit --locked --version '^0.22' --root "$CARGO_AUDIT_ROOT"
+fi
+
 # --- checks -----------------------------------------------------------------------------------
 # Tests that check files with external tools fail (instead of skipping) when a tool is missing.
 export KILN_REQUIRE_TOOLS=1
@@ -80,6 +100,13 @@ log "cargo test"
 mkdir -p target
 status=0
 cargo test --all-targets --no-fail-fast "$@" 2>&1 | tee target/test-output.log || status=$?
+# The audit's result goes into the same log, as a test of a binary named `audit`.
+if [ $# -eq 0 ] && [ -d "$ADVISORY_DB/crates" ]; then
+  log "cargo audit (advisory database of $(git -C "$ADVISORY_DB" log -1 --format=%cs 2>/dev/null || echo 'unknown date'))"
+  audit=ok
+  "$CARGO_AUDIT_ROOT/bin/cargo-audit" audit --db "$ADVISORY_DB" --no-fetch --stale || { audit=FAILED; status=1; }
+  printf '     Running audit (cargo audit)\ntest cargo_audit ... %s\n' "$audit" >> target/test-output.log
+fi
 # A full run (no filter) regenerates the reliability report from its results.
 if [ $# -eq 0 ]; then
   bash tests/reliability.sh target/test-output.log docs/RELIABILITY.md

@@ -52,6 +52,9 @@ pub struct BuildReport {
     pub artifacts: Vec<Artifact>,
     /// The directory with `build.log` and `serial.log`.
     pub log_dir: PathBuf,
+    /// (zone, template id) of the templates `exoscale-import` registered, also when a later
+    /// step failed (they exist on Exoscale all the same).
+    pub templates: Vec<(String, String)>,
 }
 
 /// What `kiln build` cannot run yet, so a recipe that needs it is refused before anything
@@ -122,6 +125,7 @@ pub async fn run_build(
         artifact: None,
         artifacts: Vec::new(),
         log_dir: log_dir.clone(),
+        templates: Vec::new(),
     };
     let missing = unsupported(build);
     if !missing.is_empty() {
@@ -201,6 +205,7 @@ pub async fn run_build(
         logs: log_dir.clone(),
         builder: std::sync::Arc::new(build.builder.clone()),
         qemu_binary: options.qemu_binary.clone().unwrap_or_default(),
+        accel: None,
     };
     let post_steps = match PostStep::for_chains(&build.post_processors) {
         Ok(steps) => steps,
@@ -255,6 +260,12 @@ pub async fn run_build(
         options.on_error,
     )
     .await;
+    // The report's message is printed and shown as it is: mask the recipe's secrets in it
+    // as in every event (a path built from a sensitive variable names it).
+    let outcome = match outcome {
+        Outcome::Failed(why) => Outcome::Failed(inner.redactor().redact(&why)),
+        other => other,
+    };
     let artifacts = if outcome == Outcome::Done {
         state.artifacts()
     } else {
@@ -264,6 +275,7 @@ pub async fn run_build(
         .first()
         .and_then(|a| a.main_file())
         .map(Path::to_path_buf);
+    let templates = state.post.published.clone();
     drop(state);
     if options.on_error == OnError::Abort && matches!(outcome, Outcome::Failed(_)) {
         inner.send(super::event::Event::Warning(format!(
@@ -281,5 +293,6 @@ pub async fn run_build(
         artifact,
         artifacts,
         log_dir,
+        templates,
     }
 }

@@ -168,6 +168,7 @@ impl HasPostState for BuildState {
         {
             self.post.builder = Some(Artifact::builder(image));
         }
+        self.post.facts.accel = self.accel;
         &mut self.post
     }
 }

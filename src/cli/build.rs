@@ -16,6 +16,7 @@ use crate::build::log::LineFormatter;
 use crate::build::plan::{BuildOptions, run_build};
 use crate::build::redact::Redactor;
 use crate::build::runner::OnError;
+use crate::history::{self, Origin, Recorder, Recording};
 use crate::recipe::template::{self, LoadOptions};
 use crate::recipe::units::format_bytes;
 
@@ -105,6 +106,14 @@ pub fn run(args: &BuildArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::i
             run_uuid: Some(run_uuid.clone()),
             ..BuildOptions::default()
         };
+        // The history: a file that cannot be written is a warning, never a failed build.
+        let (mut recording, warn) = Recording::start(
+            &history::default_path(),
+            Recorder::new(&args.recipe, &recipe, build, Origin::Cli),
+        );
+        if let Some(warn) = warn {
+            writeln!(err, "kiln: warning: {warn}")?;
+        }
         let task = {
             let recipe = recipe.clone();
             let build = build.clone();
@@ -118,6 +127,7 @@ pub fn run(args: &BuildArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::i
         let mut durations: Vec<(String, Duration, Outcome)> = Vec::new();
         let mut names: Vec<String> = Vec::new();
         while let Some(event) = runtime.block_on(rx.recv()) {
+            recording.observe(&event);
             match &event {
                 Event::BuildStarted { steps, .. } => names = steps.clone(),
                 Event::StepFinished {
@@ -163,6 +173,10 @@ pub fn run(args: &BuildArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::i
         let report = runtime
             .block_on(task)
             .map_err(|e| std::io::Error::other(format!("the build task failed: {e}")))?;
+        let (record, warn) = recording.finish(&report);
+        if let Some(warn) = warn {
+            writeln!(err, "kiln: warning: {warn}")?;
+        }
         writeln!(out, "\nSummary of `{}`:", build.name)?;
         for (name, duration, outcome) in &durations {
             let mark = match outcome {
@@ -201,6 +215,9 @@ pub fn run(args: &BuildArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::i
             _ => {}
         }
         writeln!(out, "  logs: {}", report.log_dir.display())?;
+        if let Some(id) = record.id {
+            writeln!(out, "  history: build #{id} (kiln history)")?;
+        }
         if code != 0 {
             break;
         }

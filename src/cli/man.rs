@@ -42,6 +42,10 @@ Profile names, zones and public keys; never a secret (those are in the OS keyrin
 \fI$XDG_STATE_HOME/kiln/builds/<id>/\fR (\fI~/.local/state/kiln/builds/<id>/\fR)
 Each build's \fIbuild.log\fR and \fIserial.log\fR (the VM's serial console).
 .TP
+\fI$XDG_DATA_HOME/kiln/history.sqlite\fR (\fI~/.local/share/kiln/history.sqlite\fR)
+The build history (\fBkiln history\fR, the window's History): recipe, times, steps,
+outcome, artifacts, template ids, variables; sensitive values are never stored.
+.TP
 \fI$XDG_CACHE_HOME/kiln/\fR (\fI~/.cache/kiln/\fR)
 Downloaded base images, by checksum.
 .TP

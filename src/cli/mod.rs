@@ -6,6 +6,7 @@ pub mod completions;
 pub mod credentials;
 pub mod doctor;
 pub mod failure;
+pub mod history;
 pub mod inspect;
 pub mod keys;
 pub mod man;
@@ -47,6 +48,8 @@ pub enum Command {
     Credentials(credentials::CredentialsArgs),
     /// SSH keys: list them, import or generate one into the OS keyring, show, remove.
     Keys(keys::KeysArgs),
+    /// List the builds recorded in the history (the window's History place), newest first.
+    History(history::HistoryArgs),
     /// Print the shell completion script for bash, zsh or fish.
     Completions(completions::CompletionsArgs),
     /// Write the manual pages (kiln.1 and one per subcommand) into a directory.

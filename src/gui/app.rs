@@ -19,8 +19,10 @@ use super::credentials_panel::{self, CredentialsPanel};
 use super::dialogs::{FileDialogs, Pick};
 use super::editor::view::{self as editor_view, EditorAction};
 use super::editor::{self, RecipeTab};
-use super::engine::{self, Engine, Inbox, Message};
+use super::engine::{self, Engine, HistoryTarget, Inbox, Message};
+use super::history_panel::{self, HistoryPanel};
 use super::host_panel::{self, HostAction};
+use super::notify::{self, DesktopNotifier, Notifier};
 use super::recipe_files;
 use super::recipes_panel::{self, RecipesAction, RecipesPanel};
 use super::session::{self, OpenRecipe};
@@ -48,6 +50,9 @@ pub struct AppConfig {
     pub secrets: Arc<dyn SecretsSource>,
     /// The file dialogs (the desktop's; a scripted double in tests).
     pub dialogs: Arc<dyn FileDialogs>,
+    /// The history file builds are recorded in and the History place reads (`None`: no
+    /// history).
+    pub history: Option<PathBuf>,
 }
 
 /// The places of the sidebar.
@@ -64,6 +69,8 @@ pub enum Place {
     Credentials,
     /// The host check.
     Host,
+    /// Past builds, from the history file.
+    History,
 }
 
 /// The place a restarted window shows for the place it was closed on.
@@ -121,6 +128,12 @@ pub struct KilnApp {
     ctx: egui::Context,
     pending: Option<Pending>,
     closing: bool,
+    notifier: Arc<dyn Notifier>,
+    notify_after: Duration,
+    /// The window's focus as its last `WindowFocused` event said (`None`: not seen yet).
+    window_focused: Option<bool>,
+    history_db: Option<PathBuf>,
+    history: HistoryPanel,
 }
 
 impl KilnApp {
@@ -140,7 +153,7 @@ impl KilnApp {
             .unwrap_or_else(|| config.recipes_dir.join(crate::recipes::DEFAULT_RECIPE));
         let (picked_tx, picked) = std::sync::mpsc::channel();
         let mut app = Self {
-            runtime: config.runtime,
+            runtime: config.runtime.clone(),
             engine: config.engine,
             started: config.started,
             first_frame_logged: false,
@@ -167,6 +180,11 @@ impl KilnApp {
             ctx: cc.egui_ctx.clone(),
             pending: None,
             closing: false,
+            notifier: Arc::new(DesktopNotifier::new(config.runtime.clone())),
+            notify_after: notify::DEFAULT_NOTIFY_AFTER,
+            window_focused: None,
+            history_db: config.history,
+            history: HistoryPanel::default(),
         };
         // Opening the recipe shows Recipes; a restart goes back to the place it left (a build
         // does not survive a restart, so Build becomes Recipes).
@@ -175,6 +193,36 @@ impl KilnApp {
         app.saved.place = restored_place(place);
         engine::check_host(&app.runtime, app.inbox.clone());
         app
+    }
+
+    /// Sends the end-of-build notifications to `notifier`, for builds that ran at least
+    /// `after` (tests record them; the default shows them on the desktop after a minute).
+    pub fn with_notifier(mut self, notifier: Arc<dyn Notifier>, after: Duration) -> Self {
+        self.notifier = notifier;
+        self.notify_after = after;
+        self
+    }
+
+    /// Notifies the desktop that the build ended, when it was long and the window is not in
+    /// front.
+    fn notify_build_end(&self, ctx: &egui::Context) {
+        let Some(build) = &self.build else {
+            return;
+        };
+        let (Some(outcome), Some(duration)) = (build.final_outcome(), build.duration) else {
+            return;
+        };
+        let focused = self
+            .window_focused
+            .or_else(|| ctx.input(|i| i.viewport().focused));
+        if notify::should_notify(duration, self.notify_after, focused) {
+            self.notifier.notify(notify::build_ended(
+                &build.name,
+                outcome,
+                duration,
+                build.artifact().map(PathBuf::as_path),
+            ));
+        }
     }
 
     /// The current build's state, if one was started.
@@ -225,6 +273,11 @@ impl KilnApp {
     /// The Templates place's state, to change (tests, as a user's typing would).
     pub fn templates_mut(&mut self) -> &mut TemplatesPanel {
         &mut self.templates
+    }
+
+    /// The History place's state.
+    pub fn history(&self) -> &HistoryPanel {
+        &self.history
     }
 
     /// The place shown.
@@ -418,6 +471,92 @@ impl KilnApp {
         }
     }
 
+    fn read_history(&mut self) {
+        if let Some(db) = &self.history_db {
+            self.history.busy = true;
+            engine::read_history(
+                &self.runtime,
+                db.clone(),
+                history_panel::LIMIT,
+                self.inbox.clone(),
+            );
+        }
+    }
+
+    /// Opens the recipe of history build `id` with the values someone gave it filled in;
+    /// sensitive ones are left to the user and named.
+    fn rebuild(&mut self, id: i64) {
+        let Some(record) = self
+            .history
+            .list()
+            .iter()
+            .find(|r| r.id == Some(id))
+            .cloned()
+        else {
+            return;
+        };
+        self.open_recipe(record.recipe.clone());
+        if self.pending.is_some() {
+            // The open recipe has unsaved changes: the question shows; the values would go
+            // into the wrong recipe, so none are filled in.
+            self.recipes.notice = Some(format!(
+                "Rebuild of build #{id}: save or discard the open recipe's changes, then press Rebuild again."
+            ));
+            return;
+        }
+        self.saved.tab = RecipeTab::Variables;
+        let Some(open) = &mut self.open else {
+            return;
+        };
+        if open.inspection.is_err() {
+            open.note = Some(format!(
+                "Rebuild of build #{id}: its recipe cannot be opened (see below); nothing was filled in."
+            ));
+            return;
+        }
+        let declared: Vec<String> = open
+            .variables()
+            .iter()
+            .filter(|v| v.declared)
+            .map(|v| v.name.clone())
+            .collect();
+        let mut filled = 0;
+        let mut sensitive = Vec::new();
+        let mut gone = Vec::new();
+        for var in &record.variables {
+            if !declared.contains(&var.name) {
+                if var.refill_value().is_some() {
+                    gone.push(var.name.clone());
+                }
+                continue;
+            }
+            if var.sensitive {
+                sensitive.push(var.name.clone());
+            } else if let Some(value) = var.refill_value() {
+                open.values.insert(var.name.clone(), value.to_string());
+                filled += 1;
+            }
+        }
+        let mut note = format!(
+            "Rebuild of build #{id} ({}): {filled} value{} filled in.",
+            history_panel::local_time(&record.started),
+            if filled == 1 { "" } else { "s" }
+        );
+        if !sensitive.is_empty() {
+            note.push_str(&format!(
+                " Sensitive values are never stored: type {} again, or leave an Exoscale key and secret empty to use the keyring profile.",
+                sensitive.join(", ")
+            ));
+        }
+        if !gone.is_empty() {
+            note.push_str(&format!(
+                " The recipe no longer declares {}: not filled in.",
+                gone.join(", ")
+            ));
+        }
+        open.note = Some(note);
+    }
+
     fn run_templates(&mut self, action: Option<templates::Action>) {
         self.templates.busy = true;
         templates::run(
@@ -458,6 +597,10 @@ impl KilnApp {
             self.saved.place = Place::Recipes;
             return;
         };
+        let history = self.history_db.clone().map(|db| HistoryTarget {
+            db,
+            recipe_path: open.path.clone(),
+        });
         self.build = Some(BuildState::new(build.name.clone(), Instant::now()));
         self.cancel = Some(engine::start(
             &self.runtime,
@@ -465,6 +608,7 @@ impl KilnApp {
             recipe,
             build,
             self.inbox.clone(),
+            history,
         ));
         self.saved.place = Place::Build;
     }
@@ -487,6 +631,7 @@ impl KilnApp {
         ui.selectable_value(&mut self.saved.place, Place::Build, build_label);
         ui.selectable_value(&mut self.saved.place, Place::Templates, "Templates");
         ui.selectable_value(&mut self.saved.place, Place::Credentials, "Credentials");
+        ui.selectable_value(&mut self.saved.place, Place::History, "History");
         ui.selectable_value(&mut self.saved.place, Place::Host, "Host check");
         ui.add_space(theme::GAP);
         if ui.checkbox(&mut self.saved.dark, "Dark theme").changed() {
@@ -530,6 +675,9 @@ impl KilnApp {
             action = editor_view::actions_ui(ui, &open.editor);
         });
         ui.weak(open.path.display().to_string());
+        if let Some(note) = &open.note {
+            ui.colored_label(theme::current(ui.ctx()).running, note);
+        }
         if open.editor.is_dirty() {
             ui.weak("A build uses the saved file: save first (Ctrl+S) to build with your changes.");
         }
@@ -589,8 +737,15 @@ impl KilnApp {
 }
 
 impl eframe::App for KilnApp {
-    fn logic(&mut self, _ctx: &egui::Context, _frame: &mut eframe::Frame) {
+    fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
         let now = Instant::now();
+        ctx.input(|i| {
+            for event in &i.events {
+                if let egui::Event::WindowFocused(focused) = event {
+                    self.window_focused = Some(*focused);
+                }
+            }
+        });
         while let Ok(message) = self.messages.try_recv() {
             match message {
                 Message::Event(event) => {
@@ -603,10 +758,14 @@ impl eframe::App for KilnApp {
                         build.finish(report, now);
                     }
                     self.cancel = None;
+                    self.notify_build_end(ctx);
+                    // The build was recorded before its report was sent.
+                    self.history.stale = true;
                 }
                 Message::HostChecked(checks) => self.host = Some(checks),
                 Message::Credentials(snapshot) => self.credentials.receive(snapshot),
                 Message::Templates(listing) => self.templates.receive(listing),
+                Message::History(read) => self.history.receive(read),
             }
         }
         while let Ok((pick, answer)) = self.picked.try_recv() {
@@ -728,6 +887,23 @@ impl eframe::App for KilnApp {
                     self.run_credentials(action);
                 }
             }
+            Place::History => {
+                // Read when first shown and after a build ended, never on a timer.
+                if self.history.wants_read() && self.history_db.is_some() {
+                    self.read_history();
+                }
+                let db = self.history_db.clone();
+                let request = egui::CentralPanel::default()
+                    .show(ui, |ui| {
+                        history_panel::history_ui(ui, &mut self.history, db.as_deref())
+                    })
+                    .inner;
+                match request {
+                    Some(history_panel::Request::Refresh) => self.read_history(),
+                    Some(history_panel::Request::Rebuild(id)) => self.rebuild(id),
+                    None => {}
+                }
+            }
             Place::Host => {
                 let action = egui::CentralPanel::default()
                     .show(ui, |ui| host_panel::host_ui(ui, self.host.as_deref()))
@@ -762,6 +938,7 @@ mod tests {
             Place::Templates,
             Place::Credentials,
             Place::Host,
+            Place::History,
         ] {
             assert_eq!(restored_place(place), place);
         }

@@ -373,6 +373,7 @@ mod tests {
                 artifact: None,
                 artifacts: Vec::new(),
                 log_dir: "/tmp/x".into(),
+                templates: Vec::new(),
             },
             t0 + Duration::from_secs(2),
         );

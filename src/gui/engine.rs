@@ -1,8 +1,10 @@
 //! How the window reaches the build engine: an `Engine` runs one build and reports through an
 //! event sink; `start` runs it on the tokio runtime and forwards its events to the window,
-//! waking it for each one. Tests put an engine double behind the same trait.
+//! waking it for each one, and records the build in the history on the way. Tests put an
+//! engine double behind the same trait.
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::mpsc;
 
@@ -13,6 +15,8 @@ use crate::build::event::{Event, EventSink};
 use crate::build::plan::{BuildOptions, BuildReport, run_build};
 use crate::build::redact::Redactor;
 use crate::cli::doctor::Check;
+use crate::history::recording as history;
+use crate::history::{BuildRecord, History, HistoryError, Origin, Recorder, Recording};
 use crate::recipe::template::{Build, Recipe};
 
 /// A build in progress, as a future the runtime polls.
@@ -63,6 +67,17 @@ pub enum Message {
     Credentials(super::credentials::Snapshot),
     /// A templates listing (after an action, when there was one).
     Templates(super::templates::Listing),
+    /// The history as read (newest first), or why it could not be read.
+    History(Result<Vec<BuildRecord>, String>),
+}
+
+/// Where a build started from the window is recorded.
+#[derive(Debug, Clone)]
+pub struct HistoryTarget {
+    /// The history file.
+    pub db: PathBuf,
+    /// The recipe file the build comes from.
+    pub recipe_path: PathBuf,
 }
 
 /// The sending end of the window's inbox: every message wakes the window.
@@ -87,28 +102,58 @@ impl Inbox {
     }
 }
 
-/// Starts `build` on `runtime`; its events and then its report arrive in `inbox`.
-/// Returns the token that cancels it.
+/// Starts `build` on `runtime`; its events and then its report arrive in `inbox`. With a
+/// `history`, the build is recorded there (off the window's thread); a history that cannot
+/// be written arrives as a warning of the build. Returns the token that cancels it.
 pub fn start(
     runtime: &Handle,
     engine: &dyn Engine,
     recipe: Recipe,
     build: Build,
     inbox: Inbox,
+    history: Option<HistoryTarget>,
 ) -> CancellationToken {
     let cancel = CancellationToken::new();
+    let recorder = history.map(|h| {
+        let recorder = Recorder::new(&h.recipe_path, &recipe, &build, Origin::Gui);
+        (h.db, recorder)
+    });
     let (events, mut rx) = EventSink::channel(Redactor::new());
     let task = runtime.spawn(engine.build(recipe, build, events, cancel.clone()));
     runtime.spawn(async move {
+        // The history is opened on a blocking thread while the events flow (opening it must
+        // not hold them back); the recorder itself only keeps them in memory.
+        let (mut recorder, mut begun) = match recorder {
+            Some((db, recorder)) => {
+                let snapshot = recorder.snapshot();
+                let path = db.clone();
+                let task = tokio::task::spawn_blocking(move || history::begin(&path, &snapshot));
+                (Some((db, recorder)), Begin::Running(task))
+            }
+            None => (None, Begin::Off),
+        };
+        let mut pass_on = |event: Event| {
+            if let Some((_, recorder)) = &mut recorder {
+                recorder.observe(&event);
+            }
+            inbox.send(Message::Event(event));
+        };
         let mut task = task;
         let report = loop {
             tokio::select! {
-                Some(event) = rx.recv() => inbox.send(Message::Event(event)),
+                Some(event) = rx.recv() => pass_on(event),
+                opened = begun.wait(), if begun.is_running() => {
+                    begun = begun_to(opened, &inbox);
+                }
                 joined = &mut task => break joined,
             }
         };
         while let Ok(event) = rx.try_recv() {
-            inbox.send(Message::Event(event));
+            pass_on(event);
+        }
+        if begun.is_running() {
+            let opened = begun.wait().await;
+            begun = begun_to(opened, &inbox);
         }
         let report = report.unwrap_or_else(|e| BuildReport {
             outcome: crate::build::event::Outcome::Failed(format!(
@@ -117,10 +162,77 @@ pub fn start(
             artifact: None,
             artifacts: Vec::new(),
             log_dir: crate::build::plan::default_state_dir(),
+            templates: Vec::new(),
         });
+        // Recorded before the window hears of the end, so a History read after it sees it.
+        if let (Some((db, recorder)), Begin::Done(opened)) = (recorder, begun) {
+            let for_history = report.clone();
+            let written = tokio::task::spawn_blocking(move || {
+                let (recording, _) = Recording::resume(&db, recorder, Ok(opened));
+                recording.finish(&for_history).1
+            })
+            .await;
+            if let Ok(Some(warn)) = written {
+                inbox.send(Message::Event(Event::Warning(warn)));
+            }
+        }
         inbox.send(Message::Finished(report));
     });
     cancel
+}
+
+/// Where opening the history for a build stands.
+enum Begin {
+    /// No history.
+    Off,
+    /// Opening it, writing the build as unfinished.
+    Running(tokio::task::JoinHandle<Result<(History, i64), HistoryError>>),
+    /// Opened; the build's row id.
+    Done((History, i64)),
+    /// It could not be opened (the window was warned).
+    Failed,
+}
+
+impl Begin {
+    fn is_running(&self) -> bool {
+        matches!(self, Begin::Running(_))
+    }
+
+    /// Waits for the opening (only called while it runs).
+    async fn wait(&mut self) -> Result<(History, i64), String> {
+        match self {
+            Begin::Running(task) => match task.await {
+                Ok(Ok(opened)) => Ok(opened),
+                Ok(Err(e)) => Err(crate::history::recording::warning(&e)),
+                Err(e) => Err(format!("this build is not recorded in the history: {e}")),
+            },
+            _ => Err("the history was not being opened".into()),
+        }
+    }
+}
+
+/// What the opening gave: the history, or a warning for the window and no history.
+fn begun_to(opened: Result<(History, i64), String>, inbox: &Inbox) -> Begin {
+    match opened {
+        Ok(opened) => Begin::Done(opened),
+        Err(warn) => {
+            inbox.send(Message::Event(Event::Warning(warn)));
+            Begin::Failed
+        }
+    }
+}
+
+/// Reads the `limit` newest builds of the history at `db` off the window's thread.
+pub fn read_history(runtime: &Handle, db: PathBuf, limit: usize, inbox: Inbox) {
+    runtime.spawn_blocking(move || {
+        let read = crate::history::History::open_existing(&db)
+            .and_then(|h| match h {
+                Some(h) => h.recent(limit),
+                None => Ok(Vec::new()),
+            })
+            .map_err(|e| e.to_string());
+        inbox.send(Message::History(read));
+    });
 }
 
 /// Runs the host check (`kiln doctor`'s checks) off the window's thread.

@@ -10,8 +10,10 @@ pub mod credentials_panel;
 pub mod dialogs;
 pub mod editor;
 pub mod engine;
+pub mod history_panel;
 pub mod host_panel;
 pub mod log_buffer;
+pub mod notify;
 pub mod recipe_files;
 pub mod recipes_panel;
 pub mod session;
@@ -51,7 +53,8 @@ pub fn run(config: AppConfig) -> eframe::Result {
     )
 }
 
-/// The configuration `main` uses: the real engine, the bundled recipes, the default recipe.
+/// The configuration `main` uses: the real engine, the bundled recipes, the default recipe,
+/// the history in `$XDG_DATA_HOME/kiln`.
 pub fn default_config(runtime: tokio::runtime::Handle, started: std::time::Instant) -> AppConfig {
     AppConfig {
         runtime,
@@ -61,5 +64,6 @@ pub fn default_config(runtime: tokio::runtime::Handle, started: std::time::Insta
         started,
         secrets: Arc::new(credentials::PlatformSecrets),
         dialogs: Arc::new(dialogs::RfdDialogs),
+        history: Some(crate::history::default_path()),
     }
 }

@@ -26,6 +26,8 @@ pub struct OpenRecipe {
     pub problems: Option<Diagnostics>,
     /// The recipe's text being edited (the Recipe and JSON tabs).
     pub editor: Editor,
+    /// What a Rebuild from the History filled in, and what it left to the user.
+    pub note: Option<String>,
 }
 
 impl OpenRecipe {
@@ -38,6 +40,7 @@ impl OpenRecipe {
             revealed: BTreeSet::new(),
             problems: None,
             editor: Editor::open(path),
+            note: None,
         }
     }
 

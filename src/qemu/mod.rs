@@ -5,6 +5,7 @@ pub mod accel;
 pub mod bootcmd;
 pub mod cmdline;
 pub mod keyboard;
+pub mod ports;
 pub mod qmp;
 pub mod serial;
 pub mod vm;

@@ -42,6 +42,9 @@ pub struct PostState {
     discarded: Vec<Artifact>,
     /// The artifacts of the build once every post-processor ran, builder's first when kept.
     pub artifacts: Vec<Artifact>,
+    /// (zone, template id) of every template an `exoscale-import` registered, kept even when
+    /// a later post-processor fails (the template exists all the same).
+    pub published: Vec<(String, String)>,
 }
 
 impl PostState {
@@ -55,6 +58,7 @@ impl PostState {
             results: Vec::new(),
             discarded: Vec::new(),
             artifacts: Vec::new(),
+            published: Vec::new(),
         }
     }
 }
@@ -163,6 +167,9 @@ impl<S: HasPostState> Step<S> for PostStep {
                 StepError("there is no artifact to process (the build produced none)".into())
             })?;
             let processed = self.implementation.run(ctx, &input, &state.facts).await?;
+            state
+                .published
+                .extend(super::exoscale_import::template_ids(&processed.artifact));
             let keep = self.keep_input(
                 ctx,
                 processed.keep_input_by_default,
@@ -271,4 +278,98 @@ pub async fn run_chains(
         _ => Vec::new(),
     };
     Ok(PostOutcome { outcome, artifacts })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build::postprocess::Processed;
+    use crate::build::redact::Redactor;
+    use crate::recipe::template::{LoadOptions, load_str};
+    use std::path::Path;
+
+    /// A post-processor that returns a fixed artifact, or fails.
+    struct Fake(Option<Artifact>);
+
+    impl PostProcess for Fake {
+        fn run<'a>(
+            &'a self,
+            _ctx: &'a mut StepContext,
+            _input: &'a Artifact,
+            _facts: &'a BuildFacts,
+        ) -> BoxFuture<'a, Result<Processed, StepError>> {
+            Box::pin(async move {
+                match &self.0 {
+                    Some(artifact) => Ok(Processed {
+                        artifact: artifact.clone(),
+                        keep_input_by_default: true,
+                        must_keep_input: false,
+                    }),
+                    None => Err(StepError("the second post-processor failed".into())),
+                }
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn registered_templates_are_kept_when_a_later_post_processor_fails() {
+        let recipe = load_str(
+            "r.json",
+            r#"{
+              "builders": [{"type": "qemu", "iso_url": "x.qcow2", "iso_checksum": "none",
+                            "disk_image": true, "ssh_username": "debian"}],
+              "post-processors": [[
+                {"type": "shell-local", "inline": ["true"]},
+                {"type": "shell-local", "inline": ["true"]}
+              ]]
+            }"#,
+            Path::new("/tmp"),
+            &LoadOptions::default(),
+        )
+        .unwrap();
+        let build = &recipe.builds[0];
+        let mut steps = PostStep::for_chains(&build.post_processors).unwrap();
+        let imported = Artifact {
+            producer: crate::build::postprocess::exoscale_import::PRODUCER.into(),
+            id: "ch-gva-2:aaa,de-fra-1:bbb".into(),
+            files: Vec::new(),
+        };
+        steps[0].implementation = Box::new(Fake(Some(imported)));
+        steps[1].implementation = Box::new(Fake(None));
+        let dir = tempfile::tempdir().unwrap();
+        let facts = BuildFacts {
+            build_name: build.name.clone(),
+            builder_type: "qemu".into(),
+            run_uuid: "run".into(),
+            scratch: dir.path().to_path_buf(),
+            logs: dir.path().to_path_buf(),
+            builder: std::sync::Arc::new(build.builder.clone()),
+            qemu_binary: PathBuf::new(),
+            accel: None,
+        };
+        let mut state = PostState::new(facts, Some(Artifact::builder(dir.path().join("i"))));
+        let (sink, _rx) = EventSink::channel(Redactor::new());
+        let steps: Vec<Box<dyn Step<PostState>>> = steps
+            .into_iter()
+            .map(|s| Box::new(s) as Box<dyn Step<PostState>>)
+            .collect();
+        let outcome = runner::run(
+            "b",
+            steps,
+            &mut state,
+            sink,
+            CancellationToken::new(),
+            runner::OnError::Cleanup,
+        )
+        .await;
+        assert!(matches!(outcome, Outcome::Failed(_)), "{outcome:?}");
+        assert!(state.artifacts.is_empty(), "no artifacts after a failure");
+        assert_eq!(
+            state.published,
+            [
+                ("ch-gva-2".to_string(), "aaa".to_string()),
+                ("de-fra-1".to_string(), "bbb".to_string())
+            ]
+        );
+    }
 }

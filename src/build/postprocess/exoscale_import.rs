@@ -44,6 +44,24 @@ pub struct ExoscaleArtifact {
     pub templates: Vec<(String, String)>,
 }
 
+/// The `producer` of the artifacts `exoscale-import` makes.
+pub const PRODUCER: &str = "exoscale-import";
+
+/// The (zone, template id) pairs an `exoscale-import` artifact names (its id is
+/// `zone:id,zone:id`); none for any other artifact.
+pub fn template_ids(artifact: &Artifact) -> Vec<(String, String)> {
+    if artifact.producer != PRODUCER {
+        return Vec::new();
+    }
+    artifact
+        .id
+        .split(',')
+        .filter_map(|pair| pair.split_once(':'))
+        .filter(|(zone, id)| !zone.is_empty() && !id.is_empty())
+        .map(|(zone, id)| (zone.to_string(), id.to_string()))
+        .collect()
+}
+
 impl ExoscaleArtifact {
     /// Packer-style artifact id: `zone:id` pairs separated by commas.
     pub fn id(&self) -> String {
@@ -108,7 +126,7 @@ impl PostProcess for ExoscaleImport {
             ctx.log(done.summary());
             Ok(Processed {
                 artifact: Artifact {
-                    producer: "exoscale-import".into(),
+                    producer: PRODUCER.into(),
                     id: done.id(),
                     files: Vec::new(),
                 },

@@ -40,6 +40,9 @@ pub struct BuildFacts {
     pub builder: Arc<QemuConfig>,
     /// The qemu binary the build uses (empty: the builder's `qemu_binary`).
     pub qemu_binary: PathBuf,
+    /// The accelerator the build's VM last ran with (`None` before it booted). `kiln-test`
+    /// starts its VM with TCG straight away when the build already had to fall back.
+    pub accel: Option<crate::qemu::cmdline::Accel>,
 }
 
 /// What a post-processor returns: its artifact and how it wants its input treated.

@@ -2,25 +2,22 @@
 //! captured, then wait for SSH — falling back to TCG once if nested KVM fails while the
 //! guest boots.
 
-use std::net::TcpListener;
 use std::path::Path;
 
+use super::ssh_wait::{SshWait, ssh_or_vm_end};
 use crate::build::event::Event;
 use crate::build::runner::{BoxFuture, Step, StepContext, StepDone, StepError};
 use crate::build::state::BuildState;
-use crate::qemu::accel::probe_kvm_device;
+use crate::qemu::accel::{self, may_fall_back};
 use crate::qemu::cmdline::{Accel, Launch, build_args};
+use crate::qemu::ports::free_local_port;
 use crate::qemu::serial::SerialConsole;
 use crate::qemu::vm::{Vm, VmEnd, VmSockets};
-use crate::recipe::qemu::{Accelerator, Communicator};
-use crate::ssh::{Auth, Target, wait_for_ssh};
+use crate::recipe::qemu::Communicator;
+use crate::ssh::{Auth, Target};
 
 /// How many console lines an error shows.
 const CONSOLE_LINES: usize = 30;
-
-fn free_port(min: u16, max: u16) -> Option<u16> {
-    (min..=max).find(|p| TcpListener::bind(("127.0.0.1", *p)).is_ok())
-}
 
 /// Starts qemu with `accel` and stores it in the state.
 async fn start_vm(
@@ -42,7 +39,7 @@ async fn start_vm(
     let vnc_display = if config.disable_vnc {
         None
     } else {
-        free_port(config.vnc_port_min, config.vnc_port_max).map(|p| p.saturating_sub(5900))
+        free_local_port(config.vnc_port_min, config.vnc_port_max).map(|p| p.saturating_sub(5900))
     };
     let launch = Launch {
         accel,
@@ -92,7 +89,7 @@ impl Step<BuildState> for Boot {
         Box::pin(async move {
             let config = &state.config;
             if config.communicator == Communicator::Ssh {
-                let port = free_port(config.host_port_min, config.host_port_max).ok_or_else(|| {
+                let port = free_local_port(config.host_port_min, config.host_port_max).ok_or_else(|| {
                     StepError(format!(
                         "no free port between host_port_min {} and host_port_max {} on 127.0.0.1: widen the range",
                         config.host_port_min, config.host_port_max
@@ -100,24 +97,15 @@ impl Step<BuildState> for Boot {
                 })?;
                 state.ssh_port = Some(port);
             }
-            let accel = match config.accelerator {
-                Accelerator::Tcg => Accel::Tcg,
-                Accelerator::Kvm => {
-                    probe_kvm_device(Path::new("/dev/kvm")).map_err(|e| {
-                        StepError(format!(
-                            "accelerator \"kvm\": {e}; or set accelerator to \"auto\" or \"tcg\""
-                        ))
-                    })?;
-                    Accel::Kvm
-                }
-                Accelerator::Auto => match probe_kvm_device(Path::new("/dev/kvm")) {
-                    Ok(()) => Accel::Kvm,
-                    Err(why) => {
-                        ctx.log(format!("KVM unavailable ({why}); using TCG"));
-                        Accel::Tcg
-                    }
-                },
-            };
+            let choice = accel::choose(config.accelerator, Path::new("/dev/kvm")).map_err(|e| {
+                StepError(format!(
+                    "accelerator \"kvm\": {e}; or set accelerator to \"auto\" or \"tcg\""
+                ))
+            })?;
+            if let Some(why) = &choice.fell_back {
+                ctx.log(format!("KVM unavailable ({why}); using TCG"));
+            }
+            let accel = choice.accel;
             let vm_slot = state.vm.clone();
             ctx.defer("the VM", move || async move {
                 if let Some(mut vm) = vm_slot.lock().await.take() {
@@ -191,31 +179,29 @@ impl Step<BuildState> for Connect {
                 let vm = guard
                     .as_mut()
                     .ok_or_else(|| StepError("the VM is not running".into()))?;
-                let outcome = tokio::select! {
-                    session = wait_for_ssh(&target, timeout, attempts, &cancel, |_, _| {}) => Ok(session),
-                    end = vm.watch() => Err(end),
-                };
+                let outcome = ssh_or_vm_end(vm, &target, timeout, attempts, &cancel).await;
                 drop(guard);
                 match outcome {
-                    Ok(Ok(session)) => {
+                    SshWait::Connected(session) => {
                         ctx.log(format!(
                             "connected as {} (host key {})",
                             state.config.ssh.username,
                             crate::ssh::keys::fingerprint(session.host_key())
                         ));
-                        state.session = Some(session);
+                        state.session = Some(*session);
                         return Ok(StepDone::Done);
                     }
-                    Ok(Err(e)) => {
+                    SshWait::Failed(e) => {
                         return Err(StepError(format!(
                             "{e}\nlast console lines:\n{}",
                             state.console_tail(CONSOLE_LINES)
                         )));
                     }
-                    Err(VmEnd::KvmFailure(line))
-                        if state.config.accelerator == Accelerator::Auto
-                            && !fell_back
-                            && state.accel == Some(Accel::Kvm) =>
+                    SshWait::VmEnded(VmEnd::KvmFailure(line))
+                        if !fell_back
+                            && state
+                                .accel
+                                .is_some_and(|a| may_fall_back(state.config.accelerator, a)) =>
                     {
                         ctx.events().send(Event::Warning(format!(
                             "KVM failed inside the guest ({line}); restarting the VM with TCG (software emulation)"
@@ -229,13 +215,13 @@ impl Step<BuildState> for Connect {
                             super::typing::type_boot_command(ctx, state).await?;
                         }
                     }
-                    Err(VmEnd::KvmFailure(line)) => {
+                    SshWait::VmEnded(VmEnd::KvmFailure(line)) => {
                         return Err(StepError(format!(
                             "KVM failed inside the guest ({line}) and qemu paused: set accelerator to \"auto\" (falls back to TCG) or \"tcg\"\nlast console lines:\n{}",
                             state.console_tail(CONSOLE_LINES)
                         )));
                     }
-                    Err(VmEnd::Exited(status)) => {
+                    SshWait::VmEnded(VmEnd::Exited(status)) => {
                         let output = match state.vm.lock().await.as_ref() {
                             Some(vm) => vm.output_tail(),
                             None => String::new(),

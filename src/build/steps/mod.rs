@@ -11,6 +11,7 @@ mod provision;
 mod scrub;
 mod seed;
 mod shutdown;
+pub(crate) mod ssh_wait;
 mod typing;
 
 pub use base_image::BaseImage;

@@ -3,22 +3,23 @@
 //! builder's machine (memory, CPUs, accelerator, disk interface, NIC, firmware), and the
 //! serial console captured like the build's.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::checks::record_bootcmd;
 use crate::build::event::Event;
 use crate::build::runner::{StepContext, StepError};
+use crate::build::steps::ssh_wait::{SshWait, ssh_or_vm_end};
 use crate::build::steps::user_data;
 use crate::cloudinit::{SeedFiles, SeedFormat, write_to_path};
 use crate::image::qemu_img::QemuImg;
-use crate::qemu::accel::probe_kvm_device;
+use crate::qemu::accel::{self, may_fall_back};
 use crate::qemu::cmdline::{Accel, Launch, build_args};
+use crate::qemu::ports::free_local_port;
 use crate::qemu::serial::SerialConsole;
 use crate::qemu::vm::{Vm, VmEnd, VmSockets};
 use crate::recipe::qemu::{Accelerator, DiskFormat, QemuConfig};
-use crate::ssh::{Auth, HostKeyPolicy, KeyPair, Session, Target, wait_for_ssh};
+use crate::ssh::{Auth, HostKeyPolicy, KeyPair, Session, Target};
 
 /// How many console lines an error shows.
 const CONSOLE_LINES: usize = 30;
@@ -67,10 +68,6 @@ pub fn test_config(builder: &QemuConfig) -> QemuConfig {
     config
 }
 
-fn free_port(min: u16, max: u16) -> Option<u16> {
-    (min..=max).find(|p| TcpListener::bind(("127.0.0.1", *p)).is_ok())
-}
-
 /// What [`boot`] needs.
 pub struct BootRequest<'a> {
     /// The artifact's image (read only).
@@ -79,6 +76,8 @@ pub struct BootRequest<'a> {
     pub builder: &'a QemuConfig,
     /// The qemu binary (empty: the builder's `qemu_binary`).
     pub qemu_binary: &'a Path,
+    /// The accelerator the build's VM last ran with, when it booted one.
+    pub build_accel: Option<Accel>,
     /// A private directory for the overlay, the seed and the sockets; the caller removes it.
     pub dir: &'a Path,
     /// Where the test VM's serial console is logged.
@@ -115,7 +114,7 @@ pub async fn boot(ctx: &StepContext, request: BootRequest<'_>) -> Result<TestVm,
     .instance_id(format!("kiln-test-{}", uuid::Uuid::new_v4()));
     write_to_path(&files, SeedFormat::Iso, &seed).map_err(crate::build::steps::fail)?;
 
-    let port = free_port(config.host_port_min, config.host_port_max).ok_or_else(|| {
+    let port = free_local_port(config.host_port_min, config.host_port_max).ok_or_else(|| {
         StepError(format!(
             "no free port between host_port_min {} and host_port_max {} on 127.0.0.1",
             config.host_port_min, config.host_port_max
@@ -154,17 +153,7 @@ pub async fn boot(ctx: &StepContext, request: BootRequest<'_>) -> Result<TestVm,
                 .map_err(crate::build::steps::fail)
         }
     };
-    let mut accel = match config.accelerator {
-        Accelerator::Tcg => Accel::Tcg,
-        Accelerator::Kvm | Accelerator::Auto => match probe_kvm_device(Path::new("/dev/kvm")) {
-            Ok(()) => Accel::Kvm,
-            Err(why) if config.accelerator == Accelerator::Auto => {
-                ctx.log(format!("KVM unavailable ({why}); the test VM uses TCG"));
-                Accel::Tcg
-            }
-            Err(why) => return Err(StepError(format!("accelerator \"kvm\": {why}"))),
-        },
-    };
+    let mut accel = test_accel(ctx, config.accelerator, request.build_accel)?;
     let mut vm = start(accel).await?;
     ctx.log(format!(
         "test VM {} with {}, SSH on 127.0.0.1:{port}",
@@ -179,28 +168,32 @@ pub async fn boot(ctx: &StepContext, request: BootRequest<'_>) -> Result<TestVm,
     );
     let cancel = ctx.cancel().clone();
     loop {
-        let outcome = tokio::select! {
-            session = wait_for_ssh(&target, request.ssh_timeout, config.ssh.handshake_attempts, &cancel, |_, _| {}) => Ok(session),
-            end = vm.watch() => Err(end),
-        };
+        let outcome = ssh_or_vm_end(
+            &mut vm,
+            &target,
+            request.ssh_timeout,
+            config.ssh.handshake_attempts,
+            &cancel,
+        )
+        .await;
         let tail = || console.tail(CONSOLE_LINES).join("\n");
         match outcome {
-            Ok(Ok(session)) => {
+            SshWait::Connected(session) => {
                 return Ok(TestVm {
                     vm,
                     console,
-                    session,
+                    session: *session,
                 });
             }
-            Ok(Err(e)) => {
+            SshWait::Failed(e) => {
                 vm.kill().await;
                 return Err(StepError(format!(
                     "the test VM: {e}\nlast console lines:\n{}",
                     tail()
                 )));
             }
-            Err(VmEnd::KvmFailure(line))
-                if config.accelerator == Accelerator::Auto && accel == Accel::Kvm =>
+            SshWait::VmEnded(VmEnd::KvmFailure(line))
+                if may_fall_back(config.accelerator, accel) =>
             {
                 ctx.events().send(Event::Warning(format!(
                     "KVM failed inside the test VM ({line}); restarting it with TCG"
@@ -209,13 +202,13 @@ pub async fn boot(ctx: &StepContext, request: BootRequest<'_>) -> Result<TestVm,
                 accel = Accel::Tcg;
                 vm = start(accel).await?;
             }
-            Err(VmEnd::KvmFailure(line)) => {
+            SshWait::VmEnded(VmEnd::KvmFailure(line)) => {
                 vm.kill().await;
                 return Err(StepError(format!(
                     "KVM failed inside the test VM ({line}): set accelerator to \"auto\" or \"tcg\""
                 )));
             }
-            Err(VmEnd::Exited(status)) => {
+            SshWait::VmEnded(VmEnd::Exited(status)) => {
                 return Err(StepError(format!(
                     "the test VM's qemu exited ({status}) before SSH answered\nqemu said:\n{}\nlast console lines:\n{}",
                     vm.output_tail(),
@@ -224,6 +217,25 @@ pub async fn boot(ctx: &StepContext, request: BootRequest<'_>) -> Result<TestVm,
             }
         }
     }
+}
+
+/// The test VM's accelerator: TCG straight away when the recipe says `auto` and the build
+/// already fell back to TCG (KVM would only fail again), else the recipe's choice.
+fn test_accel(
+    ctx: &StepContext,
+    wanted: Accelerator,
+    build_accel: Option<Accel>,
+) -> Result<Accel, StepError> {
+    if wanted == Accelerator::Auto && build_accel == Some(Accel::Tcg) {
+        ctx.log("the build ran with TCG, so the test VM does too");
+        return Ok(Accel::Tcg);
+    }
+    let choice = accel::choose(wanted, Path::new("/dev/kvm"))
+        .map_err(|why| StepError(format!("accelerator \"kvm\": {why}")))?;
+    if let Some(why) = &choice.fell_back {
+        ctx.log(format!("KVM unavailable ({why}); the test VM uses TCG"));
+    }
+    Ok(choice.accel)
 }
 
 #[cfg(test)]

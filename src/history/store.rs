@@ -1,0 +1,339 @@
+//! The history file: opened (created, migrated) with WAL and a busy timeout, so the window
+//! and a `kiln build` in a terminal can write at the same time; builds written and read.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::{Connection, params};
+
+use super::HistoryError;
+use super::model::{
+    ArtifactFile, BuildRecord, CheckRecord, Origin, RunOutcome, StepEnd, StepRecord, VarOrigin,
+    VariableRecord,
+};
+use super::schema::{self, Migrated};
+
+/// How long a write waits for another kiln's write before giving up.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// An open history file.
+pub struct History {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for History {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "History({})", self.path.display())
+    }
+}
+
+fn time_text(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn parse_time(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn from_millis(ms: Option<i64>) -> Option<Duration> {
+    ms.map(|ms| Duration::from_millis(ms.max(0) as u64))
+}
+
+fn path_text(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+fn private_dir(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+}
+
+impl History {
+    /// Opens the history at `path`, creating it (and its folder) when missing and bringing
+    /// its layout up to date. A damaged file, or one from a newer kiln, is refused and left
+    /// as it is.
+    pub fn open(path: &Path) -> Result<Self, HistoryError> {
+        let fresh = !path.exists();
+        if fresh && let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            private_dir(dir).map_err(|source| HistoryError::Folder {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let sql = |e| HistoryError::sql(path, e);
+        let mut conn = Connection::open(path).map_err(sql)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(sql)?;
+        // Reading the version is the first access: a file that is not a database fails here,
+        // before anything is written to it.
+        let found = schema::version(&conn).map_err(sql)?;
+        let newer = |found| HistoryError::Newer {
+            path: path.to_path_buf(),
+            found,
+            known: schema::latest(),
+        };
+        if found > schema::latest() {
+            return Err(newer(found));
+        }
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))
+            .map_err(sql)?;
+        conn.pragma_update(None, "foreign_keys", true)
+            .map_err(sql)?;
+        if let Migrated::Newer(found) =
+            schema::migrate(&mut conn, schema::MIGRATIONS).map_err(sql)?
+        {
+            return Err(newer(found));
+        }
+        if fresh {
+            // Not secret, but nobody else's business; SQLite gives the -wal and -shm files the
+            // same mode.
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+        }
+        Ok(Self {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Opens the history at `path` if the file exists (`None` when no build was recorded yet:
+    /// reading creates nothing).
+    pub fn open_existing(path: &Path) -> Result<Option<Self>, HistoryError> {
+        if path.exists() {
+            Self::open(path).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn sql(&self, e: rusqlite::Error) -> HistoryError {
+        HistoryError::sql(&self.path, e)
+    }
+
+    /// Writes `record` in one transaction: a new row when it has no id yet (the id is set),
+    /// else its row is replaced with what the record says now (written anew if it was
+    /// removed meanwhile).
+    pub fn save(&mut self, record: &mut BuildRecord) -> Result<i64, HistoryError> {
+        let path = self.path.clone();
+        let sql = |e| HistoryError::sql(&path, e);
+        let tx = self.conn.transaction().map_err(sql)?;
+        tx.execute(
+            "INSERT INTO builds (id, recipe, title, build_name, origin, started_at, ended_at,
+                duration_ms, outcome, message, stopped_at, log_dir, warnings)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+             ON CONFLICT (id) DO UPDATE SET recipe = excluded.recipe, title = excluded.title,
+                build_name = excluded.build_name, origin = excluded.origin,
+                started_at = excluded.started_at, ended_at = excluded.ended_at,
+                duration_ms = excluded.duration_ms, outcome = excluded.outcome,
+                message = excluded.message, stopped_at = excluded.stopped_at,
+                log_dir = excluded.log_dir, warnings = excluded.warnings",
+            params![
+                record.id,
+                path_text(&record.recipe),
+                record.title,
+                record.build_name,
+                record.origin.as_str(),
+                time_text(&record.started),
+                record.ended.as_ref().map(time_text),
+                record.duration.map(millis),
+                record.outcome.as_str(),
+                record.outcome.message(),
+                record.stopped_at,
+                record.log_dir.as_deref().map(path_text),
+                record.warnings,
+            ],
+        )
+        .map_err(sql)?;
+        let id = match record.id {
+            None => tx.last_insert_rowid(),
+            Some(id) => {
+                for table in ["steps", "variables", "artifacts", "templates", "checks"] {
+                    tx.execute(&format!("DELETE FROM {table} WHERE build_id = ?1"), [id])
+                        .map_err(sql)?;
+                }
+                id
+            }
+        };
+        for (i, s) in record.steps.iter().enumerate() {
+            tx.execute(
+                "INSERT INTO steps (build_id, position, name, outcome, detail, duration_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    id,
+                    i as i64,
+                    s.name,
+                    s.end.as_str(),
+                    s.detail,
+                    s.duration.map(millis)
+                ],
+            )
+            .map_err(sql)?;
+        }
+        for (i, v) in record.variables.iter().enumerate() {
+            // A sensitive value is never written, whatever the record holds.
+            let value = if v.sensitive {
+                None
+            } else {
+                v.value.as_deref()
+            };
+            tx.execute(
+                "INSERT INTO variables (build_id, position, name, value, sensitive, origin)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![id, i as i64, v.name, value, v.sensitive, v.origin.as_str()],
+            )
+            .map_err(sql)?;
+        }
+        for (i, a) in record.artifacts.iter().enumerate() {
+            tx.execute(
+                "INSERT INTO artifacts (build_id, position, producer, path)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![id, i as i64, a.producer, path_text(&a.path)],
+            )
+            .map_err(sql)?;
+        }
+        for (i, (zone, template)) in record.templates.iter().enumerate() {
+            tx.execute(
+                "INSERT INTO templates (build_id, position, zone, template_id)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![id, i as i64, zone, template],
+            )
+            .map_err(sql)?;
+        }
+        for (i, c) in record.checks.iter().enumerate() {
+            tx.execute(
+                "INSERT INTO checks (build_id, position, name, passed, detail)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![id, i as i64, c.name, c.passed, c.detail],
+            )
+            .map_err(sql)?;
+        }
+        tx.commit().map_err(sql)?;
+        record.id = Some(id);
+        Ok(id)
+    }
+
+    /// The `limit` most recent builds, newest first, with their steps, variables, artifacts,
+    /// templates and checks.
+    pub fn recent(&self, limit: usize) -> Result<Vec<BuildRecord>, HistoryError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, recipe, title, build_name, origin, started_at, ended_at, duration_ms,
+                    outcome, message, stopped_at, log_dir, warnings
+                 FROM builds ORDER BY started_at DESC, id DESC LIMIT ?1",
+            )
+            .map_err(|e| self.sql(e))?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt
+            .query_map([limit], |r| {
+                let outcome: String = r.get(8)?;
+                Ok(BuildRecord {
+                    id: Some(r.get(0)?),
+                    recipe: PathBuf::from(r.get::<_, String>(1)?),
+                    title: r.get(2)?,
+                    build_name: r.get(3)?,
+                    origin: Origin::parse(&r.get::<_, String>(4)?),
+                    started: parse_time(&r.get::<_, String>(5)?),
+                    ended: r.get::<_, Option<String>>(6)?.as_deref().map(parse_time),
+                    duration: from_millis(r.get(7)?),
+                    outcome: RunOutcome::parse(&outcome, r.get(9)?),
+                    stopped_at: r.get(10)?,
+                    log_dir: r.get::<_, Option<String>>(11)?.map(PathBuf::from),
+                    warnings: r.get(12)?,
+                    steps: Vec::new(),
+                    variables: Vec::new(),
+                    artifacts: Vec::new(),
+                    templates: Vec::new(),
+                    checks: Vec::new(),
+                })
+            })
+            .map_err(|e| self.sql(e))?;
+        let mut out = rows
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.sql(e))?;
+        for record in &mut out {
+            self.load_parts(record).map_err(|e| self.sql(e))?;
+        }
+        Ok(out)
+    }
+
+    fn load_parts(&self, record: &mut BuildRecord) -> rusqlite::Result<()> {
+        let Some(id) = record.id else {
+            return Ok(());
+        };
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT name, outcome, detail, duration_ms FROM steps
+             WHERE build_id = ?1 ORDER BY position",
+        )?;
+        record.steps = stmt
+            .query_map([id], |r| {
+                Ok(StepRecord {
+                    name: r.get(0)?,
+                    end: StepEnd::parse(&r.get::<_, String>(1)?),
+                    detail: r.get(2)?,
+                    duration: from_millis(r.get(3)?),
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT name, value, sensitive, origin FROM variables
+             WHERE build_id = ?1 ORDER BY position",
+        )?;
+        record.variables = stmt
+            .query_map([id], |r| {
+                let sensitive: bool = r.get(2)?;
+                Ok(VariableRecord {
+                    name: r.get(0)?,
+                    value: if sensitive { None } else { r.get(1)? },
+                    sensitive,
+                    origin: VarOrigin::parse(&r.get::<_, String>(3)?),
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT producer, path FROM artifacts WHERE build_id = ?1 ORDER BY position",
+        )?;
+        record.artifacts = stmt
+            .query_map([id], |r| {
+                Ok(ArtifactFile {
+                    producer: r.get(0)?,
+                    path: PathBuf::from(r.get::<_, String>(1)?),
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT zone, template_id FROM templates WHERE build_id = ?1 ORDER BY position",
+        )?;
+        record.templates = stmt
+            .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT name, passed, detail FROM checks WHERE build_id = ?1 ORDER BY position",
+        )?;
+        record.checks = stmt
+            .query_map([id], |r| {
+                Ok(CheckRecord {
+                    name: r.get(0)?,
+                    passed: r.get(1)?,
+                    detail: r.get(2)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(())
+    }
+}

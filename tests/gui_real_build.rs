@@ -1,0 +1,207 @@
+//! The whole GUI path with the real engine: the window (egui_kittest, accessibility check on)
+//! chooses a recipe, fills its variable, starts, and a real qemu build of the Debian test
+//! image runs to the end — steps advance, the provisioner's output and the VM's serial
+//! console arrive in their tabs, and the finished artifact is shown and is a sound qcow2.
+
+#[path = "support/fixture.rs"]
+mod fixture;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use egui::accesskit::Role;
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+use kiln::build::event::Outcome;
+use kiln::build::plan::BuildOptions;
+use kiln::gui::app::Place;
+use kiln::gui::build_state::StepState;
+use kiln::gui::credentials::SecretsSource;
+use kiln::gui::engine::RealEngine;
+use kiln::gui::{AppConfig, KilnApp};
+use kiln::secrets::profiles::Profiles;
+use kiln::secrets::ssh_keys::SshKeys;
+use kiln::secrets::{SecretsError, Vault};
+
+/// Secrets on keyring-core's mock store (this recipe needs none; the window still opens it).
+struct MockSecrets {
+    vault: Vault,
+    config: PathBuf,
+}
+
+impl SecretsSource for MockSecrets {
+    fn open(&self) -> Result<(Profiles, SshKeys), SecretsError> {
+        Ok((
+            Profiles::new(self.vault.clone(), self.config.clone()),
+            SshKeys::new(self.vault.clone(), self.config.clone()),
+        ))
+    }
+}
+
+/// A small recipe: the test image as the base, one shell provisioner that prints a marker.
+fn write_recipe(recipes_dir: &Path, output: &Path) {
+    let text = format!(
+        r#"{{
+  "description": "The GUI's real build",
+  "variables": {{"base_image": null}},
+  "builders": [{{"type": "qemu", "name": "gui-real", "disk_image": true,
+    "iso_url": "{{{{user `base_image`}}}}", "iso_checksum": "none",
+    "output_directory": "{}", "vm_name": "gui-real.qcow2", "memory": 1024, "cpus": 2,
+    "headless": true, "disable_vnc": true, "ssh_username": "debian", "ssh_timeout": "10m",
+    "shutdown_command": "sudo shutdown -P now"}}],
+  "provisioners": [{{"type": "shell", "inline": ["echo gui-real-build-marker $(id -un)"]}}]
+}}"#,
+        output.display()
+    );
+    std::fs::write(recipes_dir.join("gui-real.json"), text).unwrap();
+}
+
+#[test]
+fn a_real_build_driven_through_the_panels_finishes_with_its_artifact() {
+    let base = fixture::debian_image();
+    let dir = tempfile::tempdir().unwrap();
+    let recipes_dir = dir.path().join("recipes");
+    std::fs::create_dir(&recipes_dir).unwrap();
+    let output = dir.path().join("output");
+    write_recipe(&recipes_dir, &output);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let engine = RealEngine {
+        options: BuildOptions {
+            state_dir: Some(dir.path().join("state")),
+            cache_dir: Some(dir.path().join("cache")),
+            ..BuildOptions::default()
+        },
+    };
+    let config = AppConfig {
+        runtime: runtime.handle().clone(),
+        engine: Arc::new(engine),
+        initial_recipe: Some(recipes_dir.join("gui-real.json")),
+        recipes_dir: recipes_dir.clone(),
+        started: Instant::now(),
+        secrets: Arc::new(MockSecrets {
+            vault: Vault::with_store(keyring_core::mock::Store::new().unwrap()),
+            config: dir.path().join("config/config.toml"),
+        }),
+        history: Some(dir.path().join("history.sqlite")),
+        dialogs: Arc::new(kiln::gui::dialogs::ScriptedDialogs::default()),
+    };
+    let mut harness = Harness::builder()
+        .with_size([1200.0, 800.0])
+        .with_max_steps(40)
+        .build_eframe(move |cc| KilnApp::new(cc, config));
+    harness.run();
+    let open = harness
+        .state()
+        .open_recipe_state()
+        .expect("the recipe is open");
+    assert!(
+        open.inspection.is_ok(),
+        "{:?}",
+        open.inspection.as_ref().err()
+    );
+
+    // The required variable, typed like a user would.
+    harness
+        .get_by_role_and_label(Role::TextInput, "base_image *")
+        .focus();
+    harness.run();
+    harness
+        .get_by_role_and_label(Role::TextInput, "base_image *")
+        .type_text(&base.display().to_string());
+    harness.run();
+    harness.check_accessibility();
+    harness.get_by_label("Start build").click();
+
+    // TCG boots take a while on 2 cores; the window keeps being stepped like a real one.
+    let deadline = Instant::now() + Duration::from_secs(15 * 60);
+    let mut saw_running_connect = false;
+    loop {
+        harness.step();
+        let app = harness.state();
+        if let Some(build) = app.build_state() {
+            saw_running_connect |= build
+                .steps
+                .iter()
+                .any(|s| s.name == "Connect" && s.state == StepState::Running);
+            if !build.is_running() {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the build did not finish in 15 minutes"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    harness.run();
+    assert_eq!(harness.state().place(), Place::Build);
+    let build = harness.state().build_state().unwrap();
+    assert_eq!(
+        build.final_outcome(),
+        Some(&Outcome::Done),
+        "steps: {:?}\nwarnings: {:?}",
+        build.steps,
+        build.warnings
+    );
+    assert!(saw_running_connect, "the step list showed Connect running");
+    for step in &build.steps {
+        assert!(
+            matches!(step.state, StepState::Done | StepState::Skipped(_)),
+            "{}: {:?}",
+            step.name,
+            step.state
+        );
+        assert!(step.duration.is_some(), "{} has a duration", step.name);
+    }
+    let names: Vec<&str> = build.steps.iter().map(|s| s.name.as_str()).collect();
+    for expected in ["Boot", "Connect", "Shut down", "Compact"] {
+        assert!(names.contains(&expected), "{expected} in {names:?}");
+    }
+    let output_lines: Vec<&str> = (0..build.output.len())
+        .filter_map(|i| build.output.line(i))
+        .collect();
+    assert!(
+        output_lines
+            .iter()
+            .any(|l| l.contains("gui-real-build-marker debian")),
+        "the provisioner's output reached the Output tab: {output_lines:?}"
+    );
+    assert!(
+        build.console.len() >= 20,
+        "the serial console reached its tab ({} lines)",
+        build.console.len()
+    );
+    let artifact = output.join("gui-real.qcow2");
+    assert_eq!(build.artifact(), Some(&artifact));
+    harness.get_by_label("Build finished");
+    harness.get_by_label_contains(&format!("Artifact: {}", artifact.display()));
+    let check = Command::new("qemu-img")
+        .args(["check", "-f", "qcow2"])
+        .arg(&artifact)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "the artifact is a sound qcow2: {}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    // The History place's file has the build, finished, with its artifact.
+    let history = dir.path().join("history.sqlite");
+    assert!(history.is_file(), "the build was recorded");
+    // Nothing of the build runs any more.
+    let qemu = Command::new("pgrep")
+        .args(["-f", &dir.path().display().to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        qemu.stdout.is_empty(),
+        "left running: {}",
+        String::from_utf8_lossy(&qemu.stdout)
+    );
+}
