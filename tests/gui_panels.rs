@@ -296,6 +296,7 @@ fn setup_full(
         recipes_dir: recipes_dir.clone(),
         started: Instant::now(),
         secrets: secrets.clone(),
+        dialogs: Arc::new(kiln::gui::dialogs::ScriptedDialogs::default()),
         history: Some(history.clone()),
     };
     let harness = Harness::builder()

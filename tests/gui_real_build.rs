@@ -89,6 +89,7 @@ fn a_real_build_driven_through_the_panels_finishes_with_its_artifact() {
             config: dir.path().join("config/config.toml"),
         }),
         history: Some(dir.path().join("history.sqlite")),
+        dialogs: Arc::new(kiln::gui::dialogs::ScriptedDialogs::default()),
     };
     let mut harness = Harness::builder()
         .with_size([1200.0, 800.0])

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, Sender};
 use std::time::{Duration, Instant};
 
 use tokio::runtime::Handle;
@@ -16,11 +16,15 @@ use super::build_panel::{self, BuildAction, LogTab};
 use super::build_state::BuildState;
 use super::credentials::{self, SecretsSource};
 use super::credentials_panel::{self, CredentialsPanel};
+use super::dialogs::{FileDialogs, Pick};
+use super::editor::view::{self as editor_view, EditorAction};
+use super::editor::{self, RecipeTab};
 use super::engine::{self, Engine, HistoryTarget, Inbox, Message};
 use super::history_panel::{self, HistoryPanel};
 use super::host_panel::{self, HostAction};
 use super::notify::{self, DesktopNotifier, Notifier};
-use super::recipes_panel::{self, RecipesPanel};
+use super::recipe_files;
+use super::recipes_panel::{self, RecipesAction, RecipesPanel};
 use super::session::{self, OpenRecipe};
 use super::templates;
 use super::templates_panel::{self, TemplatesPanel};
@@ -44,6 +48,8 @@ pub struct AppConfig {
     pub started: Instant,
     /// Where the Credentials place reads and stores profiles and keys.
     pub secrets: Arc<dyn SecretsSource>,
+    /// The file dialogs (the desktop's; a scripted double in tests).
+    pub dialogs: Arc<dyn FileDialogs>,
     /// The history file builds are recorded in and the History place reads (`None`: no
     /// history).
     pub history: Option<PathBuf>,
@@ -84,6 +90,16 @@ struct Saved {
     recipe: Option<PathBuf>,
     recent: Vec<PathBuf>,
     log_tab: LogTab,
+    tab: RecipeTab,
+}
+
+/// What waits for the answer to "unsaved changes: save, discard or cancel?".
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Pending {
+    /// Open this recipe instead.
+    Open(PathBuf),
+    /// Close the window.
+    Close,
 }
 
 /// The kiln window.
@@ -105,6 +121,13 @@ pub struct KilnApp {
     credentials_read: bool,
     templates: TemplatesPanel,
     templates_read: bool,
+    recipes_dir: PathBuf,
+    dialogs: Arc<dyn FileDialogs>,
+    picked_tx: Sender<(Pick, Option<PathBuf>)>,
+    picked: Receiver<(Pick, Option<PathBuf>)>,
+    ctx: egui::Context,
+    pending: Option<Pending>,
+    closing: bool,
     notifier: Arc<dyn Notifier>,
     notify_after: Duration,
     /// The window's focus as its last `WindowFocused` event said (`None`: not seen yet).
@@ -128,6 +151,7 @@ impl KilnApp {
             .clone()
             .or_else(|| saved.recipe.clone().filter(|p| p.is_file()))
             .unwrap_or_else(|| config.recipes_dir.join(crate::recipes::DEFAULT_RECIPE));
+        let (picked_tx, picked) = std::sync::mpsc::channel();
         let mut app = Self {
             runtime: config.runtime.clone(),
             engine: config.engine,
@@ -137,8 +161,8 @@ impl KilnApp {
             inbox,
             messages,
             recipes: RecipesPanel {
-                path_input: String::new(),
                 bundled,
+                ..RecipesPanel::default()
             },
             open: None,
             build: None,
@@ -149,6 +173,13 @@ impl KilnApp {
             credentials_read: false,
             templates: TemplatesPanel::default(),
             templates_read: false,
+            recipes_dir: config.recipes_dir,
+            dialogs: config.dialogs,
+            picked_tx,
+            picked,
+            ctx: cc.egui_ctx.clone(),
+            pending: None,
+            closing: false,
             notifier: Arc::new(DesktopNotifier::new(config.runtime.clone())),
             notify_after: notify::DEFAULT_NOTIFY_AFTER,
             window_focused: None,
@@ -204,6 +235,26 @@ impl KilnApp {
         self.open.as_ref()
     }
 
+    /// The open recipe, to change (tests, as a user's typing would).
+    pub fn open_recipe_mut(&mut self) -> Option<&mut OpenRecipe> {
+        self.open.as_mut()
+    }
+
+    /// The tab the open recipe shows.
+    pub fn recipe_tab(&self) -> RecipeTab {
+        self.saved.tab
+    }
+
+    /// The Recipes panel's state (its notice says why an open or new recipe failed).
+    pub fn recipes_panel(&self) -> &RecipesPanel {
+        &self.recipes
+    }
+
+    /// Whether the "unsaved changes" question is showing.
+    pub fn asks_about_unsaved_changes(&self) -> bool {
+        self.pending.is_some()
+    }
+
     /// The host check's results, once they came back.
     pub fn host_checks(&self) -> Option<&[Check]> {
         self.host.as_deref()
@@ -234,7 +285,17 @@ impl KilnApp {
         self.saved.place
     }
 
+    /// Opens `path`, first asking what to do with unsaved changes in the open recipe.
     fn open_recipe(&mut self, path: PathBuf) {
+        if self.open.as_ref().is_some_and(|o| o.editor.is_dirty()) {
+            self.pending = Some(Pending::Open(path));
+            return;
+        }
+        self.open_recipe_now(path);
+    }
+
+    fn open_recipe_now(&mut self, path: PathBuf) {
+        self.recipes.notice = None;
         let open = OpenRecipe::open(&path);
         self.saved.recent.retain(|p| p != &path);
         self.saved.recent.insert(0, path.clone());
@@ -242,6 +303,162 @@ impl KilnApp {
         self.saved.recipe = Some(path);
         self.saved.place = Place::Recipes;
         self.open = Some(open);
+    }
+
+    /// Shows the file dialog for `pick`; the answer comes back through `picked`.
+    fn pick(&mut self, pick: Pick) {
+        if self.recipes.dialog_open {
+            return;
+        }
+        self.recipes.dialog_open = true;
+        let dir = self
+            .open
+            .as_ref()
+            .and_then(|o| o.path.parent().map(std::path::Path::to_path_buf))
+            .filter(|d| d.is_dir());
+        let (tx, ctx) = (self.picked_tx.clone(), self.ctx.clone());
+        let asked = pick.clone();
+        self.dialogs.pick(
+            pick,
+            dir,
+            Box::new(move |answer| {
+                let _ = tx.send((asked, answer));
+                ctx.request_repaint();
+            }),
+        );
+    }
+
+    fn on_picked(&mut self, pick: Pick, answer: Option<PathBuf>) {
+        self.recipes.dialog_open = false;
+        let Some(path) = answer else { return };
+        match pick {
+            Pick::OpenRecipe => self.open_recipe(path),
+            Pick::NewRecipe { .. } => {
+                let default = self.recipes_dir.join(crate::recipes::DEFAULT_RECIPE);
+                match recipe_files::new_from_default(&default, &path) {
+                    Ok(()) => {
+                        self.open_recipe(path);
+                        self.saved.tab = RecipeTab::Recipe;
+                    }
+                    Err(why) => self.recipes.notice = Some(why),
+                }
+            }
+            Pick::SaveRecipeAs { .. } => {
+                if let Some(open) = &mut self.open
+                    && open.editor.save_as(&path)
+                {
+                    open.reinspect();
+                    self.saved.recent.retain(|p| p != &path);
+                    self.saved.recent.insert(0, path.clone());
+                    self.saved.recent.truncate(RECENT_MAX);
+                    self.saved.recipe = Some(path);
+                }
+            }
+        }
+    }
+
+    fn editor_action(&mut self, action: EditorAction) {
+        let Some(open) = &mut self.open else { return };
+        match action {
+            EditorAction::Save | EditorAction::Overwrite => {
+                if open.editor.save(action == EditorAction::Overwrite) {
+                    open.reinspect();
+                }
+            }
+            EditorAction::Revert => {
+                open.editor.reload();
+                open.reinspect();
+            }
+            EditorAction::KeepEditing => open.editor.conflict = None,
+            EditorAction::SaveAs => {
+                let suggested = open
+                    .path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "recipe.json".into());
+                self.pick(Pick::SaveRecipeAs { suggested });
+            }
+        }
+    }
+
+    /// The "unsaved changes" question, while something waits for it.
+    fn unsaved_modal(&mut self, ctx: &egui::Context) {
+        let Some(pending) = self.pending.clone() else {
+            return;
+        };
+        let name = self
+            .open
+            .as_ref()
+            .map(|o| o.path.display().to_string())
+            .unwrap_or_default();
+        let mut choice = None;
+        let modal = egui::Modal::new(egui::Id::unique("kiln-unsaved")).show(ctx, |ui| {
+            ui.heading("Unsaved changes");
+            ui.label(format!("{name} has changes that are not saved."));
+            ui.horizontal(|ui| {
+                if ui.button("Save and continue").clicked() {
+                    choice = Some(true);
+                }
+                if ui.button("Discard changes").clicked() {
+                    choice = Some(false);
+                }
+                if ui.button("Cancel").clicked() {
+                    self.pending = None;
+                }
+            });
+        });
+        if modal.should_close() && choice.is_none() {
+            self.pending = None;
+            return;
+        }
+        let Some(save) = choice else { return };
+        self.pending = None;
+        if save {
+            self.editor_action(EditorAction::Save);
+            if self.open.as_ref().is_some_and(|o| o.editor.is_dirty()) {
+                return; // not saved (a conflict or an error): it shows; nothing else happens
+            }
+        }
+        match pending {
+            Pending::Open(path) => self.open_recipe_now(path),
+            Pending::Close => {
+                self.closing = true;
+                ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+            }
+        }
+    }
+
+    /// Ctrl+S, Ctrl+O, files dropped on the window, and closing with unsaved changes.
+    fn file_input(&mut self, ui: &egui::Ui) {
+        let save_key = egui::KeyboardShortcut::new(egui::Modifiers::COMMAND, egui::Key::S);
+        if ui.input_mut(|i| i.consume_shortcut(&save_key)) {
+            self.editor_action(EditorAction::Save);
+        }
+        let open_key = egui::KeyboardShortcut::new(egui::Modifiers::COMMAND, egui::Key::O);
+        if ui.input_mut(|i| i.consume_shortcut(&open_key)) {
+            self.pick(Pick::OpenRecipe);
+        }
+        let dropped: Vec<PathBuf> = ui.input(|i| {
+            i.raw
+                .dropped_files
+                .iter()
+                .map(|f| f.path().to_path_buf())
+                .collect()
+        });
+        match recipe_files::dropped_recipe(&dropped) {
+            Some(Ok(path)) => self.open_recipe(path),
+            Some(Err(why)) => {
+                self.recipes.notice = Some(why);
+                self.saved.place = Place::Recipes;
+            }
+            None => {}
+        }
+        let dirty = self.open.as_ref().is_some_and(|o| o.editor.is_dirty());
+        if dirty && !self.closing && ui.input(|i| i.viewport().close_requested()) {
+            ui.ctx()
+                .send_viewport_cmd(egui::ViewportCommand::CancelClose);
+            self.pending = Some(Pending::Close);
+        }
     }
 
     /// Profiles and keys are read from the keyring the first time a place needs them, not at
@@ -279,6 +496,15 @@ impl KilnApp {
             return;
         };
         self.open_recipe(record.recipe.clone());
+        if self.pending.is_some() {
+            // The open recipe has unsaved changes: the question shows; the values would go
+            // into the wrong recipe, so none are filled in.
+            self.recipes.notice = Some(format!(
+                "Rebuild of build #{id}: save or discard the open recipe's changes, then press Rebuild again."
+            ));
+            return;
+        }
+        self.saved.tab = RecipeTab::Variables;
         let Some(open) = &mut self.open else {
             return;
         };
@@ -435,6 +661,7 @@ impl KilnApp {
             return;
         };
         let mut start = false;
+        let mut action = None;
         ui.horizontal(|ui| {
             ui.heading(open.title());
             if ui.button("Validate").clicked() {
@@ -444,19 +671,64 @@ impl KilnApp {
                 .add_enabled(!running, egui::Button::new("Start build"))
                 .on_hover_text("Ctrl+B");
             start = build.clicked();
+            ui.separator();
+            action = editor_view::actions_ui(ui, &open.editor);
         });
         ui.weak(open.path.display().to_string());
         if let Some(note) = &open.note {
             ui.colored_label(theme::current(ui.ctx()).running, note);
         }
-        ui.add_space(theme::GAP);
-        if open.inspection.is_ok() {
-            ui.strong("Variables");
-            variables_panel::variables_ui(ui, open);
-            ui.add_space(theme::GAP);
+        if open.editor.is_dirty() {
+            ui.weak("A build uses the saved file: save first (Ctrl+S) to build with your changes.");
         }
-        if let Some(diags) = open.diagnostics() {
-            recipes_panel::diagnostics_ui(ui, diags);
+        action = editor_view::status_ui(ui, &open.editor).or(action);
+        ui.add_space(theme::GAP * 0.5);
+        if open.editor.jump.is_some() {
+            self.saved.tab = RecipeTab::Json;
+        }
+        ui.horizontal(|ui| {
+            let tab = &mut self.saved.tab;
+            ui.selectable_value(tab, RecipeTab::Variables, "Variables");
+            ui.selectable_value(tab, RecipeTab::Recipe, "Recipe");
+            ui.selectable_value(tab, RecipeTab::Json, "JSON");
+        });
+        ui.separator();
+        match self.saved.tab {
+            RecipeTab::Variables => {
+                egui::ScrollArea::vertical()
+                    .id_salt("variables-tab")
+                    .show(ui, |ui| {
+                        if open.inspection.is_ok() {
+                            variables_panel::variables_ui(ui, open);
+                            ui.add_space(theme::GAP);
+                        }
+                        if let Some(diags) = open.diagnostics()
+                            && let Some(clicked) = recipes_panel::diagnostics_ui(ui, diags)
+                        {
+                            open.editor.jump_to(&clicked);
+                        }
+                    });
+            }
+            RecipeTab::Recipe => {
+                egui::ScrollArea::vertical()
+                    .id_salt("recipe-tab")
+                    .show(ui, |ui| {
+                        editor::cards::cards_ui(ui, &mut open.editor);
+                        ui.add_space(theme::GAP);
+                        if let Some(clicked) =
+                            recipes_panel::diagnostics_ui(ui, open.editor.problems())
+                        {
+                            open.editor.jump_to(&clicked);
+                        }
+                    });
+            }
+            RecipeTab::Json => editor::raw::raw_ui(ui, &mut open.editor),
+        }
+        if open.editor.jump.is_some() {
+            ui.ctx().request_repaint();
+        }
+        if let Some(action) = action {
+            self.editor_action(action);
         }
         if start {
             self.start_build();
@@ -496,6 +768,9 @@ impl eframe::App for KilnApp {
                 Message::History(read) => self.history.receive(read),
             }
         }
+        while let Ok((pick, answer)) = self.picked.try_recv() {
+            self.on_picked(pick, answer);
+        }
     }
 
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
@@ -510,6 +785,7 @@ impl eframe::App for KilnApp {
         if ui.input_mut(|i| i.consume_shortcut(&build_key)) {
             self.start_build();
         }
+        self.file_input(ui);
         egui::Panel::left("places")
             .resizable(false)
             .exact_size(theme::SIDEBAR_WIDTH)
@@ -533,12 +809,15 @@ impl eframe::App for KilnApp {
                             .inner
                     })
                     .inner;
-                if let Some(path) = chosen {
-                    self.open_recipe(path);
+                match chosen {
+                    Some(RecipesAction::Open(path)) => self.open_recipe(path),
+                    Some(RecipesAction::OpenDialog) => self.pick(Pick::OpenRecipe),
+                    Some(RecipesAction::NewFromDefault) => self.pick(Pick::NewRecipe {
+                        suggested: "my-recipe.json".into(),
+                    }),
+                    None => {}
                 }
-                egui::CentralPanel::default().show(ui, |ui| {
-                    egui::ScrollArea::vertical().show(ui, |ui| self.recipe_ui(ui));
-                });
+                egui::CentralPanel::default().show(ui, |ui| self.recipe_ui(ui));
             }
             Place::Build => {
                 let now = Instant::now();
@@ -635,6 +914,8 @@ impl eframe::App for KilnApp {
                 }
             }
         }
+        let ctx = ui.ctx().clone();
+        self.unsaved_modal(&ctx);
         if self.build_running() {
             // The build's clock; events repaint on their own.
             ui.ctx().request_repaint_after(Duration::from_millis(500));

@@ -7,11 +7,14 @@ pub mod build_panel;
 pub mod build_state;
 pub mod credentials;
 pub mod credentials_panel;
+pub mod dialogs;
+pub mod editor;
 pub mod engine;
 pub mod history_panel;
 pub mod host_panel;
 pub mod log_buffer;
 pub mod notify;
+pub mod recipe_files;
 pub mod recipes_panel;
 pub mod session;
 pub mod templates;
@@ -60,6 +63,7 @@ pub fn default_config(runtime: tokio::runtime::Handle, started: std::time::Insta
         recipes_dir: crate::recipes::recipes_dir(),
         started,
         secrets: Arc::new(credentials::PlatformSecrets),
+        dialogs: Arc::new(dialogs::RfdDialogs),
         history: Some(crate::history::default_path()),
     }
 }

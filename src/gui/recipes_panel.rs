@@ -1,9 +1,10 @@
-//! The Recipes panel: the bundled recipes, recently opened files, opening a file by path,
-//! and the open recipe's problems with their file:line:col.
+//! The Recipes panel: the bundled recipes, recently opened files, opening a file (by path,
+//! through the file dialog, or by dropping it on the window), a new recipe from the default,
+//! and the open recipe's problems with their file:line:col (click one to see it in the JSON).
 
 use std::path::{Path, PathBuf};
 
-use crate::recipe::diag::{Diagnostics, Severity};
+use crate::recipe::diag::{Diagnostic, Diagnostics, Severity};
 
 use super::theme;
 
@@ -14,6 +15,21 @@ pub struct RecipesPanel {
     pub path_input: String,
     /// The bundled recipes.
     pub bundled: Vec<PathBuf>,
+    /// What the last open or new-recipe action said went wrong, if anything.
+    pub notice: Option<String>,
+    /// A file dialog is open (its buttons wait for it).
+    pub dialog_open: bool,
+}
+
+/// What the user asked the Recipes panel for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecipesAction {
+    /// Open this file.
+    Open(PathBuf),
+    /// Choose a file to open in the file dialog.
+    OpenDialog,
+    /// Copy the default recipe to a path chosen in the file dialog, and open the copy.
+    NewFromDefault,
 }
 
 fn file_name(path: &Path) -> String {
@@ -22,15 +38,35 @@ fn file_name(path: &Path) -> String {
         .unwrap_or_else(|| path.display().to_string())
 }
 
-/// Draws the recipe lists and the open-by-path field; returns a recipe the user chose.
+/// Draws the recipe lists and the open-by-path field; returns what the user asked for.
 pub fn recipes_ui(
     ui: &mut egui::Ui,
     panel: &mut RecipesPanel,
     recent: &[PathBuf],
     open: Option<&Path>,
-) -> Option<PathBuf> {
+) -> Option<RecipesAction> {
     let mut chosen = None;
+    let mut action = None;
     ui.heading("Recipes");
+    ui.horizontal(|ui| {
+        let open_button = ui
+            .add_enabled(!panel.dialog_open, egui::Button::new("Open…"))
+            .on_hover_text("Choose a recipe file (Ctrl+O), or drop a .json file on the window");
+        if open_button.clicked() {
+            action = Some(RecipesAction::OpenDialog);
+        }
+        let new_button = ui
+            .add_enabled(!panel.dialog_open, egui::Button::new("New from default…"))
+            .on_hover_text("Copy the default recipe (Debian 12 → Exoscale) to a file you choose");
+        if new_button.clicked() {
+            action = Some(RecipesAction::NewFromDefault);
+        }
+    });
+    if let Some(notice) = &panel.notice {
+        let palette = theme::current(ui.ctx());
+        ui.colored_label(palette.fail, notice);
+    }
+    ui.add_space(theme::GAP);
     ui.label("Bundled");
     for path in &panel.bundled {
         let selected = open == Some(path.as_path());
@@ -77,11 +113,13 @@ pub fn recipes_ui(
             chosen = Some(PathBuf::from(panel.path_input.trim()));
         }
     });
-    chosen
+    action.or(chosen.map(RecipesAction::Open))
 }
 
-/// Lists problems, errors first, each with its file:line:col and key path.
-pub fn diagnostics_ui(ui: &mut egui::Ui, diags: &Diagnostics) {
+/// Lists problems, errors first, each with its file:line:col and key path; returns the one
+/// clicked (those with a line can be clicked, to be shown in the JSON tab).
+pub fn diagnostics_ui(ui: &mut egui::Ui, diags: &Diagnostics) -> Option<Diagnostic> {
+    let mut clicked = None;
     let palette = theme::current(ui.ctx());
     let errors = diags.errors().count();
     let warnings = diags.warnings().count();
@@ -99,11 +137,19 @@ pub fn diagnostics_ui(ui: &mut egui::Ui, diags: &Diagnostics) {
             };
             ui.horizontal_wrapped(|ui| {
                 ui.colored_label(colour, mark);
-                ui.add(
-                    egui::Label::new(egui::RichText::new(d.to_string()).monospace())
-                        .selectable(true),
-                );
+                let text = egui::RichText::new(d.to_string()).monospace();
+                if d.line.is_some() {
+                    let go = ui
+                        .add(egui::Button::new(text).frame(false))
+                        .on_hover_text("Show it in the JSON tab");
+                    if go.clicked() {
+                        clicked = Some(d.clone());
+                    }
+                } else {
+                    ui.add(egui::Label::new(text).selectable(true));
+                }
             });
         }
     }
+    clicked
 }

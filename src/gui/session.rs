@@ -1,5 +1,5 @@
-//! The open recipe: its file, what loading it found, and the values typed into the form.
-//! Values live only in memory: they are never saved (some are secrets).
+//! The open recipe: its file, what loading it found, the values typed into the form, and its
+//! editor. Values live only in memory: they are never saved (some are secrets).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use crate::recipe::diag::Diagnostics;
 use crate::recipe::template::{self, LoadOptions, Recipe};
 use crate::recipe::vars::Variable;
+
+use super::editor::Editor;
 
 /// A recipe opened in the window.
 #[derive(Debug)]
@@ -22,6 +24,8 @@ pub struct OpenRecipe {
     pub revealed: BTreeSet<String>,
     /// Problems from the last Validate or Build, with the form's values.
     pub problems: Option<Diagnostics>,
+    /// The recipe's text being edited (the Recipe and JSON tabs).
+    pub editor: Editor,
     /// What a Rebuild from the History filled in, and what it left to the user.
     pub note: Option<String>,
 }
@@ -29,21 +33,23 @@ pub struct OpenRecipe {
 impl OpenRecipe {
     /// Opens and inspects `path`.
     pub fn open(path: &Path) -> Self {
-        let inspection = template::load_file(
-            path,
-            &LoadOptions {
-                required_is_warning: true,
-                ..LoadOptions::default()
-            },
-        );
         Self {
             path: path.to_path_buf(),
-            inspection,
+            inspection: inspect(path),
             values: BTreeMap::new(),
             revealed: BTreeSet::new(),
             problems: None,
+            editor: Editor::open(path),
             note: None,
         }
+    }
+
+    /// Inspects the file again after the editor saved or reloaded it (the form's values
+    /// stay); follows the editor to a new path after Save as….
+    pub fn reinspect(&mut self) {
+        self.path = self.editor.path().to_path_buf();
+        self.inspection = inspect(&self.path);
+        self.problems = None;
     }
 
     /// The title: the recipe's description, else its file name.
@@ -103,6 +109,16 @@ impl OpenRecipe {
             }
         }
     }
+}
+
+fn inspect(path: &Path) -> Result<Recipe, Diagnostics> {
+    template::load_file(
+        path,
+        &LoadOptions {
+            required_is_warning: true,
+            ..LoadOptions::default()
+        },
+    )
 }
 
 /// The environment variable that gave `var` its value, if its default reads one that is set.

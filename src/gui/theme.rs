@@ -62,3 +62,49 @@ pub fn apply(ctx: &Context, dark: bool) {
         style.spacing.button_padding = egui::vec2(GAP, GAP * 0.5);
     });
 }
+
+/// Colours of the raw JSON view's syntax highlighting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyntaxColours {
+    /// Object keys.
+    pub key: Color32,
+    /// String values.
+    pub string: Color32,
+    /// Numbers.
+    pub number: Color32,
+    /// `true`, `false`, `null`.
+    pub literal: Color32,
+    /// Brackets, braces, colons and commas.
+    pub punct: Color32,
+    /// What JSON does not allow (stray words, comments).
+    pub invalid: Color32,
+}
+
+/// The syntax colours for a light or a dark theme.
+pub fn syntax(dark: bool) -> SyntaxColours {
+    let p = palette(dark);
+    if dark {
+        SyntaxColours {
+            key: Color32::from_rgb(0x8c, 0xc8, 0xff),
+            string: Color32::from_rgb(0xa8, 0xd8, 0x8c),
+            number: Color32::from_rgb(0xf0, 0xa8, 0x6a),
+            literal: Color32::from_rgb(0xd0, 0x98, 0xf0),
+            punct: Color32::from_gray(0xb0),
+            invalid: p.fail,
+        }
+    } else {
+        SyntaxColours {
+            key: Color32::from_rgb(0x1a, 0x4f, 0x9c),
+            string: Color32::from_rgb(0x2a, 0x70, 0x1e),
+            number: Color32::from_rgb(0xa0, 0x50, 0x00),
+            literal: Color32::from_rgb(0x80, 0x30, 0xa0),
+            punct: Color32::from_gray(0x50),
+            invalid: p.fail,
+        }
+    }
+}
+
+/// The syntax colours for the theme `ctx` shows now.
+pub fn current_syntax(ctx: &Context) -> SyntaxColours {
+    syntax(ctx.global_style().visuals.dark_mode)
+}

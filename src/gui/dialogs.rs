@@ -1,0 +1,151 @@
+//! File dialogs behind a small trait: the window asks for a path and gets the answer later
+//! through a callback, so the UI thread never waits on a dialog. The real one is `rfd` (the
+//! XDG desktop portal over D-Bus, else zenity; no GTK needed at build time); tests use
+//! [`ScriptedDialogs`], which answers from a list and never opens a window.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+/// What a dialog is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pick {
+    /// Choose a recipe to open.
+    OpenRecipe,
+    /// Choose where the copy of the default recipe goes ("New from default").
+    NewRecipe {
+        /// The file name the dialog suggests.
+        suggested: String,
+    },
+    /// Choose where to save the open recipe ("Save as…").
+    SaveRecipeAs {
+        /// The file name the dialog suggests.
+        suggested: String,
+    },
+}
+
+/// Called with the chosen path, or `None` when the user cancelled.
+pub type PickDone = Box<dyn FnOnce(Option<PathBuf>) + Send>;
+
+/// Asks the user for a file path.
+pub trait FileDialogs: Send + Sync {
+    /// Shows the dialog for `pick`, starting in `dir` when given, and calls `done` with the
+    /// answer (possibly from another thread, possibly before returning).
+    fn pick(&self, pick: Pick, dir: Option<PathBuf>, done: PickDone);
+}
+
+/// The desktop's own dialogs, through `rfd`, each on a thread of its own.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RfdDialogs;
+
+impl FileDialogs for RfdDialogs {
+    fn pick(&self, pick: Pick, dir: Option<PathBuf>, done: PickDone) {
+        let spawned = std::thread::Builder::new()
+            .name("kiln-file-dialog".into())
+            .spawn(move || {
+                // Whatever happens in the dialog, the window hears back (else its Open…
+                // button would wait forever).
+                let answer =
+                    std::panic::catch_unwind(move || show(pick, dir)).unwrap_or_else(|_| {
+                        tracing::warn!("the file dialog failed; try again or type the path");
+                        None
+                    });
+                done(answer);
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("cannot start the file dialog: {e}");
+        }
+    }
+}
+
+/// Shows one dialog and waits for the answer (on the dialog's own thread).
+fn show(pick: Pick, dir: Option<PathBuf>) -> Option<PathBuf> {
+    let mut dialog = rfd::FileDialog::new().add_filter("Packer recipe (JSON)", &["json"]);
+    if let Some(dir) = dir {
+        dialog = dialog.set_directory(dir);
+    }
+    match pick {
+        Pick::OpenRecipe => dialog.set_title("Open a recipe").pick_file(),
+        Pick::NewRecipe { suggested } => dialog
+            .set_title("Save the new recipe as")
+            .set_file_name(suggested)
+            .save_file(),
+        Pick::SaveRecipeAs { suggested } => dialog
+            .set_title("Save the recipe as")
+            .set_file_name(suggested)
+            .save_file(),
+    }
+}
+
+/// A dialog double: answers each request with the next scripted path (`None` = cancelled;
+/// no answer left = cancelled) and records what was asked.
+#[derive(Debug, Default)]
+pub struct ScriptedDialogs {
+    answers: Mutex<VecDeque<Option<PathBuf>>>,
+    asked: Mutex<Vec<Pick>>,
+}
+
+impl ScriptedDialogs {
+    /// A double that will answer with `answers`, in order.
+    pub fn new(answers: impl IntoIterator<Item = Option<PathBuf>>) -> Self {
+        Self {
+            answers: Mutex::new(answers.into_iter().collect()),
+            asked: Mutex::default(),
+        }
+    }
+
+    /// Adds an answer for a later request.
+    pub fn push_answer(&self, answer: Option<PathBuf>) {
+        if let Ok(mut a) = self.answers.lock() {
+            a.push_back(answer);
+        }
+    }
+
+    /// What was asked so far.
+    pub fn asked(&self) -> Vec<Pick> {
+        self.asked.lock().map(|a| a.clone()).unwrap_or_default()
+    }
+}
+
+impl FileDialogs for ScriptedDialogs {
+    fn pick(&self, pick: Pick, _dir: Option<PathBuf>, done: PickDone) {
+        if let Ok(mut asked) = self.asked.lock() {
+            asked.push(pick);
+        }
+        let answer = self
+            .answers
+            .lock()
+            .ok()
+            .and_then(|mut a| a.pop_front())
+            .flatten();
+        done(answer);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn the_double_answers_in_order_and_records_requests() {
+        let d = ScriptedDialogs::new([Some(PathBuf::from("/a.json")), None]);
+        let got = Arc::new(Mutex::new(Vec::new()));
+        for pick in [
+            Pick::OpenRecipe,
+            Pick::NewRecipe {
+                suggested: "n.json".into(),
+            },
+            Pick::OpenRecipe,
+        ] {
+            let got = got.clone();
+            d.pick(pick, None, Box::new(move |p| got.lock().unwrap().push(p)));
+        }
+        assert_eq!(
+            *got.lock().unwrap(),
+            vec![Some(PathBuf::from("/a.json")), None, None]
+        );
+        assert_eq!(d.asked().len(), 3);
+        assert_eq!(d.asked()[0], Pick::OpenRecipe);
+    }
+}
