@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -56,8 +56,8 @@ impl Service {
     }
 }
 
-#[test]
-fn a_finished_build_reaches_the_notification_service() {
+/// A private session bus (`dbus-daemon --session`) and its address.
+fn private_bus() -> (Child, String) {
     let mut bus = Command::new("dbus-daemon")
         .args(["--session", "--nofork", "--nopidfile", "--print-address=1"])
         .stdin(Stdio::null())
@@ -69,7 +69,12 @@ fn a_finished_build_reaches_the_notification_service() {
     BufReader::new(bus.stdout.take().unwrap())
         .read_line(&mut address)
         .unwrap();
-    let address = address.trim().to_string();
+    (bus, address.trim().to_string())
+}
+
+#[test]
+fn a_finished_build_reaches_the_notification_service() {
+    let (mut bus, address) = private_bus();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let received = Arc::new(Mutex::new(Vec::new()));
     let outcome = runtime.block_on(async {
@@ -129,20 +134,10 @@ fn a_finished_build_reaches_the_notification_service() {
 
 #[test]
 fn without_a_notification_service_the_call_fails_instead_of_hanging() {
-    let mut bus = Command::new("dbus-daemon")
-        .args(["--session", "--nofork", "--nopidfile", "--print-address=1"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("dbus-daemon (Debian package dbus) starts");
-    let mut address = String::new();
-    BufReader::new(bus.stdout.take().unwrap())
-        .read_line(&mut address)
-        .unwrap();
+    let (mut bus, address) = private_bus();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let result = runtime.block_on(async {
-        let client = zbus::connection::Builder::address(address.trim())
+        let client = zbus::connection::Builder::address(address.as_str())
             .unwrap()
             .build()
             .await
