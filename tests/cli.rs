@@ -1,5 +1,9 @@
 //! The `kiln` binary as a user runs it: exit codes, Packer-style flags, JSON output, masking.
 
+#[path = "support/file_bytes.rs"]
+mod file_bytes;
+use file_bytes::{bytes_of, holds};
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -345,24 +349,6 @@ fn kiln_in(dir: &Path, args: &[&str]) -> Output {
         .env("CI", "true")
         .output()
         .expect("kiln runs")
-}
-
-/// Every byte of the files in `dir` (the history, its WAL and shared memory).
-fn bytes_of(dir: &Path) -> Vec<u8> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_file() {
-            out.extend(std::fs::read(path).unwrap());
-        }
-    }
-    out
-}
-
-fn holds(haystack: &[u8], needle: &str) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|w| w == needle.as_bytes())
 }
 
 #[test]

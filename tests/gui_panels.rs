@@ -3,6 +3,10 @@
 //! the variables, start, watch steps and progress advance, see the artifact; cancel; a
 //! failure with its error card. Also the Host check panel with the real checks.
 
+#[path = "support/file_bytes.rs"]
+mod file_bytes;
+use file_bytes::{bytes_of, holds};
+
 #[path = "support/exoscale_api.rs"]
 mod exoscale_api;
 
@@ -765,24 +769,6 @@ fn templates_are_listed_across_zones_marked_stale_renamed_copied_and_deleted() {
     step_until(&mut harness, "the deletion", |app| !app.templates().busy);
     harness.get_by_label_contains(&format!("deleted template {old} in de-fra-1"));
     assert!(api.templates("de-fra-1").is_empty());
-}
-
-/// Every byte of the files in `dir` (the history, its WAL and shared memory).
-fn bytes_of(dir: &Path) -> Vec<u8> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_file() {
-            out.extend(std::fs::read(path).unwrap());
-        }
-    }
-    out
-}
-
-fn holds(haystack: &[u8], needle: &str) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|w| w == needle.as_bytes())
 }
 
 /// Runs the scripted build to its end (the gate opened once).
