@@ -7,6 +7,10 @@
 //! sensitive variable, the private key) appear in no process's command line during the build
 //! and in no file kiln wrote — config, state, logs, cache, data, temp.
 
+#[path = "support/file_bytes.rs"]
+mod file_bytes;
+use file_bytes::holds;
+
 #[path = "support/exoscale_api.rs"]
 mod exoscale_api;
 #[path = "support/fixture.rs"]
@@ -70,12 +74,6 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|w| w == needle.as_bytes())
-}
-
 /// The parent of process `pid`, from /proc (None once it is gone).
 fn parent_of(pid: u32) -> Option<u32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -119,9 +117,9 @@ fn watch_command_lines(
                 let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
                     continue;
                 };
-                saw_qemu |= contains(&cmdline, "qemu-system");
+                saw_qemu |= holds(&cmdline, "qemu-system");
                 for s in &sentinels {
-                    if contains(&cmdline, s) {
+                    if holds(&cmdline, s) {
                         hits.push(text(&cmdline).replace('\0', " "));
                     }
                 }
@@ -363,7 +361,7 @@ fn a_build_with_keyring_credentials_publishes_to_exoscale_and_leaks_nothing() {
         "a sentinel was on a command line: {cmdline_hits:?}"
     );
     for s in &sentinels {
-        assert!(!contains(stdout.as_bytes(), s) && !contains(stderr.as_bytes(), s));
+        assert!(!holds(stdout.as_bytes(), s) && !holds(stderr.as_bytes(), s));
     }
     // The history (under XDG_DATA_HOME) recorded the build, and is scanned with the rest.
     assert!(
@@ -376,7 +374,7 @@ fn a_build_with_keyring_credentials_publishes_to_exoscale_and_leaks_nothing() {
             let bytes = std::fs::read(&file).unwrap_or_default();
             scanned += 1;
             for s in &sentinels {
-                assert!(!contains(&bytes, s), "a sentinel is in {}", file.display());
+                assert!(!holds(&bytes, s), "a sentinel is in {}", file.display());
             }
         }
     }
