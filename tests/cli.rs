@@ -470,3 +470,76 @@ fn a_damaged_history_warns_the_build_and_is_left_untouched() {
         "the file is untouched"
     );
 }
+
+/// A recipe on a small local base image whose VM cannot start (`qemu_binary` is
+/// `/bin/false`): the build gets through the Disk step, then fails at Boot.
+fn force_recipe(dir: &Path) -> PathBuf {
+    let base = dir.join("base.qcow2");
+    let made = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(&base)
+        .arg("64M")
+        .status()
+        .expect("qemu-img runs");
+    assert!(made.success());
+    write_temp(
+        dir,
+        "force.json",
+        &format!(
+            r#"{{"builders": [{{"type": "qemu", "name": "force-vm", "disk_image": true,
+  "iso_url": "{}", "iso_checksum": "none", "output_directory": "out",
+  "qemu_binary": "/bin/false", "ssh_username": "debian", "headless": true}}]}}"#,
+            base.display()
+        ),
+    )
+}
+
+#[test]
+fn force_empties_the_output_directory_but_never_one_a_running_build_holds() {
+    use std::os::fd::AsRawFd;
+    let dir = tempfile::tempdir().unwrap();
+    force_recipe(dir.path());
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::write(out.join("old.qcow2"), b"an earlier build").unwrap();
+
+    // Another build holds the directory (what the Disk step of a running build does).
+    let held = std::fs::File::open(&out).unwrap();
+    // SAFETY: flock on a descriptor this test owns.
+    assert_eq!(
+        unsafe { libc::flock(held.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) },
+        0
+    );
+    let busy = kiln_in(dir.path(), &["build", "-force", "force.json"]);
+    let said = format!("{}{}", text(&busy.stdout), text(&busy.stderr));
+    assert_eq!(busy.status.code(), Some(1), "{said}");
+    assert!(said.contains("is in use by another build"), "{said}");
+    assert!(said.contains("`output_directory`"), "{said}");
+    assert_eq!(
+        std::fs::read(out.join("old.qcow2")).unwrap(),
+        b"an earlier build",
+        "--force must not empty a directory another build holds"
+    );
+
+    // Released: --force empties it (the directory itself stays), then Boot fails.
+    drop(held);
+    let forced = kiln_in(dir.path(), &["build", "-force", "force.json"]);
+    let said = format!("{}{}", text(&forced.stdout), text(&forced.stderr));
+    assert_eq!(forced.status.code(), Some(1), "{said}");
+    assert!(said.contains("emptied the old"), "{said}");
+    assert!(!said.contains("in use by another build"), "{said}");
+    assert!(!out.join("old.qcow2").exists(), "{said}");
+    assert!(out.is_dir());
+    assert_eq!(
+        std::fs::read_dir(&out).unwrap().count(),
+        0,
+        "the failed build left nothing behind: {said}"
+    );
+
+    // Without --force a non-empty directory is refused as before.
+    std::fs::write(out.join("keep.txt"), b"mine").unwrap();
+    let refused = kiln_in(dir.path(), &["build", "force.json"]);
+    let said = format!("{}{}", text(&refused.stdout), text(&refused.stderr));
+    assert!(said.contains("exists and is not empty"), "{said}");
+    assert_eq!(std::fs::read(out.join("keep.txt")).unwrap(), b"mine");
+}

@@ -69,6 +69,8 @@ pub struct BuildState {
     pub accel: Option<Accel>,
     /// The running VM (shared with its cleanup, which stops it).
     pub vm: Arc<Mutex<Option<Vm>>>,
+    /// The lock on the output directory, held until the build's state is dropped.
+    pub output_lock: Option<std::fs::File>,
     /// The serial console.
     pub console: Option<SerialConsole>,
     /// The SSH session to the guest.
@@ -109,6 +111,7 @@ impl BuildState {
             ssh_port: None,
             accel: None,
             vm: Arc::default(),
+            output_lock: None,
             console: None,
             session: None,
             artifact: None,

@@ -23,6 +23,48 @@ pub fn partial_path(output: &Path, vm_name: &str) -> PathBuf {
     output.join(format!(".{vm_name}.kiln-partial"))
 }
 
+/// Locks the output directory for this build (`flock` on the directory itself, released when
+/// the returned file is dropped or kiln exits); fails at once when another build holds it.
+pub fn lock_output_dir(dir: &Path) -> Result<std::fs::File, StepError> {
+    use std::os::fd::AsRawFd;
+    let handle = std::fs::File::open(dir).map_err(|e| {
+        StepError(format!(
+            "cannot open the output directory {}: {e}",
+            dir.display()
+        ))
+    })?;
+    // SAFETY: flock on a file descriptor we own; no memory is involved.
+    let rc = unsafe { libc::flock(handle.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc == 0 {
+        return Ok(handle);
+    }
+    let err = std::io::Error::last_os_error();
+    if err.kind() == std::io::ErrorKind::WouldBlock {
+        Err(StepError(format!(
+            "the output directory {} is in use by another build that is still running: wait for it to end, or give this build another `output_directory`",
+            dir.display()
+        )))
+    } else {
+        Err(StepError(format!(
+            "cannot lock the output directory {}: {err}",
+            dir.display()
+        )))
+    }
+}
+
+/// Removes everything inside `dir`, keeping the directory (and the lock on it).
+fn empty_dir(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            std::fs::remove_dir_all(entry.path())?;
+        } else {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
 fn is_empty_dir(dir: &Path) -> bool {
     std::fs::read_dir(dir)
         .map(|mut d| d.next().is_none())
@@ -51,18 +93,6 @@ impl Step<BuildState> for Disk {
     ) -> BoxFuture<'a, Result<StepDone, StepError>> {
         Box::pin(async move {
             let output = state.dirs.output.clone();
-            if output.exists() && !is_empty_dir(&output) {
-                if !self.force {
-                    return Err(StepError(format!(
-                        "the output directory {} exists and is not empty: remove it, choose another `output_directory`, or run with --force to replace it",
-                        output.display()
-                    )));
-                }
-                std::fs::remove_dir_all(&output).map_err(|e| {
-                    StepError(format!("cannot remove {} (--force): {e}", output.display()))
-                })?;
-                ctx.log(format!("removed the old {} (--force)", output.display()));
-            }
             let created = !output.exists();
             std::fs::create_dir_all(&output).map_err(|e| {
                 StepError(format!(
@@ -70,6 +100,22 @@ impl Step<BuildState> for Disk {
                     output.display()
                 ))
             })?;
+            // Held until the build ends: a second build (another tab, another kiln) with the
+            // same output directory stops here instead of writing over this one's disk, and
+            // --force never empties a directory a running build writes to.
+            state.output_lock = Some(lock_output_dir(&output)?);
+            if !is_empty_dir(&output) {
+                if !self.force {
+                    return Err(StepError(format!(
+                        "the output directory {} exists and is not empty: remove it, choose another `output_directory`, or run with --force to replace it",
+                        output.display()
+                    )));
+                }
+                empty_dir(&output).map_err(|e| {
+                    StepError(format!("cannot empty {} (--force): {e}", output.display()))
+                })?;
+                ctx.log(format!("emptied the old {} (--force)", output.display()));
+            }
             let config = &state.config;
             // A recipe whose qemuargs attach the disk themselves (the seed article's
             // `-drive file=output-qemu/NAME`) names the final path: the VM must write there.
@@ -177,5 +223,33 @@ impl Step<BuildState> for Disk {
             state.disk = Some(partial);
             Ok(StepDone::Done)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_build_cannot_take_a_locked_output_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = lock_output_dir(dir.path()).expect("the first build locks it");
+        let err = lock_output_dir(dir.path()).expect_err("the second build must not");
+        assert!(err.0.contains("in use by another build"), "{err}");
+        assert!(err.0.contains(&dir.path().display().to_string()), "{err}");
+        assert!(err.0.contains("`output_directory`"), "{err}");
+        drop(first);
+        lock_output_dir(dir.path()).expect("free again once the first build ended");
+    }
+
+    #[test]
+    fn emptying_keeps_the_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("old.qcow2"), b"x").unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("sub/f"), b"y").unwrap();
+        empty_dir(dir.path()).unwrap();
+        assert!(dir.path().is_dir());
+        assert!(is_empty_dir(dir.path()));
     }
 }
