@@ -22,7 +22,7 @@ use kiln::build::plan::BuildReport;
 use kiln::gui::app::Place;
 use kiln::gui::build_state::StepState;
 use kiln::gui::credentials::SecretsSource;
-use kiln::gui::engine::{BuildFuture, Engine};
+use kiln::gui::engine::{BuildControls, BuildFuture, Engine};
 use kiln::gui::notify::{Notification, Notifier};
 use kiln::gui::{AppConfig, KilnApp};
 use kiln::recipe::template::{Build, Recipe};
@@ -30,7 +30,6 @@ use kiln::secrets::profiles::Profiles;
 use kiln::secrets::ssh_keys::SshKeys;
 use kiln::secrets::{SecretsError, Vault};
 use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
 
 const RECIPE: &str = r#"{
   "description": "GUI test recipe",
@@ -61,6 +60,8 @@ enum Ending {
     Success,
     WaitForCancel,
     Failure,
+    /// Pauses at a breakpoint after the provisioner's output, until Continue.
+    Breakpoint,
 }
 
 /// An engine double: plays BuildStarted, two steps with progress, then the ending. It pauses
@@ -78,7 +79,7 @@ impl Engine for ScriptedEngine {
         recipe: Recipe,
         build: Build,
         events: EventSink,
-        cancel: CancellationToken,
+        controls: BuildControls,
     ) -> BuildFuture {
         *self.received.lock().unwrap() = Some((recipe, build.clone()));
         let (ending, gate, artifact) = (self.ending, self.gate.clone(), self.artifact.clone());
@@ -152,7 +153,7 @@ impl Engine for ScriptedEngine {
                     finish(Outcome::Done)
                 }
                 Ending::WaitForCancel => {
-                    cancel.cancelled().await;
+                    controls.cancel.cancelled().await;
                     // Cleanups take a moment; the test holds them at the gate.
                     gate.acquire().await.unwrap().forget();
                     events.send(Event::StepFinished {
@@ -164,6 +165,27 @@ impl Engine for ScriptedEngine {
                         "stopped the VM and removed the disk".into(),
                     ));
                     finish(Outcome::Cancelled)
+                }
+                Ending::Breakpoint => {
+                    events.send(Event::Paused {
+                        index: 1,
+                        note: Some("look at /etc/motd in the VM".into()),
+                    });
+                    tokio::select! {
+                        () = controls.resume.wait() => {}
+                        () = controls.cancel.cancelled() => return finish(Outcome::Cancelled),
+                    }
+                    events.send(Event::Log {
+                        index: Some(1),
+                        stream: Stream::Stdout,
+                        line: "continued".into(),
+                    });
+                    events.send(Event::StepFinished {
+                        index: 1,
+                        outcome: Outcome::Done,
+                        duration: Duration::from_millis(10),
+                    });
+                    finish(Outcome::Done)
                 }
                 Ending::Failure => {
                     let why = "provisioner: install.sh exited with status 100".to_string();
@@ -525,6 +547,192 @@ fn cancel_stops_the_build_and_says_what_was_cleaned_up() {
     assert_eq!(state.steps[1].state, StepState::Cancelled);
     harness.get_by_label("Build cancelled");
     harness.get_by_label("cleaned up: stopped the VM and removed the disk");
+}
+
+/// The window's commands to the root viewport in the last frame.
+fn root_commands(harness: &Harness<'_, KilnApp>) -> Vec<egui::ViewportCommand> {
+    harness
+        .output()
+        .viewport_output
+        .get(&egui::ViewportId::ROOT)
+        .map(|v| v.commands.clone())
+        .unwrap_or_default()
+}
+
+/// The user closes the window (its close button, Alt+F4).
+fn request_close(harness: &mut Harness<'_, KilnApp>) {
+    harness
+        .input_mut()
+        .viewports
+        .entry(egui::ViewportId::ROOT)
+        .or_default()
+        .events
+        .push(egui::ViewportEvent::Close);
+    harness.step();
+}
+
+fn running_at_second_step(app: &KilnApp, tab: usize) -> bool {
+    app.build_states().get(tab).is_some_and(|b| {
+        b.steps
+            .get(1)
+            .is_some_and(|s| s.state == StepState::Running)
+    })
+}
+
+#[test]
+fn two_builds_run_at_once_each_in_its_own_tab() {
+    let (setup, mut harness) = setup(Ending::WaitForCancel);
+    choose_fill_and_start(&mut harness, &setup.recipes_dir);
+    // A single build shows no tab strip.
+    assert!(harness.query_by_label("test-vm · running").is_none());
+
+    // While it runs, the recipe can be built again: a second tab.
+    harness.get_by_label("Recipes").click();
+    harness.run();
+    harness.get_by_label("Start build").click();
+    step_until(&mut harness, "the second build's tab", |app| {
+        app.build_states().len() == 2 && app.place() == Place::Build
+    });
+    assert_eq!(
+        harness.state().shown_build_tab(),
+        Some(1),
+        "the new build shows"
+    );
+    setup.gate.add_permits(2);
+    step_until(&mut harness, "both builds at their second step", |app| {
+        running_at_second_step(app, 0) && running_at_second_step(app, 1)
+    });
+    harness.get_by_label("Build (2 running)");
+    assert_eq!(harness.query_all_by_label("test-vm · running").count(), 2);
+    // Each build's events went to its own tab only.
+    step_until(&mut harness, "both builds' output", |app| {
+        app.build_states()
+            .iter()
+            .all(|b| b.output.len() == 50 && b.console.len() == 50)
+    });
+
+    // Cancelling the shown (second) build leaves the first one running.
+    harness.get_by_label("Cancel").click();
+    harness.step();
+    setup.gate.add_permits(1);
+    step_until(&mut harness, "the second build cancelled", |app| {
+        !app.build_states()[1].is_running()
+    });
+    harness.run();
+    {
+        let states = harness.state().build_states();
+        assert!(states[0].is_running(), "the other build goes on");
+        assert!(!states[0].cancelling);
+        assert_eq!(states[1].final_outcome(), Some(&Outcome::Cancelled));
+    }
+    harness.get_by_label("Build (running)");
+    harness.get_by_label("Build cancelled");
+    harness.get_by_label("test-vm · cancelled");
+    // A running build has no close button; the ended one has.
+    assert!(harness.query_by_label("Close tab 1").is_none());
+
+    // Back to the first tab: it shows its own running state and can be cancelled.
+    harness.get_by_label("test-vm · running").click();
+    harness.run();
+    assert_eq!(harness.state().shown_build_tab(), Some(0));
+    assert!(harness.query_by_label("Build cancelled").is_none());
+    harness.get_by_label("Close tab 2").click();
+    harness.run();
+    assert_eq!(harness.state().build_states().len(), 1);
+    assert_eq!(harness.state().shown_build_tab(), Some(0));
+    harness.get_by_label("Cancel").click();
+    harness.step();
+    setup.gate.add_permits(1);
+    step_until(&mut harness, "the first build cancelled", |app| {
+        app.build_states().iter().all(|b| !b.is_running())
+    });
+    harness.run();
+    harness.get_by_label("Build cancelled");
+}
+
+#[test]
+fn a_breakpoint_waits_for_continue() {
+    let (setup, mut harness) = setup(Ending::Breakpoint);
+    choose_fill_and_start(&mut harness, &setup.recipes_dir);
+    setup.gate.add_permits(1);
+    step_until(&mut harness, "the pause", |app| {
+        app.build_state().is_some_and(|b| b.paused.is_some())
+    });
+    harness.run();
+    harness.get_by_label("Paused at a breakpoint");
+    harness.get_by_label("look at /etc/motd in the VM");
+    harness.get_by_label("test-vm");
+    // It stays paused: nobody pressed Continue.
+    std::thread::sleep(Duration::from_millis(300));
+    harness.run();
+    let state = harness.state().build_state().unwrap();
+    assert!(state.is_running() && state.paused.is_some());
+    assert_eq!(state.status_word(), "paused");
+    assert_eq!(state.steps[1].state, StepState::Running);
+
+    harness.get_by_label("Continue").click();
+    harness.step();
+    step_until(&mut harness, "the end after Continue", |app| {
+        app.build_state().is_some_and(|b| !b.is_running())
+    });
+    harness.run();
+    let state = harness.state().build_state().unwrap();
+    assert_eq!(state.final_outcome(), Some(&Outcome::Done));
+    assert_eq!(state.paused, None);
+    assert_eq!(state.steps[1].state, StepState::Done);
+    assert_eq!(state.output.tail(1).collect::<Vec<_>>(), ["continued"]);
+    assert!(harness.query_by_label("Paused at a breakpoint").is_none());
+    harness.get_by_label("Build finished");
+}
+
+#[test]
+fn closing_the_window_while_building_asks_then_cancels_and_closes_after_cleanup() {
+    let (setup, mut harness) = setup(Ending::WaitForCancel);
+    choose_fill_and_start(&mut harness, &setup.recipes_dir);
+    setup.gate.add_permits(1);
+    step_until(&mut harness, "the second step", |app| {
+        running_at_second_step(app, 0)
+    });
+
+    // "Keep building" keeps the window and the build.
+    request_close(&mut harness);
+    assert!(
+        root_commands(&harness).contains(&egui::ViewportCommand::CancelClose),
+        "the close is held back: {:?}",
+        root_commands(&harness)
+    );
+    assert!(harness.state().asks_about_running_builds());
+    harness.run();
+    harness.get_by_label_contains("1 build is still running");
+    harness.get_by_label("Keep building").click();
+    harness.run();
+    assert!(!harness.state().asks_about_running_builds());
+    assert!(harness.state().build_state().unwrap().is_running());
+
+    // "Cancel builds and close": cancelled, and the window closes only after the cleanups.
+    request_close(&mut harness);
+    harness.step();
+    harness.get_by_label("Cancel builds and close").click();
+    // The click, then the closing notice's sizing pass, then it shows.
+    for _ in 0..3 {
+        harness.step();
+    }
+    assert!(harness.state().build_state().unwrap().cancelling);
+    assert!(!root_commands(&harness).contains(&egui::ViewportCommand::Close));
+    harness.get_by_label_contains("Cancelling 1 build");
+    setup.gate.add_permits(1);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        harness.step();
+        if root_commands(&harness).contains(&egui::ViewportCommand::Close) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the window never closed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let state = harness.state().build_state().unwrap();
+    assert_eq!(state.final_outcome(), Some(&Outcome::Cancelled));
+    assert_eq!(state.cleanups, ["stopped the VM and removed the disk"]);
 }
 
 #[test]

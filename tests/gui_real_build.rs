@@ -2,6 +2,9 @@
 //! chooses a recipe, fills its variable, starts, and a real qemu build of the Debian test
 //! image runs to the end — steps advance, the provisioner's output and the VM's serial
 //! console arrive in their tabs, and the finished artifact is shown and is a sound qcow2.
+//! On the way the build pauses at a `breakpoint` with its VM up; meanwhile a second build of
+//! the same recipe, in its own tab, is refused because the output directory is in use; then
+//! Continue lets the first one go on.
 
 #[path = "support/fixture.rs"]
 mod fixture;
@@ -40,7 +43,8 @@ impl SecretsSource for MockSecrets {
     }
 }
 
-/// A small recipe: the test image as the base, one shell provisioner that prints a marker.
+/// A small recipe: the test image as the base, a shell provisioner that prints a marker, a
+/// breakpoint, and another marker after it.
 fn write_recipe(recipes_dir: &Path, output: &Path) {
     let text = format!(
         r#"{{
@@ -51,7 +55,11 @@ fn write_recipe(recipes_dir: &Path, output: &Path) {
     "output_directory": "{}", "vm_name": "gui-real.qcow2", "memory": 1024, "cpus": 2,
     "headless": true, "disable_vnc": true, "ssh_username": "debian", "ssh_timeout": "10m",
     "shutdown_command": "sudo shutdown -P now"}}],
-  "provisioners": [{{"type": "shell", "inline": ["echo gui-real-build-marker $(id -un)"]}}]
+  "provisioners": [
+    {{"type": "shell", "inline": ["echo gui-real-build-marker $(id -un)"]}},
+    {{"type": "breakpoint", "note": "check the marker"}},
+    {{"type": "shell", "inline": ["echo after-continue-marker"]}}
+  ]
 }}"#,
         output.display()
     );
@@ -121,10 +129,21 @@ fn a_real_build_driven_through_the_panels_finishes_with_its_artifact() {
     // TCG boots take a while on 2 cores; the window keeps being stepped like a real one.
     let deadline = Instant::now() + Duration::from_secs(15 * 60);
     let mut saw_running_connect = false;
+    let mut paused_and_continued = false;
     loop {
         harness.step();
+        if !paused_and_continued
+            && harness
+                .state()
+                .build_state()
+                .is_some_and(|b| b.paused.is_some())
+        {
+            while_paused(&mut harness, dir.path());
+            paused_and_continued = true;
+            continue;
+        }
         let app = harness.state();
-        if let Some(build) = app.build_state() {
+        if let Some(build) = app.build_states().first() {
             saw_running_connect |= build
                 .steps
                 .iter()
@@ -140,7 +159,9 @@ fn a_real_build_driven_through_the_panels_finishes_with_its_artifact() {
         std::thread::sleep(Duration::from_millis(50));
     }
     harness.run();
+    assert!(paused_and_continued, "the build paused at its breakpoint");
     assert_eq!(harness.state().place(), Place::Build);
+    assert_eq!(harness.state().shown_build_tab(), Some(0));
     let build = harness.state().build_state().unwrap();
     assert_eq!(
         build.final_outcome(),
@@ -171,6 +192,16 @@ fn a_real_build_driven_through_the_panels_finishes_with_its_artifact() {
             .iter()
             .any(|l| l.contains("gui-real-build-marker debian")),
         "the provisioner's output reached the Output tab: {output_lines:?}"
+    );
+    let after = output_lines
+        .iter()
+        .position(|l| l.contains("after-continue-marker"));
+    let paused = output_lines
+        .iter()
+        .position(|l| l.contains("paused at a breakpoint (check the marker)"));
+    assert!(
+        matches!((paused, after), (Some(p), Some(a)) if p < a),
+        "the provisioner after the breakpoint ran after the pause: {output_lines:?}"
     );
     assert!(
         build.console.len() >= 20,
@@ -204,4 +235,57 @@ fn a_real_build_driven_through_the_panels_finishes_with_its_artifact() {
         "left running: {}",
         String::from_utf8_lossy(&qemu.stdout)
     );
+}
+
+/// The build waits at its breakpoint: its VM runs; a second build of the same recipe, in a
+/// second tab, is refused at the output directory; then Continue on the first tab.
+fn while_paused(harness: &mut Harness<'static, KilnApp>, dir: &Path) {
+    harness.run();
+    harness.get_by_label("Paused at a breakpoint");
+    harness.get_by_label("check the marker");
+    assert!(qemu_of(dir).is_some(), "the VM runs while paused");
+
+    harness.get_by_label("Recipes").click();
+    harness.run();
+    harness.get_by_label("Start build").click();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        harness.step();
+        let states = harness.state().build_states();
+        if states.len() == 2 && !states[1].is_running() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the second build did not end");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    harness.run();
+    let second = harness.state().build_states()[1];
+    match second.final_outcome() {
+        Some(Outcome::Failed(why)) => assert!(
+            why.contains("is in use by another build"),
+            "the second build names the busy output directory: {why}"
+        ),
+        other => panic!("the second build must be refused, not {other:?}"),
+    }
+    assert!(
+        harness.state().build_states()[0].paused.is_some(),
+        "the first build still waits"
+    );
+    assert!(qemu_of(dir).is_some(), "the first build's VM still runs");
+
+    harness.get_by_label("gui-real · paused").click();
+    harness.run();
+    assert_eq!(harness.state().shown_build_tab(), Some(0));
+    harness.get_by_label("Continue").click();
+    harness.step();
+}
+
+/// The pids of qemu processes whose command line names `dir`, if any.
+fn qemu_of(dir: &Path) -> Option<String> {
+    let out = Command::new("pgrep")
+        .args(["-f", &format!("qemu-system.*{}", dir.display())])
+        .output()
+        .unwrap();
+    let pids = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (!pids.is_empty()).then_some(pids)
 }

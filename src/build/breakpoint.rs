@@ -27,7 +27,8 @@ impl Resume {
         self.0.notify_one();
     }
 
-    async fn wait(&self) {
+    /// Waits until someone presses continue (engine doubles in tests wait here too).
+    pub async fn wait(&self) {
         self.0.notified().await;
     }
 }

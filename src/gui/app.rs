@@ -8,18 +8,17 @@ use std::sync::mpsc::{Receiver, Sender};
 use std::time::{Duration, Instant};
 
 use tokio::runtime::Handle;
-use tokio_util::sync::CancellationToken;
 
 use crate::cli::doctor::{Check, Status};
 
-use super::build_panel::{self, BuildAction, LogTab};
+use super::build_panel::{self, BuildAction, LogTab, TabAction};
 use super::build_state::BuildState;
 use super::credentials::{self, SecretsSource};
 use super::credentials_panel::{self, CredentialsPanel};
 use super::dialogs::{FileDialogs, Pick};
 use super::editor::view::{self as editor_view, EditorAction};
 use super::editor::{self, RecipeTab};
-use super::engine::{self, Engine, HistoryTarget, Inbox, Message};
+use super::engine::{self, BuildControls, BuildId, Engine, HistoryTarget, Inbox, Message};
 use super::history_panel::{self, HistoryPanel};
 use super::host_panel::{self, HostAction};
 use super::notify::{self, DesktopNotifier, Notifier};
@@ -33,6 +32,9 @@ use super::variables_panel;
 
 /// How many recently opened files the Recipes panel remembers.
 const RECENT_MAX: usize = 8;
+
+/// How many build tabs stay open; beyond that the oldest ended ones close by themselves.
+const BUILD_TABS_MAX: usize = 8;
 
 /// What the window needs from `main` (or a test).
 pub struct AppConfig {
@@ -100,6 +102,15 @@ enum Pending {
     Open(PathBuf),
     /// Close the window.
     Close,
+    /// Close the window although builds run: cancel them first.
+    CloseWhileBuilding,
+}
+
+/// One build of this session: a tab of the Build place.
+struct BuildTab {
+    id: BuildId,
+    state: BuildState,
+    controls: BuildControls,
 }
 
 /// The kiln window.
@@ -113,8 +124,11 @@ pub struct KilnApp {
     messages: Receiver<Message>,
     recipes: RecipesPanel,
     open: Option<OpenRecipe>,
-    build: Option<BuildState>,
-    cancel: Option<CancellationToken>,
+    builds: Vec<BuildTab>,
+    shown_build: Option<BuildId>,
+    next_build: u64,
+    /// Close the window once every build has ended (the user chose to cancel them).
+    close_after_builds: bool,
     host: Option<Vec<Check>>,
     secrets: Arc<dyn SecretsSource>,
     credentials: CredentialsPanel,
@@ -165,8 +179,10 @@ impl KilnApp {
                 ..RecipesPanel::default()
             },
             open: None,
-            build: None,
-            cancel: None,
+            builds: Vec::new(),
+            shown_build: None,
+            next_build: 1,
+            close_after_builds: false,
             host: None,
             secrets: config.secrets,
             credentials: CredentialsPanel::default(),
@@ -203,10 +219,10 @@ impl KilnApp {
         self
     }
 
-    /// Notifies the desktop that the build ended, when it was long and the window is not in
+    /// Notifies the desktop that build `id` ended, when it was long and the window is not in
     /// front.
-    fn notify_build_end(&self, ctx: &egui::Context) {
-        let Some(build) = &self.build else {
+    fn notify_build_end(&self, ctx: &egui::Context, id: BuildId) {
+        let Some(build) = self.tab(id).map(|t| &t.state) else {
             return;
         };
         let (Some(outcome), Some(duration)) = (build.final_outcome(), build.duration) else {
@@ -225,9 +241,31 @@ impl KilnApp {
         }
     }
 
-    /// The current build's state, if one was started.
+    /// The state of the build the Build place shows, if one was started.
     pub fn build_state(&self) -> Option<&BuildState> {
-        self.build.as_ref()
+        self.shown_build
+            .and_then(|id| self.tab(id))
+            .map(|t| &t.state)
+    }
+
+    /// Every build tab's state, in tab order (oldest first).
+    pub fn build_states(&self) -> Vec<&BuildState> {
+        self.builds.iter().map(|t| &t.state).collect()
+    }
+
+    /// Which tab the Build place shows (0 is the oldest), if any.
+    pub fn shown_build_tab(&self) -> Option<usize> {
+        self.builds
+            .iter()
+            .position(|t| Some(t.id) == self.shown_build)
+    }
+
+    fn tab(&self, id: BuildId) -> Option<&BuildTab> {
+        self.builds.iter().find(|t| t.id == id)
+    }
+
+    fn tab_mut(&mut self, id: BuildId) -> Option<&mut BuildTab> {
+        self.builds.iter_mut().find(|t| t.id == id)
     }
 
     /// The open recipe.
@@ -252,7 +290,12 @@ impl KilnApp {
 
     /// Whether the "unsaved changes" question is showing.
     pub fn asks_about_unsaved_changes(&self) -> bool {
-        self.pending.is_some()
+        matches!(self.pending, Some(Pending::Open(_) | Pending::Close))
+    }
+
+    /// Whether the "builds are running: cancel them and close?" question is showing.
+    pub fn asks_about_running_builds(&self) -> bool {
+        self.pending == Some(Pending::CloseWhileBuilding)
     }
 
     /// The host check's results, once they came back.
@@ -386,6 +429,9 @@ impl KilnApp {
         let Some(pending) = self.pending.clone() else {
             return;
         };
+        if pending == Pending::CloseWhileBuilding {
+            return self.running_builds_modal(ctx);
+        }
         let name = self
             .open
             .as_ref()
@@ -421,10 +467,62 @@ impl KilnApp {
         }
         match pending {
             Pending::Open(path) => self.open_recipe_now(path),
+            Pending::Close if self.running_builds() > 0 => {
+                self.pending = Some(Pending::CloseWhileBuilding);
+            }
             Pending::Close => {
                 self.closing = true;
                 ctx.send_viewport_cmd(egui::ViewportCommand::Close);
             }
+            Pending::CloseWhileBuilding => {}
+        }
+    }
+
+    /// "N builds are running": cancel them and close once their cleanups ran, or keep
+    /// building. While they wind down it says so; the window closes by itself after.
+    fn running_builds_modal(&mut self, ctx: &egui::Context) {
+        let running = self.running_builds();
+        if self.close_after_builds {
+            if running == 0 {
+                self.pending = None;
+                self.closing = true;
+                ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+                return;
+            }
+            egui::Modal::new(egui::Id::unique("kiln-closing")).show(ctx, |ui| {
+                ui.heading("Closing");
+                ui.label(format!(
+                    "Cancelling {running} build{}: stopping the VM and removing unfinished files. The window closes when done.",
+                    if running == 1 { "" } else { "s" }
+                ));
+                ui.spinner();
+            });
+            return;
+        }
+        let mut keep = false;
+        let modal = egui::Modal::new(egui::Id::unique("kiln-running-builds")).show(ctx, |ui| {
+            ui.heading("Builds are running");
+            ui.label(format!(
+                "{running} build{} still running. Closing the window cancels {}: the VM is stopped and unfinished files are removed.",
+                if running == 1 { " is" } else { "s are" },
+                if running == 1 { "it" } else { "them" }
+            ));
+            ui.horizontal(|ui| {
+                if ui.button("Cancel builds and close").clicked() {
+                    self.close_after_builds = true;
+                }
+                if ui.button("Keep building").clicked() {
+                    keep = true;
+                }
+            });
+        });
+        if self.close_after_builds {
+            let ids: Vec<BuildId> = self.builds.iter().map(|t| t.id).collect();
+            for id in ids {
+                self.cancel_build(id);
+            }
+        } else if keep || modal.should_close() {
+            self.pending = None;
         }
     }
 
@@ -454,10 +552,17 @@ impl KilnApp {
             None => {}
         }
         let dirty = self.open.as_ref().is_some_and(|o| o.editor.is_dirty());
-        if dirty && !self.closing && ui.input(|i| i.viewport().close_requested()) {
+        let building = self.running_builds() > 0;
+        if (dirty || building) && !self.closing && ui.input(|i| i.viewport().close_requested()) {
             ui.ctx()
                 .send_viewport_cmd(egui::ViewportCommand::CancelClose);
-            self.pending = Some(Pending::Close);
+            if self.pending.is_none() {
+                self.pending = Some(if dirty {
+                    Pending::Close
+                } else {
+                    Pending::CloseWhileBuilding
+                });
+            }
         }
     }
 
@@ -577,13 +682,14 @@ impl KilnApp {
         );
     }
 
-    fn build_running(&self) -> bool {
-        self.build.as_ref().is_some_and(BuildState::is_running)
+    fn running_builds(&self) -> usize {
+        self.builds.iter().filter(|t| t.state.is_running()).count()
     }
 
-    /// Checks the open recipe with the form's values and, if it loads, starts its first build.
+    /// Checks the open recipe with the form's values and, if it loads, starts its first build
+    /// in a new tab (other builds go on running).
     fn start_build(&mut self) {
-        if self.build_running() {
+        if self.close_after_builds {
             return;
         }
         let Some(open) = &mut self.open else {
@@ -601,22 +707,70 @@ impl KilnApp {
             db,
             recipe_path: open.path.clone(),
         });
-        self.build = Some(BuildState::new(build.name.clone(), Instant::now()));
-        self.cancel = Some(engine::start(
+        let id = BuildId(self.next_build);
+        self.next_build += 1;
+        let state = BuildState::new(build.name.clone(), Instant::now());
+        let controls = engine::start(
             &self.runtime,
             self.engine.as_ref(),
+            id,
             recipe,
             build,
             self.inbox.clone(),
             history,
-        ));
+        );
+        self.builds.push(BuildTab {
+            id,
+            state,
+            controls,
+        });
+        self.close_oldest_ended_tabs();
+        self.shown_build = Some(id);
         self.saved.place = Place::Build;
     }
 
-    fn cancel_build(&mut self) {
-        if let (Some(cancel), Some(build)) = (&self.cancel, &mut self.build) {
-            cancel.cancel();
-            build.cancelling = true;
+    /// Keeps at most `BUILD_TABS_MAX` tabs by closing the oldest ended builds (running ones
+    /// always stay).
+    fn close_oldest_ended_tabs(&mut self) {
+        while self.builds.len() > BUILD_TABS_MAX {
+            let Some(oldest) = self.builds.iter().position(|t| !t.state.is_running()) else {
+                return;
+            };
+            self.builds.remove(oldest);
+        }
+    }
+
+    fn cancel_build(&mut self, id: BuildId) {
+        if let Some(tab) = self.tab_mut(id)
+            && tab.state.is_running()
+        {
+            tab.controls.cancel.cancel();
+            tab.state.cancelling = true;
+        }
+    }
+
+    fn continue_build(&mut self, id: BuildId) {
+        if let Some(tab) = self.tab_mut(id)
+            && let Some(paused) = &mut tab.state.paused
+            && !paused.continuing
+        {
+            paused.continuing = true;
+            tab.controls.resume.resume();
+        }
+    }
+
+    fn close_tab(&mut self, id: BuildId) {
+        let Some(at) = self
+            .builds
+            .iter()
+            .position(|t| t.id == id && !t.state.is_running())
+        else {
+            return;
+        };
+        self.builds.remove(at);
+        if self.shown_build == Some(id) {
+            let next = at.min(self.builds.len().saturating_sub(1));
+            self.shown_build = self.builds.get(next).map(|t| t.id);
         }
     }
 
@@ -624,9 +778,10 @@ impl KilnApp {
         ui.heading("kiln");
         ui.add_space(theme::GAP);
         ui.selectable_value(&mut self.saved.place, Place::Recipes, "Recipes");
-        let build_label = match &self.build {
-            Some(b) if b.is_running() => "Build (running)",
-            _ => "Build",
+        let build_label = match self.running_builds() {
+            0 => "Build".to_string(),
+            1 => "Build (running)".to_string(),
+            n => format!("Build ({n} running)"),
         };
         ui.selectable_value(&mut self.saved.place, Place::Build, build_label);
         ui.selectable_value(&mut self.saved.place, Place::Templates, "Templates");
@@ -655,7 +810,7 @@ impl KilnApp {
     }
 
     fn recipe_ui(&mut self, ui: &mut egui::Ui) {
-        let running = self.build_running();
+        let running = self.running_builds();
         let Some(open) = &mut self.open else {
             ui.label("Open a recipe on the left.");
             return;
@@ -667,9 +822,13 @@ impl KilnApp {
             if ui.button("Validate").clicked() {
                 open.check();
             }
-            let build = ui
-                .add_enabled(!running, egui::Button::new("Start build"))
-                .on_hover_text("Ctrl+B");
+            let hint = match running {
+                0 => "Ctrl+B".to_string(),
+                n => format!(
+                    "Ctrl+B · starts another build in its own tab ({n} running; builds with the same output directory cannot run at once)"
+                ),
+            };
+            let build = ui.button("Start build").on_hover_text(hint);
             start = build.clicked();
             ui.separator();
             action = editor_view::actions_ui(ui, &open.editor);
@@ -748,17 +907,16 @@ impl eframe::App for KilnApp {
         });
         while let Ok(message) = self.messages.try_recv() {
             match message {
-                Message::Event(event) => {
-                    if let Some(build) = &mut self.build {
-                        build.apply(event, now);
+                Message::Event(id, event, at) => {
+                    if let Some(tab) = self.tab_mut(id) {
+                        tab.state.apply(event, at);
                     }
                 }
-                Message::Finished(report) => {
-                    if let Some(build) = &mut self.build {
-                        build.finish(report, now);
+                Message::Finished(id, report) => {
+                    if let Some(tab) = self.tab_mut(id) {
+                        tab.state.finish(report, now);
                     }
-                    self.cancel = None;
-                    self.notify_build_end(ctx);
+                    self.notify_build_end(ctx, id);
                     // The build was recorded before its report was sent.
                     self.history.stale = true;
                 }
@@ -821,19 +979,40 @@ impl eframe::App for KilnApp {
             }
             Place::Build => {
                 let now = Instant::now();
-                let action = egui::CentralPanel::default()
-                    .show(ui, |ui| match &self.build {
-                        Some(build) => {
-                            build_panel::build_ui(ui, build, &mut self.saved.log_tab, now)
-                        }
-                        None => {
-                            ui.label("No build yet: open a recipe and press Start build.");
+                let shown = self.shown_build;
+                let (tab_action, action) = egui::CentralPanel::default()
+                    .show(ui, |ui| {
+                        let list: Vec<(BuildId, &BuildState)> =
+                            self.builds.iter().map(|t| (t.id, &t.state)).collect();
+                        let tab_action = if list.len() > 1 {
+                            let clicked = build_panel::tabs_ui(ui, &list, shown);
+                            ui.separator();
+                            clicked
+                        } else {
                             None
-                        }
+                        };
+                        let shown = list.iter().find(|(id, _)| Some(*id) == shown);
+                        let action = match shown {
+                            Some((_, build)) => {
+                                build_panel::build_ui(ui, build, &mut self.saved.log_tab, now)
+                            }
+                            None => {
+                                ui.label("No build yet: open a recipe and press Start build.");
+                                None
+                            }
+                        };
+                        (tab_action, action)
                     })
                     .inner;
-                if action == Some(BuildAction::Cancel) {
-                    self.cancel_build();
+                match (action, shown) {
+                    (Some(BuildAction::Cancel), Some(id)) => self.cancel_build(id),
+                    (Some(BuildAction::Continue), Some(id)) => self.continue_build(id),
+                    _ => {}
+                }
+                match tab_action {
+                    Some(TabAction::Show(id)) => self.shown_build = Some(id),
+                    Some(TabAction::Close(id)) => self.close_tab(id),
+                    None => {}
                 }
             }
             Place::Templates => {
@@ -916,8 +1095,8 @@ impl eframe::App for KilnApp {
         }
         let ctx = ui.ctx().clone();
         self.unsaved_modal(&ctx);
-        if self.build_running() {
-            // The build's clock; events repaint on their own.
+        if self.running_builds() > 0 {
+            // The builds' clocks; events repaint on their own.
             ui.ctx().request_repaint_after(Duration::from_millis(500));
         }
     }

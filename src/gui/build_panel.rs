@@ -1,4 +1,4 @@
-//! The Build panel: cancel, the step list with durations, the running step's progress with
+//! The Build panel: a tab per build of this session, cancel and continue, the step list with durations, the running step's progress with
 //! rate and ETA, the output and the serial console (virtualised: only visible rows are laid
 //! out), and a card with the result: the artifact, or the error and the last console lines.
 
@@ -26,6 +26,63 @@ pub enum LogTab {
 pub enum BuildAction {
     /// Cancel the running build.
     Cancel,
+    /// Continue the build paused at a breakpoint.
+    Continue,
+}
+
+/// What the user did with the build tabs this frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TabAction<Id> {
+    /// Show this build.
+    Show(Id),
+    /// Close this (ended) build's tab.
+    Close(Id),
+}
+
+/// The strip of build tabs: one per build of this session, with its status; ended builds
+/// have a close button. Returns what was clicked.
+pub fn tabs_ui<Id: Copy + PartialEq>(
+    ui: &mut egui::Ui,
+    builds: &[(Id, &BuildState)],
+    shown: Option<Id>,
+) -> Option<TabAction<Id>> {
+    let palette = theme::current(ui.ctx());
+    let mut action = None;
+    ui.horizontal_wrapped(|ui| {
+        for (n, (id, state)) in builds.iter().enumerate() {
+            let colour = match state.status_word() {
+                "finished" => palette.ok,
+                "failed" => palette.fail,
+                "cancelled" | "cancelling" | "paused" => palette.warn,
+                _ => palette.running,
+            };
+            let text = egui::RichText::new(format!("{} · {}", state.name, state.status_word()))
+                .color(colour);
+            let tab = ui
+                .selectable_label(shown == Some(*id), text)
+                .on_hover_text(format!("Build {} of this session", n + 1));
+            if tab.clicked() {
+                action = Some(TabAction::Show(*id));
+            }
+            if !state.is_running() {
+                let close = ui
+                    .small_button("×")
+                    .on_hover_text("Close this build's tab (its logs stay on disk)");
+                close.widget_info(|| {
+                    egui::WidgetInfo::labeled(
+                        egui::Role::Button,
+                        true,
+                        format!("Close tab {}", n + 1),
+                    )
+                });
+                if close.clicked() {
+                    action = Some(TabAction::Close(*id));
+                }
+            }
+            ui.separator();
+        }
+    });
+    action
 }
 
 /// `1:05` or `12.3 s`.
@@ -67,6 +124,28 @@ pub fn build_ui(
             }
         }
     });
+    if let Some(paused) = &state.paused
+        && state.is_running()
+        && !state.cancelling
+    {
+        egui::Frame::group(ui.style()).show(ui, |ui| {
+            ui.colored_label(
+                palette.warn,
+                egui::RichText::new("Paused at a breakpoint").strong(),
+            );
+            if let Some(note) = &paused.note {
+                ui.add(egui::Label::new(note.as_str()).selectable(true));
+            }
+            ui.label(
+                "The VM keeps running: look at it (the console below, or SSH), then continue.",
+            );
+            if paused.continuing {
+                ui.add_enabled(false, egui::Button::new("Continuing…"));
+            } else if ui.button("Continue").clicked() {
+                action = Some(BuildAction::Continue);
+            }
+        });
+    }
     result_card_ui(ui, state);
     steps_ui(ui, state, now);
     if let Some(p) = &state.progress {

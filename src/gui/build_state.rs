@@ -101,8 +101,22 @@ pub struct BuildState {
     pub report: Option<BuildReport>,
     /// Cancel was pressed; cleanups are running.
     pub cancelling: bool,
+    /// Paused at a `breakpoint` provisioner, with its note: the VM runs and waits for
+    /// Continue.
+    pub paused: Option<Paused>,
     /// When the panel started the build.
     pub started: Instant,
+}
+
+/// A build waiting at a breakpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paused {
+    /// The breakpoint's step.
+    pub index: usize,
+    /// The recipe's `note` for it.
+    pub note: Option<String>,
+    /// Continue was pressed; the engine has not moved on yet.
+    pub continuing: bool,
 }
 
 /// One image-test check as the panel lists it.
@@ -132,6 +146,7 @@ impl BuildState {
             duration: None,
             report: None,
             cancelling: false,
+            paused: None,
             started: now,
         }
     }
@@ -171,6 +186,7 @@ impl BuildState {
         }
         self.progress = None;
         self.cancelling = false;
+        self.paused = None;
         self.report = Some(report);
     }
 
@@ -213,6 +229,9 @@ impl BuildState {
                 if self.progress.as_ref().is_some_and(|p| p.index == index) {
                     self.progress = None;
                 }
+                if self.paused.as_ref().is_some_and(|p| p.index == index) {
+                    self.paused = None;
+                }
             }
             Event::Progress {
                 index,
@@ -236,16 +255,41 @@ impl BuildState {
                 passed,
                 detail,
             }),
-            // The window gives no resume handle yet, so the engine refuses a recipe with an
-            // enabled breakpoint before it starts; should one pause anyway, say so.
-            Event::Paused { note, .. } => self.output.push(&format!(
-                "paused at a breakpoint{}",
-                note.map(|n| format!(": {n}")).unwrap_or_default()
-            )),
+            Event::Paused { index, note } => {
+                self.output.push(&format!(
+                    "paused at a breakpoint{}: press Continue to go on",
+                    note.as_ref().map(|n| format!(" ({n})")).unwrap_or_default()
+                ));
+                self.paused = Some(Paused {
+                    index,
+                    note,
+                    continuing: false,
+                });
+            }
             Event::BuildFinished { outcome, duration } => {
+                self.paused = None;
                 self.outcome = Some(outcome);
                 self.duration = Some(duration);
             }
+        }
+    }
+
+    /// One-line status for a tab or the sidebar: running, paused, finished, failed…
+    pub fn status_word(&self) -> &'static str {
+        if self.is_running() {
+            return if self.cancelling {
+                "cancelling"
+            } else if self.paused.is_some() {
+                "paused"
+            } else {
+                "running"
+            };
+        }
+        match self.final_outcome() {
+            Some(Outcome::Done | Outcome::Skipped(_)) => "finished",
+            Some(Outcome::Failed(_)) => "failed",
+            Some(Outcome::Cancelled) => "cancelled",
+            None => "ended",
         }
     }
 
@@ -353,6 +397,47 @@ mod tests {
         assert_eq!(progress.rate, Some(100.0));
         assert_eq!(progress.eta(), Some(Duration::from_secs(9)));
         assert_eq!(progress.fraction(), Some(0.1));
+    }
+
+    #[test]
+    fn a_breakpoint_pauses_until_its_step_ends() {
+        let t0 = Instant::now();
+        let mut s = started(&["Connect", "Provision 1/1: breakpoint"]);
+        s.apply(
+            Event::Paused {
+                index: 1,
+                note: Some("look at /etc".into()),
+            },
+            t0,
+        );
+        assert_eq!(s.status_word(), "paused");
+        assert_eq!(
+            s.paused.as_ref().unwrap().note.as_deref(),
+            Some("look at /etc")
+        );
+        assert!(s.output.line(0).unwrap().contains("(look at /etc)"));
+        s.apply(
+            Event::StepFinished {
+                index: 0,
+                outcome: Outcome::Done,
+                duration: Duration::from_secs(1),
+            },
+            t0,
+        );
+        assert!(
+            s.paused.is_some(),
+            "another step's end does not end the pause"
+        );
+        s.apply(
+            Event::StepFinished {
+                index: 1,
+                outcome: Outcome::Done,
+                duration: Duration::from_secs(9),
+            },
+            t0,
+        );
+        assert_eq!(s.paused, None);
+        assert_eq!(s.status_word(), "running");
     }
 
     #[test]

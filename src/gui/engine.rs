@@ -11,6 +11,7 @@ use std::sync::mpsc;
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
+use crate::build::breakpoint::Resume;
 use crate::build::event::{Event, EventSink};
 use crate::build::plan::{BuildOptions, BuildReport, run_build};
 use crate::build::redact::Redactor;
@@ -22,15 +23,29 @@ use crate::recipe::template::{Build, Recipe};
 /// A build in progress, as a future the runtime polls.
 pub type BuildFuture = Pin<Box<dyn Future<Output = BuildReport> + Send>>;
 
+/// Which of the window's builds a message is about (several can run at once).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BuildId(pub u64);
+
+/// What the window holds to steer a running build.
+#[derive(Debug, Clone, Default)]
+pub struct BuildControls {
+    /// Fires to cancel the build (its cleanups still run).
+    pub cancel: CancellationToken,
+    /// Continues the build when it is paused at a `breakpoint` provisioner.
+    pub resume: Resume,
+}
+
 /// Runs builds. The window never builds anything itself.
 pub trait Engine: Send + Sync {
-    /// Runs `build` of `recipe`, sending its events to `events`, stopping when `cancel` fires.
+    /// Runs `build` of `recipe`, sending its events to `events`; it stops when
+    /// `controls.cancel` fires and continues from a breakpoint when `controls.resume` does.
     fn build(
         &self,
         recipe: Recipe,
         build: Build,
         events: EventSink,
-        cancel: CancellationToken,
+        controls: BuildControls,
     ) -> BuildFuture;
 }
 
@@ -47,20 +62,25 @@ impl Engine for RealEngine {
         recipe: Recipe,
         build: Build,
         events: EventSink,
-        cancel: CancellationToken,
+        controls: BuildControls,
     ) -> BuildFuture {
-        let options = self.options.clone();
-        Box::pin(async move { run_build(&recipe, &build, &options, events, cancel).await })
+        // The window's Continue button is the one who continues a breakpoint.
+        let options = BuildOptions {
+            resume: Some(controls.resume),
+            ..self.options.clone()
+        };
+        Box::pin(async move { run_build(&recipe, &build, &options, events, controls.cancel).await })
     }
 }
 
 /// What background work tells the window.
 #[derive(Debug)]
 pub enum Message {
-    /// An event of the running build.
-    Event(Event),
-    /// The build task returned.
-    Finished(BuildReport),
+    /// An event of a running build, with when it arrived from the engine (rates are computed
+    /// from these times, not from when the window got round to drawing).
+    Event(BuildId, Event, std::time::Instant),
+    /// A build task returned.
+    Finished(BuildId, BuildReport),
     /// The host check is done.
     HostChecked(Vec<Check>),
     /// A credentials action is done (or the first read): what the keyring holds now.
@@ -102,24 +122,26 @@ impl Inbox {
     }
 }
 
-/// Starts `build` on `runtime`; its events and then its report arrive in `inbox`. With a
-/// `history`, the build is recorded there (off the window's thread); a history that cannot
-/// be written arrives as a warning of the build. Returns the token that cancels it.
+/// Starts `build` on `runtime` as build `id`; its events and then its report arrive in
+/// `inbox`, tagged with `id`. With a `history`, the build is recorded there (off the window's
+/// thread); a history that cannot be written arrives as a warning of the build. Returns the
+/// controls that cancel or continue it.
 pub fn start(
     runtime: &Handle,
     engine: &dyn Engine,
+    id: BuildId,
     recipe: Recipe,
     build: Build,
     inbox: Inbox,
     history: Option<HistoryTarget>,
-) -> CancellationToken {
-    let cancel = CancellationToken::new();
+) -> BuildControls {
+    let controls = BuildControls::default();
     let recorder = history.map(|h| {
         let recorder = Recorder::new(&h.recipe_path, &recipe, &build, Origin::Gui);
         (h.db, recorder)
     });
     let (events, mut rx) = EventSink::channel(Redactor::new());
-    let task = runtime.spawn(engine.build(recipe, build, events, cancel.clone()));
+    let task = runtime.spawn(engine.build(recipe, build, events, controls.clone()));
     runtime.spawn(async move {
         // The history is opened on a blocking thread while the events flow (opening it must
         // not hold them back); the recorder itself only keeps them in memory.
@@ -136,14 +158,14 @@ pub fn start(
             if let Some((_, recorder)) = &mut recorder {
                 recorder.observe(&event);
             }
-            inbox.send(Message::Event(event));
+            inbox.send(Message::Event(id, event, std::time::Instant::now()));
         };
         let mut task = task;
         let report = loop {
             tokio::select! {
                 Some(event) = rx.recv() => pass_on(event),
                 opened = begun.wait(), if begun.is_running() => {
-                    begun = begun_to(opened, &inbox);
+                    begun = begun_to(opened, id, &inbox);
                 }
                 joined = &mut task => break joined,
             }
@@ -153,7 +175,7 @@ pub fn start(
         }
         if begun.is_running() {
             let opened = begun.wait().await;
-            begun = begun_to(opened, &inbox);
+            begun = begun_to(opened, id, &inbox);
         }
         let report = report.unwrap_or_else(|e| BuildReport {
             outcome: crate::build::event::Outcome::Failed(format!(
@@ -173,12 +195,16 @@ pub fn start(
             })
             .await;
             if let Ok(Some(warn)) = written {
-                inbox.send(Message::Event(Event::Warning(warn)));
+                inbox.send(Message::Event(
+                    id,
+                    Event::Warning(warn),
+                    std::time::Instant::now(),
+                ));
             }
         }
-        inbox.send(Message::Finished(report));
+        inbox.send(Message::Finished(id, report));
     });
-    cancel
+    controls
 }
 
 /// Where opening the history for a build stands.
@@ -212,11 +238,15 @@ impl Begin {
 }
 
 /// What the opening gave: the history, or a warning for the window and no history.
-fn begun_to(opened: Result<(History, i64), String>, inbox: &Inbox) -> Begin {
+fn begun_to(opened: Result<(History, i64), String>, id: BuildId, inbox: &Inbox) -> Begin {
     match opened {
         Ok(opened) => Begin::Done(opened),
         Err(warn) => {
-            inbox.send(Message::Event(Event::Warning(warn)));
+            inbox.send(Message::Event(
+                id,
+                Event::Warning(warn),
+                std::time::Instant::now(),
+            ));
             Begin::Failed
         }
     }
