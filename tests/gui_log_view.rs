@@ -121,3 +121,55 @@ fn scroll_frames(log: LogBuffer, check_tail: bool) -> Vec<Duration> {
     frames.sort();
     frames
 }
+
+/// Searching a million lines: each frame searches for about 4 ms and the rest goes to the
+/// next frames, so no frame waits for the whole log. Prints the time of the longest frame's
+/// search and of the whole log; in a release build a frame's share must fit in 16 ms.
+#[test]
+fn searching_a_million_lines_costs_a_bounded_share_per_frame() {
+    use kiln::gui::log_search::{LogSearch, SCAN_TIME_PER_FRAME};
+    let log = make_log(LINES);
+    // About one line in 997 matches, and only its package number does.
+    let mut search = LogSearch::for_query("PACKAGE-996 ".to_lowercase());
+    let mut frames = Vec::new();
+    let whole = Instant::now();
+    loop {
+        let start = Instant::now();
+        let more = search.update_within(&log, 1, SCAN_TIME_PER_FRAME);
+        frames.push(start.elapsed());
+        if !more {
+            break;
+        }
+    }
+    let whole = whole.elapsed();
+    assert_eq!(search.count(), LINES / 997 + usize::from(LINES % 997 > 996));
+    assert_eq!(search.current_row(&log), Some(996));
+    frames.sort();
+    let worst = *frames.last().unwrap();
+    println!(
+        "search of 1,000,000 lines ({} build): {} frames, worst frame's share {worst:?}, whole log {whole:?}, {} matches",
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
+        frames.len(),
+        search.count()
+    );
+    // Spread over frames, never all in one (a chunk is far smaller than the log).
+    assert!(frames.len() > 1 || whole < SCAN_TIME_PER_FRAME * 2);
+    // New lines are searched on their own, not the whole log again.
+    let mut grown = log;
+    grown.push("one more package-996 line");
+    let start = Instant::now();
+    assert!(!search.update_within(&grown, 1, SCAN_TIME_PER_FRAME));
+    let one = start.elapsed();
+    assert_eq!(search.count(), LINES / 997 + 1);
+    println!("one new line searched in {one:?}");
+    if !cfg!(debug_assertions) {
+        assert!(
+            worst <= Duration::from_millis(16),
+            "a frame searched for {worst:?}, over a 16 ms frame"
+        );
+    }
+}

@@ -93,7 +93,9 @@ impl Engine for ScriptedEngine {
                 index: 0,
                 name: "Base image".into(),
             });
-            for done in [0u64, 400_000] {
+            // Several samples, so that even when a loaded machine delivers some of them
+            // together, two arrive far enough apart to give a rate.
+            for done in [0u64, 100_000, 200_000, 300_000, 400_000] {
                 events.send(Event::Progress {
                     index: 0,
                     done,
@@ -106,7 +108,7 @@ impl Engine for ScriptedEngine {
             events.send(Event::StepFinished {
                 index: 0,
                 outcome: Outcome::Done,
-                duration: Duration::from_millis(240),
+                duration: Duration::from_millis(600),
             });
             events.send(Event::StepStarted {
                 index: 1,
@@ -219,6 +221,7 @@ struct Setup {
     received: Arc<Mutex<Option<(Recipe, Build)>>>,
     artifact: PathBuf,
     history: PathBuf,
+    dialogs: Arc<kiln::gui::dialogs::ScriptedDialogs>,
 }
 
 /// The Credentials place on keyring-core's mock store, a config file in the test's folder,
@@ -315,6 +318,7 @@ fn setup_full(
     }
     // The history in the test's own data folder (what XDG_DATA_HOME gives the real window).
     let history = dir.path().join("data/kiln/history.sqlite");
+    let dialogs = Arc::new(kiln::gui::dialogs::ScriptedDialogs::default());
     let config = AppConfig {
         runtime: runtime.handle().clone(),
         engine,
@@ -322,7 +326,7 @@ fn setup_full(
         recipes_dir: recipes_dir.clone(),
         started: Instant::now(),
         secrets: secrets.clone(),
-        dialogs: Arc::new(kiln::gui::dialogs::ScriptedDialogs::default()),
+        dialogs: dialogs.clone(),
         history: Some(history.clone()),
     };
     let harness = Harness::builder()
@@ -343,6 +347,7 @@ fn setup_full(
         received,
         artifact,
         history,
+        dialogs,
     };
     (setup, harness)
 }
@@ -735,6 +740,132 @@ fn closing_the_window_while_building_asks_then_cancels_and_closes_after_cleanup(
     assert_eq!(state.cleanups, ["stopped the VM and removed the disk"]);
 }
 
+/// The text a click on Copy all put on the clipboard in the last frame, if any.
+fn copied(harness: &Harness<'_, KilnApp>) -> Option<String> {
+    harness
+        .output()
+        .platform_output
+        .commands
+        .iter()
+        .find_map(|c| match c {
+            egui::OutputCommand::CopyText(text) => Some(text.clone()),
+            _ => None,
+        })
+}
+
+#[test]
+fn the_log_views_search_step_through_matches_and_copy_all() {
+    let (setup, mut harness) = setup(Ending::Success);
+    choose_fill_and_start(&mut harness, &setup.recipes_dir);
+    setup.gate.add_permits(1);
+    step_until(&mut harness, "the build's end", |app| {
+        app.build_state().is_some_and(|b| !b.is_running())
+    });
+    harness.run();
+
+    // "line 4" is in "provisioner line 4" and "… 40" to "… 49".
+    type_into(&mut harness, Role::TextInput, "Search", "line 4");
+    harness.get_by_label("1 / 11");
+    harness.get_by_label("Next").click();
+    harness.run();
+    harness.get_by_label("2 / 11");
+    harness.get_by_label("Previous").click();
+    harness.run();
+    harness.get_by_label("Previous").click();
+    harness.run();
+    harness.get_by_label("11 / 11");
+    // The current match is brought into view: the row is laid out.
+    harness.get_by_label("provisioner line 49");
+
+    // A capital letter makes the search exact.
+    type_into(&mut harness, Role::TextInput, "Search", "X");
+    harness.run();
+    harness.get_by_label("no match");
+
+    // The console tab is searched on its own.
+    harness.get_by_label("Console (50)").click();
+    harness.run();
+    harness
+        .get_by_role_and_label(Role::TextInput, "Search")
+        .focus();
+    harness.run();
+    harness.key_press(egui::Key::Backspace);
+    harness.run();
+    harness.get_by_label("1 / 11");
+    harness.get_by_label("Copy all").click();
+    harness.step();
+    let text = copied(&harness).expect("Copy all put the log on the clipboard");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 50);
+    assert_eq!(lines[0], "console line 0");
+    assert_eq!(lines[49], "console line 49");
+}
+
+#[test]
+fn the_result_cards_open_the_log_and_artifact_folders() {
+    let (setup, mut harness) = setup(Ending::Success);
+    choose_fill_and_start(&mut harness, &setup.recipes_dir);
+    setup.gate.add_permits(1);
+    step_until(&mut harness, "the build's end", |app| {
+        app.build_state().is_some_and(|b| !b.is_running())
+    });
+    harness.run();
+    harness.get_by_label("Open folder").click();
+    harness.run();
+    let folder = setup.artifact.parent().unwrap().to_path_buf();
+    assert_eq!(setup.dialogs.opened_folders(), [folder]);
+    // The scripted build's log folder does not exist: the panel says so, nothing crashes.
+    harness.get_by_label("Open log folder").click();
+    harness.run();
+    assert_eq!(setup.dialogs.opened_folders().len(), 2);
+    harness.get_by_label_contains("is not a folder (any more)");
+}
+
+#[test]
+fn the_variables_form_saves_a_var_file_without_sensitive_values() {
+    let (setup, mut harness) = setup(Ending::Success);
+    let var_file = setup.recipes_dir.join("mine.vars.json");
+    setup.dialogs.push_answer(Some(var_file.clone()));
+    harness.run();
+    harness.get_by_label("gui-test.json").click();
+    harness.run();
+    type_into(&mut harness, Role::TextInput, "bucket *", "my-bucket");
+    type_into(
+        &mut harness,
+        Role::PasswordInput,
+        "api_secret",
+        "s3cret-value",
+    );
+    harness.get_by_label("Save as var-file…").click();
+    harness.run();
+    assert_eq!(
+        setup.dialogs.asked().last(),
+        Some(&kiln::gui::dialogs::Pick::SaveVarFile {
+            suggested: "gui-test.vars.json".into()
+        })
+    );
+    let text = std::fs::read_to_string(&var_file).expect("the var-file was written");
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(json, serde_json::json!({"bucket": "my-bucket"}));
+    assert!(!text.contains("s3cret-value"));
+    harness.get_by_label_contains("Saved 1 value to");
+    harness.get_by_label_contains("api_secret left out");
+
+    // The file works as a var-file: `kiln validate -var-file` accepts it for the recipe.
+    let validated = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .arg("validate")
+        .arg(format!("-var-file={}", var_file.display()))
+        .arg(setup.recipes_dir.join("gui-test.json"))
+        .output()
+        .unwrap();
+    assert!(
+        validated.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&validated.stdout),
+        String::from_utf8_lossy(&validated.stderr)
+    );
+}
+
 #[test]
 fn a_failure_shows_its_error_card_with_the_last_console_lines() {
     let (setup, mut harness) = setup(Ending::Failure);
@@ -1022,7 +1153,7 @@ fn a_finished_build_is_in_the_history_with_its_steps_and_rebuild_refills_the_for
             (
                 "Base image",
                 StepEnd::Done,
-                Some(Duration::from_millis(240))
+                Some(Duration::from_millis(600))
             ),
             ("Provision", StepEnd::Done, Some(Duration::from_millis(10))),
             ("Compact", StepEnd::Done, Some(Duration::from_millis(10))),
@@ -1042,7 +1173,7 @@ fn a_finished_build_is_in_the_history_with_its_steps_and_rebuild_refills_the_for
     harness.get_by_label(&format!("Template in ch-gva-2: {TEMPLATE_ID}"));
     harness.get_by_label("Build: test-vm (from the window)");
     harness.get_by_label("Base image");
-    harness.get_by_label("0.2 s");
+    harness.get_by_label("0.6 s");
     assert_eq!(harness.query_all_by_label("0.0 s").count(), 2);
     harness.get_by_label("Built");
     harness.get_by_label("sensitive: not stored");

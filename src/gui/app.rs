@@ -21,6 +21,7 @@ use super::editor::{self, RecipeTab};
 use super::engine::{self, BuildControls, BuildId, Engine, HistoryTarget, Inbox, Message};
 use super::history_panel::{self, HistoryPanel};
 use super::host_panel::{self, HostAction};
+use super::log_search::LogSearch;
 use super::notify::{self, DesktopNotifier, Notifier};
 use super::recipe_files;
 use super::recipes_panel::{self, RecipesAction, RecipesPanel};
@@ -129,6 +130,10 @@ pub struct KilnApp {
     next_build: u64,
     /// Close the window once every build has ended (the user chose to cancel them).
     close_after_builds: bool,
+    /// The search of the Build place's log view.
+    log_search: LogSearch,
+    /// Why a folder could not be shown (the Build place says it).
+    build_notice: Option<String>,
     host: Option<Vec<Check>>,
     secrets: Arc<dyn SecretsSource>,
     credentials: CredentialsPanel,
@@ -183,6 +188,8 @@ impl KilnApp {
             shown_build: None,
             next_build: 1,
             close_after_builds: false,
+            log_search: LogSearch::default(),
+            build_notice: None,
             host: None,
             secrets: config.secrets,
             credentials: CredentialsPanel::default(),
@@ -384,6 +391,14 @@ impl KilnApp {
                         self.saved.tab = RecipeTab::Recipe;
                     }
                     Err(why) => self.recipes.notice = Some(why),
+                }
+            }
+            Pick::SaveVarFile { .. } => {
+                if let Some(open) = &mut self.open {
+                    open.note = Some(match open.save_var_file(&path) {
+                        Ok(saved) => saved.describe(&path),
+                        Err(why) => why,
+                    });
                 }
             }
             Pick::SaveRecipeAs { .. } => {
@@ -816,6 +831,7 @@ impl KilnApp {
             return;
         };
         let mut start = false;
+        let mut save_vars = false;
         let mut action = None;
         ui.horizontal(|ui| {
             ui.heading(open.title());
@@ -860,6 +876,13 @@ impl KilnApp {
                         if open.inspection.is_ok() {
                             variables_panel::variables_ui(ui, open);
                             ui.add_space(theme::GAP);
+                            save_vars = ui
+                                .button("Save as var-file…")
+                                .on_hover_text(
+                                    "Write the values typed here to a JSON var-file (kiln build -var-file=…); sensitive ones are left out",
+                                )
+                                .clicked();
+                            ui.add_space(theme::GAP);
                         }
                         if let Some(diags) = open.diagnostics()
                             && let Some(clicked) = recipes_panel::diagnostics_ui(ui, diags)
@@ -891,6 +914,15 @@ impl KilnApp {
         }
         if start {
             self.start_build();
+        }
+        if save_vars {
+            let suggested = self
+                .open
+                .as_ref()
+                .and_then(|o| o.path.file_stem())
+                .map(|stem| format!("{}.vars.json", stem.to_string_lossy()))
+                .unwrap_or_else(|| "variables.json".into());
+            self.pick(Pick::SaveVarFile { suggested });
         }
     }
 }
@@ -980,8 +1012,12 @@ impl eframe::App for KilnApp {
             Place::Build => {
                 let now = Instant::now();
                 let shown = self.shown_build;
+                let notice = self.build_notice.clone();
                 let (tab_action, action) = egui::CentralPanel::default()
                     .show(ui, |ui| {
+                        if let Some(notice) = &notice {
+                            ui.colored_label(theme::current(ui.ctx()).warn, notice);
+                        }
                         let list: Vec<(BuildId, &BuildState)> =
                             self.builds.iter().map(|t| (t.id, &t.state)).collect();
                         let tab_action = if list.len() > 1 {
@@ -993,9 +1029,14 @@ impl eframe::App for KilnApp {
                         };
                         let shown = list.iter().find(|(id, _)| Some(*id) == shown);
                         let action = match shown {
-                            Some((_, build)) => {
-                                build_panel::build_ui(ui, build, &mut self.saved.log_tab, now)
-                            }
+                            Some((id, build)) => build_panel::build_ui(
+                                ui,
+                                build,
+                                &mut self.saved.log_tab,
+                                &mut self.log_search,
+                                id.0,
+                                now,
+                            ),
                             None => {
                                 ui.label("No build yet: open a recipe and press Start build.");
                                 None
@@ -1007,6 +1048,9 @@ impl eframe::App for KilnApp {
                 match (action, shown) {
                     (Some(BuildAction::Cancel), Some(id)) => self.cancel_build(id),
                     (Some(BuildAction::Continue), Some(id)) => self.continue_build(id),
+                    (Some(BuildAction::OpenFolder(dir)), _) => {
+                        self.build_notice = self.dialogs.open_folder(&dir).err();
+                    }
                     _ => {}
                 }
                 match tab_action {

@@ -2,6 +2,7 @@
 //! rate and ETA, the output and the serial console (virtualised: only visible rows are laid
 //! out), and a card with the result: the artifact, or the error and the last console lines.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::build::event::{Outcome, Unit};
@@ -9,6 +10,7 @@ use crate::recipe::units::format_bytes;
 
 use super::build_state::{BuildState, StepState};
 use super::log_buffer::LogBuffer;
+use super::log_search::{self, LogSearch};
 use super::theme;
 
 /// Which log the panel shows.
@@ -22,12 +24,14 @@ pub enum LogTab {
 }
 
 /// What the user asked for in the Build panel this frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BuildAction {
     /// Cancel the running build.
     Cancel,
     /// Continue the build paused at a breakpoint.
     Continue,
+    /// Show this folder in the desktop's file manager (the logs, the artifact's folder).
+    OpenFolder(PathBuf),
 }
 
 /// What the user did with the build tabs this frame.
@@ -103,11 +107,14 @@ fn format_amount(n: u64, unit: Unit) -> String {
     }
 }
 
-/// Draws the panel for `state`; returns what the user asked for.
+/// Draws the panel for `state`; `search` is the log view's search, `build_key` tells this
+/// build's logs from another's. Returns what the user asked for.
 pub fn build_ui(
     ui: &mut egui::Ui,
     state: &BuildState,
     tab: &mut LogTab,
+    search: &mut LogSearch,
+    build_key: u64,
     now: Instant,
 ) -> Option<BuildAction> {
     let palette = theme::current(ui.ctx());
@@ -146,7 +153,9 @@ pub fn build_ui(
             }
         });
     }
-    result_card_ui(ui, state);
+    if let Some(asked) = result_card_ui(ui, state) {
+        action = Some(asked);
+    }
     steps_ui(ui, state, now);
     if let Some(p) = &state.progress {
         let mut text = match p.total {
@@ -177,6 +186,7 @@ pub fn build_ui(
         ui.colored_label(palette.warn, format!("warning: {w}"));
     }
     ui.add_space(theme::GAP);
+    let mut copy = false;
     ui.horizontal(|ui| {
         ui.selectable_value(
             tab,
@@ -188,13 +198,69 @@ pub fn build_ui(
             LogTab::Console,
             format!("Console ({})", state.console.len()),
         );
+        ui.separator();
+        search_bar_ui(ui, search);
+        copy = ui
+            .button("Copy all")
+            .on_hover_text("Copy every line of this log to the clipboard")
+            .clicked();
     });
-    let (log, id) = match tab {
-        LogTab::Output => (&state.output, "output"),
-        LogTab::Console => (&state.console, "console"),
+    let (log, id, key) = match tab {
+        LogTab::Output => (&state.output, "output", build_key * 2),
+        LogTab::Console => (&state.console, "console", build_key * 2 + 1),
     };
-    log_view_ui(ui, log, id);
+    if copy {
+        ui.ctx().copy_text(log.text());
+    }
+    if search.update_within(log, key, log_search::SCAN_TIME_PER_FRAME) {
+        ui.ctx().request_repaint();
+    }
+    log_rows_ui(ui, log, id, Some(search));
     action
+}
+
+/// The search field, the match count, previous/next.
+fn search_bar_ui(ui: &mut egui::Ui, search: &mut LogSearch) {
+    let label = ui.label("Search");
+    let field = ui
+        .add(
+            egui::TextEdit::singleline(&mut search.query)
+                .hint_text("text in the log")
+                .desired_width(180.0),
+        )
+        .labelled_by(label.id);
+    if field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter)) {
+        if ui.input(|i| i.modifiers.shift) {
+            search.previous();
+        } else {
+            search.next();
+        }
+        field.request_focus();
+    }
+    if search.query.is_empty() {
+        return;
+    }
+    let count = search.count();
+    let position = search.current().map_or(0, |c| c + 1);
+    ui.label(if count == 0 {
+        "no match".to_string()
+    } else {
+        format!("{position} / {count}")
+    });
+    if ui
+        .add_enabled(count > 0, egui::Button::new("Previous"))
+        .on_hover_text("Previous match (Shift+Enter)")
+        .clicked()
+    {
+        search.previous();
+    }
+    if ui
+        .add_enabled(count > 0, egui::Button::new("Next"))
+        .on_hover_text("Next match (Enter)")
+        .clicked()
+    {
+        search.next();
+    }
 }
 
 /// The image test's checklist: one line per check, pass or fail, with what it found.
@@ -224,11 +290,21 @@ fn checks_ui(ui: &mut egui::Ui, state: &BuildState) {
     }
 }
 
-fn result_card_ui(ui: &mut egui::Ui, state: &BuildState) {
+/// "Logs: …" with a button that shows the folder; whether it was pressed.
+fn folder_line_ui(ui: &mut egui::Ui, text: String, button: &str) -> bool {
+    ui.horizontal(|ui| {
+        ui.add(egui::Label::new(text).selectable(true));
+        ui.button(button).clicked()
+    })
+    .inner
+}
+
+fn result_card_ui(ui: &mut egui::Ui, state: &BuildState) -> Option<BuildAction> {
     let palette = theme::current(ui.ctx());
     if state.is_running() {
-        return;
+        return None;
     }
+    let mut action = None;
     match state.final_outcome() {
         Some(Outcome::Failed(message)) => {
             egui::Frame::group(ui.style())
@@ -236,8 +312,14 @@ fn result_card_ui(ui: &mut egui::Ui, state: &BuildState) {
                 .show(ui, |ui| {
                     ui.colored_label(palette.fail, egui::RichText::new("Build failed").strong());
                     ui.add(egui::Label::new(message.as_str()).selectable(true));
-                    if let Some(report) = &state.report {
-                        ui.label(format!("Logs: {}", report.log_dir.display()));
+                    if let Some(report) = &state.report
+                        && folder_line_ui(
+                            ui,
+                            format!("Logs: {}", report.log_dir.display()),
+                            "Open log folder",
+                        )
+                    {
+                        action = Some(BuildAction::OpenFolder(report.log_dir.clone()));
                     }
                     if !state.console.is_empty() {
                         ui.label("Last console lines:");
@@ -267,18 +349,29 @@ fn result_card_ui(ui: &mut egui::Ui, state: &BuildState) {
                     let size = std::fs::metadata(artifact)
                         .map(|m| format!(" ({})", format_bytes(m.len())))
                         .unwrap_or_default();
-                    ui.add(
-                        egui::Label::new(format!("Artifact: {}{size}", artifact.display()))
-                            .selectable(true),
-                    );
+                    let folder = artifact.parent().unwrap_or(artifact).to_path_buf();
+                    if folder_line_ui(
+                        ui,
+                        format!("Artifact: {}{size}", artifact.display()),
+                        "Open folder",
+                    ) {
+                        action = Some(BuildAction::OpenFolder(folder));
+                    }
                 }
-                if let Some(report) = &state.report {
-                    ui.label(format!("Logs: {}", report.log_dir.display()));
+                if let Some(report) = &state.report
+                    && folder_line_ui(
+                        ui,
+                        format!("Logs: {}", report.log_dir.display()),
+                        "Open log folder",
+                    )
+                {
+                    action = Some(BuildAction::OpenFolder(report.log_dir.clone()));
                 }
             });
         }
         None => {}
     }
+    action
 }
 
 fn steps_ui(ui: &mut egui::Ui, state: &BuildState, now: Instant) {
@@ -317,20 +410,44 @@ fn steps_ui(ui: &mut egui::Ui, state: &BuildState, now: Instant) {
 /// A log view that lays out only the visible rows, so a million lines scroll smoothly. It
 /// follows the newest line unless the user scrolled up.
 pub fn log_view_ui(ui: &mut egui::Ui, log: &LogBuffer, id: &str) {
+    log_rows_ui(ui, log, id, None);
+}
+
+/// The log view, with the lines that match `search` marked and its current match brought
+/// into sight when it asks.
+fn log_rows_ui(ui: &mut egui::Ui, log: &LogBuffer, id: &str, search: Option<&mut LogSearch>) {
     let row_height = ui.text_style_height(&egui::TextStyle::Monospace);
+    let palette = theme::current(ui.ctx());
+    let (current, reveal) = match &search {
+        Some(s) => (s.current_row(log), s.reveal),
+        None => (None, false),
+    };
+    let search = search.map(|s| {
+        s.reveal = false;
+        &*s
+    });
     egui::Frame::group(ui.style()).show(ui, |ui| {
-        egui::ScrollArea::both()
+        let mut area = egui::ScrollArea::both()
             .id_salt(id)
             .auto_shrink([false, false])
-            .stick_to_bottom(true)
-            .show_rows(ui, row_height, log.len(), |ui, rows| {
-                for i in rows {
-                    let line = log.line(i).unwrap_or_default();
-                    ui.add(
-                        egui::Label::new(egui::RichText::new(line).monospace())
-                            .wrap_mode(egui::TextWrapMode::Extend),
-                    );
+            .stick_to_bottom(true);
+        if reveal && let Some(row) = current {
+            // A few rows of context above the match.
+            let spacing = ui.spacing().item_spacing.y;
+            let top = row.saturating_sub(3) as f32 * (row_height + spacing);
+            area = area.vertical_scroll_offset(top);
+        }
+        area.show_rows(ui, row_height, log.len(), |ui, rows| {
+            for i in rows {
+                let line = log.line(i).unwrap_or_default();
+                let mut text = egui::RichText::new(line).monospace();
+                if Some(i) == current {
+                    text = text.background_color(palette.search_current);
+                } else if search.is_some_and(|s| s.is_match(log, i)) {
+                    text = text.background_color(palette.search_match);
                 }
-            });
+                ui.add(egui::Label::new(text).wrap_mode(egui::TextWrapMode::Extend));
+            }
+        });
     });
 }

@@ -1,10 +1,11 @@
 //! File dialogs behind a small trait: the window asks for a path and gets the answer later
 //! through a callback, so the UI thread never waits on a dialog. The real one is `rfd` (the
 //! XDG desktop portal over D-Bus, else zenity; no GTK needed at build time); tests use
-//! [`ScriptedDialogs`], which answers from a list and never opens a window.
+//! [`ScriptedDialogs`], which answers from a list and never opens a window. The same trait
+//! shows a folder in the desktop's file manager (`xdg-open`).
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 /// What a dialog is for.
@@ -22,6 +23,11 @@ pub enum Pick {
         /// The file name the dialog suggests.
         suggested: String,
     },
+    /// Choose where the variables form's values go ("Save as var-file…").
+    SaveVarFile {
+        /// The file name the dialog suggests.
+        suggested: String,
+    },
 }
 
 /// Called with the chosen path, or `None` when the user cancelled.
@@ -32,6 +38,10 @@ pub trait FileDialogs: Send + Sync {
     /// Shows the dialog for `pick`, starting in `dir` when given, and calls `done` with the
     /// answer (possibly from another thread, possibly before returning).
     fn pick(&self, pick: Pick, dir: Option<PathBuf>, done: PickDone);
+
+    /// Shows `dir` in the desktop's file manager, without waiting for it; an error says why
+    /// it could not be started.
+    fn open_folder(&self, dir: &Path) -> Result<(), String>;
 }
 
 /// The desktop's own dialogs, through `rfd`, each on a thread of its own.
@@ -56,6 +66,27 @@ impl FileDialogs for RfdDialogs {
             tracing::warn!("cannot start the file dialog: {e}");
         }
     }
+
+    fn open_folder(&self, dir: &Path) -> Result<(), String> {
+        if !dir.is_dir() {
+            return Err(format!("{} is not a folder (any more)", dir.display()));
+        }
+        let mut child = std::process::Command::new("xdg-open")
+            .arg(dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| {
+                format!(
+                    "cannot start xdg-open to show {} ({e}): install xdg-utils, or open the folder yourself",
+                    dir.display()
+                )
+            })?;
+        // Reaped on a thread of its own so it never lingers as a zombie.
+        std::thread::spawn(move || child.wait());
+        Ok(())
+    }
 }
 
 /// Shows one dialog and waits for the answer (on the dialog's own thread).
@@ -74,6 +105,10 @@ fn show(pick: Pick, dir: Option<PathBuf>) -> Option<PathBuf> {
             .set_title("Save the recipe as")
             .set_file_name(suggested)
             .save_file(),
+        Pick::SaveVarFile { suggested } => dialog
+            .set_title("Save the variables as a var-file")
+            .set_file_name(suggested)
+            .save_file(),
     }
 }
 
@@ -83,6 +118,7 @@ fn show(pick: Pick, dir: Option<PathBuf>) -> Option<PathBuf> {
 pub struct ScriptedDialogs {
     answers: Mutex<VecDeque<Option<PathBuf>>>,
     asked: Mutex<Vec<Pick>>,
+    opened: Mutex<Vec<PathBuf>>,
 }
 
 impl ScriptedDialogs {
@@ -91,6 +127,7 @@ impl ScriptedDialogs {
         Self {
             answers: Mutex::new(answers.into_iter().collect()),
             asked: Mutex::default(),
+            opened: Mutex::default(),
         }
     }
 
@@ -104,6 +141,11 @@ impl ScriptedDialogs {
     /// What was asked so far.
     pub fn asked(&self) -> Vec<Pick> {
         self.asked.lock().map(|a| a.clone()).unwrap_or_default()
+    }
+
+    /// The folders the window asked to show, in order.
+    pub fn opened_folders(&self) -> Vec<PathBuf> {
+        self.opened.lock().map(|o| o.clone()).unwrap_or_default()
     }
 }
 
@@ -119,6 +161,17 @@ impl FileDialogs for ScriptedDialogs {
             .and_then(|mut a| a.pop_front())
             .flatten();
         done(answer);
+    }
+
+    fn open_folder(&self, dir: &Path) -> Result<(), String> {
+        if let Ok(mut opened) = self.opened.lock() {
+            opened.push(dir.to_path_buf());
+        }
+        if dir.is_dir() {
+            Ok(())
+        } else {
+            Err(format!("{} is not a folder (any more)", dir.display()))
+        }
     }
 }
 

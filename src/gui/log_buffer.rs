@@ -9,6 +9,8 @@ pub struct LogBuffer {
     /// Index of the first kept line in `starts` (older lines are dropped lazily).
     first: usize,
     cap: Option<usize>,
+    /// Lines dropped from the front over the buffer's life (a capped buffer's oldest).
+    dropped: usize,
 }
 
 impl LogBuffer {
@@ -34,6 +36,7 @@ impl LogBuffer {
         if let Some(cap) = self.cap
             && self.len() > cap
         {
+            self.dropped += self.len() - cap;
             self.first = self.starts.len() - cap;
             // Compact once the dropped part is as large as the kept one.
             if self.first >= cap {
@@ -64,6 +67,29 @@ impl LogBuffer {
         let start = *self.starts.get(at)?;
         let end = self.starts.get(at + 1).copied().unwrap_or(self.text.len());
         Some(&self.text[start..end])
+    }
+
+    /// How many lines were dropped from the front so far: line `i` is the buffer's
+    /// `dropped() + i`-th line ever, which stays true as more are dropped.
+    pub fn dropped(&self) -> usize {
+        self.dropped
+    }
+
+    /// Every kept line, joined with newlines (Copy all).
+    pub fn text(&self) -> String {
+        let from = self
+            .starts
+            .get(self.first)
+            .copied()
+            .unwrap_or(self.text.len());
+        let mut out = String::with_capacity(self.text.len() - from + self.len());
+        for i in 0..self.len() {
+            if i > 0 {
+                out.push('\n');
+            }
+            out.push_str(self.line(i).unwrap_or_default());
+        }
+        out
     }
 
     /// The newest `n` lines, oldest first.
@@ -108,6 +134,8 @@ mod tests {
             (0..3).map(|i| log.line(i).unwrap()).collect::<Vec<_>>(),
             ["line 7", "line 8", "line 9"]
         );
+        assert_eq!(log.dropped(), 7);
+        assert_eq!(log.text(), "line 7\nline 8\nline 9");
         assert!(
             log.text.len() < 10 * 6,
             "old text is dropped: {}",

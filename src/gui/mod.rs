@@ -13,6 +13,7 @@ pub mod engine;
 pub mod history_panel;
 pub mod host_panel;
 pub mod log_buffer;
+pub mod log_search;
 pub mod notify;
 pub mod recipe_files;
 pub mod recipes_panel;

@@ -111,6 +111,68 @@ impl OpenRecipe {
     }
 }
 
+/// What "Save as var-file" wrote, and what it did not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VarFileSaved {
+    /// The variables written, in the recipe's order.
+    pub written: Vec<String>,
+    /// Sensitive variables with a value in the form, which are never written to a file.
+    pub left_out: Vec<String>,
+}
+
+impl VarFileSaved {
+    /// One sentence for the user.
+    pub fn describe(&self, path: &Path) -> String {
+        let mut note = format!(
+            "Saved {} value{} to {}; use it with `kiln build -var-file={}`.",
+            self.written.len(),
+            if self.written.len() == 1 { "" } else { "s" },
+            path.display(),
+            path.display()
+        );
+        if !self.left_out.is_empty() {
+            note.push_str(&format!(
+                " Sensitive values are never written to a file: {} left out.",
+                self.left_out.join(", ")
+            ));
+        }
+        note
+    }
+}
+
+impl OpenRecipe {
+    /// The form's values as a Packer var-file (a JSON object of strings): the non-empty
+    /// values of declared, non-sensitive variables, in the recipe's order.
+    pub fn var_file(&self) -> (String, VarFileSaved) {
+        let mut object = serde_json::Map::new();
+        let mut saved = VarFileSaved {
+            written: Vec::new(),
+            left_out: Vec::new(),
+        };
+        for var in self.variables().iter().filter(|v| v.declared) {
+            let Some(value) = self.values.get(&var.name).filter(|v| !v.is_empty()) else {
+                continue;
+            };
+            if var.sensitive {
+                saved.left_out.push(var.name.clone());
+            } else {
+                object.insert(var.name.clone(), serde_json::Value::String(value.clone()));
+                saved.written.push(var.name.clone());
+            }
+        }
+        let text = serde_json::to_string_pretty(&serde_json::Value::Object(object))
+            .unwrap_or_else(|_| "{}".into());
+        (text + "\n", saved)
+    }
+
+    /// Writes [`var_file`](Self::var_file) to `path` atomically.
+    pub fn save_var_file(&self, path: &Path) -> Result<VarFileSaved, String> {
+        let (text, saved) = self.var_file();
+        super::editor::save::write_atomic(path, &text)?;
+        Ok(saved)
+    }
+}
+
 fn inspect(path: &Path) -> Result<Recipe, Diagnostics> {
     template::load_file(
         path,

@@ -24,6 +24,10 @@ pub struct Palette {
     pub muted: Color32,
     /// Background of an error card.
     pub error_card: Color32,
+    /// Background of a log line that matches the search.
+    pub search_match: Color32,
+    /// Background of the current search match.
+    pub search_current: Color32,
 }
 
 /// The palette for a light or a dark theme.
@@ -36,6 +40,8 @@ pub fn palette(dark: bool) -> Palette {
             running: Color32::from_rgb(0x6a, 0xaa, 0xf0),
             muted: Color32::from_gray(0x90),
             error_card: Color32::from_rgb(0x4a, 0x1c, 0x1c),
+            search_match: Color32::from_rgb(0x4a, 0x42, 0x14),
+            search_current: Color32::from_rgb(0x8a, 0x6a, 0x10),
         }
     } else {
         Palette {
@@ -45,6 +51,8 @@ pub fn palette(dark: bool) -> Palette {
             running: Color32::from_rgb(0x1a, 0x5f, 0xb4),
             muted: Color32::from_gray(0x70),
             error_card: Color32::from_rgb(0xfb, 0xe3, 0xe1),
+            search_match: Color32::from_rgb(0xff, 0xf1, 0xa8),
+            search_current: Color32::from_rgb(0xff, 0xc8, 0x40),
         }
     }
 }
