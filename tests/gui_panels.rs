@@ -1068,6 +1068,44 @@ fn templates_are_listed_across_zones_marked_stale_renamed_copied_and_deleted() {
     harness.get_by_label("45 days STALE");
     harness.get_by_label("2 days");
 
+    // Sorted newest first; a click on a header sorts by it, a second click reverses.
+    let above = |harness: &Harness<'_, KilnApp>, a: &str, b: &str| {
+        harness.get_by_label(a).rect().center().y < harness.get_by_label(b).rect().center().y
+    };
+    assert!(above(
+        &harness,
+        "Debian 12 2026-11-24",
+        "Debian 12 2026-10-01"
+    ));
+    harness.get_by_label("Created (sorted descending)");
+    harness.get_by_label("Name").click();
+    harness.run();
+    harness.get_by_label("Name (sorted ascending)");
+    assert!(above(
+        &harness,
+        "Debian 12 2026-10-01",
+        "Debian 12 2026-11-24"
+    ));
+    harness.get_by_label("Name (sorted ascending)").click();
+    harness.run();
+    assert!(above(
+        &harness,
+        "Debian 12 2026-11-24",
+        "Debian 12 2026-10-01"
+    ));
+    harness.get_by_label("Zone").click();
+    harness.run();
+    harness.get_by_label("Zone (sorted ascending)");
+    assert!(
+        above(&harness, "at-vie-1", "de-fra-1"),
+        "at-vie-1 holds the fresh one"
+    );
+    assert!(above(
+        &harness,
+        "Debian 12 2026-11-24",
+        "Debian 12 2026-10-01"
+    ));
+
     // The stale threshold is the user's: 60 days and nothing is stale.
     harness.state_mut().templates_mut().stale_after_days = 60;
     harness.run();

@@ -1,7 +1,8 @@
 //! The Templates place: the templates published on Exoscale, for a profile and one zone or
 //! every zone; a table with name, zone, size, boot mode, created, age and a stale mark (older
-//! than a threshold the user sets); a filter; per template: rename, copy to a zone, delete
-//! (confirmed). Errors are shown in place; zones that answer are listed all the same.
+//! than a threshold the user sets); a filter; sorting by a column (click its header, again
+//! to reverse); per template: rename, copy to a zone, delete (confirmed). Errors are shown in
+//! place; zones that answer are listed all the same.
 
 use chrono::{DateTime, Utc};
 
@@ -10,9 +11,39 @@ use super::theme;
 use crate::cli::templates::format;
 use crate::exoscale::zone::EXOSCALE_ZONES;
 
+/// A column the table can be sorted by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortBy {
+    /// The template's name.
+    Name,
+    /// The zone.
+    Zone,
+    /// The size.
+    Size,
+    /// The boot mode.
+    Boot,
+    /// The creation date (the age column sorts the same way, reversed).
+    Created,
+}
+
+impl SortBy {
+    /// The column's header.
+    fn header(self) -> &'static str {
+        match self {
+            SortBy::Name => "Name",
+            SortBy::Zone => "Zone",
+            SortBy::Size => "Size",
+            SortBy::Boot => "Boot",
+            SortBy::Created => "Created",
+        }
+    }
+}
+
 /// The place's state.
 #[derive(Debug)]
 pub struct TemplatesPanel {
+    /// The column the table is sorted by, and whether descending.
+    pub sort: (SortBy, bool),
     /// The profile to use (`None`: the environment, else the default profile).
     pub profile: Option<String>,
     /// One zone, or every zone.
@@ -38,6 +69,8 @@ pub struct TemplatesPanel {
 impl Default for TemplatesPanel {
     fn default() -> Self {
         Self {
+            // Newest first, as listed.
+            sort: (SortBy::Created, true),
             profile: None,
             zone: None,
             stale_after_days: crate::cli::templates::list::DEFAULT_STALE_AFTER_DAYS,
@@ -145,11 +178,12 @@ pub fn templates_ui(
         ui.colored_label(palette.fail, error);
     }
     let needle = panel.filter.to_lowercase();
-    let shown: Vec<_> = listing
+    let mut shown: Vec<_> = listing
         .templates
         .iter()
         .filter(|t| needle.is_empty() || t.template.display_name().to_lowercase().contains(&needle))
         .collect();
+    sort_templates(&mut shown, panel.sort);
     let stale_count = shown
         .iter()
         .filter(|t| {
@@ -167,9 +201,52 @@ pub fn templates_ui(
         .striped(true)
         .spacing([theme::GAP * 2.0, theme::GAP / 2.0])
         .show(ui, |ui| {
-            for header in ["Name", "Zone", "Size", "Boot", "Created", "Age", ""] {
-                ui.strong(header);
+            for column in [
+                SortBy::Name,
+                SortBy::Zone,
+                SortBy::Size,
+                SortBy::Boot,
+                SortBy::Created,
+            ] {
+                let (by, descending) = panel.sort;
+                let sorted = (by == column).then_some(descending);
+                let header = ui
+                    .horizontal(|ui| {
+                        let button = ui
+                            .add(
+                                egui::Button::new(egui::RichText::new(column.header()).strong())
+                                    .frame(false),
+                            )
+                            .on_hover_text(format!("Sort by {}", column.header().to_lowercase()));
+                        if let Some(descending) = sorted {
+                            sort_mark_ui(ui, descending);
+                        }
+                        button
+                    })
+                    .inner;
+                header.widget_info(|| {
+                    let state = match sorted {
+                        Some(false) => " (sorted ascending)",
+                        Some(true) => " (sorted descending)",
+                        None => "",
+                    };
+                    egui::WidgetInfo::labeled(
+                        egui::Role::Button,
+                        true,
+                        format!("{}{state}", column.header()),
+                    )
+                });
+                if header.clicked() {
+                    panel.sort = if by == column {
+                        (column, !descending)
+                    } else {
+                        // Dates newest first; the rest from A or the smallest.
+                        (column, column == SortBy::Created)
+                    };
+                }
             }
+            ui.strong("Age");
+            ui.label("");
             ui.end_row();
             for t in &shown {
                 let name = t.template.display_name().to_string();
@@ -262,4 +339,111 @@ pub fn templates_ui(
         panel.busy = true;
     }
     request
+}
+
+/// A small triangle after a sorted column's header: up for ascending, down for descending
+/// (painted: the bundled fonts have no arrow glyphs).
+fn sort_mark_ui(ui: &mut egui::Ui, descending: bool) {
+    let size = egui::vec2(8.0, ui.text_style_height(&egui::TextStyle::Body));
+    let (rect, _) = ui.allocate_exact_size(size, egui::Sense::hover());
+    let c = rect.center();
+    let (h, w) = (3.0, 4.0);
+    let points = if descending {
+        vec![
+            egui::pos2(c.x - w, c.y - h),
+            egui::pos2(c.x + w, c.y - h),
+            egui::pos2(c.x, c.y + h),
+        ]
+    } else {
+        vec![
+            egui::pos2(c.x - w, c.y + h),
+            egui::pos2(c.x + w, c.y + h),
+            egui::pos2(c.x, c.y - h),
+        ]
+    };
+    let colour = ui.visuals().strong_text_color();
+    ui.painter().add(egui::Shape::convex_polygon(
+        points,
+        colour,
+        egui::Stroke::NONE,
+    ));
+}
+
+/// Sorts the listed templates by `by`, descending or not; ties keep a stable order by
+/// creation date, then zone, then id, so a refresh never shuffles equal rows.
+pub fn sort_templates(
+    templates: &mut [&super::templates::Listed],
+    (by, descending): (SortBy, bool),
+) {
+    templates.sort_by(|a, b| {
+        let (ta, tb) = (&a.template, &b.template);
+        let primary = match by {
+            SortBy::Name => ta
+                .display_name()
+                .to_lowercase()
+                .cmp(&tb.display_name().to_lowercase()),
+            SortBy::Zone => a.zone.cmp(&b.zone),
+            SortBy::Size => ta.size.cmp(&tb.size),
+            SortBy::Boot => ta.boot_mode.cmp(&tb.boot_mode),
+            SortBy::Created => ta.created().cmp(&tb.created()),
+        };
+        let primary = if descending {
+            primary.reverse()
+        } else {
+            primary
+        };
+        primary
+            .then_with(|| tb.created().cmp(&ta.created()))
+            .then_with(|| a.zone.cmp(&b.zone))
+            .then_with(|| ta.id.cmp(&tb.id))
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::templates::Listed;
+    use super::*;
+    use crate::exoscale::model::Template;
+
+    fn listed(zone: &str, name: &str, size: u64, created: &str) -> Listed {
+        Listed {
+            zone: zone.into(),
+            template: Template {
+                id: format!("{zone}-{name}"),
+                name: Some(name.into()),
+                size: Some(size),
+                created_at: Some(created.into()),
+                ..Template::default()
+            },
+        }
+    }
+
+    fn names(rows: &[&Listed]) -> Vec<String> {
+        rows.iter()
+            .map(|t| t.template.display_name().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn every_column_sorts_both_ways_with_a_stable_tie_order() {
+        let all = [
+            listed("de-fra-1", "b", 20, "2026-01-02T00:00:00Z"),
+            listed("at-vie-1", "A", 10, "2026-03-01T00:00:00Z"),
+            listed("ch-gva-2", "c", 10, "2026-02-01T00:00:00Z"),
+        ];
+        let mut rows: Vec<&Listed> = all.iter().collect();
+        sort_templates(&mut rows, (SortBy::Name, false));
+        assert_eq!(names(&rows), ["A", "b", "c"], "names ignore case");
+        sort_templates(&mut rows, (SortBy::Name, true));
+        assert_eq!(names(&rows), ["c", "b", "A"]);
+        sort_templates(&mut rows, (SortBy::Created, true));
+        assert_eq!(names(&rows), ["A", "c", "b"], "newest first");
+        sort_templates(&mut rows, (SortBy::Zone, false));
+        assert_eq!(names(&rows), ["A", "c", "b"]);
+        // Equal sizes: the newer one first, whichever way the column goes.
+        sort_templates(&mut rows, (SortBy::Size, false));
+        assert_eq!(names(&rows), ["A", "c", "b"]);
+        sort_templates(&mut rows, (SortBy::Size, true));
+        assert_eq!(names(&rows), ["b", "A", "c"]);
+    }
 }
