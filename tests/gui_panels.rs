@@ -485,6 +485,11 @@ fn choose_fill_start_progress_done_artifact() {
     assert_eq!(state.console.len(), 50);
     // The Output tab lists the provisioner's lines.
     harness.get_by_label("provisioner line 49");
+    // The registered template, and the way to it.
+    harness.get_by_label(&format!("Template in ch-gva-2: {TEMPLATE_ID}"));
+    harness.get_by_label("Open in Templates").click();
+    harness.run();
+    assert_eq!(harness.state().place(), Place::Templates);
 }
 
 /// Records notifications instead of showing them.
@@ -763,8 +768,14 @@ fn the_log_views_search_step_through_matches_and_copy_all() {
     });
     harness.run();
 
-    // "line 4" is in "provisioner line 4" and "… 40" to "… 49".
-    type_into(&mut harness, Role::TextInput, "Search", "line 4");
+    // Ctrl+F goes to the search field. "line 4" is in "provisioner line 4" and "… 40" to
+    // "… 49".
+    harness.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::F);
+    harness.run();
+    harness
+        .get_by_role_and_label(Role::TextInput, "Search")
+        .type_text("line 4");
+    harness.run();
     harness.get_by_label("1 / 11");
     harness.get_by_label("Next").click();
     harness.run();
@@ -886,6 +897,33 @@ fn a_failure_shows_its_error_card_with_the_last_console_lines() {
             .is_none()
     );
     harness.get_by_label("failed: provisioner: install.sh exited with status 100");
+
+    // Build again: the same recipe and values, in a new tab; the failed one stays.
+    let first = setup
+        .received
+        .lock()
+        .unwrap()
+        .take()
+        .expect("the engine ran");
+    harness.get_by_label("Build again").click();
+    step_until(&mut harness, "the second run", |app| {
+        app.build_states().len() == 2
+    });
+    assert_eq!(harness.state().shown_build_tab(), Some(1));
+    let again = setup.received.lock().unwrap().take().expect("it ran again");
+    assert_eq!(again.1.name, first.1.name);
+    let value = |r: &Recipe, n: &str| {
+        r.variables
+            .iter()
+            .find(|v| v.name == n)
+            .map(|v| v.value.clone())
+    };
+    assert_eq!(value(&again.0, "bucket"), Some("my-bucket".into()));
+    assert_eq!(value(&again.0, "bucket"), value(&first.0, "bucket"));
+    setup.gate.add_permits(1);
+    step_until(&mut harness, "the second run's end", |app| {
+        app.build_states().iter().all(|b| !b.is_running())
+    });
 }
 
 #[test]

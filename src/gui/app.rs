@@ -30,6 +30,7 @@ use super::templates;
 use super::templates_panel::{self, TemplatesPanel};
 use super::theme;
 use super::variables_panel;
+use crate::recipe::template::{Build, Recipe};
 
 /// How many recently opened files the Recipes panel remembers.
 const RECENT_MAX: usize = 8;
@@ -112,6 +113,8 @@ struct BuildTab {
     id: BuildId,
     state: BuildState,
     controls: BuildControls,
+    /// What it ran, for Build again (in memory only: values may be secrets).
+    ran: (Recipe, Build, Option<HistoryTarget>),
 }
 
 /// The kiln window.
@@ -722,9 +725,15 @@ impl KilnApp {
             db,
             recipe_path: open.path.clone(),
         });
+        self.launch(recipe, build, history);
+    }
+
+    /// Starts `build` of `recipe` in a new tab and shows it.
+    fn launch(&mut self, recipe: Recipe, build: Build, history: Option<HistoryTarget>) {
         let id = BuildId(self.next_build);
         self.next_build += 1;
         let state = BuildState::new(build.name.clone(), Instant::now());
+        let ran = (recipe.clone(), build.clone(), history.clone());
         let controls = engine::start(
             &self.runtime,
             self.engine.as_ref(),
@@ -738,10 +747,21 @@ impl KilnApp {
             id,
             state,
             controls,
+            ran,
         });
         self.close_oldest_ended_tabs();
         self.shown_build = Some(id);
         self.saved.place = Place::Build;
+    }
+
+    /// Runs build `id` again as it ran (recipe and values as then), in a new tab.
+    fn build_again(&mut self, id: BuildId) {
+        if self.close_after_builds {
+            return;
+        }
+        if let Some((recipe, build, history)) = self.tab(id).map(|t| t.ran.clone()) {
+            self.launch(recipe, build, history);
+        }
     }
 
     /// Keeps at most `BUILD_TABS_MAX` tabs by closing the oldest ended builds (running ones
@@ -1050,6 +1070,12 @@ impl eframe::App for KilnApp {
                     (Some(BuildAction::Continue), Some(id)) => self.continue_build(id),
                     (Some(BuildAction::OpenFolder(dir)), _) => {
                         self.build_notice = self.dialogs.open_folder(&dir).err();
+                    }
+                    (Some(BuildAction::Rebuild), Some(id)) => self.build_again(id),
+                    (Some(BuildAction::OpenTemplates), _) => {
+                        self.saved.place = Place::Templates;
+                        // Listed again: the build just registered new ones.
+                        self.templates_read = false;
                     }
                     _ => {}
                 }

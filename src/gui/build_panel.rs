@@ -32,6 +32,10 @@ pub enum BuildAction {
     Continue,
     /// Show this folder in the desktop's file manager (the logs, the artifact's folder).
     OpenFolder(PathBuf),
+    /// Run the same build again (same recipe, same values) in a new tab.
+    Rebuild,
+    /// Show the Templates place (after a build registered templates).
+    OpenTemplates,
 }
 
 /// What the user did with the build tabs this frame.
@@ -221,7 +225,9 @@ pub fn build_ui(
 
 /// The search field, the match count, previous/next.
 fn search_bar_ui(ui: &mut egui::Ui, search: &mut LogSearch) {
-    let label = ui.label("Search");
+    let find = egui::KeyboardShortcut::new(egui::Modifiers::COMMAND, egui::Key::F);
+    let focus = ui.input_mut(|i| i.consume_shortcut(&find));
+    let label = ui.label("Search").on_hover_text("Ctrl+F");
     let field = ui
         .add(
             egui::TextEdit::singleline(&mut search.query)
@@ -229,6 +235,9 @@ fn search_bar_ui(ui: &mut egui::Ui, search: &mut LogSearch) {
                 .desired_width(180.0),
         )
         .labelled_by(label.id);
+    if focus {
+        field.request_focus();
+    }
     if field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter)) {
         if ui.input(|i| i.modifiers.shift) {
             search.previous();
@@ -321,6 +330,13 @@ fn result_card_ui(ui: &mut egui::Ui, state: &BuildState) -> Option<BuildAction> 
                     {
                         action = Some(BuildAction::OpenFolder(report.log_dir.clone()));
                     }
+                    if ui
+                        .button("Build again")
+                        .on_hover_text("The same recipe with the same values, in a new tab")
+                        .clicked()
+                    {
+                        action = Some(BuildAction::Rebuild);
+                    }
                     if !state.console.is_empty() {
                         ui.label("Last console lines:");
                         let tail: Vec<&str> = state
@@ -340,6 +356,9 @@ fn result_card_ui(ui: &mut egui::Ui, state: &BuildState) -> Option<BuildAction> 
                 for c in &state.cleanups {
                     ui.label(format!("cleaned up: {c}"));
                 }
+                if ui.button("Build again").clicked() {
+                    action = Some(BuildAction::Rebuild);
+                }
             });
         }
         Some(Outcome::Done | Outcome::Skipped(_)) => {
@@ -358,14 +377,22 @@ fn result_card_ui(ui: &mut egui::Ui, state: &BuildState) -> Option<BuildAction> 
                         action = Some(BuildAction::OpenFolder(folder));
                     }
                 }
-                if let Some(report) = &state.report
-                    && folder_line_ui(
+                if let Some(report) = &state.report {
+                    for (zone, id) in &report.templates {
+                        ui.add(
+                            egui::Label::new(format!("Template in {zone}: {id}")).selectable(true),
+                        );
+                    }
+                    if !report.templates.is_empty() && ui.button("Open in Templates").clicked() {
+                        action = Some(BuildAction::OpenTemplates);
+                    }
+                    if folder_line_ui(
                         ui,
                         format!("Logs: {}", report.log_dir.display()),
                         "Open log folder",
-                    )
-                {
-                    action = Some(BuildAction::OpenFolder(report.log_dir.clone()));
+                    ) {
+                        action = Some(BuildAction::OpenFolder(report.log_dir.clone()));
+                    }
                 }
             });
         }
