@@ -1381,3 +1381,35 @@ fn the_history_place_reads_once_and_then_stays_idle() {
         "the idle History place asks for repaints"
     );
 }
+
+#[test]
+fn ended_build_tabs_beyond_eight_close_oldest_first() {
+    let (setup, mut harness) = setup(Ending::Failure);
+    choose_fill_and_start(&mut harness, &setup.recipes_dir);
+    setup.gate.add_permits(100);
+    step_until(&mut harness, "the first build's end", |app| {
+        app.build_states().iter().all(|b| !b.is_running())
+    });
+    let mut starts = vec![harness.state().build_states()[0].started];
+    for n in 2..=10 {
+        harness.get_by_label("Recipes").click();
+        harness.run();
+        harness.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::B);
+        step_until(&mut harness, "another build", |app| {
+            app.build_states().len() == n.min(8)
+                && app.build_states().iter().all(|b| !b.is_running())
+        });
+        starts.push(harness.state().build_states().last().unwrap().started);
+    }
+    // The ninth and tenth starts each closed the oldest ended tab: builds 3 to 10 are left.
+    let states = harness.state().build_states();
+    assert_eq!(states.len(), 8);
+    let left: Vec<_> = states.iter().map(|b| b.started).collect();
+    assert_eq!(left, starts[2..]);
+    assert_eq!(
+        harness.state().shown_build_tab(),
+        Some(7),
+        "the newest shows"
+    );
+    assert!(states.iter().all(|b| b.status_word() == "failed"));
+}
