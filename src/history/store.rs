@@ -12,6 +12,7 @@ use super::model::{
     ArtifactFile, BuildRecord, CheckRecord, Origin, RunOutcome, StepEnd, StepRecord, VarOrigin,
     VariableRecord,
 };
+use super::process::ProcessStamp;
 use super::schema::{self, Migrated};
 
 /// How long a write waits for another kiln's write before giving up.
@@ -45,6 +46,19 @@ fn millis(d: Duration) -> i64 {
 
 fn from_millis(ms: Option<i64>) -> Option<Duration> {
     ms.map(|ms| Duration::from_millis(ms.max(0) as u64))
+}
+
+/// The stamp stored with a build, when all of it is there.
+fn process_of(
+    pid: Option<i64>,
+    start: Option<i64>,
+    boot_id: Option<String>,
+) -> Option<ProcessStamp> {
+    Some(ProcessStamp {
+        pid: u32::try_from(pid?).ok()?,
+        start_ticks: u64::try_from(start?).ok()?,
+        boot_id: boot_id?,
+    })
 }
 
 fn path_text(p: &Path) -> String {
@@ -134,14 +148,17 @@ impl History {
         let tx = self.conn.transaction().map_err(sql)?;
         tx.execute(
             "INSERT INTO builds (id, recipe, title, build_name, origin, started_at, ended_at,
-                duration_ms, outcome, message, stopped_at, log_dir, warnings)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                duration_ms, outcome, message, stopped_at, log_dir, warnings, pid, pid_start,
+                boot_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
              ON CONFLICT (id) DO UPDATE SET recipe = excluded.recipe, title = excluded.title,
                 build_name = excluded.build_name, origin = excluded.origin,
                 started_at = excluded.started_at, ended_at = excluded.ended_at,
                 duration_ms = excluded.duration_ms, outcome = excluded.outcome,
                 message = excluded.message, stopped_at = excluded.stopped_at,
-                log_dir = excluded.log_dir, warnings = excluded.warnings",
+                log_dir = excluded.log_dir, warnings = excluded.warnings,
+                pid = excluded.pid, pid_start = excluded.pid_start,
+                boot_id = excluded.boot_id",
             params![
                 record.id,
                 path_text(&record.recipe),
@@ -156,6 +173,12 @@ impl History {
                 record.stopped_at,
                 record.log_dir.as_deref().map(path_text),
                 record.warnings,
+                record.process.as_ref().map(|p| p.pid),
+                record
+                    .process
+                    .as_ref()
+                    .map(|p| i64::try_from(p.start_ticks).unwrap_or(i64::MAX)),
+                record.process.as_ref().map(|p| p.boot_id.as_str()),
             ],
         )
         .map_err(sql)?;
@@ -228,13 +251,14 @@ impl History {
     }
 
     /// The `limit` most recent builds, newest first, with their steps, variables, artifacts,
-    /// templates and checks.
+    /// templates and checks. An unfinished build whose kiln is gone reads as
+    /// [`RunOutcome::Interrupted`]; the file is not changed (see [`BuildRecord::settle`]).
     pub fn recent(&self, limit: usize) -> Result<Vec<BuildRecord>, HistoryError> {
         let mut stmt = self
             .conn
             .prepare_cached(
                 "SELECT id, recipe, title, build_name, origin, started_at, ended_at, duration_ms,
-                    outcome, message, stopped_at, log_dir, warnings
+                    outcome, message, stopped_at, log_dir, warnings, pid, pid_start, boot_id
                  FROM builds ORDER BY started_at DESC, id DESC LIMIT ?1",
             )
             .map_err(|e| self.sql(e))?;
@@ -260,6 +284,7 @@ impl History {
                     artifacts: Vec::new(),
                     templates: Vec::new(),
                     checks: Vec::new(),
+                    process: process_of(r.get(13)?, r.get(14)?, r.get(15)?),
                 })
             })
             .map_err(|e| self.sql(e))?;
@@ -268,6 +293,7 @@ impl History {
             .map_err(|e| self.sql(e))?;
         for record in &mut out {
             self.load_parts(record).map_err(|e| self.sql(e))?;
+            record.settle();
         }
         Ok(out)
     }
@@ -335,5 +361,117 @@ impl History {
             })?
             .collect::<Result<_, _>>()?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A build as a real one leaves it: a few steps, variables and an artifact.
+    fn build(n: usize, outcome: RunOutcome, process: Option<ProcessStamp>) -> BuildRecord {
+        let started = DateTime::<Utc>::UNIX_EPOCH + chrono::Duration::seconds(n as i64);
+        BuildRecord {
+            id: None,
+            recipe: PathBuf::from(format!("/r/recipe-{n}.json")),
+            title: Some("History test".into()),
+            build_name: "vm".into(),
+            origin: Origin::Cli,
+            started,
+            ended: (outcome != RunOutcome::Unfinished).then_some(started),
+            duration: Some(Duration::from_secs(60)),
+            outcome,
+            stopped_at: None,
+            log_dir: Some(PathBuf::from(format!("/logs/{n}"))),
+            steps: [
+                "Base image",
+                "Disk",
+                "Seed",
+                "Boot",
+                "Provision",
+                "Shut down",
+            ]
+            .iter()
+            .map(|name| StepRecord {
+                name: (*name).into(),
+                end: StepEnd::Done,
+                detail: None,
+                duration: Some(Duration::from_secs(10)),
+            })
+            .collect(),
+            variables: ["bucket", "zone", "memory", "api_secret"]
+                .iter()
+                .map(|name| VariableRecord {
+                    name: (*name).into(),
+                    value: Some("value".into()),
+                    sensitive: *name == "api_secret",
+                    origin: VarOrigin::Given,
+                })
+                .collect(),
+            artifacts: vec![ArtifactFile {
+                producer: "qemu".into(),
+                path: PathBuf::from(format!("/out/{n}/disk.qcow2")),
+            }],
+            templates: vec![("ch-gva-2".into(), format!("tpl-{n}"))],
+            checks: vec![CheckRecord {
+                name: "boots".into(),
+                passed: true,
+                detail: "ok".into(),
+            }],
+            warnings: 0,
+            process,
+        }
+    }
+
+    /// A stamp of a process that certainly ended: a child that was started and reaped.
+    fn ended_process() -> ProcessStamp {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let stamp = ProcessStamp::read(Path::new("/proc"), child.id()).unwrap();
+        child.wait().unwrap();
+        stamp
+    }
+
+    fn count(history: &History, sql: &str) -> i64 {
+        history.conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    #[test]
+    fn an_unfinished_build_whose_kiln_is_gone_reads_as_interrupted_and_is_not_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history.sqlite");
+        let mut history = History::open(&path).unwrap();
+        let mut running = build(1, RunOutcome::Unfinished, ProcessStamp::current());
+        running.steps[2].end = StepEnd::Interrupted;
+        history.save(&mut running).unwrap();
+        let mut killed = build(2, RunOutcome::Unfinished, Some(ended_process()));
+        killed.steps[3].end = StepEnd::Interrupted;
+        history.save(&mut killed).unwrap();
+        let mut legacy = build(3, RunOutcome::Unfinished, None);
+        history.save(&mut legacy).unwrap();
+        drop(history);
+
+        let history = History::open(&path).unwrap();
+        let listed = history.recent(10).unwrap();
+        let outcome = |id| {
+            listed
+                .iter()
+                .find(|r| r.id == id)
+                .map(|r| r.outcome.clone())
+                .unwrap()
+        };
+        assert_eq!(outcome(running.id), RunOutcome::Unfinished, "still running");
+        assert_eq!(outcome(killed.id), RunOutcome::Interrupted);
+        assert_eq!(outcome(legacy.id), RunOutcome::Unfinished, "cannot tell");
+        let read_killed = listed.iter().find(|r| r.id == killed.id).unwrap();
+        assert_eq!(read_killed.running_step(), Some("Boot"));
+        assert_eq!(read_killed.process, killed.process, "the stamp round-trips");
+        assert_eq!(
+            count(
+                &history,
+                "SELECT count(*) FROM builds WHERE outcome = 'unfinished'"
+            ),
+            3,
+            "reading changes nothing in the file"
+        );
     }
 }
