@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, TransactionBehavior, params};
 
 use super::HistoryError;
 use super::model::{
@@ -17,6 +17,12 @@ use super::schema::{self, Migrated};
 
 /// How long a write waits for another kiln's write before giving up.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How many builds the history keeps: after each recorded build, older ended ones go.
+pub const DEFAULT_KEEP: usize = 1000;
+
+/// The tables that hold a build's parts, each with a `build_id` column.
+const PART_TABLES: [&str; 5] = ["steps", "variables", "artifacts", "templates", "checks"];
 
 /// An open history file.
 pub struct History {
@@ -185,7 +191,7 @@ impl History {
         let id = match record.id {
             None => tx.last_insert_rowid(),
             Some(id) => {
-                for table in ["steps", "variables", "artifacts", "templates", "checks"] {
+                for table in PART_TABLES {
                     tx.execute(&format!("DELETE FROM {table} WHERE build_id = ?1"), [id])
                         .map_err(sql)?;
                 }
@@ -248,6 +254,55 @@ impl History {
         tx.commit().map_err(sql)?;
         record.id = Some(id);
         Ok(id)
+    }
+
+    /// Deletes the builds beyond the newest `keep`, with their steps, variables, artifacts,
+    /// templates and checks, in one transaction. Only ended and interrupted builds go: one
+    /// whose kiln may still run it is kept, however old. Returns how many were deleted.
+    pub fn prune(&mut self, keep: usize) -> Result<usize, HistoryError> {
+        let path = self.path.clone();
+        let sql = |e| HistoryError::sql(&path, e);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql)?;
+        let doomed = {
+            let mut stmt = tx
+                .prepare(
+                    "SELECT id, outcome, pid, pid_start, boot_id FROM builds
+                     ORDER BY started_at DESC, id DESC LIMIT -1 OFFSET ?1",
+                )
+                .map_err(sql)?;
+            let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+            let rows = stmt
+                .query_map([keep], |r| {
+                    let outcome = RunOutcome::parse(&r.get::<_, String>(1)?, None);
+                    let process = process_of(r.get(2)?, r.get(3)?, r.get(4)?);
+                    Ok((r.get::<_, i64>(0)?, outcome, process))
+                })
+                .map_err(sql)?;
+            let mut doomed = Vec::new();
+            for row in rows {
+                let (id, outcome, process) = row.map_err(sql)?;
+                let may_run = outcome == RunOutcome::Unfinished
+                    && !process.as_ref().is_some_and(ProcessStamp::is_gone);
+                if !may_run {
+                    doomed.push(id);
+                }
+            }
+            doomed
+        };
+        for table in PART_TABLES.iter().chain(&["builds"]) {
+            let column = if *table == "builds" { "id" } else { "build_id" };
+            let mut stmt = tx
+                .prepare(&format!("DELETE FROM {table} WHERE {column} = ?1"))
+                .map_err(sql)?;
+            for id in &doomed {
+                stmt.execute([id]).map_err(sql)?;
+            }
+        }
+        tx.commit().map_err(sql)?;
+        Ok(doomed.len())
     }
 
     /// The `limit` most recent builds, newest first, with their steps, variables, artifacts,
@@ -472,6 +527,130 @@ mod tests {
             ),
             3,
             "reading changes nothing in the file"
+        );
+    }
+
+    #[test]
+    fn pruning_keeps_the_newest_and_every_build_that_may_still_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history.sqlite");
+        let mut history = History::open(&path).unwrap();
+        // Oldest first: a running build, an interrupted one, an old kiln's unfinished one,
+        // a failed one, then 6 done.
+        let mut ids = Vec::new();
+        let mut oldest = vec![
+            build(0, RunOutcome::Unfinished, ProcessStamp::current()),
+            build(1, RunOutcome::Unfinished, Some(ended_process())),
+            build(2, RunOutcome::Unfinished, None),
+            build(3, RunOutcome::Failed("x".into()), None),
+        ];
+        oldest.extend((4..10).map(|n| build(n, RunOutcome::Done, None)));
+        for mut record in oldest {
+            ids.push(history.save(&mut record).unwrap());
+        }
+
+        assert_eq!(history.prune(3).unwrap(), 5, "interrupted, failed, 3 done");
+        let left: Vec<i64> = history
+            .recent(100)
+            .unwrap()
+            .iter()
+            .filter_map(|r| r.id)
+            .collect();
+        assert_eq!(left, [ids[9], ids[8], ids[7], ids[2], ids[0]]);
+        for table in PART_TABLES {
+            let orphans = count(
+                &history,
+                &format!(
+                    "SELECT count(*) FROM {table} WHERE build_id NOT IN (SELECT id FROM builds)"
+                ),
+            );
+            assert_eq!(orphans, 0, "{table} keeps rows of deleted builds");
+            let kept = count(
+                &history,
+                &format!("SELECT count(DISTINCT build_id) FROM {table}"),
+            );
+            assert_eq!(kept, 5, "{table} lost rows of kept builds");
+        }
+        assert_eq!(history.prune(3).unwrap(), 0, "nothing more to do");
+        assert_eq!(history.prune(usize::MAX).unwrap(), 0);
+    }
+
+    /// `n` done builds, the oldest first, written fast (no fsync: a test file).
+    fn filled(path: &Path, n: usize) -> History {
+        let mut history = History::open(path).unwrap();
+        history
+            .conn
+            .pragma_update(None, "synchronous", "OFF")
+            .unwrap();
+        for i in 0..n {
+            history
+                .save(&mut build(i, RunOutcome::Done, None))
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        history
+    }
+
+    fn has_recipe(history: &History, n: usize) -> bool {
+        let sql = format!("SELECT count(*) FROM builds WHERE recipe = '/r/recipe-{n}.json'");
+        count(history, &sql) == 1
+    }
+
+    #[test]
+    fn recording_a_build_prunes_beyond_the_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history.sqlite");
+        drop(filled(&path, DEFAULT_KEEP + 5));
+        let (recording, warn) = super::super::recording::tests::recording(&path);
+        assert_eq!(warn, None);
+        let (record, warn) = recording.finish(&super::super::record::tests::report(
+            crate::build::event::Outcome::Done,
+        ));
+        assert_eq!(warn, None);
+        let history = History::open(&path).unwrap();
+        assert_eq!(
+            count(&history, "SELECT count(*) FROM builds"),
+            DEFAULT_KEEP as i64
+        );
+        // The 6 oldest went; the 7th oldest and the new build stayed.
+        assert!(!has_recipe(&history, 5));
+        assert!(has_recipe(&history, 6));
+        assert_eq!(history.recent(1).unwrap()[0].id, record.id);
+    }
+
+    /// The cost of pruning a 1,000-build history, printed (a measurement, not a check of
+    /// speed): `cargo test --lib history::store::tests::prune_cost -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a measurement; run it on its own"]
+    fn prune_cost() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history.sqlite");
+        let mut history = filled(&path, DEFAULT_KEEP);
+        // Normal synchronous writes again, as kiln uses the file.
+        history
+            .conn
+            .pragma_update(None, "synchronous", "FULL")
+            .unwrap();
+        let clock = std::time::Instant::now();
+        assert_eq!(history.prune(DEFAULT_KEEP).unwrap(), 0);
+        let nothing = clock.elapsed();
+        history
+            .save(&mut build(DEFAULT_KEEP, RunOutcome::Done, None))
+            .unwrap();
+        let clock = std::time::Instant::now();
+        assert_eq!(history.prune(DEFAULT_KEEP).unwrap(), 1);
+        let one = clock.elapsed();
+        drop(history);
+        let mut history = filled(&dir.path().join("double.sqlite"), 2 * DEFAULT_KEEP);
+        history
+            .conn
+            .pragma_update(None, "synchronous", "FULL")
+            .unwrap();
+        let clock = std::time::Instant::now();
+        assert_eq!(history.prune(DEFAULT_KEEP).unwrap(), DEFAULT_KEEP);
+        let thousand = clock.elapsed();
+        println!(
+            "prune of a {DEFAULT_KEEP}-build history: nothing to delete {nothing:?}, \
+             1 build over {one:?}, {DEFAULT_KEEP} builds over {thousand:?}"
         );
     }
 }
