@@ -1004,6 +1004,10 @@ fn a_build_whose_kiln_was_killed_shows_as_interrupted() {
             .unwrap()
             .trim()
             .into(),
+        host: std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .unwrap()
+            .trim()
+            .into(),
     });
     kiln::history::recording::begin(&setup.history, &record).unwrap();
 

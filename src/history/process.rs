@@ -1,12 +1,13 @@
 //! Which process recorded a build, told apart from a later process that got the same pid.
 //!
 //! A stamp holds the pid, the process's start time (field 22 of `/proc/<pid>/stat`, clock
-//! ticks after boot) and the boot's id (`/proc/sys/kernel/random/boot_id`). The process is
-//! gone when the boot changed (a reboot or a power loss ends every process from before it),
-//! when no process has the pid, when the process with that pid started at another time (the
+//! ticks after boot), the boot's id (`/proc/sys/kernel/random/boot_id`) and the host name.
+//! The process is gone when this machine booted since (a reboot or a power loss ends every
+//! process from before it), when no process has the pid, when the process with that pid started at another time (the
 //! pid was reused), or when it is a zombie (killed, not yet reaped). When kiln cannot tell
-//! (no `/proc`), the process counts as running: a build is never called interrupted on a
-//! guess.
+//! (no `/proc`, or another boot under another host name: a machine sharing the history
+//! file, whose processes kiln cannot see), the process counts as running: a build is never
+//! called interrupted on a guess.
 
 use std::path::Path;
 
@@ -19,6 +20,8 @@ pub struct ProcessStamp {
     pub start_ticks: u64,
     /// The id of the boot it ran in.
     pub boot_id: String,
+    /// The machine's host name then.
+    pub host: String,
 }
 
 /// Where Linux shows its processes.
@@ -50,10 +53,15 @@ fn read_stat(proc_root: &Path, pid: u32) -> Option<Stat> {
     parse_stat(&line)
 }
 
+/// A one-line file of `/proc/sys/kernel`, trimmed (`None` when missing or empty).
+fn read_kernel(proc_root: &Path, name: &str) -> Option<String> {
+    let text = std::fs::read_to_string(proc_root.join("sys/kernel").join(name)).ok()?;
+    let text = text.trim();
+    (!text.is_empty()).then(|| text.to_string())
+}
+
 fn read_boot_id(proc_root: &Path) -> Option<String> {
-    let id = std::fs::read_to_string(proc_root.join("sys/kernel/random/boot_id")).ok()?;
-    let id = id.trim();
-    (!id.is_empty()).then(|| id.to_string())
+    read_kernel(proc_root, "random/boot_id")
 }
 
 impl ProcessStamp {
@@ -69,6 +77,7 @@ impl ProcessStamp {
             pid,
             start_ticks: stat.start_ticks,
             boot_id: read_boot_id(proc_root)?,
+            host: read_kernel(proc_root, "hostname").unwrap_or_default(),
         })
     }
 
@@ -83,7 +92,8 @@ impl ProcessStamp {
             return false; // cannot tell
         };
         if boot_id != self.boot_id {
-            return true;
+            // This machine booted since; or it is another machine, which kiln cannot see.
+            return read_kernel(proc_root, "hostname").unwrap_or_default() == self.host;
         }
         match read_stat(proc_root, self.pid) {
             // `/proc` is there (the boot id was read): no such process.
@@ -107,12 +117,14 @@ mod tests {
         )
     }
 
-    /// A fake `/proc` with a boot id and the given processes (pid, state, start time).
+    /// A fake `/proc` of host `vm` with a boot id and the given processes (pid, state,
+    /// start time).
     fn fake_proc(boot_id: &str, processes: &[(u32, char, u64)]) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         let random = dir.path().join("sys/kernel/random");
         std::fs::create_dir_all(&random).unwrap();
         std::fs::write(random.join("boot_id"), format!("{boot_id}\n")).unwrap();
+        std::fs::write(dir.path().join("sys/kernel/hostname"), "vm\n").unwrap();
         for (pid, state, start) in processes {
             let p = dir.path().join(pid.to_string());
             std::fs::create_dir_all(&p).unwrap();
@@ -126,6 +138,7 @@ mod tests {
             pid,
             start_ticks,
             boot_id: boot_id.into(),
+            host: "vm".into(),
         }
     }
 
@@ -187,6 +200,14 @@ mod tests {
         assert!(
             stamp(1, 1, "boot-b").is_gone_in(proc.path()),
             "the machine restarted: same pid and start time mean nothing"
+        );
+        let elsewhere = ProcessStamp {
+            host: "other-machine".into(),
+            ..stamp(1, 1, "boot-b")
+        };
+        assert!(
+            !elsewhere.is_gone_in(proc.path()),
+            "another machine sharing the file: kiln cannot tell"
         );
     }
 

@@ -66,12 +66,14 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (build_id, position)
     );
     "#,
-    // 2: the process that records a build, so a build whose kiln was killed reads as
-    // interrupted (see `process`). Rows from before stay without one.
+    // 2: the process that records a build (pid, start time, boot id, host name), so a build
+    // whose kiln was killed reads as interrupted (see `process`). Rows from before stay
+    // without one.
     r#"
     ALTER TABLE builds ADD COLUMN pid INTEGER;
     ALTER TABLE builds ADD COLUMN pid_start INTEGER;
     ALTER TABLE builds ADD COLUMN boot_id TEXT;
+    ALTER TABLE builds ADD COLUMN host TEXT;
     "#,
 ];
 

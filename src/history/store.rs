@@ -59,11 +59,13 @@ fn process_of(
     pid: Option<i64>,
     start: Option<i64>,
     boot_id: Option<String>,
+    host: Option<String>,
 ) -> Option<ProcessStamp> {
     Some(ProcessStamp {
         pid: u32::try_from(pid?).ok()?,
         start_ticks: u64::try_from(start?).ok()?,
         boot_id: boot_id?,
+        host: host?,
     })
 }
 
@@ -155,8 +157,9 @@ impl History {
         tx.execute(
             "INSERT INTO builds (id, recipe, title, build_name, origin, started_at, ended_at,
                 duration_ms, outcome, message, stopped_at, log_dir, warnings, pid, pid_start,
-                boot_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+                boot_id, host)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                ?17)
              ON CONFLICT (id) DO UPDATE SET recipe = excluded.recipe, title = excluded.title,
                 build_name = excluded.build_name, origin = excluded.origin,
                 started_at = excluded.started_at, ended_at = excluded.ended_at,
@@ -164,7 +167,7 @@ impl History {
                 message = excluded.message, stopped_at = excluded.stopped_at,
                 log_dir = excluded.log_dir, warnings = excluded.warnings,
                 pid = excluded.pid, pid_start = excluded.pid_start,
-                boot_id = excluded.boot_id",
+                boot_id = excluded.boot_id, host = excluded.host",
             params![
                 record.id,
                 path_text(&record.recipe),
@@ -185,6 +188,7 @@ impl History {
                     .as_ref()
                     .map(|p| i64::try_from(p.start_ticks).unwrap_or(i64::MAX)),
                 record.process.as_ref().map(|p| p.boot_id.as_str()),
+                record.process.as_ref().map(|p| p.host.as_str()),
             ],
         )
         .map_err(sql)?;
@@ -269,7 +273,7 @@ impl History {
         let doomed = {
             let mut stmt = tx
                 .prepare(
-                    "SELECT id, outcome, pid, pid_start, boot_id FROM builds
+                    "SELECT id, outcome, pid, pid_start, boot_id, host FROM builds
                      ORDER BY started_at DESC, id DESC LIMIT -1 OFFSET ?1",
                 )
                 .map_err(sql)?;
@@ -277,7 +281,7 @@ impl History {
             let rows = stmt
                 .query_map([keep], |r| {
                     let outcome = RunOutcome::parse(&r.get::<_, String>(1)?, None);
-                    let process = process_of(r.get(2)?, r.get(3)?, r.get(4)?);
+                    let process = process_of(r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?);
                     Ok((r.get::<_, i64>(0)?, outcome, process))
                 })
                 .map_err(sql)?;
@@ -313,7 +317,8 @@ impl History {
             .conn
             .prepare_cached(
                 "SELECT id, recipe, title, build_name, origin, started_at, ended_at, duration_ms,
-                    outcome, message, stopped_at, log_dir, warnings, pid, pid_start, boot_id
+                    outcome, message, stopped_at, log_dir, warnings, pid, pid_start, boot_id,
+                    host
                  FROM builds ORDER BY started_at DESC, id DESC LIMIT ?1",
             )
             .map_err(|e| self.sql(e))?;
@@ -339,7 +344,7 @@ impl History {
                     artifacts: Vec::new(),
                     templates: Vec::new(),
                     checks: Vec::new(),
-                    process: process_of(r.get(13)?, r.get(14)?, r.get(15)?),
+                    process: process_of(r.get(13)?, r.get(14)?, r.get(15)?, r.get(16)?),
                 })
             })
             .map_err(|e| self.sql(e))?;
