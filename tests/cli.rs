@@ -543,3 +543,102 @@ fn force_empties_the_output_directory_but_never_one_a_running_build_holds() {
     assert!(said.contains("exists and is not empty"), "{said}");
     assert_eq!(std::fs::read(out.join("keep.txt")).unwrap(), b"mine");
 }
+
+/// `kiln` in `dir` (as [`kiln_in`] sets it up) as a child that keeps running.
+fn spawn_kiln_in(dir: &Path, args: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .current_dir(dir)
+        .env("XDG_DATA_HOME", dir.join("data"))
+        .env("XDG_STATE_HOME", dir.join("state"))
+        .env("XDG_CACHE_HOME", dir.join("cache"))
+        .env("CI", "true")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("kiln starts")
+}
+
+/// The builds `kiln history --json` lists in `dir`.
+fn history_json(dir: &Path) -> Vec<serde_json::Value> {
+    let out = kiln_in(dir, &["history", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    match serde_json::from_slice(&out.stdout).expect("JSON") {
+        serde_json::Value::Array(builds) => builds,
+        other => panic!("not a list: {other}"),
+    }
+}
+
+#[test]
+fn a_killed_kiln_build_is_listed_as_interrupted() {
+    // A server that takes connections and never answers: the base image's download waits,
+    // so the build stays busy until it is killed.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "http://{}/debian-12-genericcloud-amd64.qcow2",
+        silent.local_addr().unwrap()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    write_temp(
+        dir.path(),
+        "busy.json",
+        &format!(
+            r#"{{
+  "builders": [{{
+    "type": "qemu",
+    "name": "busy-vm",
+    "iso_url": "{url}",
+    "iso_checksum": "none",
+    "disk_image": true,
+    "output_directory": "out",
+    "ssh_username": "debian"
+  }}]
+}}"#
+        ),
+    );
+    let mut kiln = spawn_kiln_in(dir.path(), &["build", "busy.json"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let running = loop {
+        if let Some(b) = history_json(dir.path()).into_iter().next() {
+            break b;
+        }
+        assert!(
+            kiln.try_wait().unwrap().is_none(),
+            "kiln ended before its build was recorded"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the build was not recorded within 30 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(running["outcome"], "unfinished", "{running}");
+    assert!(
+        kiln.try_wait().unwrap().is_none(),
+        "the build is still busy"
+    );
+    let list = kiln_in(dir.path(), &["history"]);
+    assert!(
+        text(&list.stdout).contains("unfinished"),
+        "{}",
+        text(&list.stdout)
+    );
+
+    kiln.kill().unwrap(); // SIGKILL: no cleanup, no last write to the history
+    kiln.wait().unwrap();
+
+    let builds = history_json(dir.path());
+    assert_eq!(builds.len(), 1);
+    assert_eq!(builds[0]["outcome"], "interrupted", "{}", builds[0]);
+    assert_eq!(builds[0]["build"], "busy-vm");
+    let list = kiln_in(dir.path(), &["history"]);
+    let stdout = text(&list.stdout);
+    assert_eq!(list.status.code(), Some(0), "{}", text(&list.stderr));
+    assert!(stdout.contains("interrupted"), "{stdout}");
+    assert!(
+        stdout.contains("the kiln running it stopped (killed or crashed)"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("unfinished"), "{stdout}");
+}

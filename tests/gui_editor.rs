@@ -561,3 +561,79 @@ fn closing_the_window_with_unsaved_changes_asks_first() {
     // Discarded: the file is as it was.
     assert_eq!(std::fs::read_to_string(&setup.recipe).unwrap(), RECIPE);
 }
+
+/// The window gains focus (as when the user comes back from another editor), one frame.
+fn focus_back(harness: &mut Harness<'_, KilnApp>) {
+    harness
+        .input_mut()
+        .events
+        .push(egui::Event::WindowFocused(true));
+    harness.run();
+}
+
+#[test]
+fn a_change_on_disk_reloads_a_recipe_without_unsaved_edits() {
+    let (setup, mut harness) = setup();
+    harness.run();
+    tab(&mut harness, "JSON");
+    let theirs = RECIPE.replace("Edit test", "Changed elsewhere");
+    std::fs::write(&setup.recipe, &theirs).unwrap();
+    focus_back(&mut harness);
+    assert_eq!(editor_text(&harness), theirs);
+    harness.get_by_label_contains("edit-me.json changed on disk: reloaded");
+    assert!(harness.query_by_label("Reload from disk").is_none());
+    // What depends on the file follows it: the Recipe tab shows the new value.
+    tab(&mut harness, "Recipe");
+    assert_eq!(
+        harness
+            .get_by_role_and_label(Role::TextInput, "Template name")
+            .value()
+            .as_deref(),
+        Some("Changed elsewhere")
+    );
+}
+
+#[test]
+fn a_change_on_disk_under_unsaved_edits_asks_right_away() {
+    let (setup, mut harness) = setup();
+    harness.run();
+    tab(&mut harness, "Recipe");
+    retype(&mut harness, Role::TextInput, "Template name", "Mine");
+    let theirs = RECIPE.replace("Edit test", "Theirs");
+    std::fs::write(&setup.recipe, &theirs).unwrap();
+    focus_back(&mut harness);
+    // Asked before any save: the card with the three choices, the edits kept.
+    harness.get_by_label_contains("changed on disk since kiln opened it. Nothing was saved.");
+    assert!(editor_text(&harness).contains("\"template_name\": \"Mine\""));
+    assert_eq!(std::fs::read_to_string(&setup.recipe).unwrap(), theirs);
+    harness.get_by_label("Keep editing").click();
+    harness.run();
+    focus_back(&mut harness);
+    assert!(
+        harness.query_by_label("Keep editing").is_none(),
+        "the same change is not asked about twice"
+    );
+    harness.get_by_label("Save").click();
+    harness.run();
+    harness.get_by_label("Reload from disk").click();
+    harness.run();
+    assert_eq!(editor_text(&harness), theirs);
+}
+
+#[test]
+fn a_recipe_deleted_on_disk_is_reported_within_two_seconds_of_frames() {
+    let (setup, mut harness) = setup();
+    harness.run();
+    std::fs::remove_file(&setup.recipe).unwrap();
+    // No focus change: a frame drawn anyway (the pointer moves) after the interval looks.
+    std::thread::sleep(
+        kiln::gui::editor::watch::CHECK_EVERY + std::time::Duration::from_millis(100),
+    );
+    harness.hover_at(egui::pos2(600.0, 450.0));
+    harness.run();
+    harness.get_by_label_contains("was deleted or cannot be read since kiln opened it");
+    // Overwrite writes the text back.
+    harness.get_by_label("Overwrite with my version").click();
+    harness.run();
+    assert_eq!(std::fs::read_to_string(&setup.recipe).unwrap(), RECIPE);
+}

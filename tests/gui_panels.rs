@@ -1413,3 +1413,58 @@ fn ended_build_tabs_beyond_eight_close_oldest_first() {
     );
     assert!(states.iter().all(|b| b.status_word() == "failed"));
 }
+
+#[test]
+fn a_build_whose_kiln_was_killed_shows_as_interrupted() {
+    let (setup, mut harness) = setup(Ending::Success);
+    // What a `kiln build` killed during its second step leaves: its row written at the start
+    // (with its running step, as far as it got) and never finished.
+    let path = setup.recipes_dir.join("gui-test.json");
+    let options = kiln::recipe::template::LoadOptions {
+        required_is_warning: true,
+        ..Default::default()
+    };
+    let recipe = kiln::recipe::template::load_file(&path, &options).unwrap();
+    let mut recorder = kiln::history::Recorder::new(
+        &path,
+        &recipe,
+        &recipe.builds[0],
+        kiln::history::Origin::Cli,
+    );
+    recorder.observe(&Event::BuildStarted {
+        build: "test-vm".into(),
+        steps: vec!["Base image".into(), "Boot".into()],
+    });
+    recorder.observe(&Event::StepStarted {
+        index: 1,
+        name: "Boot".into(),
+    });
+    let mut record = recorder.snapshot();
+    // Its kiln: a process that has ended (started and reaped).
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let pid = gone.id();
+    gone.wait().unwrap();
+    record.process = Some(kiln::history::ProcessStamp {
+        pid,
+        start_ticks: 1,
+        boot_id: std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .unwrap()
+            .trim()
+            .into(),
+        host: std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .unwrap()
+            .trim()
+            .into(),
+    });
+    kiln::history::recording::begin(&setup.history, &record).unwrap();
+
+    harness.run();
+    open_history(&mut harness);
+    let records = harness.state().history().records.clone().unwrap().unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].outcome, kiln::history::RunOutcome::Interrupted);
+    // The table's outcome and the step that was running.
+    assert_eq!(harness.query_all_by_label("interrupted").count(), 2);
+    harness.get_by_label("Interrupted at Boot");
+    assert!(harness.query_by_label("unfinished").is_none());
+}

@@ -23,6 +23,7 @@ pub struct HistoryArgs {
 fn outcome_text(outcome: &RunOutcome) -> &'static str {
     match outcome {
         RunOutcome::Unfinished => "unfinished",
+        RunOutcome::Interrupted => "interrupted",
         RunOutcome::Done => "done",
         RunOutcome::Failed(_) => "FAILED",
         RunOutcome::Cancelled => "cancelled",
@@ -115,6 +116,10 @@ pub fn run(args: &HistoryArgs, out: &mut dyn Write, err: &mut dyn Write) -> std:
             RunOutcome::Cancelled => match &r.stopped_at {
                 Some(step) => format!("cancelled at {step}"),
                 None => "cancelled".into(),
+            },
+            RunOutcome::Interrupted => match r.running_step() {
+                Some(step) => format!("{step}: the kiln running it stopped (killed or crashed)"),
+                None => "the kiln running it stopped (killed or crashed)".into(),
             },
             _ => {
                 let mut parts = Vec::new();

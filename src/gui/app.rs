@@ -981,6 +981,9 @@ impl eframe::App for KilnApp {
         while let Ok((pick, answer)) = self.picked.try_recv() {
             self.on_picked(pick, answer);
         }
+        if let Some(open) = &mut self.open {
+            open.watch_disk(ctx);
+        }
     }
 
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {

@@ -77,6 +77,9 @@ pub fn local_time(t: &chrono::DateTime<chrono::Utc>) -> String {
     t.with_timezone(&Local).format("%Y-%m-%d %H:%M").to_string()
 }
 
+/// What an interrupted build means.
+const INTERRUPTED_WHY: &str = "the kiln that ran it stopped before the build ended (killed, crashed, or the machine restarted)";
+
 fn outcome_label(ui: &mut egui::Ui, outcome: &RunOutcome) {
     let palette = theme::current(ui.ctx());
     match outcome {
@@ -85,7 +88,10 @@ fn outcome_label(ui: &mut egui::Ui, outcome: &RunOutcome) {
         RunOutcome::Cancelled => ui.colored_label(palette.warn, "cancelled"),
         RunOutcome::Unfinished => ui
             .colored_label(palette.muted, "unfinished")
-            .on_hover_text("running, or kiln stopped before it could record the end"),
+            .on_hover_text("still running (or recorded by an older kiln that cannot tell)"),
+        RunOutcome::Interrupted => ui
+            .colored_label(palette.warn, "interrupted")
+            .on_hover_text(INTERRUPTED_WHY),
     };
 }
 
@@ -270,6 +276,14 @@ fn details_ui(ui: &mut egui::Ui, r: &BuildRecord) -> bool {
                 }
                 RunOutcome::Unfinished => {
                     ui.colored_label(palette.muted, "Unfinished");
+                }
+                RunOutcome::Interrupted => {
+                    let at = r
+                        .running_step()
+                        .map(|s| format!(" at {s}"))
+                        .unwrap_or_default();
+                    ui.colored_label(palette.warn, format!("Interrupted{at}"))
+                        .on_hover_text(INTERRUPTED_WHY);
                 }
             }
             if r.warnings > 0 {

@@ -52,6 +52,23 @@ impl OpenRecipe {
         self.problems = None;
     }
 
+    /// Notices a change of the recipe's file on disk (see [`Editor::check_disk`]); call it
+    /// on every frame: it looks only when the window gains focus and every couple of
+    /// seconds, and never asks for a frame itself.
+    pub fn watch_disk(&mut self, ctx: &egui::Context) {
+        let focus_gained = ctx.input(|i| {
+            i.events
+                .iter()
+                .any(|e| matches!(e, egui::Event::WindowFocused(true)))
+        });
+        if self
+            .editor
+            .check_disk(std::time::Instant::now(), focus_gained)
+        {
+            self.reinspect();
+        }
+    }
+
     /// The title: the recipe's description, else its file name.
     pub fn title(&self) -> String {
         self.inspection

@@ -4,6 +4,8 @@
 //! - [`schema`]: the migrations (`PRAGMA user_version`), applied in one transaction.
 //! - [`store`]: opening the file (WAL, a busy timeout), writing and reading builds.
 //! - [`record`]: what one build leaves — fed with the build's events and its report.
+//! - [`process`]: which kiln process recorded a build, so a killed one's build reads as
+//!   interrupted.
 //! - [`recording`]: a build being recorded, as both front ends use it; a history that cannot
 //!   be written becomes a warning, never a failed build.
 //!
@@ -11,6 +13,7 @@
 //! (messages, paths, details) passes through the build's redactor first.
 
 pub mod model;
+pub mod process;
 pub mod record;
 pub mod recording;
 pub mod schema;
@@ -19,6 +22,7 @@ pub mod store;
 use std::path::{Path, PathBuf};
 
 pub use model::{BuildRecord, Origin, RunOutcome, StepEnd, StepRecord, VarOrigin, VariableRecord};
+pub use process::ProcessStamp;
 pub use record::Recorder;
 pub use recording::Recording;
 pub use store::History;

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use super::process::ProcessStamp;
+
 /// Which front end ran the build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
@@ -36,8 +38,12 @@ impl Origin {
 /// How a recorded build ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunOutcome {
-    /// Not recorded as ended: still running, or kiln stopped before it could say.
+    /// Not recorded as ended, and its kiln is still running (or, for a build recorded by an
+    /// older kiln that did not note its process, kiln cannot tell).
     Unfinished,
+    /// Not recorded as ended, and the kiln that ran it is gone (killed, crashed, or the
+    /// machine restarted): it will never end. Worked out when the history is read.
+    Interrupted,
     /// Built.
     Done,
     /// Failed, with the (redacted) message.
@@ -51,6 +57,7 @@ impl RunOutcome {
     pub fn as_str(&self) -> &'static str {
         match self {
             RunOutcome::Unfinished => "unfinished",
+            RunOutcome::Interrupted => "interrupted",
             RunOutcome::Done => "done",
             RunOutcome::Failed(_) => "failed",
             RunOutcome::Cancelled => "cancelled",
@@ -63,6 +70,7 @@ impl RunOutcome {
             "done" => RunOutcome::Done,
             "failed" => RunOutcome::Failed(message.unwrap_or_default()),
             "cancelled" => RunOutcome::Cancelled,
+            "interrupted" => RunOutcome::Interrupted,
             _ => RunOutcome::Unfinished,
         }
     }
@@ -250,15 +258,36 @@ pub struct BuildRecord {
     pub checks: Vec<CheckRecord>,
     /// How many warnings the build gave.
     pub warnings: u32,
+    /// The kiln process that recorded it (`None` where `/proc` could not be read, and for
+    /// builds recorded before kiln noted it).
+    pub process: Option<ProcessStamp>,
 }
 
 impl BuildRecord {
+    /// The outcome as it stands now: an unfinished build whose kiln is gone is
+    /// [`RunOutcome::Interrupted`].
+    pub fn settle(&mut self) {
+        if self.outcome == RunOutcome::Unfinished
+            && self.process.as_ref().is_some_and(ProcessStamp::is_gone)
+        {
+            self.outcome = RunOutcome::Interrupted;
+        }
+    }
+
     /// The recipe's file name, for tables.
     pub fn recipe_name(&self) -> String {
         self.recipe
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| self.recipe.display().to_string())
+    }
+
+    /// The step that was running when the record was last written, if one was.
+    pub fn running_step(&self) -> Option<&str> {
+        self.steps
+            .iter()
+            .find(|s| s.end == StepEnd::Interrupted)
+            .map(|s| s.name.as_str())
     }
 
     /// The first artifact file, if any.

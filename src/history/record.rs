@@ -15,6 +15,7 @@ use super::model::{
     ArtifactFile, BuildRecord, CheckRecord, Origin, RunOutcome, StepEnd, StepRecord, VarOrigin,
     VariableRecord,
 };
+use super::process::ProcessStamp;
 use crate::build::event::{Event, Outcome};
 use crate::build::plan::BuildReport;
 use crate::build::postprocess::exoscale_import;
@@ -97,6 +98,7 @@ impl Recorder {
             templates: Vec::new(),
             checks: Vec::new(),
             warnings: 0,
+            process: ProcessStamp::current(),
         };
         Self {
             record,

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use super::HistoryError;
 use super::model::BuildRecord;
 use super::record::Recorder;
-use super::store::History;
+use super::store::{DEFAULT_KEEP, History};
 use crate::build::event::Event;
 use crate::build::plan::BuildReport;
 
@@ -23,6 +23,13 @@ pub struct Recording {
 /// The warning a front end shows when the history cannot be written.
 pub fn warning(e: &HistoryError) -> String {
     format!("this build is not recorded in the history: {e} (the build itself is not affected)")
+}
+
+/// The warning a front end shows when the history could not be trimmed.
+fn prune_warning(e: &HistoryError) -> String {
+    format!(
+        "this build is recorded, but older builds could not be removed from the history to keep it at {DEFAULT_KEEP}: {e} (kiln tries again after the next build)"
+    )
 }
 
 /// Opens the history at `path` and writes `record` (a build that starts) as unfinished:
@@ -75,22 +82,26 @@ impl Recording {
         self.recorder.observe(event);
     }
 
-    /// Completes the record with the build's report and writes it. Returns the record and a
-    /// warning when it could not be written (none when the start already warned).
+    /// Completes the record with the build's report and writes it, then trims the history
+    /// to its newest [`DEFAULT_KEEP`] builds. Returns the record and a warning when it could
+    /// not be written or trimmed (none when the start already warned).
     pub fn finish(self, report: &BuildReport) -> (BuildRecord, Option<String>) {
         let mut record = self.recorder.finish(report);
         let Some(mut history) = self.history else {
             return (record, None);
         };
-        match history.save(&mut record) {
+        if let Err(e) = history.save(&mut record) {
+            return (record, Some(warning(&e)));
+        }
+        match history.prune(DEFAULT_KEEP) {
             Ok(_) => (record, None),
-            Err(e) => (record, Some(warning(&e))),
+            Err(e) => (record, Some(prune_warning(&e))),
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::build::event::Outcome;
     use crate::history::model::{Origin, RunOutcome, StepEnd};
@@ -100,7 +111,7 @@ mod tests {
 
     const SENTINEL: &str = "SENTINEL-6f1c2a-secret";
 
-    fn recording(path: &Path) -> (Recording, Option<String>) {
+    pub(crate) fn recording(path: &Path) -> (Recording, Option<String>) {
         let recipe = recipe(SENTINEL);
         let recorder = Recorder::new(
             Path::new("/r/recipe.json"),

@@ -66,6 +66,15 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (build_id, position)
     );
     "#,
+    // 2: the process that records a build (pid, start time, boot id, host name), so a build
+    // whose kiln was killed reads as interrupted (see `process`). Rows from before stay
+    // without one.
+    r#"
+    ALTER TABLE builds ADD COLUMN pid INTEGER;
+    ALTER TABLE builds ADD COLUMN pid_start INTEGER;
+    ALTER TABLE builds ADD COLUMN boot_id TEXT;
+    ALTER TABLE builds ADD COLUMN host TEXT;
+    "#,
 ];
 
 /// The newest version this kiln knows.
@@ -133,7 +142,7 @@ mod tests {
         let mut conn = Connection::open_in_memory().unwrap();
         assert_eq!(
             migrate(&mut conn, MIGRATIONS).unwrap(),
-            Migrated::At { from: 0, to: 1 }
+            Migrated::At { from: 0, to: 2 }
         );
         assert_eq!(version(&conn).unwrap(), latest());
         assert_eq!(
@@ -162,13 +171,14 @@ mod tests {
         // Again: nothing to do (a second CREATE TABLE would fail).
         assert_eq!(
             migrate(&mut conn, MIGRATIONS).unwrap(),
-            Migrated::At { from: 1, to: 1 }
+            Migrated::At { from: 2, to: 2 }
         );
-        // A later kiln's second migration runs alone and keeps the rows.
-        let next = [MIGRATIONS[0], "ALTER TABLE builds ADD COLUMN note TEXT;"];
+        // A later kiln's next migration runs alone and keeps the rows.
+        let mut next = MIGRATIONS.to_vec();
+        next.push("ALTER TABLE builds ADD COLUMN note TEXT;");
         assert_eq!(
             migrate(&mut conn, &next).unwrap(),
-            Migrated::At { from: 1, to: 2 }
+            Migrated::At { from: 2, to: 3 }
         );
         let (count, note): (i64, Option<String>) = conn
             .query_row("SELECT count(*), max(note) FROM builds", [], |r| {
@@ -179,15 +189,35 @@ mod tests {
     }
 
     #[test]
+    fn a_version_1_file_keeps_its_builds_and_gains_the_process_columns() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn, &MIGRATIONS[..1]).unwrap();
+        conn.execute(
+            "INSERT INTO builds (recipe, build_name, origin, started_at, outcome)
+             VALUES ('r.json', 'b', 'cli', '2026-01-01T00:00:00Z', 'unfinished')",
+            [],
+        )
+        .unwrap();
+        assert_eq!(
+            migrate(&mut conn, MIGRATIONS).unwrap(),
+            Migrated::At { from: 1, to: 2 }
+        );
+        let (recipe, pid, boot): (String, Option<i64>, Option<String>) = conn
+            .query_row("SELECT recipe, pid, boot_id FROM builds", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .unwrap();
+        assert_eq!((recipe.as_str(), pid, boot), ("r.json", None, None));
+    }
+
+    #[test]
     fn a_failing_migration_changes_nothing() {
         let mut conn = Connection::open_in_memory().unwrap();
         migrate(&mut conn, MIGRATIONS).unwrap();
-        let broken = [
-            MIGRATIONS[0],
-            "CREATE TABLE extra (x INTEGER); THIS IS NOT SQL;",
-        ];
+        let mut broken = MIGRATIONS.to_vec();
+        broken.push("CREATE TABLE extra (x INTEGER); THIS IS NOT SQL;");
         assert!(migrate(&mut conn, &broken).is_err());
-        assert_eq!(version(&conn).unwrap(), 1);
+        assert_eq!(version(&conn).unwrap(), latest());
         assert!(!tables(&conn).contains(&"extra".to_string()));
     }
 

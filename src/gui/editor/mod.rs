@@ -1,6 +1,7 @@
 //! The recipe editor: the open recipe's text, checked as it changes, shown as cards (the
 //! Recipe tab) and as highlighted JSON (the JSON tab); saved atomically, and never over a
-//! file that changed on disk without asking.
+//! file that changed on disk without asking. A change on disk while the recipe is open is
+//! noticed ([`watch`]): taken in when there are no unsaved edits, asked about when there are.
 
 pub mod cards;
 pub mod document;
@@ -8,9 +9,11 @@ pub mod highlight;
 pub mod raw;
 pub mod save;
 pub mod view;
+pub mod watch;
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use serde_json::Value;
 
@@ -18,6 +21,7 @@ use crate::recipe::diag::{Diagnostic, Diagnostics};
 use crate::recipe::template::{self, LoadOptions};
 
 use document::EditError;
+use watch::{DiskChange, DiskWatch};
 
 /// The tabs of the open recipe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -56,7 +60,8 @@ pub enum Notice {
     Failed(String),
 }
 
-/// The file changed on disk since it was opened or saved: the user chooses what wins.
+/// The file changed on disk since it was opened or saved (found at save time or while it
+/// was open): the user chooses what wins.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Conflict {
     /// What is on disk now (`None`: the file is gone).
@@ -86,6 +91,7 @@ pub struct Editor {
     /// A problem's place to show in the JSON tab on the next frame (1-based line, column).
     pub jump: Option<(u32, u32)>,
     highlight: raw::HighlightCache,
+    watch: DiskWatch,
 }
 
 fn hash_text(text: &str) -> u64 {
@@ -98,6 +104,7 @@ impl Editor {
     /// Reads `path` for editing. A file that cannot be read as UTF-8 text is not editable
     /// (saving it could lose what kiln cannot show); the reason is kept for the panel.
     pub fn open(path: &Path) -> Self {
+        let watch = DiskWatch::new(path, Instant::now());
         let (text, baseline, load_error) = match save::read(path) {
             Ok(text) => (text.clone(), Some(text), None),
             Err(why) => (String::new(), None, Some(why)),
@@ -115,6 +122,7 @@ impl Editor {
             fields: Default::default(),
             jump: None,
             highlight: Default::default(),
+            watch,
         };
         editor.recheck();
         editor
@@ -254,6 +262,44 @@ impl Editor {
         }
     }
 
+    /// Looks whether the file changed on disk, when it is time to ([`DiskWatch::due`]: on
+    /// focus gain, else every couple of seconds). Without unsaved edits a changed file is
+    /// read again and a notice says so; with unsaved edits, or when the file is gone or
+    /// cannot be read, the conflict card asks what wins. Returns whether the text was
+    /// reloaded (so what depends on the file is worked out again).
+    pub fn check_disk(&mut self, now: Instant, focus_gained: bool) -> bool {
+        if !self.watch.due(now, focus_gained) {
+            return false;
+        }
+        match self.watch.look(&self.path, self.baseline.as_deref(), now) {
+            DiskChange::Unchanged => false,
+            DiskChange::Changed(_) if !self.is_dirty() => {
+                self.reload();
+                if self.load_error.is_none() {
+                    let name = self
+                        .path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_else(|| self.path.display().to_string());
+                    self.notice = Some(Notice::Done(format!(
+                        "{name} changed on disk: reloaded (you had no unsaved changes)."
+                    )));
+                }
+                true
+            }
+            DiskChange::Changed(disk) => {
+                self.conflict = Some(Conflict { disk: Some(disk) });
+                self.notice = None;
+                false
+            }
+            DiskChange::Unreadable(_) => {
+                self.conflict = Some(Conflict { disk: None });
+                self.notice = None;
+                false
+            }
+        }
+    }
+
     /// Writes the text to `path` (Save as…) and edits that file from now on.
     pub fn save_as(&mut self, path: &Path) -> bool {
         if let Some(why) = self.save_blocker() {
@@ -329,6 +375,73 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"a\": 3}");
         assert!(e.save(true));
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"a\": 2}");
+        assert!(e.conflict.is_none());
+    }
+
+    /// A moment well after the editor's last look, so the next check looks.
+    fn later() -> Instant {
+        Instant::now() + watch::CHECK_EVERY
+    }
+
+    #[test]
+    fn an_outside_change_reloads_a_clean_document_with_a_notice() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.json");
+        std::fs::write(&path, "{\"a\": 1}").unwrap();
+        let mut e = Editor::open(&path);
+        assert!(!e.check_disk(later(), false), "nothing changed");
+        std::fs::write(&path, "{\"a\": 22}").unwrap();
+        assert!(!e.check_disk(Instant::now(), false), "not yet time to look");
+        assert!(e.check_disk(Instant::now(), true), "focus gained: look");
+        assert_eq!(e.text, "{\"a\": 22}");
+        assert!(!e.is_dirty());
+        assert!(e.conflict.is_none());
+        assert!(
+            matches!(&e.notice, Some(Notice::Done(m)) if m.contains("r.json changed on disk: reloaded")),
+            "{:?}",
+            e.notice
+        );
+    }
+
+    #[test]
+    fn an_outside_change_under_unsaved_edits_asks_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.json");
+        std::fs::write(&path, "{\"a\": 1}").unwrap();
+        let mut e = Editor::open(&path);
+        e.set(&document::doc_path!["a"], Some(&serde_json::json!(2)))
+            .unwrap();
+        std::fs::write(&path, "{\"a\": 3}").unwrap();
+        assert!(!e.check_disk(later(), false));
+        assert_eq!(e.text, "{\"a\": 2}", "the edits stay");
+        assert_eq!(
+            e.conflict,
+            Some(Conflict {
+                disk: Some("{\"a\": 3}".into())
+            })
+        );
+        // Keep editing: not asked again for the same change; Save still refuses it.
+        e.conflict = None;
+        e.check_disk(later(), true);
+        assert!(e.conflict.is_none());
+        assert!(!e.save(false));
+        assert!(e.conflict.is_some());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"a\": 3}");
+    }
+
+    #[test]
+    fn a_deleted_file_is_a_conflict_not_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.json");
+        std::fs::write(&path, "{\"a\": 1}").unwrap();
+        let mut e = Editor::open(&path);
+        std::fs::remove_file(&path).unwrap();
+        assert!(!e.check_disk(later(), false));
+        assert_eq!(e.conflict, Some(Conflict { disk: None }));
+        assert_eq!(e.text, "{\"a\": 1}", "the text is kept to save again");
+        assert!(e.save(true), "Overwrite writes it back");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"a\": 1}");
+        assert!(!e.check_disk(later(), false), "its own save is no change");
         assert!(e.conflict.is_none());
     }
 
