@@ -4,6 +4,10 @@
 //! broken JSON, and never overwrites a file changed on disk without asking. Files open
 //! through the dialog double, by drag and drop, or as a copy of the default recipe.
 
+#[path = "support/window_close.rs"]
+mod window_close;
+use window_close::{request_close, root_commands};
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -521,29 +525,13 @@ fn unsaved_changes_are_not_dropped_by_opening_another_recipe() {
     );
 }
 
-fn root_commands(harness: &Harness<'_, KilnApp>) -> Vec<egui::ViewportCommand> {
-    harness
-        .output()
-        .viewport_output
-        .get(&egui::ViewportId::ROOT)
-        .map(|v| v.commands.clone())
-        .unwrap_or_default()
-}
-
 #[test]
 fn closing_the_window_with_unsaved_changes_asks_first() {
     let (setup, mut harness) = setup();
     harness.run();
     tab(&mut harness, "Recipe");
     retype(&mut harness, Role::TextInput, "SSH user", "admin");
-    harness
-        .input_mut()
-        .viewports
-        .entry(egui::ViewportId::ROOT)
-        .or_default()
-        .events
-        .push(egui::ViewportEvent::Close);
-    harness.step();
+    request_close(&mut harness);
     assert!(
         root_commands(&harness).contains(&egui::ViewportCommand::CancelClose),
         "the close is held back: {:?}",

@@ -3,6 +3,10 @@
 //! the variables, start, watch steps and progress advance, see the artifact; cancel; a
 //! failure with its error card. Also the Host check panel with the real checks.
 
+#[path = "support/window_close.rs"]
+mod window_close;
+use window_close::{request_close, root_commands};
+
 #[path = "support/file_bytes.rs"]
 mod file_bytes;
 use file_bytes::{bytes_of, holds};
@@ -557,28 +561,6 @@ fn cancel_stops_the_build_and_says_what_was_cleaned_up() {
     assert_eq!(state.steps[1].state, StepState::Cancelled);
     harness.get_by_label("Build cancelled");
     harness.get_by_label("cleaned up: stopped the VM and removed the disk");
-}
-
-/// The window's commands to the root viewport in the last frame.
-fn root_commands(harness: &Harness<'_, KilnApp>) -> Vec<egui::ViewportCommand> {
-    harness
-        .output()
-        .viewport_output
-        .get(&egui::ViewportId::ROOT)
-        .map(|v| v.commands.clone())
-        .unwrap_or_default()
-}
-
-/// The user closes the window (its close button, Alt+F4).
-fn request_close(harness: &mut Harness<'_, KilnApp>) {
-    harness
-        .input_mut()
-        .viewports
-        .entry(egui::ViewportId::ROOT)
-        .or_default()
-        .events
-        .push(egui::ViewportEvent::Close);
-    harness.step();
 }
 
 fn running_at_second_step(app: &KilnApp, tab: usize) -> bool {
