@@ -18,6 +18,7 @@ APT_PACKAGES=(
   dbus gnome-keyring openssh-client                                          # a real Secret Service (tests/keyring.rs)
   iproute2                                                                   # ss: listening sockets (tests/build_publish.rs)
   desktop-file-utils appstream dpkg-dev binutils man-db                      # the .deb and its desktop files (tests/packaging.rs)
+  mesa-vulkan-drivers                                                        # lavapipe: wgpu renders the GUI snapshots headless (tests/gui_snapshots.rs)
 )
 
 as_root() {

@@ -156,6 +156,8 @@ pub struct KilnApp {
     window_focused: Option<bool>,
     history_db: Option<PathBuf>,
     history: HistoryPanel,
+    /// The wall clock the Templates place measures ages and staleness against.
+    clock: fn() -> chrono::DateTime<chrono::Utc>,
 }
 
 impl KilnApp {
@@ -211,6 +213,7 @@ impl KilnApp {
             window_focused: None,
             history_db: config.history,
             history: HistoryPanel::default(),
+            clock: chrono::Utc::now,
         };
         // Opening the recipe shows Recipes; a restart goes back to the place it left (a build
         // does not survive a restart, so Build becomes Recipes).
@@ -226,6 +229,13 @@ impl KilnApp {
     pub fn with_notifier(mut self, notifier: Arc<dyn Notifier>, after: Duration) -> Self {
         self.notifier = notifier;
         self.notify_after = after;
+        self
+    }
+
+    /// Measures template ages and staleness against `clock` instead of the wall clock
+    /// (snapshot tests pin "now" so an age reads the same every day).
+    pub fn with_clock(mut self, clock: fn() -> chrono::DateTime<chrono::Utc>) -> Self {
+        self.clock = clock;
         self
     }
 
@@ -278,6 +288,13 @@ impl KilnApp {
         self.builds.iter_mut().find(|t| t.id == id)
     }
 
+    /// The current build's state, to change (snapshot tests pin its clock-derived fields:
+    /// start, step durations, rate).
+    pub fn build_state_mut(&mut self) -> Option<&mut BuildState> {
+        let id = self.shown_build?;
+        self.tab_mut(id).map(|t| &mut t.state)
+    }
+
     /// The open recipe.
     pub fn open_recipe_state(&self) -> Option<&OpenRecipe> {
         self.open.as_ref()
@@ -311,6 +328,12 @@ impl KilnApp {
     /// The host check's results, once they came back.
     pub fn host_checks(&self) -> Option<&[Check]> {
         self.host.as_deref()
+    }
+
+    /// Replaces the host check's results (snapshot tests show fixed ones instead of this
+    /// machine's); "Check again" runs the real checks.
+    pub fn set_host_checks(&mut self, checks: Vec<Check>) {
+        self.host = Some(checks);
     }
 
     /// The Credentials place's state.
@@ -853,7 +876,7 @@ impl KilnApp {
         let mut start = false;
         let mut save_vars = false;
         let mut action = None;
-        ui.horizontal(|ui| {
+        ui.horizontal_wrapped(|ui| {
             ui.heading(open.title());
             if ui.button("Validate").clicked() {
                 open.check();
@@ -1103,7 +1126,7 @@ impl eframe::App for KilnApp {
                     .and_then(|s| s.profiles.as_ref().ok())
                     .map(|list| list.iter().map(|p| p.name.clone()).collect())
                     .unwrap_or_default();
-                let now = chrono::Utc::now();
+                let now = (self.clock)();
                 let request = egui::CentralPanel::default()
                     .show(ui, |ui| {
                         egui::ScrollArea::vertical()

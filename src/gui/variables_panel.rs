@@ -55,7 +55,8 @@ pub fn variables_ui(ui: &mut egui::Ui, recipe: &mut OpenRecipe) {
                             egui::TextEdit::singleline(value)
                                 .password(var.sensitive && !revealed)
                                 .hint_text(hint)
-                                .desired_width(380.0),
+                                // Room for Show/Hide beside it in a narrow window.
+                                .desired_width((ui.available_width() - 70.0).clamp(160.0, 380.0)),
                         )
                         .labelled_by(label.id);
                         if var.sensitive {
