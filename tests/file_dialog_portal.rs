@@ -294,7 +294,10 @@ fn respond(
         .expect("the Response signal is sent");
 }
 
-/// Checks that the dialog is still waiting for its user (the callback has not run).
+/// Checks that the dialog is still waiting for its user (the callback has not run). The
+/// pause also lets the portal's reply reach rfd before the `Response` is sent, as with the real
+/// portal: rfd 0.17 blocks in `dbus_connection_read_write(-1)` before looking at messages
+/// already queued, so a `Response` read together with the reply would never be seen.
 fn still_open(rx: &Receiver<Option<PathBuf>>, what: &str) {
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(
@@ -416,6 +419,7 @@ fn the_desktop_file_dialog_goes_through_the_xdg_portal() {
     let rx = ask(&dialogs, Pick::OpenRecipe, None);
     let req = next_request(&requests, "cancelled Open");
     assert_eq!(req.current_folder, None, "no starting folder was given");
+    still_open(&rx, "cancelled Open");
     respond(&runtime, &portal, &req, 1, None);
     assert_eq!(answer_of(&rx, "cancelled Open"), None);
 
@@ -427,6 +431,7 @@ fn the_desktop_file_dialog_goes_through_the_xdg_portal() {
         Some(dir.clone()),
     );
     let req = next_request(&requests, "failed Save");
+    still_open(&rx, "failed Save");
     respond(&runtime, &portal, &req, 2, None);
     assert_eq!(answer_of(&rx, "failed Save"), None);
 
@@ -447,6 +452,33 @@ fn the_desktop_file_dialog_goes_through_the_xdg_portal() {
         t.elapsed()
     );
 
+    // rfd's thread still waits for that dialog, and libdbus ends the whole process
+    // (`_exit(1)`) when its bus goes away; so a portal comes back and closes the dialog, and
+    // the bus is stopped only once rfd's connection has left it.
+    let again = runtime
+        .block_on(async {
+            zbus::connection::Builder::address(bus.address.as_str())?
+                .name("org.freedesktop.portal.Desktop")?
+                .build()
+                .await
+        })
+        .expect("a portal is back on the bus");
+    respond(&runtime, &again, &req, 1, None);
+    let gone_by = Instant::now() + DEADLINE;
+    runtime.block_on(async {
+        let dbus = zbus::fdo::DBusProxy::new(&again)
+            .await
+            .expect("a proxy for the bus");
+        let name = zbus::names::BusName::try_from(req.sender.as_str()).expect("a bus name");
+        while dbus.name_has_owner(name.clone()).await.unwrap_or(false) {
+            assert!(
+                Instant::now() < gone_by,
+                "rfd's connection is still on the bus after {DEADLINE:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    drop(again);
     drop(runtime);
     eprintln!("all file dialog cases took {:?}", started.elapsed());
 }
