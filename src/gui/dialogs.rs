@@ -6,7 +6,8 @@
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, mpsc};
+use std::time::Duration;
 
 /// What a dialog is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,16 +53,7 @@ impl FileDialogs for RfdDialogs {
     fn pick(&self, pick: Pick, dir: Option<PathBuf>, done: PickDone) {
         let spawned = std::thread::Builder::new()
             .name("kiln-file-dialog".into())
-            .spawn(move || {
-                // Whatever happens in the dialog, the window hears back (else its Open…
-                // button would wait forever).
-                let answer =
-                    std::panic::catch_unwind(move || show(pick, dir)).unwrap_or_else(|_| {
-                        tracing::warn!("the file dialog failed; try again or type the path");
-                        None
-                    });
-                done(answer);
-            });
+            .spawn(move || done(wait_for_dialog(pick, dir)));
         if let Err(e) = spawned {
             tracing::warn!("cannot start the file dialog: {e}");
         }
@@ -86,6 +78,110 @@ impl FileDialogs for RfdDialogs {
         // Reaped on a thread of its own so it never lingers as a zombie.
         std::thread::spawn(move || child.wait());
         Ok(())
+    }
+}
+
+/// The portal's well-known name on the session bus.
+const PORTAL: &str = "org.freedesktop.portal.Desktop";
+
+/// How often the portal's presence is checked while a dialog is open.
+const PORTAL_POLL: Duration = Duration::from_millis(500);
+
+/// Shows one dialog (on a thread of its own) and waits for the answer. Whatever happens in
+/// the dialog, the window hears back, else its Open… button would stay disabled: a panic in
+/// rfd is `None`, and so is a portal that leaves the bus while its dialog is open (it
+/// crashed or was restarted), because rfd would wait for that dialog's answer forever. rfd's
+/// thread is then left waiting, blocked and harmless.
+fn wait_for_dialog(pick: Pick, dir: Option<PathBuf>) -> Option<PathBuf> {
+    // The portal already there is noted before the dialog is asked for, so one that leaves
+    // at once is noticed too.
+    let mut watch = PortalWatch::start();
+    if let Some(w) = watch.as_mut() {
+        w.gone();
+    }
+    let (tx, rx) = mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("kiln-file-dialog-rfd".into())
+        .spawn(move || {
+            let answer = std::panic::catch_unwind(move || show(pick, dir)).unwrap_or_else(|_| {
+                tracing::warn!("the file dialog failed; try again or type the path");
+                None
+            });
+            let _ = tx.send(answer);
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("cannot start the file dialog: {e}");
+        return None;
+    }
+    loop {
+        match rx.recv_timeout(PORTAL_POLL) {
+            Ok(answer) => return answer,
+            Err(mpsc::RecvTimeoutError::Disconnected) => return None,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if watch.as_mut().is_some_and(PortalWatch::gone) {
+                    // An answer sent just before the portal left still counts.
+                    return rx.recv_timeout(PORTAL_POLL).unwrap_or_else(|_| {
+                        tracing::warn!(
+                            "the desktop portal left the bus while its file dialog was open; \
+                             try again"
+                        );
+                        None
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Watches who owns the portal's name on the session bus, so a dialog whose portal went
+/// away is not waited for forever.
+struct PortalWatch {
+    dbus: zbus::blocking::fdo::DBusProxy<'static>,
+    /// The portal instance seen since the dialog opened (it may be started by the dialog's
+    /// own call, D-Bus activation), by its unique name.
+    seen: Option<String>,
+}
+
+impl PortalWatch {
+    /// Connects to the session bus; `None` (nothing to watch) when there is none, and then
+    /// rfd's own call fails too and it answers by itself.
+    fn start() -> Option<Self> {
+        match zbus::blocking::Connection::session()
+            .and_then(|bus| zbus::blocking::fdo::DBusProxy::new(&bus))
+        {
+            Ok(dbus) => Some(Self { dbus, seen: None }),
+            Err(e) => {
+                tracing::debug!("not watching the desktop portal: no session bus ({e})");
+                None
+            }
+        }
+    }
+
+    /// The portal name's current owner; `Err` when the bus itself cannot be asked.
+    fn owner(&self) -> Result<Option<String>, zbus::Error> {
+        let name = zbus::names::BusName::try_from(PORTAL)?;
+        match self.dbus.get_name_owner(name) {
+            Ok(owner) => Ok(Some(owner.to_string())),
+            Err(zbus::fdo::Error::NameHasNoOwner(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Whether the portal seen earlier has left (or the bus went away with it). A portal
+    /// never seen (rfd fell back to zenity) never counts as gone.
+    fn gone(&mut self) -> bool {
+        match (self.owner(), &self.seen) {
+            (Ok(Some(now)), None) => {
+                self.seen = Some(now);
+                false
+            }
+            (Ok(now), Some(seen)) => now.as_ref() != Some(seen),
+            (Ok(None), None) => false,
+            (Err(e), seen) => {
+                tracing::debug!("cannot ask the session bus about the desktop portal: {e}");
+                seen.is_some()
+            }
+        }
     }
 }
 
