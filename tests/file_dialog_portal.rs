@@ -33,9 +33,12 @@ use zbus::zvariant::{OwnedObjectPath, OwnedValue, Value};
 const DEADLINE: Duration = Duration::from_secs(20);
 
 /// The filter kiln's dialogs offer, as it reaches the portal (`a(sa(us))`: 0 = a glob).
-fn json_filter() -> Vec<(String, Vec<(u32, String)>)> {
+fn json_filter() -> Filters {
     vec![("Packer recipe (JSON)".into(), vec![(0, "*.json".into())])]
 }
+
+/// The portal's `filters` option: (name, [(kind, pattern)]), kind 0 a glob, 1 a MIME type.
+type Filters = Vec<(String, Vec<(u32, String)>)>;
 
 /// One `OpenFile` or `SaveFile` call as the portal received it.
 #[derive(Debug, Clone)]
@@ -50,7 +53,7 @@ struct Request {
     current_name: Option<String>,
     /// The raw bytes of `current_folder` (the spec: a NUL-terminated byte string).
     current_folder: Option<Vec<u8>>,
-    filters: Option<Vec<(String, Vec<(u32, String)>)>>,
+    filters: Option<Filters>,
     multiple: Option<bool>,
     /// The request handle the portal returned.
     handle: String,
