@@ -336,19 +336,24 @@ const HISTORY_RECIPE: &str = r#"{
   }]
 }"#;
 
-/// `kiln` in `dir` with its own data, state and cache folders.
-fn kiln_in(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(args)
+/// `kiln` in `dir` with its own data, state and cache folders, no Exoscale credentials from
+/// the environment, and `CI=true`.
+fn kiln_command_in(dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
+    cmd.args(args)
         .current_dir(dir)
         .env("XDG_DATA_HOME", dir.join("data"))
         .env("XDG_STATE_HOME", dir.join("state"))
         .env("XDG_CACHE_HOME", dir.join("cache"))
         .env_remove("EXOSCALE_API_KEY")
         .env_remove("EXOSCALE_API_SECRET")
-        .env("CI", "true")
-        .output()
-        .expect("kiln runs")
+        .env("CI", "true");
+    cmd
+}
+
+/// `kiln` in `dir` (see [`kiln_command_in`]), run to its end.
+fn kiln_in(dir: &Path, args: &[&str]) -> Output {
+    kiln_command_in(dir, args).output().expect("kiln runs")
 }
 
 #[test]
@@ -546,13 +551,7 @@ fn force_empties_the_output_directory_but_never_one_a_running_build_holds() {
 
 /// `kiln` in `dir` (as [`kiln_in`] sets it up) as a child that keeps running.
 fn spawn_kiln_in(dir: &Path, args: &[&str]) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(args)
-        .current_dir(dir)
-        .env("XDG_DATA_HOME", dir.join("data"))
-        .env("XDG_STATE_HOME", dir.join("state"))
-        .env("XDG_CACHE_HOME", dir.join("cache"))
-        .env("CI", "true")
+    kiln_command_in(dir, args)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())

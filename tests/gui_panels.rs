@@ -3,6 +3,11 @@
 //! the variables, start, watch steps and progress advance, see the artifact; cancel; a
 //! failure with its error card. Also the Host check panel with the real checks.
 
+#[path = "support/mock_secrets.rs"]
+mod mock_secrets;
+use kiln::gui::credentials::SecretsSource;
+use mock_secrets::MockSecrets;
+
 #[path = "support/window_close.rs"]
 mod window_close;
 use window_close::{request_close, root_commands};
@@ -25,14 +30,10 @@ use kiln::build::event::{Event, EventSink, Outcome, Stream, Unit};
 use kiln::build::plan::BuildReport;
 use kiln::gui::app::Place;
 use kiln::gui::build_state::StepState;
-use kiln::gui::credentials::SecretsSource;
 use kiln::gui::engine::{BuildControls, BuildFuture, Engine};
 use kiln::gui::notify::{Notification, Notifier};
 use kiln::gui::{AppConfig, KilnApp};
 use kiln::recipe::template::{Build, Recipe};
-use kiln::secrets::profiles::Profiles;
-use kiln::secrets::ssh_keys::SshKeys;
-use kiln::secrets::{SecretsError, Vault};
 use tokio::sync::Semaphore;
 
 const RECIPE: &str = r#"{
@@ -228,30 +229,6 @@ struct Setup {
     dialogs: Arc<kiln::gui::dialogs::ScriptedDialogs>,
 }
 
-/// The Credentials place on keyring-core's mock store, a config file in the test's folder,
-/// and the strict API test server for the checks.
-struct MockSecrets {
-    vault: Vault,
-    config: PathBuf,
-    ssh_dir: PathBuf,
-    api: Option<String>,
-}
-
-impl SecretsSource for MockSecrets {
-    fn open(&self) -> Result<(Profiles, SshKeys), SecretsError> {
-        Ok((
-            Profiles::new(self.vault.clone(), self.config.clone()),
-            SshKeys::new(self.vault.clone(), self.config.clone()),
-        ))
-    }
-    fn api_endpoint(&self) -> Option<String> {
-        self.api.clone()
-    }
-    fn public_key_dir(&self) -> Option<PathBuf> {
-        Some(self.ssh_dir.clone())
-    }
-}
-
 fn setup(ending: Ending) -> (Setup, Harness<'static, KilnApp>) {
     setup_with_api(ending, None, None)
 }
@@ -299,12 +276,11 @@ fn setup_full(
         artifact: artifact.clone(),
         received: received.clone(),
     });
-    let secrets = Arc::new(MockSecrets {
-        vault: Vault::with_store(keyring_core::mock::Store::new().unwrap()),
-        config: dir.path().join("config/config.toml"),
-        ssh_dir: dir.path().join("ssh"),
-        api: api_endpoint,
-    });
+    let secrets = Arc::new(MockSecrets::new(
+        dir.path().join("config/config.toml"),
+        dir.path().join("ssh"),
+        api_endpoint,
+    ));
     if let Some(profile) = profile {
         let (profiles, _) = secrets.open().unwrap();
         profiles

@@ -20,6 +20,11 @@
 //! Backend: wgpu's Vulkan on lavapipe (`mesa-vulkan-drivers`) unless `WGPU_BACKEND` says
 //! otherwise; with no adapter the test fails and says what to install.
 
+#[path = "support/mock_secrets.rs"]
+mod mock_secrets;
+use kiln::gui::credentials::SecretsSource;
+use mock_secrets::MockSecrets;
+
 #[path = "support/exoscale_api.rs"]
 mod exoscale_api;
 
@@ -36,16 +41,12 @@ use kiln::build::event::{Event, EventSink, Outcome, Stream, Unit};
 use kiln::build::plan::BuildReport;
 use kiln::cli::doctor::{Check, Status};
 use kiln::gui::app::Place;
-use kiln::gui::credentials::SecretsSource;
 use kiln::gui::engine::{BuildControls, BuildFuture, Engine};
 use kiln::gui::{AppConfig, KilnApp};
 use kiln::history::{
     BuildRecord, History, Origin, RunOutcome, StepEnd, StepRecord, VarOrigin, VariableRecord,
 };
 use kiln::recipe::template::{Build, Recipe};
-use kiln::secrets::profiles::Profiles;
-use kiln::secrets::ssh_keys::SshKeys;
-use kiln::secrets::{SecretsError, Vault};
 
 /// Everything the window shows lives here, so the paths it prints are the same on every
 /// machine. One run at a time holds [`LOCK`].
@@ -256,28 +257,6 @@ impl Engine for ScriptedEngine {
     }
 }
 
-/// Profiles and keys on keyring-core's mock store, the config in the fixed folder.
-struct MockSecrets {
-    vault: Vault,
-    config: PathBuf,
-    api: Option<String>,
-}
-
-impl SecretsSource for MockSecrets {
-    fn open(&self) -> Result<(Profiles, SshKeys), SecretsError> {
-        Ok((
-            Profiles::new(self.vault.clone(), self.config.clone()),
-            SshKeys::new(self.vault.clone(), self.config.clone()),
-        ))
-    }
-    fn api_endpoint(&self) -> Option<String> {
-        self.api.clone()
-    }
-    fn public_key_dir(&self) -> Option<PathBuf> {
-        Some(Path::new(ROOT).join("ssh"))
-    }
-}
-
 /// The host check as the snapshots show it (the real one names this machine's tools, KVM
 /// and free space).
 fn fixed_host_checks() -> Vec<Check> {
@@ -410,11 +389,11 @@ fn window(options: Options) -> (Setup, Harness<'static, KilnApp>) {
         .enable_all()
         .build()
         .unwrap();
-    let secrets = Arc::new(MockSecrets {
-        vault: Vault::with_store(keyring_core::mock::Store::new().unwrap()),
-        config: root.join("config/config.toml"),
-        api: options.api,
-    });
+    let secrets = Arc::new(MockSecrets::new(
+        root.join("config/config.toml"),
+        Path::new(ROOT).join("ssh"),
+        options.api,
+    ));
     if options.profile {
         let (profiles, _) = secrets.open().unwrap();
         let credentials = kiln::exoscale::Credentials::new(
