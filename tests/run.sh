@@ -19,6 +19,7 @@ APT_PACKAGES=(
   iproute2                                                                   # ss: listening sockets (tests/build_publish.rs)
   desktop-file-utils appstream dpkg-dev binutils man-db                      # the .deb and its desktop files (tests/packaging.rs)
   mesa-vulkan-drivers                                                        # lavapipe: wgpu renders the GUI snapshots headless (tests/gui_snapshots.rs)
+  ansible-core vagrant vagrant-libvirt                                       # Ansible against a VM, Vagrant reads the box (tests/build_installer.rs)
 )
 
 as_root() {
@@ -87,6 +88,23 @@ if [ -d "$ADVISORY_DB/crates" ] && [ ! -x "$CARGO_AUDIT_ROOT/bin/cargo-audit" ];
   log "installing cargo-audit 0.22 into $CARGO_AUDIT_ROOT"
   cargo install cargo-audit --locked --version '^0.22' --root "$CARGO_AUDIT_ROOT"
 fi
+
+# --- disk space -------------------------------------------------------------------------------
+# The test build (target/, about 8 GB from scratch) and the VM images and caches of the tests
+# (~/.cache/kiln-tests and the temporary directory, about 6 GB) need room: say so now rather
+# than let rustc or qemu-img stop halfway on "No space left on device". KILN_MIN_FREE_GB
+# overrides the threshold. A clean clone in CI does not reuse incremental caches, so they are
+# not written there (they would only take space).
+min_free_gb=${KILN_MIN_FREE_GB:-15}
+target_dir=${CARGO_TARGET_DIR:-target}
+mkdir -p "$target_dir"
+free_gb=$(df -P -BG "$target_dir" | awk 'NR == 2 { sub("G", "", $4); print $4 }')
+if [ "${free_gb:-0}" -lt "$min_free_gb" ]; then
+  echo "tests/run.sh: only ${free_gb} GB free on the disk of $target_dir; the test suite needs about $min_free_gb GB" >&2
+  echo "  (free some space, e.g. \`cargo clean\` in other checkouts, or point CARGO_TARGET_DIR to a larger disk)" >&2
+  exit 1
+fi
+if [ "${CI:-}" = true ]; then export CARGO_INCREMENTAL=0; fi
 
 # --- checks -----------------------------------------------------------------------------------
 # Tests that check files with external tools fail (instead of skipping) when a tool is missing.
