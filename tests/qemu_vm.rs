@@ -1,14 +1,21 @@
-//! The VM supervisor against a real qemu (TCG, no guest disk: only the firmware runs, so no
-//! test here boots an operating system).
+//! The VM supervisor and the KVM probe against a real qemu (TCG, no guest disk: only
+//! firmware runs, so no test here boots an operating system), and the ways KVM fails played
+//! by stand-ins (tests/support/kvm_standin.rs).
 
-use std::os::unix::fs::PermissionsExt;
+#[path = "support/kvm_standin.rs"]
+mod kvm_standin;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use kiln::build::event::{Event, EventSink, Stream};
 use kiln::build::redact::Redactor;
+use kiln::qemu::accel::{self, KvmUnavailable, kvm_with_best_model};
+use kiln::qemu::kvm_probe::{KvmHost, ModelVerdict, run_canary};
 use kiln::qemu::serial::SerialConsole;
 use kiln::qemu::vm::{Vm, VmEnd, VmError, VmSockets};
+use kiln::recipe::qemu::Accelerator;
+use kvm_standin::{Kvm, StandIn, Start, always, cpu, every};
 
 fn qemu() -> PathBuf {
     let path = PathBuf::from("/usr/bin/qemu-system-x86_64");
@@ -138,27 +145,6 @@ async fn a_missing_binary_says_how_to_install_qemu() {
     );
 }
 
-/// A stand-in for qemu that behaves like nested KVM failing here: it prints the internal
-/// error and stays paused (it is the real qemu started with -S) instead of exiting.
-fn paused_kvm_failure_standin(dir: &Path) -> PathBuf {
-    let script = dir.join("qemu-kvm-fails");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\n\
-             case \"$*\" in *accel=kvm*) ;; *) exec {qemu} \"$@\";; esac\n\
-             n=$#; i=0\n\
-             while [ $i -lt $n ]; do a=$1; shift; case \"$a\" in *accel=kvm*) a=$(printf %s \"$a\" | sed s/accel=kvm/accel=tcg/);; esac; set -- \"$@\" \"$a\"; i=$((i+1)); done\n\
-             (sleep 1; echo 'KVM internal error. Suberror: 1' >&2; echo 'emulation failure' >&2) &\n\
-             exec {qemu} -S \"$@\"\n",
-            qemu = qemu().display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    script
-}
-
 #[tokio::test]
 async fn nested_kvm_failure_is_detected_within_seconds() {
     let dir = tempfile::tempdir().unwrap();
@@ -170,10 +156,10 @@ async fn nested_kvm_failure_is_detected_within_seconds() {
         events.clone(),
     )
     .unwrap();
-    let standin = paused_kvm_failure_standin(dir.path());
+    let standin = StandIn::new(&dir.path().join("qemu"), &[always(Kvm::Pauses)]);
     let started = Instant::now();
     let args = firmware_only_args(&sockets, "kvm");
-    let mut vm = match Vm::start(&standin, &args, &sockets.qmp, events).await {
+    let mut vm = match Vm::start(&standin.qemu, &args, &sockets.qmp, events).await {
         Ok(vm) => vm,
         Err(e) => panic!("stand-in did not start: {e}"),
     };
@@ -194,4 +180,206 @@ async fn nested_kvm_failure_is_detected_within_seconds() {
         }
     }
     assert!(saw_stderr, "qemu's output reaches the events");
+}
+
+#[tokio::test]
+async fn the_canary_runs_every_mode_under_tcg() {
+    for (machine, model) in [("pc", "qemu64"), ("q35", "qemu64"), ("pc", "max")] {
+        let started = Instant::now();
+        let verdict = run_canary(&qemu(), "tcg", machine, model, Duration::from_secs(10)).await;
+        assert_eq!(verdict, ModelVerdict::Runs, "{machine} {model}");
+        eprintln!(
+            "canary under TCG on {machine} with {model}: {:.0} ms",
+            started.elapsed().as_secs_f64() * 1000.0
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_canary_that_stops_making_progress_is_a_stall_within_a_second_or_so() {
+    // A CPU without long mode: the canary faults entering it, the machine resets and runs it
+    // again, printing "RP" over and over but never finishing — as a KVM that gets stuck
+    // after its first mode switch does.
+    let started = Instant::now();
+    let verdict = run_canary(&qemu(), "tcg", "pc", "pentium3", Duration::from_secs(20)).await;
+    let ModelVerdict::Fails(why) = verdict else {
+        panic!("a CPU without long mode cannot finish the canary");
+    };
+    assert!(why.starts_with("the guest stalled"), "{why}");
+    assert!(why.ends_with("(no progress for 1 s)"), "{why}");
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "declared stalled soon after its first progress, not at the 20 s timeout: {:?}",
+        started.elapsed()
+    );
+}
+
+fn host(standin: &StandIn, cache: Option<&Path>) -> KvmHost {
+    KvmHost {
+        device: PathBuf::from("/dev/kvm"),
+        qemu: standin.qemu.clone(),
+        cache_file: cache.map(|d| d.join("kvm-probe.json")),
+    }
+}
+
+#[tokio::test]
+async fn the_probe_tells_each_way_kvm_fails_in_qemus_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let standin = StandIn::new(
+        dir.path(),
+        &[
+            cpu("host", Kvm::Aborts),
+            cpu("max", Kvm::Pauses),
+            cpu("EPYC", Kvm::Stalls),
+            cpu("qemu64", Kvm::Runs),
+        ],
+    );
+    let probe = |model: &'static str| {
+        let qemu = standin.qemu.clone();
+        async move { run_canary(&qemu, "kvm", "pc", model, Duration::from_secs(3)).await }
+    };
+    let ModelVerdict::Fails(aborted) = probe("host").await else {
+        panic!("an abort is a failure");
+    };
+    assert!(
+        aborted.starts_with("qemu aborted: error: failed to set MSR 0x10a to 0x69"),
+        "{aborted}"
+    );
+    let started = Instant::now();
+    let ModelVerdict::Fails(paused) = probe("max").await else {
+        panic!("a pause is a failure");
+    };
+    assert!(paused.starts_with("KVM internal error "), "{paused}");
+    assert!(paused.contains("emulation failure"), "{paused}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the internal error ends the probe at once, not at its timeout"
+    );
+    let ModelVerdict::Fails(stalled) = probe("EPYC").await else {
+        panic!("a stall is a failure");
+    };
+    assert!(
+        stalled.starts_with("the guest stalled in real mode"),
+        "{stalled}"
+    );
+    assert_eq!(probe("qemu64").await, ModelVerdict::Runs);
+    assert_eq!(
+        standin.starts(),
+        [
+            "kvm probe host",
+            "kvm probe max",
+            "kvm probe EPYC",
+            "kvm probe qemu64"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn kvm_steps_down_to_a_plainer_model_before_giving_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain_works = StandIn::new(&dir.path().join("a"), &[cpu("host", Kvm::Aborts)]);
+    let choice = kvm_with_best_model(&host(&plain_works, None), "pc", None)
+        .await
+        .expect("qemu64 runs");
+    assert_eq!(choice.cpu_model.as_deref(), Some("qemu64"));
+    assert_eq!(choice.kvm_model.as_deref(), Some("qemu64"));
+    assert_eq!(choice.failed_models.len(), 1);
+    assert!(
+        choice.failed_models[0].1.contains("failed to set MSR"),
+        "{:?}",
+        choice.failed_models
+    );
+    assert!(
+        choice
+            .describe()
+            .starts_with("using KVM with CPU model qemu64 (-cpu host: qemu aborted"),
+        "{}",
+        choice.describe()
+    );
+
+    // A recipe that asks for a specific model does not get another one.
+    let specific = kvm_with_best_model(&host(&plain_works, None), "pc", Some("Skylake-Server"))
+        .await
+        .expect("the stand-in runs it");
+    assert_eq!(specific.cpu_model, None);
+
+    let none_works = StandIn::new(
+        &dir.path().join("b"),
+        &[cpu("host", Kvm::Aborts), cpu("qemu64", Kvm::Pauses)],
+    );
+    let failed = kvm_with_best_model(&host(&none_works, None), "pc", None)
+        .await
+        .expect_err("nothing runs");
+    let models: Vec<&str> = failed.iter().map(|(m, _)| m.as_str()).collect();
+    assert_eq!(models, ["host", "qemu64"]);
+    assert!(failed[1].1.contains("KVM internal error"), "{failed:?}");
+}
+
+#[tokio::test]
+async fn auto_falls_back_and_kvm_refuses_with_qemus_words() {
+    let Some(_device) = kvm_standin::kvm_device() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let standin = StandIn::new(dir.path(), &[always(Kvm::Aborts)]);
+    let host = host(&standin, None);
+    let auto = accel::choose(Accelerator::Auto, &host, "pc", Some("host"))
+        .await
+        .unwrap();
+    assert_eq!(auto.accel.name(), "tcg");
+    assert_eq!(
+        auto.cpu_model.as_deref(),
+        Some("max"),
+        "TCG cannot run -cpu host"
+    );
+    let Some(KvmUnavailable::Unusable { tried, .. }) = &auto.fell_back else {
+        panic!("{auto:?}");
+    };
+    assert!(tried.contains("-cpu host: qemu aborted"), "{tried}");
+    assert!(tried.contains("-cpu qemu64: qemu aborted"), "{tried}");
+    let refused = accel::choose(Accelerator::Kvm, &host, "pc", None)
+        .await
+        .unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .starts_with("/dev/kvm is present but unusable here: -cpu host: qemu aborted: error: failed to set MSR"),
+        "{refused}"
+    );
+}
+
+#[tokio::test]
+async fn verdicts_are_remembered_for_the_boot_and_a_failure_seen_later_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let standin = StandIn::new(&dir.path().join("qemu"), &[every(Start::Probe, Kvm::Runs)]);
+    let kvm = host(&standin, Some(&cache));
+    assert_eq!(kvm.verdict("pc", "host").await, ModelVerdict::Runs);
+    assert_eq!(kvm.verdict("pc", "host").await, ModelVerdict::Runs);
+    assert_eq!(standin.starts(), ["kvm probe host"], "probed once");
+    let file = std::fs::read_to_string(cache.join("kvm-probe.json")).unwrap();
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    assert!(file.contains(boot_id.trim()), "{file}");
+
+    // A real VM that failed under KVM is remembered, so the next choice skips the model.
+    kvm.remember_failure("pc", "host", "KVM internal error. Suberror: 1")
+        .await;
+    let choice = kvm_with_best_model(&kvm, "pc", None).await.unwrap();
+    assert_eq!(choice.kvm_model.as_deref(), Some("qemu64"));
+    assert_eq!(standin.starts(), ["kvm probe host", "kvm probe qemu64"]);
+
+    // The failure is in the file for the other processes of this boot (tests/cli.rs runs
+    // two builds to check they read it); forgetting (`kiln doctor`) drops it, and the
+    // model is probed again.
+    let file = std::fs::read_to_string(cache.join("kvm-probe.json")).unwrap();
+    assert!(file.contains("KVM internal error"), "{file}");
+    kvm.forget().await;
+    let file = std::fs::read_to_string(cache.join("kvm-probe.json")).unwrap();
+    assert!(!file.contains("KVM internal error"), "{file}");
+    assert_eq!(kvm.verdict("pc", "host").await, ModelVerdict::Runs);
+    assert_eq!(
+        standin.starts(),
+        ["kvm probe host", "kvm probe qemu64", "kvm probe host"],
+        "probed again after forget"
+    );
 }

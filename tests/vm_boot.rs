@@ -81,10 +81,12 @@ async fn boots_the_fixture_with_a_kiln_seed_and_pinned_host_key() {
     let ssh_port = free_port();
     let launch = Launch {
         accel: Accel::Tcg,
+        cpu_model: None,
         disk: disk.clone(),
         iso: None,
         seed: Some(seed),
         cdroms: Vec::new(),
+        floppy: None,
         ssh_host_port: Some(ssh_port),
         vnc_display: None,
         qmp_socket: sockets.qmp.clone(),

@@ -38,6 +38,9 @@ impl Accel {
 pub struct Launch {
     /// The accelerator for this start.
     pub accel: Accel,
+    /// A CPU model that replaces the recipe's (`cpu_model`, or a `-cpu` in `qemuargs`) and
+    /// kiln's default for this start: the one the accelerator choice found to work.
+    pub cpu_model: Option<String>,
     /// The disk image the build writes (`output_directory/vm_name`).
     pub disk: PathBuf,
     /// The installer ISO, when the base is not a disk image.
@@ -48,6 +51,9 @@ pub struct Launch {
     /// CD images to attach (`cd_files`/`cd_content`), as IDE CD-ROMs like Packer does
     /// (Debian's cloud kernel has `ata_piix` and `sr_mod`: the guest sees /dev/sr0).
     pub cdroms: Vec<PathBuf>,
+    /// The floppy image (`floppy_files`/`floppy_dirs`/`floppy_content`), attached with
+    /// `-fda` as Packer does.
+    pub floppy: Option<PathBuf>,
     /// The host port forwarded to the guest's SSH port (None without a communicator).
     pub ssh_host_port: Option<u16>,
     /// The VNC display number (port − 5900), None when VNC is disabled.
@@ -76,8 +82,8 @@ pub struct ArgsError {
 
 /// The switches kiln sets by default, in the order they appear on the command line.
 const DEFAULT_ORDER: &[&str] = &[
-    "-name", "-machine", "-cpu", "-m", "-smp", "-boot", "-netdev", "-device", "-drive", "-vnc",
-    "-display", "-bios",
+    "-name", "-machine", "-cpu", "-m", "-smp", "-boot", "-netdev", "-device", "-drive", "-fda",
+    "-vnc", "-display", "-bios",
 ];
 
 fn drive_args(config: &QemuConfig, launch: &Launch, devices: &mut Vec<String>) -> Vec<String> {
@@ -130,7 +136,10 @@ fn defaults(config: &QemuConfig, launch: &Launch) -> Vec<(&'static str, Vec<Stri
             launch.accel.name()
         )],
     ));
-    let cpu = match (&config.cpu_model, launch.accel) {
+    let cpu = match (
+        launch.cpu_model.as_ref().or(config.cpu_model.as_ref()),
+        launch.accel,
+    ) {
         (Some(model), _) => model.clone(),
         (None, Accel::Kvm) => "host".into(),
         // qemu's own default model (Packer's too). Under TCG it boots the Debian test guest
@@ -175,6 +184,9 @@ fn defaults(config: &QemuConfig, launch: &Launch) -> Vec<(&'static str, Vec<Stri
     devices.push(format!("{},netdev=user.0", config.net_device));
     out.push(("-device", devices));
     out.push(("-drive", drives));
+    if let Some(floppy) = &launch.floppy {
+        out.push(("-fda", vec![floppy.display().to_string()]));
+    }
     if let Some(display) = launch.vnc_display {
         out.push((
             "-vnc",
@@ -271,6 +283,12 @@ pub fn build_args(config: &QemuConfig, launch: &Launch) -> Result<Vec<String>, A
             values.push(value);
         }
     }
+    // The accelerator choice's model wins over a `-cpu` of the recipe's.
+    if let Some(model) = &launch.cpu_model
+        && let Some((_, values)) = switches.iter_mut().find(|(k, _)| k == "-cpu")
+    {
+        *values = vec![model.clone()];
+    }
     // Packer #6804: a user's -device list without the NIC gets it back.
     if overridden.iter().any(|k| k == "-device")
         && let Some((_, devices)) = switches.iter_mut().find(|(k, _)| k == "-device")
@@ -310,6 +328,19 @@ pub fn build_args(config: &QemuConfig, launch: &Launch) -> Result<Vec<String>, A
     Ok(args)
 }
 
+/// The CPU model the recipe asks for: the last `-cpu` of `qemuargs` (which wins on the
+/// command line), else `cpu_model`; `None` leaves it to kiln.
+pub fn requested_cpu_model(config: &QemuConfig) -> Option<String> {
+    config
+        .qemuargs
+        .iter()
+        .rev()
+        .find(|row| row.first().is_some_and(|k| k == "-cpu"))
+        .map(|row| row[1..].concat())
+        .filter(|model| !model.is_empty())
+        .or_else(|| config.cpu_model.clone())
+}
+
 /// Whether the recipe's `qemuargs` replace kiln's drives (the seed article's way: it
 /// attaches its own disk and `seed.img`), in which case kiln cannot inject its own seed.
 pub fn user_supplies_drives(config: &QemuConfig) -> bool {
@@ -345,6 +376,13 @@ pub fn recipe_seed(config: &QemuConfig) -> Option<&'static str> {
         .is_some_and(|l| l.eq_ignore_ascii_case("cidata"))
     {
         return Some("the recipe's CD is a cloud-init seed (cd_label \"cidata\")");
+    }
+    if config
+        .floppy_label
+        .as_deref()
+        .is_some_and(|l| l.eq_ignore_ascii_case("cidata"))
+    {
+        return Some("the recipe's floppy is a cloud-init seed (floppy_label \"cidata\")");
     }
     None
 }
@@ -388,10 +426,12 @@ mod tests {
     fn launch(accel: Accel) -> Launch {
         Launch {
             accel,
+            cpu_model: None,
             disk: "out/img.qcow2".into(),
             iso: None,
             seed: Some("/run/kiln/seed.iso".into()),
             cdroms: vec!["/run/kiln/files.iso".into()],
+            floppy: None,
             ssh_host_port: Some(2345),
             vnc_display: Some(7),
             qmp_socket: "/run/kiln/qmp.sock".into(),
@@ -452,6 +492,24 @@ mod tests {
         assert_eq!(values(&args, "-cpu"), ["host"]);
         assert_eq!(values(&args, "-smp"), ["cpus=2"]);
         assert_eq!(values(&args, "-m"), ["2048M"]);
+    }
+
+    #[test]
+    fn the_accelerator_choices_cpu_model_wins_over_the_recipes() {
+        let own = config(r#", "qemuargs": [["-cpu", "host"], ["-cpu", "host,+x2apic"]]"#);
+        assert_eq!(requested_cpu_model(&own).as_deref(), Some("host,+x2apic"));
+        let mut plain = launch(Accel::Kvm);
+        plain.cpu_model = Some("qemu64".into());
+        assert_eq!(
+            values(&build_args(&own, &plain).unwrap(), "-cpu"),
+            ["qemu64"]
+        );
+        let field = config(r#", "cpu_model": "host""#);
+        assert_eq!(requested_cpu_model(&field).as_deref(), Some("host"));
+        let mut tcg = launch(Accel::Tcg);
+        tcg.cpu_model = Some("max".into());
+        assert_eq!(values(&build_args(&field, &tcg).unwrap(), "-cpu"), ["max"]);
+        assert_eq!(requested_cpu_model(&config("")), None);
     }
 
     #[test]

@@ -10,14 +10,26 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
-use super::accel::is_kvm_failure_line;
 use super::cmdline::display_command;
+use super::kvm_probe::is_kvm_failure_line;
 use super::qmp::{Qmp, QmpError};
 use crate::build::event::{Event, EventSink, Stream};
 
 /// How many lines of qemu's own output are kept for error messages.
 const OUTPUT_TAIL: usize = 50;
+
+/// How long qemu's last words may take to be read once it exited.
+const DRAIN_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Waits (briefly) until the output readers read everything qemu printed before it exited,
+/// so the error shows its last words.
+async fn drain(readers: &mut Vec<JoinHandle<()>>) {
+    for reader in readers.drain(..) {
+        let _ = tokio::time::timeout(DRAIN_TIMEOUT, reader).await;
+    }
+}
 
 /// Why the VM could not start or stopped being useful.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -69,6 +81,7 @@ pub struct Vm {
     command: String,
     output: Arc<Mutex<VecDeque<String>>>,
     kvm_failure: watch::Receiver<Option<String>>,
+    readers: Vec<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Vm {
@@ -85,7 +98,8 @@ fn spawn_line_reader<R>(
     events: EventSink,
     tail: Arc<Mutex<VecDeque<String>>>,
     kvm: watch::Sender<Option<String>>,
-) where
+) -> JoinHandle<()>
+where
     R: tokio::io::AsyncRead + Unpin + Send + 'static,
 {
     tokio::spawn(async move {
@@ -114,7 +128,7 @@ fn spawn_line_reader<R>(
                 line,
             });
         }
-    });
+    })
 }
 
 impl Vm {
@@ -150,30 +164,30 @@ impl Vm {
         })?;
         let output: Arc<Mutex<VecDeque<String>>> = Arc::default();
         let (kvm_tx, kvm_failure) = watch::channel(None);
+        let mut readers = Vec::new();
         if let Some(stdout) = child.stdout.take() {
-            spawn_line_reader(
+            readers.push(spawn_line_reader(
                 stdout,
                 Stream::Stdout,
                 events.clone(),
                 output.clone(),
                 kvm_tx.clone(),
-            );
+            ));
         }
         if let Some(stderr) = child.stderr.take() {
-            spawn_line_reader(
+            readers.push(spawn_line_reader(
                 stderr,
                 Stream::Stderr,
                 events.clone(),
                 output.clone(),
                 kvm_tx.clone(),
-            );
+            ));
         }
         let connect = Qmp::connect(qmp_socket, Duration::from_secs(30));
         let qmp = tokio::select! {
             qmp = connect => qmp,
             status = child.wait() => {
-                // Let the readers drain what qemu printed before it died.
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                drain(&mut readers).await;
                 return Err(VmError::EarlyExit {
                     status: status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string()),
                     command,
@@ -184,6 +198,19 @@ impl Vm {
         let qmp = match qmp {
             Ok(q) => q,
             Err(e) => {
+                // qemu may have died after opening its control socket (an abort while it
+                // sets up the vCPU, as nested KVM makes it do): that is an early exit, with
+                // its words, not a control-socket problem.
+                if let Ok(Ok(status)) =
+                    tokio::time::timeout(Duration::from_millis(500), child.wait()).await
+                {
+                    drain(&mut readers).await;
+                    return Err(VmError::EarlyExit {
+                        status: status.to_string(),
+                        command,
+                        output: Self::joined(&output),
+                    });
+                }
                 let _ = child.start_kill();
                 return Err(e.into());
             }
@@ -196,6 +223,7 @@ impl Vm {
             command,
             output,
             kvm_failure,
+            readers,
         })
     }
 
@@ -214,6 +242,18 @@ impl Vm {
     /// qemu's last output lines.
     pub fn output_tail(&self) -> String {
         Self::joined(&self.output)
+    }
+
+    /// Whether KVM failed this VM and qemu paused it: the line qemu printed, or the run
+    /// state it reports (`internal-error`), when it did.
+    pub async fn kvm_failure(&mut self) -> Option<String> {
+        if let Some(line) = self.kvm_failure.borrow().clone() {
+            return Some(line);
+        }
+        match self.qmp.status().await {
+            Ok(status) if status == "internal-error" => Some(format!("run state {status}")),
+            _ => None,
+        }
     }
 
     /// The process id.
@@ -238,6 +278,7 @@ impl Vm {
             }
             tokio::select! {
                 status = self.child.wait() => {
+                    drain(&mut self.readers).await;
                     return VmEnd::Exited(status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string()));
                 }
                 changed = kvm.changed() => {
