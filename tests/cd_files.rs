@@ -1,12 +1,14 @@
 //! `cd_files` / `cd_content` / `cd_label` images read back by real tools: `xorriso` lists
 //! the tree and extracts the files (Rock Ridge names and contents), `isoinfo` reads the
-//! label. Both come from tests/run.sh's APT_PACKAGES (xorriso, genisoimage).
+//! label. Both come from tests/run.sh's APT_PACKAGES (xorriso, genisoimage). And the
+//! `floppy_*` images read back by `fsck.fat` (dosfstools), `mtools` and `blkid`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
 use kiln::cloudinit::cdrom::CdTree;
+use kiln::cloudinit::floppy::FloppyTree;
 
 fn run(program: &str, args: &[&str]) -> String {
     let out = Command::new(program)
@@ -158,5 +160,64 @@ fn nothing_half_written_when_a_source_disappears() {
         std::fs::read_dir(dir.join("out")).unwrap().count(),
         0,
         "no image and no temporary file left"
+    );
+}
+
+#[test]
+fn floppies_read_back_with_fsck_mtools_and_blkid() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    sources(dir);
+    let content = BTreeMap::from([(
+        "user-data".to_string(),
+        "#cloud-config\nhostname: from-a-floppy\n".to_string(),
+    )]);
+    // floppy_files flattens (ks.cfg, the .pkg files, seed/'s files in the root);
+    // floppy_dirs keeps the tree.
+    let tree = FloppyTree::collect(
+        &["ks.cfg".into(), "*.pkg".into()],
+        &["seed".into()],
+        &content,
+        dir,
+    )
+    .unwrap();
+    let image = dir.join("floppy.img");
+    assert_eq!(tree.write("cidata", &image).unwrap(), 1_474_560);
+    let image_arg = image.to_str().unwrap();
+
+    let fsck = run("fsck.fat", &["-n", image_arg]);
+    assert!(fsck.contains("files"), "{fsck}");
+    let listing = run("mdir", &["-i", image_arg, "-/", "-b", "::"]);
+    let mut names: Vec<&str> = listing.lines().collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "::/a.pkg",
+            "::/b.pkg",
+            "::/ks.cfg",
+            "::/seed/",
+            "::/seed/Mixed Case Name.TXT",
+            "::/seed/scripts/",
+            "::/seed/scripts/deep/",
+            "::/seed/scripts/deep/note.txt",
+            "::/seed/scripts/setup.sh",
+            "::/user-data"
+        ]
+    );
+    assert_eq!(
+        run("mtype", &["-i", image_arg, "::/seed/scripts/deep/note.txt"]),
+        "deep\n"
+    );
+    assert_eq!(
+        run("mtype", &["-i", image_arg, "::/user-data"]),
+        "#cloud-config\nhostname: from-a-floppy\n"
+    );
+    // What cloud-init's NoCloud looks for: a vfat file system labelled cidata.
+    let blkid = run("blkid", &["-o", "export", image_arg]);
+    assert!(blkid.contains("TYPE=vfat"), "{blkid}");
+    assert!(
+        blkid.contains("LABEL=cidata") || blkid.contains("LABEL=CIDATA"),
+        "{blkid}"
     );
 }

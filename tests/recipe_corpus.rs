@@ -33,6 +33,7 @@ use kiln::recipe::diag::Diagnostics;
 use kiln::recipe::postprocessor::{PostProcessor, PostProcessorKind};
 use kiln::recipe::provisioner::{FileSource, Provisioner, ProvisionerKind};
 use kiln::recipe::qemu::QemuConfig;
+use kiln::recipe::select::Selection;
 use kiln::recipe::shell_local::ShellSource;
 use kiln::recipe::template::{LoadOptions, Recipe, load_file};
 use kiln::recipe::vars::VarSource;
@@ -62,6 +63,7 @@ struct Args {
     var_files: Vec<PathBuf>,
     env: BTreeMap<String, String>,
     lenient: bool,
+    selection: Selection,
 }
 
 fn split_assignment(line: &str, what: &str, file: &Path) -> (String, String) {
@@ -91,8 +93,16 @@ fn read_args(file: &Path) -> Args {
                 args.env.insert(k, v);
             }
             "lenient" => args.lenient = true,
+            "only" => args
+                .selection
+                .only
+                .extend(rest.split(',').map(str::to_string)),
+            "except" => args
+                .selection
+                .except
+                .extend(rest.split(',').map(str::to_string)),
             other => panic!(
-                "{}: unknown setting `{other}` (use var, var-file, env or lenient)",
+                "{}: unknown setting `{other}` (use var, var-file, env, lenient, only or except)",
                 file.display()
             ),
         }
@@ -109,6 +119,7 @@ fn options(args: &Args) -> LoadOptions {
         started: Some(started()),
         pwd: Some(corpus_dir()),
         required_is_warning: args.lenient,
+        selection: args.selection.clone(),
     }
 }
 
@@ -280,7 +291,8 @@ fn post_processor_field(p: &PostProcessor, field: &str) -> Option<String> {
 
 /// The value at `path` in `recipe`, as text. Paths:
 ///
-/// * `description`, `min_packer_version`, `builds.len`, `secrets`
+/// * `description`, `min_packer_version`, `builds.len`, `secrets`, `skipped` (the builds not
+///   run, with their reasons)
 /// * `variables.NAME` (the value), `variables.NAME.source` (`default`, `var-file FILE`,
 ///   `command line`), `variables.NAME.sensitive`, `variables.NAME.env_names`
 /// * `builds[i].name`, `builds[i].builder.FIELD` (see [`builder_field`]),
@@ -295,6 +307,10 @@ fn lookup(recipe: &Recipe, path: &str) -> Option<String> {
         "description" => return Some(opt(&recipe.description)),
         "min_packer_version" => return Some(opt(&recipe.min_packer_version)),
         "builds.len" => return Some(recipe.builds.len().to_string()),
+        "skipped" => {
+            let skipped: Vec<String> = recipe.skipped.iter().map(|s| s.describe()).collect();
+            return Some(list(&skipped));
+        }
         "secrets" => return Some(list(&recipe.secrets())),
         _ => {}
     }

@@ -216,12 +216,12 @@ impl CdTree {
 }
 
 /// Whether `pattern` uses glob syntax.
-fn has_meta(pattern: &str) -> bool {
+pub(crate) fn has_meta(pattern: &str) -> bool {
     pattern.contains(['*', '?', '['])
 }
 
 /// Every existing path matching `pattern` (glob syntax in any component), sorted.
-fn glob(pattern: &Path) -> Result<Vec<PathBuf>, String> {
+pub(crate) fn glob(pattern: &Path) -> Result<Vec<PathBuf>, String> {
     let mut found = vec![PathBuf::new()];
     for component in pattern.components() {
         let part = component.as_os_str().to_string_lossy();

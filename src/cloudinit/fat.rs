@@ -31,6 +31,14 @@ const ROOT_ENTRIES: usize = 512;
 const MIN_IMAGE_BYTES: u64 = 128 * 1024;
 /// Media descriptor of a fixed disk.
 const MEDIA: u8 = 0xF8;
+/// Media descriptor of a 3.5-inch 1.44 MB floppy.
+const FLOPPY_MEDIA: u8 = 0xF0;
+/// Sectors of a 1.44 MB floppy (80 cylinders, 2 heads, 18 sectors a track).
+pub const FLOPPY_SECTORS: u32 = 2880;
+/// Root directory entries of a 1.44 MB floppy.
+const FLOPPY_ROOT_ENTRIES: usize = 224;
+/// FAT sectors of a 1.44 MB floppy.
+const FLOPPY_FAT_SECTORS: u32 = 9;
 
 const ATTR_READ_ONLY: u8 = 0x01;
 const ATTR_HIDDEN: u8 = 0x02;
@@ -49,6 +57,9 @@ pub struct FatOptions {
     pub serial: Option<u32>,
     /// Time of every file, Unix seconds (UTC); FAT holds 1980–2107, so it is clamped.
     pub timestamp: i64,
+    /// Write a 1.44 MB floppy (what `mkfs.vfat -C img 1440` makes: FAT12, 224 root
+    /// entries, 18 sectors a track, 2 heads) instead of an image sized to fit.
+    pub floppy: bool,
 }
 
 impl Default for FatOptions {
@@ -57,6 +68,7 @@ impl Default for FatOptions {
             label: super::FAT_LABEL.to_string(),
             serial: None,
             timestamp: 0,
+            floppy: false,
         }
     }
 }
@@ -263,6 +275,7 @@ struct FileInfo {
 }
 
 struct Layout {
+    floppy: bool,
     label: [u8; 11],
     serial: u32,
     dt: (u16, u16),
@@ -391,6 +404,9 @@ impl Layout {
             dir.short = short;
             dir.entry_count = count;
         }
+        if options.floppy {
+            return Self::plan_floppy(options, entries, label, sizes, dirs, files);
+        }
         let root_entries = dirs[0].entry_count.next_multiple_of(16).max(ROOT_ENTRIES);
         if root_entries > 65_520 {
             return Err(SeedError::TooLarge {
@@ -444,10 +460,94 @@ impl Layout {
         let fat_sectors = fat_bytes.div_ceil(SECTOR) as u32;
         let total_sectors = 1 + 2 * fat_sectors + root_sectors + clusters * spc;
 
-        // Clusters: subdirectories breadth first, then files.
+        let mut layout = Layout {
+            floppy: false,
+            label,
+            serial: options
+                .serial
+                .unwrap_or_else(|| default_serial(entries, &sizes, options.timestamp)),
+            dt: fat_date_time(options.timestamp),
+            fat16,
+            sectors_per_cluster: spc,
+            fat_sectors,
+            root_entries,
+            clusters,
+            total_sectors,
+            dirs,
+            dir_order: Vec::new(),
+            files,
+        };
+        layout.place();
+        Ok(layout)
+    }
+
+    /// The fixed layout of a 1.44 MB floppy, if the files fit.
+    fn plan_floppy(
+        options: &FatOptions,
+        entries: &[Entry],
+        label: [u8; 11],
+        sizes: Vec<u64>,
+        dirs: Vec<DirInfo>,
+        files: Vec<FileInfo>,
+    ) -> Result<Layout, SeedError> {
+        if dirs[0].entry_count > FLOPPY_ROOT_ENTRIES {
+            return Err(SeedError::TooLarge {
+                what: "the floppy's root directory".into(),
+                size: dirs[0].entry_count as u64,
+                limit: FLOPPY_ROOT_ENTRIES as u64,
+                format: "a 1.44 MB floppy",
+                hint: "put files into a directory (floppy_dirs) or use cd_files",
+            });
+        }
+        let root_sectors = (FLOPPY_ROOT_ENTRIES * 32 / SECTOR) as u32;
+        let clusters = FLOPPY_SECTORS - 1 - 2 * FLOPPY_FAT_SECTORS - root_sectors;
+        let needed: u64 = dirs[1..]
+            .iter()
+            .map(|d| (d.entry_count as u64 * 32).div_ceil(SECTOR as u64))
+            .chain(files.iter().map(|f| f.size.div_ceil(SECTOR as u64)))
+            .sum();
+        if needed > u64::from(clusters) {
+            return Err(SeedError::TooLarge {
+                what: "the floppy's files".into(),
+                size: sizes.iter().sum(),
+                limit: u64::from(clusters) * SECTOR as u64,
+                format: "a 1.44 MB floppy",
+                hint: "use cd_files/cd_content for larger files",
+            });
+        }
+        let mut layout = Layout {
+            floppy: true,
+            label,
+            serial: options
+                .serial
+                .unwrap_or_else(|| default_serial(entries, &sizes, options.timestamp)),
+            dt: fat_date_time(options.timestamp),
+            fat16: false,
+            sectors_per_cluster: 1,
+            fat_sectors: FLOPPY_FAT_SECTORS,
+            root_entries: FLOPPY_ROOT_ENTRIES,
+            clusters,
+            total_sectors: FLOPPY_SECTORS,
+            dirs,
+            dir_order: Vec::new(),
+            files,
+        };
+        layout.place();
+        Ok(layout)
+    }
+
+    /// Gives clusters to the subdirectories (breadth first), then to the files.
+    fn place(&mut self) {
+        let Layout {
+            dirs,
+            files,
+            dir_order,
+            sectors_per_cluster: spc,
+            clusters,
+            ..
+        } = self;
         let mut next = 2u32;
-        let cb = u64::from(spc) * SECTOR as u64;
-        let mut dir_order = Vec::new();
+        let cb = u64::from(*spc) * SECTOR as u64;
         let mut queue = VecDeque::from([0usize]);
         while let Some(d) = queue.pop_front() {
             if d != 0 {
@@ -463,30 +563,17 @@ impl Layout {
                 }
             }
         }
-        for f in &mut files {
+        for f in files.iter_mut() {
             let n = f.size.div_ceil(cb) as u32;
             f.first_cluster = if n == 0 { 0 } else { next };
             f.clusters = n;
             next += n;
         }
-        debug_assert!(next - 2 <= clusters);
+        debug_assert!(next - 2 <= *clusters);
+    }
 
-        Ok(Layout {
-            label,
-            serial: options
-                .serial
-                .unwrap_or_else(|| default_serial(entries, &sizes, options.timestamp)),
-            dt: fat_date_time(options.timestamp),
-            fat16,
-            sectors_per_cluster: spc,
-            fat_sectors,
-            root_entries,
-            clusters,
-            total_sectors,
-            dirs,
-            dir_order,
-            files,
-        })
+    fn media(&self) -> u8 {
+        if self.floppy { FLOPPY_MEDIA } else { MEDIA }
     }
 
     fn boot_sector(&self) -> Vec<u8> {
@@ -503,11 +590,16 @@ impl Layout {
         } else {
             b[32..36].copy_from_slice(&self.total_sectors.to_le_bytes());
         }
-        b[21] = MEDIA;
+        b[21] = self.media();
         b[22..24].copy_from_slice(&(self.fat_sectors as u16).to_le_bytes());
-        b[24..26].copy_from_slice(&32u16.to_le_bytes()); // sectors per track
-        b[26..28].copy_from_slice(&64u16.to_le_bytes()); // heads
-        b[36] = 0x80; // drive number
+        let (per_track, heads, drive) = if self.floppy {
+            (18u16, 2u16, 0x00)
+        } else {
+            (32, 64, 0x80)
+        };
+        b[24..26].copy_from_slice(&per_track.to_le_bytes());
+        b[26..28].copy_from_slice(&heads.to_le_bytes());
+        b[36] = drive;
         b[38] = 0x29; // extended boot signature
         b[39..43].copy_from_slice(&self.serial.to_le_bytes());
         b[43..54].copy_from_slice(&self.label);
@@ -537,7 +629,7 @@ impl Layout {
                 }
             }
         };
-        set(0, (eoc & 0xFF00) | u16::from(MEDIA));
+        set(0, (eoc & 0xFF00) | u16::from(self.media()));
         set(1, eoc);
         let chains = self
             .dir_order

@@ -18,6 +18,7 @@
 
 pub mod cdrom;
 pub mod fat;
+pub mod floppy;
 pub mod http;
 pub mod iso9660;
 mod tree;

@@ -24,6 +24,9 @@ pub(crate) struct Scope<'a> {
     pub build_name: Option<&'a str>,
     /// `{{build_type}}` here.
     pub build_type: Option<&'a str>,
+    /// Context fields allowed everywhere in this scope but known only later (the build values
+    /// of `{{ build `Port` }}` in provisioners): kept verbatim for the run.
+    pub deferred: &'a [(&'a str, Option<String>)],
 }
 
 impl Scope<'_> {
@@ -40,6 +43,13 @@ impl Scope<'_> {
         if !text.contains("{{") {
             return Some(text.to_string());
         }
+        let merged: Vec<(&str, Option<String>)>;
+        let fields = if self.deferred.is_empty() {
+            fields
+        } else {
+            merged = fields.iter().chain(self.deferred).cloned().collect();
+            &merged
+        };
         let ctx = Context {
             vars: self.vars,
             allow_env: false,
@@ -49,22 +59,43 @@ impl Scope<'_> {
             build_type: self.build_type,
             fields,
         };
-        match interp::render(text, &ctx) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                let at = pos_in_string(pos, text, interp_offset(&e));
-                let mut message = explain_interp_error(&e, fields);
-                if let InterpError::UndeclaredVariable { name, .. } = &e
-                    && let Some(known) = suggest_variable(name, self.vars.keys())
+        // Packer 1.6 renders `{{user `x`}}` of an undeclared `x` as "": so does kiln, with a
+        // warning that names it (it is most often a typo).
+        let mut with_undeclared: Option<BTreeMap<String, String>> = None;
+        loop {
+            let vars = with_undeclared.as_ref().unwrap_or(self.vars);
+            let ctx = Context { vars, ..ctx };
+            match interp::render(text, &ctx) {
+                Ok(s) => return Some(s),
+                Err(InterpError::UndeclaredVariable { name, offset })
+                    if !with_undeclared
+                        .as_ref()
+                        .is_some_and(|v| v.contains_key(&name)) =>
                 {
-                    message = format!(
-                        "undeclared variable `{name}`: did you mean `{known}`? (variable names \
-                         are case-sensitive; otherwise declare `{name}` in \"variables\" or pass \
-                         -var {name}=VALUE)"
+                    let at = pos_in_string(pos, text, offset);
+                    let hint = match suggest_variable(&name, self.vars.keys()) {
+                        Some(known) => {
+                            format!(" (did you mean `{known}`? variable names are case-sensitive)")
+                        }
+                        None => String::new(),
+                    };
+                    diags.warning(
+                        self.file,
+                        Some(at),
+                        path,
+                        format!(
+                            "undeclared variable `{name}` renders as \"\" (as in Packer 1.6){hint}: declare it in \"variables\" or pass -var {name}=VALUE"
+                        ),
                     );
+                    with_undeclared
+                        .get_or_insert_with(|| self.vars.clone())
+                        .insert(name, String::new());
                 }
-                diags.error(self.file, Some(at), path, message);
-                None
+                Err(e) => {
+                    let at = pos_in_string(pos, text, interp_offset(&e));
+                    diags.error(self.file, Some(at), path, explain_interp_error(&e, fields));
+                    return None;
+                }
             }
         }
     }
@@ -94,6 +125,12 @@ pub(crate) fn explain_interp_error(e: &InterpError, fields: &[(&str, Option<Stri
              declare a variable with default \"{{env `NAME`}}\" and use {{user `name`}} here"
                 .to_string()
         }
+        InterpError::FieldNotAllowed { field, .. } if field.starts_with("build ") => {
+            let name = &field["build ".len()..];
+            format!(
+                "{{{{ build `{name}` }}}} is not available here: the build's values are filled in when a provisioner runs (its commands, environment, files and Ansible's arguments)"
+            )
+        }
         InterpError::FieldNotAllowed { field, .. } => {
             let hint = match suggest(field, fields.iter().map(|(n, _)| *n)) {
                 Some(s) => format!(" (did you mean `.{s}`?)"),
@@ -105,7 +142,11 @@ pub(crate) fn explain_interp_error(e: &InterpError, fields: &[(&str, Option<Stri
             if fields.is_empty() {
                 format!("`.{field}` is not available in this option{hint}")
             } else {
-                let names: Vec<String> = fields.iter().map(|(n, _)| format!(".{n}")).collect();
+                let names: Vec<String> = fields
+                    .iter()
+                    .filter(|(n, _)| !n.starts_with("build "))
+                    .map(|(n, _)| format!(".{n}"))
+                    .collect();
                 format!(
                     "`.{field}` is not available here{hint}; available: {}",
                     names.join(", ")
@@ -314,6 +355,18 @@ impl<'a, 's> Fields<'a, 's> {
         found
     }
 
+    /// Marks every option as read (for a configuration kiln accepts without checking it).
+    pub fn take_all(&mut self) {
+        self.used.iter_mut().for_each(|u| *u = true);
+    }
+
+    /// Whether `key` is present with a string value (not a list), without reading it.
+    pub fn is_string(&self, key: &str) -> bool {
+        self.members
+            .iter()
+            .any(|m| m.key == key && matches!(m.value.value, Value::String(_)))
+    }
+
     /// Whether `key` is present (without reading it).
     pub fn has(&self, key: &str) -> bool {
         self.members.iter().any(|m| m.key == key)
@@ -341,6 +394,12 @@ impl<'a, 's> Fields<'a, 's> {
         let path = self.key_path(&member.key);
         self.diags
             .warning(self.scope.file, Some(member.key_pos), &path, message);
+    }
+
+    /// Reports a warning about the object as a whole.
+    pub fn warning_here(&mut self, message: impl Into<String>) {
+        let (file, pos, path) = (self.scope.file, self.pos, self.path.clone());
+        self.diags.warning(file, Some(pos), &path, message);
     }
 
     /// Reports an error about the object as a whole.
@@ -422,6 +481,10 @@ impl<'a, 's> Fields<'a, 's> {
         let m = self.take(key)?;
         let path = self.key_path(key);
         let value = self.render_node(&path, &m.value, &[])?;
+        // An empty value (often a variable left empty) means "unset", as in Packer.
+        if value.is_empty() {
+            return None;
+        }
         if allowed.contains(&value.as_str()) {
             Some(value)
         } else {

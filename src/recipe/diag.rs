@@ -15,6 +15,9 @@ pub enum Severity {
     Error,
     /// The recipe runs, but something deserves attention (deprecations, ignored options).
     Warning,
+    /// For information: what kiln does differently with this recipe than it might seem
+    /// (builders of other types that it does not run).
+    Note,
 }
 
 /// One problem found in a recipe.
@@ -50,8 +53,10 @@ impl fmt::Display for Diagnostic {
             }
             f.write_str(" ")?;
         }
-        if self.severity == Severity::Warning {
-            f.write_str("warning: ")?;
+        match self.severity {
+            Severity::Error => {}
+            Severity::Warning => f.write_str("warning: ")?,
+            Severity::Note => f.write_str("note: ")?,
         }
         if !self.path.is_empty() {
             write!(f, "{}: ", self.path)?;
@@ -97,6 +102,11 @@ impl Diagnostics {
         self.add(Severity::Warning, file, pos, path, message.into());
     }
 
+    /// Adds a note at `pos` (if any) for `path`.
+    pub fn note(&mut self, file: &str, pos: Option<Pos>, path: &str, message: impl Into<String>) {
+        self.add(Severity::Note, file, pos, path, message.into());
+    }
+
     fn add(
         &mut self,
         severity: Severity,
@@ -127,7 +137,14 @@ impl Diagnostics {
 
     /// The warnings, in source order.
     pub fn warnings(&self) -> impl Iterator<Item = &Diagnostic> {
-        self.items.iter().filter(|d| !d.is_error())
+        self.items
+            .iter()
+            .filter(|d| d.severity == Severity::Warning)
+    }
+
+    /// The notes, in source order.
+    pub fn notes(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.items.iter().filter(|d| d.severity == Severity::Note)
     }
 
     /// Every diagnostic, in source order.

@@ -171,6 +171,46 @@ fn unsupported_hint(name: &str) -> &'static str {
     }
 }
 
+/// The values `{{ build `Name` }}` gives (Packer's "generated data" of a build), known once
+/// the VM is up: provisioners use them to reach the VM (Ansible through the forwarded port).
+pub const BUILD_VALUES: &[&str] = &[
+    "ID",
+    "Host",
+    "Port",
+    "User",
+    "Password",
+    "ConnType",
+    "PackerRunUUID",
+    "PackerHTTPIP",
+    "PackerHTTPPort",
+    "PackerHTTPAddr",
+    "SSHPublicKey",
+    "SSHPrivateKey",
+];
+
+/// Every build value as a context field not known yet (provisioners are decoded with these,
+/// and rendered with the values when they run).
+pub const BUILD_VALUES_DEFERRED: [(&str, Option<String>); 12] = [
+    ("build ID", None),
+    ("build Host", None),
+    ("build Port", None),
+    ("build User", None),
+    ("build Password", None),
+    ("build ConnType", None),
+    ("build PackerRunUUID", None),
+    ("build PackerHTTPIP", None),
+    ("build PackerHTTPPort", None),
+    ("build PackerHTTPAddr", None),
+    ("build SSHPublicKey", None),
+    ("build SSHPrivateKey", None),
+];
+
+/// The context-field name a build value travels under (a name `.X` cannot spell, so only
+/// `{{ build `X` }}` reaches it).
+pub fn build_field(name: &str) -> String {
+    format!("build {name}")
+}
+
 /// Deepest nesting of parenthesised sub-pipelines an action may have.
 pub const MAX_NESTING: usize = 64;
 
@@ -1707,7 +1747,22 @@ impl<'v> Eval<'v> {
             Func::Upper => Cow::Owned(s(0).chars().map(go_to_upper).collect()),
             Func::Lower => Cow::Owned(s(0).chars().map(go_to_lower).collect()),
             Func::CleanResourceName => Cow::Owned(clean_resource_name(s(0))),
-            Func::Build => return Ok((self.field(s(0), vals[0].1)?, offset)),
+            Func::Build => {
+                let name = s(0);
+                if !BUILD_VALUES.contains(&name) {
+                    return Err(bad(
+                        vals[0].1,
+                        format!(
+                            "`{name}` is not a build value{}; Packer's are: {}",
+                            super::decode::suggest(name, BUILD_VALUES.iter().copied())
+                                .map(|s| format!(" (did you mean `{s}`?)"))
+                                .unwrap_or_default(),
+                            BUILD_VALUES.join(", ")
+                        ),
+                    ));
+                }
+                return Ok((self.field(&build_field(name), vals[0].1)?, offset));
+            }
             Func::Refused(_) => Cow::Borrowed(""),
         };
         Ok((Val::Str(out), offset))
@@ -2224,8 +2279,8 @@ mod tests {
     #[test]
     fn build_reads_fields() {
         let fields = [
-            ("Host", Some("192.0.2.7".to_string())),
-            ("SSHPrivateKey", None),
+            ("build Host", Some("192.0.2.7".to_string())),
+            ("build SSHPrivateKey", None),
         ];
         assert_eq!(
             rf("{{ build `Host` }}", &fields),
@@ -2235,12 +2290,23 @@ mod tests {
             rf("echo '{{ build `SSHPrivateKey`}}' > k", &fields),
             Ok("echo '{{ build `SSHPrivateKey`}}' > k".to_string())
         );
+        // A build value not given here is "not available", naming what was written.
         assert_eq!(
-            rf("{{ build `Nope` }}", &fields),
+            rf("{{ build `Port` }}", &fields),
             Err(InterpError::FieldNotAllowed {
                 offset: 9,
-                field: "Nope".to_string()
+                field: "build Port".to_string()
             })
+        );
+        // `.Host` does not reach a build value: only `{{ build `Host` }}` does.
+        assert!(rf("{{ .Host }}", &fields).is_err());
+        let Err(InterpError::BadArguments { message, .. }) = rf("{{ build `Nope` }}", &fields)
+        else {
+            panic!("an unknown build value is refused");
+        };
+        assert!(
+            message.starts_with("`Nope` is not a build value; Packer's are: ID, Host"),
+            "{message}"
         );
     }
 

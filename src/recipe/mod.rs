@@ -1,6 +1,7 @@
 //! Recipes: Packer legacy-JSON templates — parsing with positions, interpolation, variables,
 //! typed configuration of builders, provisioners and post-processors, and diagnostics.
 
+pub mod ansible;
 pub mod checksum;
 pub(crate) mod decode;
 pub mod diag;
@@ -12,7 +13,9 @@ pub mod postprocessor;
 pub mod provisioner;
 pub mod qemu;
 pub mod secret;
+pub mod select;
 pub mod shell_local;
 pub mod template;
 pub mod units;
+pub mod vagrant;
 pub mod vars;

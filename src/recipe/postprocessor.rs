@@ -13,6 +13,8 @@ use super::secret::Secret;
 use super::shell_local::{
     self, Item, ShellLocalConfig, error_count, int, item, list_items, report,
 };
+pub use super::vagrant::{ArtificeConfig, VagrantConfig};
+use super::vagrant::{decode_artifice, decode_vagrant};
 
 /// Post-processor types kiln runs.
 pub const POST_PROCESSOR_TYPES: &[&str] = &[
@@ -23,6 +25,29 @@ pub const POST_PROCESSOR_TYPES: &[&str] = &[
     "exoscale-import",
     "kiln-resize",
     "kiln-test",
+    "vagrant",
+    "artifice",
+];
+
+/// Post-processors of Packer 1.6 that kiln reads but does not run (cloud imports, Docker,
+/// Vagrant Cloud, vSphere): a recipe with one validates with a warning, and `kiln build`
+/// refuses it before anything starts unless `-except` skips it. Their options are not checked.
+pub const NOT_RUN_POST_PROCESSOR_TYPES: &[&str] = &[
+    "alicloud-import",
+    "amazon-import",
+    "digitalocean-import",
+    "docker-import",
+    "docker-push",
+    "docker-save",
+    "docker-tag",
+    "googlecompute-export",
+    "googlecompute-import",
+    "ucloud-import",
+    "vagrant-cloud",
+    "vsphere",
+    "vsphere-template",
+    "yandex-export",
+    "yandex-import",
 ];
 
 /// The default `output` of `checksum`.
@@ -118,6 +143,13 @@ pub enum PostProcessorKind {
     Resize(ResizeConfig),
     /// `kiln-test` (kiln's own): boot the image on a throw-away overlay and check it.
     ImageTest(ImageTestConfig),
+    /// `vagrant`: a Vagrant box for the `libvirt` provider.
+    Vagrant(VagrantConfig),
+    /// `artifice`: the artifact becomes the given files.
+    Artifice(ArtificeConfig),
+    /// A post-processor of Packer's that kiln does not run (see
+    /// [`NOT_RUN_POST_PROCESSOR_TYPES`]).
+    NotRun(&'static str),
 }
 
 impl PostProcessorKind {
@@ -131,6 +163,9 @@ impl PostProcessorKind {
             Self::ExoscaleImport(_) => "exoscale-import",
             Self::Resize(_) => "kiln-resize",
             Self::ImageTest(_) => "kiln-test",
+            Self::Vagrant(_) => "vagrant",
+            Self::Artifice(_) => "artifice",
+            Self::NotRun(name) => name,
         }
     }
 }
@@ -377,6 +412,10 @@ pub struct ExoscaleImportConfig {
     pub skip_clean: bool,
     /// `profile` (kiln): the credentials profile in the keyring, when `api_key` is empty.
     pub profile: Option<String>,
+    /// Whether `profile` comes before `EXOSCALE_API_KEY`/`EXOSCALE_API_SECRET`: set when the
+    /// user chose the profile for this build (the window's form, `kiln build --profile`); a
+    /// recipe's own `profile` comes after the environment, so it runs unchanged in CI.
+    pub profile_first: bool,
     /// `bucket_create` (kiln): create `image_bucket` when it does not exist. Default false
     /// (Packer requires an existing bucket).
     pub bucket_create: bool,
@@ -427,6 +466,21 @@ pub(crate) fn decode(ty: &str, f: &mut Fields<'_, '_>) -> Option<PostProcessor> 
         "exoscale-import" => decode_exoscale_import(f).map(PostProcessorKind::ExoscaleImport),
         "kiln-resize" => decode_resize(f).map(PostProcessorKind::Resize),
         "kiln-test" => super::image_test::decode(f).map(PostProcessorKind::ImageTest),
+        "vagrant" => decode_vagrant(f).map(PostProcessorKind::Vagrant),
+        "artifice" => decode_artifice(f).map(PostProcessorKind::Artifice),
+        not_run if NOT_RUN_POST_PROCESSOR_TYPES.contains(&not_run) => {
+            let name = NOT_RUN_POST_PROCESSOR_TYPES
+                .iter()
+                .find(|t| **t == not_run)
+                .copied()
+                .unwrap_or("unknown");
+            f.take_all();
+            let shown = f.string("name").unwrap_or_else(|| name.to_string());
+            f.warning_here(format!(
+                "kiln does not run the `{name}` post-processor (its options are not checked): `kiln build` stops before starting unless it is skipped with -except={shown}"
+            ));
+            Some(PostProcessorKind::NotRun(name))
+        }
         other => {
             f.error_here(format!(
                 "unknown post-processor type \"{other}\"; kiln runs: {}",
@@ -826,6 +880,7 @@ fn decode_exoscale_import(f: &mut Fields<'_, '_>) -> Option<ExoscaleImportConfig
         template_build,
         skip_clean,
         profile,
+        profile_first: false,
         bucket_create,
         acl,
     })

@@ -3,6 +3,7 @@
 //! running kiln) and `breakpoint` (pause until the user presses Enter) — with Packer 1.6's
 //! options and defaults.
 
+pub use super::ansible::{AnsibleConfig, AnsibleLocalConfig};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -16,7 +17,14 @@ use super::shell_local::{
 };
 
 /// Provisioner types kiln runs.
-pub const PROVISIONER_TYPES: &[&str] = &["shell", "file", "shell-local", "breakpoint"];
+pub const PROVISIONER_TYPES: &[&str] = &[
+    "shell",
+    "file",
+    "shell-local",
+    "breakpoint",
+    "ansible",
+    "ansible-local",
+];
 
 /// The default `execute_command` of `shell`.
 pub const DEFAULT_SHELL_EXECUTE_COMMAND: &str = "chmod +x {{.Path}}; {{.Vars}} {{.Path}}";
@@ -79,6 +87,10 @@ pub enum ProvisionerKind {
     ShellLocal(ShellLocalConfig),
     /// `breakpoint`: pause until the user continues.
     Breakpoint(BreakpointConfig),
+    /// `ansible`: the host's `ansible-playbook` against the VM.
+    Ansible(AnsibleConfig),
+    /// `ansible-local`: `ansible-playbook` run in the guest.
+    AnsibleLocal(AnsibleLocalConfig),
 }
 
 impl ProvisionerKind {
@@ -89,6 +101,8 @@ impl ProvisionerKind {
             Self::File(_) => "file",
             Self::ShellLocal(_) => "shell-local",
             Self::Breakpoint(_) => "breakpoint",
+            Self::Ansible(_) => "ansible",
+            Self::AnsibleLocal(_) => "ansible-local",
         }
     }
 }
@@ -229,6 +243,10 @@ pub(crate) fn decode(ty: &str, f: &mut Fields<'_, '_>) -> Option<Provisioner> {
             disable: f.bool("disable").unwrap_or(false),
             note: f.string("note").filter(|n| !n.is_empty()),
         })),
+        "ansible" => super::ansible::decode_ansible(f).map(ProvisionerKind::Ansible),
+        "ansible-local" => {
+            super::ansible::decode_ansible_local(f).map(ProvisionerKind::AnsibleLocal)
+        }
         other => {
             f.error_here(format!(
                 "unknown provisioner type \"{other}\"; kiln runs: {}",
@@ -430,7 +448,9 @@ impl ProvisionerKind {
         let sources = match self {
             Self::Shell(c) => &c.sources,
             Self::ShellLocal(c) => &c.sources,
-            Self::File(_) | Self::Breakpoint(_) => return Vec::new(),
+            Self::File(_) | Self::Breakpoint(_) | Self::Ansible(_) | Self::AnsibleLocal(_) => {
+                return Vec::new();
+            }
         };
         sources
             .iter()
@@ -439,6 +459,92 @@ impl ProvisionerKind {
                 ShellSource::Inline(_) => None,
             })
             .collect()
+    }
+}
+
+/// Context fields rendered only when a command runs (kept verbatim when build values are
+/// filled in before).
+const PER_RUN_FIELDS: [(&str, Option<String>); 5] = [
+    ("Path", None),
+    ("Vars", None),
+    ("EnvVarFile", None),
+    ("Script", None),
+    ("Command", None),
+];
+
+impl ProvisionerKind {
+    /// This provisioner with the build's values (`{{ build `Port` }}`, …) filled in wherever
+    /// they were kept for the run: commands, inline lines, environment, file paths, Ansible's
+    /// arguments. `values` are `(interp::build_field(name), value)` pairs.
+    pub fn with_build_values(
+        &self,
+        values: &[(String, String)],
+    ) -> Result<ProvisionerKind, String> {
+        let mut fields: Vec<(&str, Option<String>)> = values
+            .iter()
+            .map(|(n, v)| (n.as_str(), Some(v.clone())))
+            .collect();
+        fields.extend(PER_RUN_FIELDS.iter().cloned());
+        let render = |s: &str| -> Result<String, String> {
+            if !s.contains("{{") {
+                return Ok(s.to_string());
+            }
+            super::interp::render_fields(s, &fields).map_err(|e| e.to_string())
+        };
+        let render_all =
+            |v: &[String]| -> Result<Vec<String>, String> { v.iter().map(|s| render(s)).collect() };
+        let render_pairs = |v: &[(String, String)]| -> Result<Vec<(String, String)>, String> {
+            v.iter().map(|(k, x)| Ok((k.clone(), render(x)?))).collect()
+        };
+        let render_sources = |v: &[ShellSource]| -> Result<Vec<ShellSource>, String> {
+            v.iter()
+                .map(|s| match s {
+                    ShellSource::Inline(lines) => Ok(ShellSource::Inline(render_all(lines)?)),
+                    other => Ok(other.clone()),
+                })
+                .collect()
+        };
+        let mut out = self.clone();
+        match &mut out {
+            Self::Shell(c) => {
+                c.sources = render_sources(&c.sources)?;
+                c.environment_vars = render_pairs(&c.environment_vars)?;
+                c.execute_command = render(&c.execute_command)?;
+                for v in c.env.values_mut() {
+                    *v = render(v)?;
+                }
+            }
+            Self::ShellLocal(c) => {
+                c.sources = render_sources(&c.sources)?;
+                c.environment_vars = render_pairs(&c.environment_vars)?;
+                c.execute_command = render_all(&c.execute_command)?;
+                for v in c.env.values_mut() {
+                    *v = render(v)?;
+                }
+            }
+            Self::File(c) => {
+                c.destination = render(&c.destination)?;
+                c.source = match &c.source {
+                    FileSource::Paths(p) => FileSource::Paths(render_all(p)?),
+                    FileSource::Content(t) => FileSource::Content(render(t)?),
+                };
+            }
+            Self::Ansible(c) => {
+                c.extra_arguments = render_all(&c.extra_arguments)?;
+                c.ansible_env_vars = render_pairs(&c.ansible_env_vars)?;
+                c.ansible_ssh_extra_args = render_all(&c.ansible_ssh_extra_args)?;
+            }
+            Self::AnsibleLocal(c) => {
+                c.extra_arguments = render_all(&c.extra_arguments)?;
+                c.command = render(&c.command)?;
+            }
+            Self::Breakpoint(c) => {
+                if let Some(note) = &c.note {
+                    c.note = Some(render(note)?);
+                }
+            }
+        }
+        Ok(out)
     }
 }
 

@@ -90,6 +90,9 @@ pub enum Communicator {
     Ssh,
     /// No connection: provisioners that need one are refused.
     None,
+    /// WinRM (Windows guests): read so that a Windows template gets one clear refusal, not
+    /// a cascade of SSH errors; a recipe with it never validates.
+    WinRm,
 }
 
 /// The SSH settings of the builder.
@@ -231,6 +234,14 @@ pub struct QemuConfig {
     pub cd_content: BTreeMap<String, String>,
     /// `cd_label`.
     pub cd_label: Option<String>,
+    /// `floppy_files`: files (and directories, whose files) go to the floppy's root.
+    pub floppy_files: Vec<String>,
+    /// `floppy_dirs`: directories copied to the floppy with their tree.
+    pub floppy_dirs: Vec<String>,
+    /// `floppy_content`: path on the floppy → content.
+    pub floppy_content: BTreeMap<String, String>,
+    /// `floppy_label` (Packer's default `packer`; `cidata` makes the floppy a NoCloud seed).
+    pub floppy_label: Option<String>,
     /// `communicator`.
     pub communicator: Communicator,
     /// SSH settings (meaningful with the SSH communicator).
@@ -336,10 +347,16 @@ fn checksum(f: &mut Fields<'_, '_>) -> Option<Checksum> {
     let old_type = f.string("iso_checksum_type");
     let old_url = f.string("iso_checksum_url");
     let value = f.string("iso_checksum");
+    // Templates that offer both options leave one empty (a variable with an empty default):
+    // an empty `iso_checksum_url` is unset, and so is an empty `iso_checksum` beside a URL.
+    let old_url_given = old_url.is_some();
+    let value_given = value.is_some();
+    let old_url = old_url.filter(|u| !u.is_empty());
+    let value = value.filter(|v| !v.is_empty() || old_url.is_none());
     // A value that failed to interpolate was reported already.
     let mut failed = ["iso_checksum_type", "iso_checksum_url", "iso_checksum"]
         .iter()
-        .zip([old_type.is_none(), old_url.is_none(), value.is_none()])
+        .zip([old_type.is_none(), !old_url_given, !value_given])
         .any(|(key, missing)| missing && f.has(key));
     for key in ["iso_checksum_type", "iso_checksum_url"] {
         if let Some(m) = f.take(key) {
@@ -368,16 +385,21 @@ fn checksum(f: &mut Fields<'_, '_>) -> Option<Checksum> {
             }
         },
     };
-    let checksum = match (value, old_url) {
-        (Some(_), Some(_)) => {
+    let value = match (value, old_url.is_some()) {
+        (Some(text), true) => {
+            // Pre-1.6 templates gave both; the digest is the more precise of the two.
             let m = f.take("iso_checksum_url").expect("just read");
-            f.error_at(
+            f.warn_at(
                 m,
-                "give either `iso_checksum` or `iso_checksum_url`, not both",
+                "both `iso_checksum` and `iso_checksum_url` are given: kiln checks the image against the `iso_checksum` digest and does not download the list",
             );
-            None
+            Some(text)
         }
-        (Some(text), None) => {
+        (value, _) => value,
+    };
+    let old_url = if value.is_some() { None } else { old_url };
+    let checksum = match (value, old_url) {
+        (Some(text), _) => {
             let parsed = match old_algorithm {
                 Some(a) if !text.contains(':') => Checksum::digest(&text, Some(a)),
                 _ => Checksum::parse(&text),
@@ -431,18 +453,49 @@ fn memory_mib(f: &mut Fields<'_, '_>) -> Option<u64> {
     f.uint("memory")
 }
 
-fn refuse_unsupported(f: &mut Fields<'_, '_>) {
-    for key in [
-        "floppy_files",
-        "floppy_dirs",
-        "floppy_content",
-        "floppy_label",
-    ] {
-        f.refuse(
-            key,
-            "floppies are not emulated; use `cd_files`/`cd_content` instead",
-        );
+/// A list of local paths (`floppy_files`, `floppy_dirs`); a single string is split at
+/// commas, as Packer's decoder splits it (`"floppy_files": "a.cfg,b.ps1"`). Paths without
+/// patterns must exist (relative ones in the working directory), so that a typo shows now
+/// rather than when the installer cannot find its answer file.
+fn path_list(f: &mut Fields<'_, '_>, key: &'static str) -> Vec<String> {
+    let single = f.is_string(key);
+    let mut items = super::shell_local::list_items(f, key).unwrap_or_default();
+    if single && items.len() == 1 && items[0].value.contains(',') {
+        let whole = items.remove(0);
+        items = whole
+            .value
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| super::shell_local::Item {
+                value: p.to_string(),
+                pos: whole.pos,
+                path: whole.path.clone(),
+            })
+            .collect();
     }
+    items.retain(|i| !i.value.is_empty());
+    for item in &items {
+        if !item.value.contains(['*', '?', '[']) {
+            super::shell_local::existing_local_path(f, item, key, true);
+        }
+    }
+    items.into_iter().map(|i| i.value).collect()
+}
+
+/// The WinRM communicator's options.
+const WINRM_OPTIONS: [&str; 8] = [
+    "winrm_username",
+    "winrm_password",
+    "winrm_host",
+    "winrm_port",
+    "winrm_timeout",
+    "winrm_use_ssl",
+    "winrm_insecure",
+    "winrm_use_ntlm",
+];
+
+fn refuse_unsupported(f: &mut Fields<'_, '_>, communicator: Communicator) {
     for key in ["vtpm", "tpm_device_type"] {
         f.refuse(key, "no TPM emulation (swtpm) yet");
     }
@@ -450,10 +503,12 @@ fn refuse_unsupported(f: &mut Fields<'_, '_>) {
         "net_bridge",
         "bridged networking needs root helpers; kiln uses user-mode networking",
     );
-    f.refuse(
-        "skip_nat_mapping",
-        "kiln always forwards the SSH port on 127.0.0.1",
-    );
+    // `false` is what kiln does anyway (the SSH port is always forwarded on 127.0.0.1).
+    if f.has("skip_nat_mapping") && f.bool("skip_nat_mapping") == Some(true) {
+        f.error_here("`skip_nat_mapping: true` is not supported by kiln: it always forwards the SSH port on 127.0.0.1; remove the option");
+    }
+    // kiln never forwards an SSH agent to the guest: either value is what it does.
+    f.take("ssh_disable_agent_forwarding");
     f.refuse(
         "vnc_use_password",
         "VNC listens on 127.0.0.1 only; use an SSH tunnel to reach it",
@@ -494,23 +549,17 @@ fn refuse_unsupported(f: &mut Fields<'_, '_>) {
         "ssh_ciphers",
         "ssh_key_exchange_algorithms",
         "ssh_interface",
-        "ssh_disable_agent_forwarding",
     ] {
         f.refuse(
             key,
             "the guest is reached directly on 127.0.0.1; remove this option",
         );
     }
-    for key in [
-        "winrm_username",
-        "winrm_password",
-        "winrm_host",
-        "winrm_port",
-        "winrm_timeout",
-        "winrm_use_ssl",
-        "winrm_insecure",
-        "winrm_use_ntlm",
-    ] {
+    // With the WinRM communicator they were part of its refusal already.
+    for key in WINRM_OPTIONS
+        .iter()
+        .filter(|_| communicator != Communicator::WinRm)
+    {
         f.refuse(
             key,
             "kiln builds Linux images over SSH; WinRM is not available",
@@ -630,9 +679,13 @@ impl QemuConfig {
                 let m = f.take("communicator").expect("just read");
                 f.error_at(
                     m,
-                    "WinRM is not supported: kiln builds Linux images over SSH",
+                    "kiln reaches guests over SSH and does not build Windows images over WinRM (yet): build this one with Packer, or choose another build with -only; its WinRM options and Windows provisioners are not checked",
                 );
-                Communicator::Ssh
+                // The WinRM settings belong to this refusal: nothing more to say about them.
+                for key in WINRM_OPTIONS {
+                    f.take(key);
+                }
+                Communicator::WinRm
             }
             _ => Communicator::Ssh,
         };
@@ -795,6 +848,12 @@ impl QemuConfig {
                 .string_map_with("cd_content", CONTENT_FIELDS)
                 .unwrap_or_default(),
             cd_label: f.string("cd_label").filter(|s| !s.is_empty()),
+            floppy_files: path_list(f, "floppy_files"),
+            floppy_dirs: path_list(f, "floppy_dirs"),
+            floppy_content: f
+                .string_map_with("floppy_content", CONTENT_FIELDS)
+                .unwrap_or_default(),
+            floppy_label: f.string("floppy_label").filter(|s| !s.is_empty()),
             communicator,
             ssh,
             host_port_min,
@@ -831,7 +890,7 @@ impl QemuConfig {
             let m = f.take("firmware").expect("present");
             f.error_at(m, "give either `firmware` or `efi_boot`, not both");
         }
-        refuse_unsupported(f);
+        refuse_unsupported(f, communicator);
         config
     }
 }

@@ -691,6 +691,7 @@ pub(crate) mod testkit {
             env: &env,
             build_name: Some("debian"),
             build_type: Some("qemu"),
+            deferred: &[],
         };
         let ms = members(obj);
         let mut diags = Diagnostics::new();

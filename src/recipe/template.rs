@@ -11,9 +11,12 @@ use super::decode::{Fields, Scope, edit_distance, kind, suggest};
 use super::diag::Diagnostics;
 use super::interp::{self, RunInfo};
 use super::json::{self, Member, Node, Pos, Value};
-use super::postprocessor::{self, POST_PROCESSOR_TYPES, PostProcessor};
+use super::postprocessor::{
+    self, NOT_RUN_POST_PROCESSOR_TYPES, POST_PROCESSOR_TYPES, PostProcessor,
+};
 use super::provisioner::{self, PROVISIONER_TYPES, Provisioner};
-use super::qemu::QemuConfig;
+use super::qemu::{Communicator, QemuConfig};
+use super::select::{self, Candidate, Selection, SkippedBuild};
 use super::vars::{self, Declared, Given, VarSource, Variable};
 
 /// The largest recipe or var-file kiln reads (memory stays bounded on any input).
@@ -49,6 +52,8 @@ pub struct LoadOptions {
     /// Report required variables without a value as warnings instead of errors (for
     /// `inspect` and the GUI's form, which show a recipe before its values are filled in).
     pub required_is_warning: bool,
+    /// `-only` and `-except`: which builds run (and which post-processors are skipped).
+    pub selection: Selection,
 }
 
 impl Default for LoadOptions {
@@ -60,6 +65,7 @@ impl Default for LoadOptions {
             started: None,
             pwd: None,
             required_is_warning: false,
+            selection: Selection::default(),
         }
     }
 }
@@ -105,8 +111,10 @@ pub struct Recipe {
     pub min_packer_version: Option<String>,
     /// Every variable, declared or given.
     pub variables: Vec<Variable>,
-    /// One build per builder.
+    /// One build per `qemu` builder that runs (after `-only`/`-except`).
     pub builds: Vec<Build>,
+    /// The template's other builders, which kiln does not run, and why.
+    pub skipped: Vec<SkippedBuild>,
     /// Run-wide facts (start time, pwd).
     pub run: RunInfo,
     /// Warnings (deprecations, ignored options).
@@ -144,17 +152,7 @@ impl Recipe {
 pub fn load_file(path: &Path, options: &LoadOptions) -> Result<Recipe, Diagnostics> {
     let display = path.display().to_string();
     let text = read_text(path, &display)?;
-    let dir = path
-        .parent()
-        .map(|p| {
-            if p.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                p
-            }
-        })
-        .unwrap_or(Path::new("."));
-    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let dir = recipe_dir(path);
     let started = std::time::Instant::now();
     let result = load_str(&display, &text, &dir, options);
     let file_name = display.as_str();
@@ -304,6 +302,45 @@ pub fn load_str(
     template_dir: &Path,
     options: &LoadOptions,
 ) -> Result<Recipe, Diagnostics> {
+    let recipe = load_str_partial(display, text, template_dir, options)?;
+    if recipe.warnings.has_errors() {
+        return Err(recipe.warnings);
+    }
+    Ok(recipe)
+}
+
+/// Reads a recipe as far as it can (`kiln inspect` on an invalid recipe): every build,
+/// provisioner and post-processor that could be read, with every problem — errors too — in
+/// `warnings`. `Err` only when there is nothing to show (not JSON, not an object).
+pub fn load_file_partial(path: &Path, options: &LoadOptions) -> Result<Recipe, Diagnostics> {
+    let display = path.display().to_string();
+    let text = read_text(path, &display)?;
+    load_str_partial(&display, &text, &recipe_dir(path), options)
+}
+
+/// The directory holding the recipe at `path` (`{{template_dir}}`), absolute when it exists.
+fn recipe_dir(path: &Path) -> PathBuf {
+    let dir = path
+        .parent()
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            }
+        })
+        .unwrap_or(Path::new("."));
+    std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf())
+}
+
+/// [`load_str`] without the final verdict: the recipe as far as it could be read, every
+/// problem in `warnings`.
+fn load_str_partial(
+    display: &str,
+    text: &str,
+    template_dir: &Path,
+    options: &LoadOptions,
+) -> Result<Recipe, Diagnostics> {
     let root = parse_json(display, text)?;
     let mut diags = Diagnostics::new();
     let Some(top) = members(&root) else {
@@ -380,8 +417,19 @@ pub fn load_str(
         .map(|v| (v.name.clone(), v.value.clone()))
         .collect();
 
-    // Builders.
-    let mut builder_nodes: Vec<(String, &Node, usize)> = Vec::new();
+    // Builders: every one is named (for `only`/`except`); the `qemu` ones selected run.
+    let mut candidates: Vec<(Candidate, &Node)> = Vec::new();
+    let mut builders_pos = root.pos;
+    // Builder names may use variables (`"name": "debian-{{user `version`}}-libvirt"`).
+    let name_scope = Scope {
+        file: display,
+        vars: &values,
+        run: &run,
+        env: &env_fn,
+        build_name: None,
+        build_type: None,
+        deferred: &[],
+    };
     match member(top, "builders") {
         None => diags.error(
             display,
@@ -390,6 +438,7 @@ pub fn load_str(
             "a recipe needs \"builders\": [{\"type\": \"qemu\", …}]",
         ),
         Some(m) => {
+            builders_pos = m.value.pos;
             match &m.value.value {
                 Value::Array(items) if items.is_empty() => diags.error(
                     display,
@@ -399,9 +448,11 @@ pub fn load_str(
                 ),
                 Value::Array(items) => {
                     for (i, item) in items.iter().enumerate() {
-                        if let Some(name) = builder_name(display, item, i, &mut diags) {
-                            if let Some((_, _, first)) =
-                                builder_nodes.iter().find(|(n, _, _)| *n == name)
+                        if let Some((name, ty, type_pos)) =
+                            builder_name(&name_scope, item, i, &mut diags)
+                        {
+                            if let Some((first, _)) =
+                                candidates.iter().find(|(c, _)| c.name == name)
                             {
                                 // Point at the name when there is one; an unnamed builder is
                                 // named after its type.
@@ -421,11 +472,20 @@ pub fn load_str(
                                     Some(pos),
                                     &path,
                                     format!(
-                                        "builders[{first}] and builders[{i}] are both named `{name}`{why}: give each a distinct \"name\""
+                                        "builders[{}] and builders[{i}] are both named `{name}`{why}: give each a distinct \"name\"",
+                                        first.index
                                     ),
                                 );
                             } else {
-                                builder_nodes.push((name, item, i));
+                                candidates.push((
+                                    Candidate {
+                                        name,
+                                        builder_type: ty,
+                                        index: i,
+                                        type_pos,
+                                    },
+                                    item,
+                                ));
                             }
                         }
                     }
@@ -442,14 +502,27 @@ pub fn load_str(
             }
         }
     }
-    let builder_names: Vec<&str> = builder_nodes.iter().map(|(n, _, _)| n.as_str()).collect();
+    let builder_names: Vec<&str> = candidates.iter().map(|(c, _)| c.name.as_str()).collect();
 
     let provisioner_nodes = section_array(display, top, "provisioners", &mut diags);
     let post_processor_nodes = section_array(display, top, "post-processors", &mut diags);
     let cleanup_node = member(top, "error-cleanup-provisioner").map(|m| &m.value);
+    let selection = &options.selection;
+    let (selected, skipped) = select::select(
+        display,
+        &candidates
+            .iter()
+            .map(|(c, _)| c.clone())
+            .collect::<Vec<_>>(),
+        selection,
+        &post_processor_names(post_processor_nodes),
+        builders_pos,
+        &mut diags,
+    );
 
     let mut builds = Vec::new();
-    for (name, node, index) in &builder_nodes {
+    for (candidate, node) in selected.iter().map(|&i| &candidates[i]) {
+        let (name, index) = (&candidate.name, candidate.index);
         let scope = Scope {
             file: display,
             vars: &values,
@@ -457,6 +530,12 @@ pub fn load_str(
             env: &env_fn,
             build_name: Some(name),
             build_type: Some("qemu"),
+            deferred: &[],
+        };
+        // Provisioners may use the build's values (`{{ build `Port` }}`), known when they run.
+        let provisioner_scope = Scope {
+            deferred: &interp::BUILD_VALUES_DEFERRED,
+            ..scope
         };
         let path = format!("builders[{index}]");
         let items: Vec<&Member> = members(node).unwrap_or_default().iter().collect();
@@ -464,16 +543,61 @@ pub fn load_str(
         let builder = QemuConfig::decode(name, &mut f);
         f.finish();
 
+        // A Windows build (WinRM) is refused once, at its communicator; its provisioners
+        // (powershell, windows-restart, …) would only repeat that.
+        let windows = builder.communicator == Communicator::WinRm;
         let mut provisioners = Vec::new();
-        for (i, p) in provisioner_nodes.iter().enumerate() {
+        let mut windows_provisioners = Vec::new();
+        for (i, p) in provisioner_nodes.iter().enumerate().filter(|_| !windows) {
             let path = format!("provisioners[{i}]");
-            if let Some(p) = decode_provisioner(&scope, &mut diags, p, path, name, &builder_names) {
+            // Windows provisioners (a Windows guest over SSH) get one refusal, below.
+            if windows_provisioner(p).is_some()
+                && members(p).is_some_and(|items| {
+                    applies(&scope, &mut diags, items, &path, name, &builder_names)
+                })
+            {
+                windows_provisioners.push((i, p));
+                continue;
+            }
+            if let Some(p) = decode_provisioner(
+                &provisioner_scope,
+                &mut diags,
+                p,
+                path,
+                name,
+                &builder_names,
+            ) {
                 provisioners.push(p);
             }
         }
-        let error_cleanup = cleanup_node.and_then(|node| {
+        if let Some((first, node)) = windows_provisioners.first() {
+            let types: Vec<&str> = windows_provisioners
+                .iter()
+                .filter_map(|(_, p)| windows_provisioner(p))
+                .collect();
+            let mut distinct = types.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            diags.error(
+                display,
+                Some(node.pos),
+                &format!("provisioners[{first}]"),
+                format!(
+                    "build `{name}` uses {} Windows provisioner{} ({}: provisioners {}), which kiln does not run: it provisions Linux guests; build this one with Packer, or choose another build with -only",
+                    types.len(),
+                    if types.len() == 1 { "" } else { "s" },
+                    distinct.join(", "),
+                    windows_provisioners
+                        .iter()
+                        .map(|(i, _)| i.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+        }
+        let error_cleanup = cleanup_node.filter(|_| !windows).and_then(|node| {
             decode_provisioner(
-                &scope,
+                &provisioner_scope,
                 &mut diags,
                 node,
                 "error-cleanup-provisioner".into(),
@@ -483,7 +607,15 @@ pub fn load_str(
         });
         let mut post_processors = Vec::new();
         for (i, entry) in post_processor_nodes.iter().enumerate() {
-            let chain = decode_chain(&scope, &mut diags, entry, i, name, &builder_names);
+            let chain = decode_chain(
+                &scope,
+                &mut diags,
+                entry,
+                i,
+                name,
+                &builder_names,
+                selection,
+            );
             if !chain.is_empty() {
                 post_processors.push(chain);
             }
@@ -496,8 +628,8 @@ pub fn load_str(
             error_cleanup,
         });
     }
-    // Sections are checked even when no builder is valid, so that all errors show at once.
-    if builder_nodes.is_empty() {
+    // Sections are checked even when no builder runs, so that all errors show at once.
+    if selected.is_empty() {
         let scope = Scope {
             file: display,
             vars: &values,
@@ -505,20 +637,25 @@ pub fn load_str(
             env: &env_fn,
             build_name: Some("qemu"),
             build_type: Some("qemu"),
+            deferred: &[],
         };
         for (i, p) in provisioner_nodes.iter().enumerate() {
-            decode_provisioner(&scope, &mut diags, p, format!("provisioners[{i}]"), "", &[]);
+            decode_provisioner(
+                &scope,
+                &mut diags,
+                p,
+                format!("provisioners[{i}]"),
+                "",
+                &builder_names,
+            );
         }
         for (i, entry) in post_processor_nodes.iter().enumerate() {
-            decode_chain(&scope, &mut diags, entry, i, "", &[]);
+            decode_chain(&scope, &mut diags, entry, i, "", &builder_names, selection);
         }
     }
 
     drop_consequences_of_unresolved(&root, &variables, &mut diags);
     diags.sort();
-    if diags.has_errors() {
-        return Err(diags);
-    }
     Ok(Recipe {
         file: display.to_string(),
         template_dir: template_dir.to_path_buf(),
@@ -526,9 +663,96 @@ pub fn load_str(
         min_packer_version,
         variables,
         builds,
+        skipped,
         run,
         warnings: diags,
     })
+}
+
+/// Provisioners for Windows guests, which kiln does not run.
+const WINDOWS_PROVISIONERS: &[&str] = &[
+    "powershell",
+    "windows-restart",
+    "windows-shell",
+    "windows-update",
+];
+
+/// The type of a Windows provisioner, if `node` is one.
+fn windows_provisioner(node: &Node) -> Option<&'static str> {
+    let items = members(node)?;
+    let Value::String(ty) = &member(items, "type")?.value.value else {
+        return None;
+    };
+    WINDOWS_PROVISIONERS.iter().find(|w| **w == ty).copied()
+}
+
+/// `vagrant`'s `override`: options per provider; those for `libvirt` (the provider of a
+/// qemu image) replace the post-processor's own, the others are for other builders.
+fn vagrant_override<'n>(
+    file: &str,
+    diags: &mut Diagnostics,
+    path: &str,
+    o: &'n Member,
+    fields: &mut Vec<&'n Member>,
+) {
+    let Value::Object(per_provider) = &o.value.value else {
+        diags.error(
+            file,
+            Some(o.value.pos),
+            &format!("{path}.override"),
+            format!(
+                "expected an object keyed by provider name (e.g. \"libvirt\"), got {}",
+                kind(&o.value.value)
+            ),
+        );
+        return;
+    };
+    for provider in per_provider {
+        if provider.key != crate::recipe::vagrant::VAGRANT_PROVIDER {
+            continue;
+        }
+        match &provider.value.value {
+            Value::Object(options) => {
+                fields.retain(|m| !options.iter().any(|x| x.key == m.key));
+                fields.extend(options.iter());
+            }
+            other => diags.error(
+                file,
+                Some(provider.value.pos),
+                &format!("{path}.override.{}", provider.key),
+                format!("expected an object of options, got {}", kind(other)),
+            ),
+        }
+    }
+}
+
+/// The names `-except` can give post-processors: their `name`, else their type.
+fn post_processor_names(entries: &[Node]) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut add = |node: &Node| {
+        let name = match &node.value {
+            Value::String(ty) => Some(ty.clone()),
+            Value::Object(items) => ["name", "type"].iter().find_map(|key| {
+                member(items, key).and_then(|m| match &m.value.value {
+                    Value::String(s) if !s.is_empty() => Some(s.clone()),
+                    _ => None,
+                })
+            }),
+            _ => None,
+        };
+        if let Some(name) = name
+            && !names.contains(&name)
+        {
+            names.push(name);
+        }
+    };
+    for entry in entries {
+        match &entry.value {
+            Value::Array(chain) => chain.iter().for_each(&mut add),
+            _ => add(entry),
+        }
+    }
+    names
 }
 
 /// A variable without a value (already reported) makes the options that use it empty;
@@ -762,6 +986,8 @@ fn given_variables(options: &LoadOptions, diags: &mut Diagnostics) -> Vec<Given>
                 Value::String(s) => s.clone(),
                 Value::Number(n) => n.clone(),
                 Value::Bool(b) => b.to_string(),
+                // Packer reads null as the empty string.
+                Value::Null => String::new(),
                 other => {
                     diags.error(
                         &display,
@@ -789,7 +1015,15 @@ fn given_variables(options: &LoadOptions, diags: &mut Diagnostics) -> Vec<Given>
     given
 }
 
-fn builder_name(file: &str, node: &Node, index: usize, diags: &mut Diagnostics) -> Option<String> {
+/// A builder's name (`name`, else its type), its type and where the type is; `None` (with
+/// the problem reported) when it has neither a usable type nor name.
+fn builder_name(
+    scope: &Scope<'_>,
+    node: &Node,
+    index: usize,
+    diags: &mut Diagnostics,
+) -> Option<(String, String, Pos)> {
+    let file = scope.file;
     let path = format!("builders[{index}]");
     let Some(items) = members(node) else {
         diags.error(
@@ -824,28 +1058,20 @@ fn builder_name(file: &str, node: &Node, index: usize, diags: &mut Diagnostics) 
             return None;
         }
     };
-    if ty != "qemu" {
-        let m = member(items, "type").expect("present");
-        diags.error(
-            file,
-            Some(m.value.pos),
-            &format!("{path}.type"),
-            format!(
-                "builder type `{ty}` is not supported: kiln builds images with the `qemu` builder"
-            ),
-        );
-        return None;
-    }
+    let type_pos = member(items, "type").map_or(node.pos, |m| m.value.pos);
     match member(items, "name").map(|m| &m.value) {
         Some(Node {
             value: Value::String(n),
-            ..
-        }) if !n.is_empty() => Some(n.clone()),
+            pos,
+        }) if !n.is_empty() => {
+            let name = scope.render(diags, &format!("{path}.name"), *pos, n, &[])?;
+            Some((name, ty, type_pos))
+        }
         Some(Node {
             value: Value::String(_),
             ..
         })
-        | None => Some(ty),
+        | None => Some((ty.clone(), ty, type_pos)),
         Some(other) => {
             diags.error(
                 file,
@@ -904,15 +1130,20 @@ fn applies(
         for (i, item) in list.iter().enumerate() {
             match &item.value {
                 Value::String(s) => {
+                    // Names may use variables, like the builders' names they match.
+                    let item_path = format!("{}[{i}]", join(path, key));
+                    let Some(s) = scope.render(diags, &item_path, item.pos, s, &[]) else {
+                        continue;
+                    };
                     if !builders.is_empty() && !builders.contains(&s.as_str()) {
                         diags.error(
                             scope.file,
                             Some(item.pos),
-                            &format!("{}[{i}]", join(path, key)),
-                            no_such_builder(s, builders),
+                            &item_path,
+                            no_such_builder(&s, builders),
                         );
                     }
-                    names.push(s.clone());
+                    names.push(s);
                 }
                 other => diags.error(
                     scope.file,
@@ -961,6 +1192,11 @@ fn decode_provisioner(
         );
         return None;
     };
+    // A provisioner only for builds kiln does not run is not checked further (its type may
+    // be one kiln does not know, like `powershell` for a Hyper-V build).
+    if !applies(scope, diags, items, &path, build, builders) {
+        return None;
+    }
     let ty = entry_type(
         scope.file,
         diags,
@@ -968,11 +1204,9 @@ fn decode_provisioner(
         items,
         &path,
         PROVISIONER_TYPES,
+        &[],
         "provisioner",
     )?;
-    if !applies(scope, diags, items, &path, build, builders) {
-        return None;
-    }
     let mut fields: Vec<&Member> = items
         .iter()
         .filter(|m| !matches!(m.key.as_str(), "only" | "except" | "override"))
@@ -1030,6 +1264,9 @@ fn decode_provisioner(
     p
 }
 
+/// The `type` of a provisioner or post-processor: one of `known` (listed in messages) or of
+/// `also_known` (Packer's types kiln reads without running them).
+#[allow(clippy::too_many_arguments)]
 fn entry_type(
     file: &str,
     diags: &mut Diagnostics,
@@ -1037,6 +1274,7 @@ fn entry_type(
     items: &[Member],
     path: &str,
     known: &[&str],
+    also_known: &[&str],
     what: &str,
 ) -> Option<String> {
     match member(items, "type").map(|m| &m.value) {
@@ -1044,7 +1282,7 @@ fn entry_type(
             value: Value::String(t),
             pos,
         }) => {
-            if known.contains(&t.as_str()) {
+            if known.contains(&t.as_str()) || also_known.contains(&t.as_str()) {
                 Some(t.clone())
             } else {
                 let hint = match suggest(t, known.iter().copied()) {
@@ -1094,6 +1332,7 @@ fn decode_chain(
     index: usize,
     build: &str,
     builders: &[&str],
+    selection: &Selection,
 ) -> Vec<PostProcessor> {
     let path = format!("post-processors[{index}]");
     let steps: Vec<(String, &Node)> = match &entry.value {
@@ -1106,9 +1345,19 @@ fn decode_chain(
     };
     let mut chain = Vec::new();
     for (path, node) in steps {
+        // Packer 1.6: `-except` names a post-processor by its `name`, else its type, and an
+        // excepted post-processor ends its chain (the ones after it do not run either).
+        if post_processor_names(std::slice::from_ref(node))
+            .first()
+            .is_some_and(|name| selection.excepts_post_processor(name))
+        {
+            break;
+        }
         match &node.value {
             Value::String(ty) => {
-                if !POST_PROCESSOR_TYPES.contains(&ty.as_str()) {
+                if !POST_PROCESSOR_TYPES.contains(&ty.as_str())
+                    && !NOT_RUN_POST_PROCESSOR_TYPES.contains(&ty.as_str())
+                {
                     let hint = match suggest(ty, POST_PROCESSOR_TYPES.iter().copied()) {
                         Some(s) => format!(" (did you mean `{s}`?)"),
                         None => String::new(),
@@ -1137,6 +1386,9 @@ fn decode_chain(
                 chain.extend(pp);
             }
             Value::Object(items) => {
+                if !applies(scope, diags, items, &path, build, builders) {
+                    continue;
+                }
                 let Some(ty) = entry_type(
                     scope.file,
                     diags,
@@ -1144,17 +1396,23 @@ fn decode_chain(
                     items,
                     &path,
                     POST_PROCESSOR_TYPES,
+                    NOT_RUN_POST_PROCESSOR_TYPES,
                     "post-processor",
                 ) else {
                     continue;
                 };
-                if !applies(scope, diags, items, &path, build, builders) {
-                    continue;
-                }
-                let fields: Vec<&Member> = items
+                let mut fields: Vec<&Member> = items
                     .iter()
-                    .filter(|m| !matches!(m.key.as_str(), "only" | "except"))
+                    .filter(|m| !matches!(m.key.as_str(), "only" | "except" | "override"))
                     .collect();
+                if let Some(o) = member(items, "override") {
+                    if ty == "vagrant" {
+                        vagrant_override(scope.file, diags, &path, o, &mut fields);
+                    } else {
+                        // Only `vagrant` has per-provider overrides; let the type say so.
+                        fields.push(o);
+                    }
+                }
                 let mut f = Fields::new(
                     scope,
                     diags,

@@ -325,7 +325,7 @@ pub(crate) fn resolve(
                 run,
                 build_name: None,
                 build_type: None,
-                fields: &[],
+                fields: DEFERRED_FIELDS,
             };
             match interp::render(default, &ctx) {
                 Ok(v) => vars[i].value = v,
@@ -347,6 +347,27 @@ pub(crate) fn resolve(
     }
     vars
 }
+
+/// Context fields a variable's value may hold for the option that uses it (Packer leaves
+/// `{{ .HTTPIP }}` in a variable untouched and fills it in where the variable is used, e.g. a
+/// `boot_command` kept in a variable): kept verbatim here.
+const DEFERRED_FIELDS: &[(&str, Option<String>)] = &[
+    ("HTTPIP", None),
+    ("HTTPPort", None),
+    ("HTTPDir", None),
+    ("OutputDir", None),
+    ("Name", None),
+    ("SSHHostPort", None),
+    ("SSHPublicKey", None),
+    ("Path", None),
+    ("Vars", None),
+    ("EnvVarFile", None),
+    ("Script", None),
+    ("Command", None),
+    ("BuildName", None),
+    ("BuilderType", None),
+    ("ChecksumType", None),
+];
 
 #[cfg(test)]
 mod tests {
