@@ -10,6 +10,7 @@ pub mod cloudinit;
 pub mod exoscale;
 pub mod gui;
 pub mod history;
+pub mod host;
 pub mod image;
 pub mod objectstore;
 pub mod qemu;

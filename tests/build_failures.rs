@@ -433,7 +433,7 @@ fn cancelling_early_steps_cleans_up_and_names_the_step() {
     for (at, may_end_in) in [
         (
             "==> Seed",
-            &["Seed", "HTTP server", "CD", "Boot", "Connect"][..],
+            &["Seed", "HTTP server", "CD", "Floppy", "Boot", "Connect"][..],
         ),
         ("==> Boot", &["Boot", "Boot command", "Connect"][..]),
     ] {

@@ -2,7 +2,10 @@
 
 #[path = "support/file_bytes.rs"]
 mod file_bytes;
+#[path = "support/kvm_standin.rs"]
+mod kvm_standin;
 use file_bytes::{bytes_of, holds};
+use kvm_standin::{Kvm, StandIn, Start, always, cpu, every};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -186,7 +189,23 @@ fn inspect_shows_builder_provisioners_and_chains() {
         ),
         "{stdout}"
     );
-    assert!(text(&out.stderr).contains("`iso_checksum_url` is deprecated"));
+    // What this machine adds: where the base image comes from, which accelerator.
+    assert!(
+        stdout.contains("  base image: its digest comes from https://"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "  accelerator: kvm: KVM if this machine runs a VM with it, else the build fails"
+        ),
+        "{stdout}"
+    );
+    // Its problems are listed after it (kiln inspect shows a recipe with what is wrong).
+    let problems = stdout.split("\nProblems:\n").nth(1).unwrap_or_default();
+    assert!(
+        problems.contains("`iso_checksum_url` is deprecated"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -640,4 +659,338 @@ fn a_killed_kiln_build_is_listed_as_interrupted() {
         "{stdout}"
     );
     assert!(!stdout.contains("unfinished"), "{stdout}");
+}
+
+/// A recipe whose VM starts but never answers SSH (an empty disk: the firmware finds nothing
+/// to boot), with the stand-in `qemu` and a short `ssh_timeout`: each build gets through
+/// Boot and fails at Connect within seconds, so what the accelerator choice did shows
+/// without booting a guest.
+fn kvm_recipe(dir: &Path, qemu: &Path, accelerator: &str) -> PathBuf {
+    let base = dir.join("base.qcow2");
+    if !base.exists() {
+        let made = Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2"])
+            .arg(&base)
+            .arg("64M")
+            .status()
+            .expect("qemu-img runs");
+        assert!(made.success());
+    }
+    let out = dir.join(format!("out-{}", uuid_like()));
+    write_temp(
+        dir,
+        "kvm.json",
+        &format!(
+            r#"{{"builders": [{{"type": "qemu", "disk_image": true, "iso_url": "{}",
+  "iso_checksum": "none", "output_directory": "{}", "qemu_binary": "{}",
+  "accelerator": "{accelerator}", "ssh_username": "debian", "ssh_timeout": "4s",
+  "headless": true, "disable_vnc": true}}]}}"#,
+            base.display(),
+            out.display(),
+            qemu.display()
+        ),
+    )
+}
+
+/// A name no earlier build in the test's directory used.
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// `kiln build` of [`kvm_recipe`] in `dir` (its own cache: verdicts are kept there):
+/// everything it printed, and the starts the stand-in saw during this build.
+fn kvm_build(dir: &Path, standin: &StandIn, accelerator: &str) -> (String, Vec<String>) {
+    let before = standin.starts().len();
+    kvm_recipe(dir, &standin.qemu, accelerator);
+    let out = kiln_in(dir, &["build", "kvm.json"]);
+    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    (said, standin.starts()[before..].to_vec())
+}
+
+#[test]
+fn auto_never_starts_a_vm_with_a_kvm_the_probe_found_unusable() {
+    let Some(_kvm) = kvm_standin::kvm_device() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let standin = StandIn::new(
+        &dir.path().join("qemu"),
+        &[cpu("host", Kvm::Aborts), cpu("qemu64", Kvm::Pauses)],
+    );
+    let (said, starts) = kvm_build(dir.path(), &standin, "auto");
+    assert_eq!(
+        starts,
+        ["kvm probe host", "kvm probe qemu64", "tcg vm"],
+        "{said}"
+    );
+    assert!(
+        said.contains("KVM unavailable (/dev/kvm is present but unusable here: -cpu host: qemu aborted: error: failed to set MSR 0x10a to 0x69; -cpu qemu64: KVM internal error "),
+        "{said}"
+    );
+    assert!(said.contains("using TCG"), "{said}");
+    assert!(
+        said.contains("kiln: build `qemu` failed: Connect: "),
+        "the build got past Boot: {said}"
+    );
+
+    // The verdicts are kept for the machine's boot: the next build probes nothing.
+    let (said, starts) = kvm_build(dir.path(), &standin, "auto");
+    assert_eq!(starts, ["tcg vm"], "{said}");
+
+    // `kvm` refuses before starting a VM, with qemu's words and what `auto` would do.
+    let (said, starts) = kvm_build(dir.path(), &standin, "kvm");
+    assert!(starts.is_empty(), "{starts:?}");
+    assert!(
+        said.contains("Boot: accelerator \"kvm\": /dev/kvm is present but unusable here: -cpu host: qemu aborted: error: failed to set MSR 0x10a to 0x69"),
+        "{said}"
+    );
+    assert!(
+        said.contains("accelerator \"auto\" would have fallen back to TCG"),
+        "{said}"
+    );
+}
+
+#[test]
+fn auto_starts_again_with_tcg_when_kvm_makes_the_vm_exit() {
+    let Some(_kvm) = kvm_standin::kvm_device() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // The probe passes, but a real VM dies at once: qemu's vCPU set-up aborts.
+    let standin = StandIn::new(
+        &dir.path().join("qemu"),
+        &[
+            every(Start::Vm, Kvm::Aborts),
+            every(Start::Probe, Kvm::Runs),
+        ],
+    );
+    let (said, starts) = kvm_build(dir.path(), &standin, "auto");
+    assert_eq!(
+        starts,
+        ["kvm probe host", "kvm vm host", "tcg vm"],
+        "{said}"
+    );
+    assert!(
+        said.contains("KVM made qemu exit while starting (error: failed to set MSR 0x10a to 0x69); starting it again with TCG (software emulation)"),
+        "{said}"
+    );
+    assert!(said.contains("with TCG"), "{said}");
+
+    // The failure is remembered for the machine's boot, in the cache another process reads:
+    // the next build skips `host` and tries the plainer model, which dies the same way.
+    let (said, starts) = kvm_build(dir.path(), &standin, "auto");
+    assert_eq!(
+        starts,
+        ["kvm probe qemu64", "kvm vm qemu64", "tcg vm"],
+        "{said}"
+    );
+    assert!(
+        said.contains("using KVM with CPU model qemu64 (-cpu host: "),
+        "{said}"
+    );
+
+    // `kvm` does not fall back: it says what failed and what `auto` would have done.
+    let strict = StandIn::new(
+        &dir.path().join("strict"),
+        &[
+            every(Start::Vm, Kvm::Aborts),
+            every(Start::Probe, Kvm::Runs),
+        ],
+    );
+    let (said, starts) = kvm_build(dir.path(), &strict, "kvm");
+    assert_eq!(starts, ["kvm probe host", "kvm vm host"], "{said}");
+    assert!(
+        said.contains("Boot: KVM made qemu exit while starting (error: failed to set MSR 0x10a to 0x69); accelerator \"auto\" would have fallen back to TCG"),
+        "{said}"
+    );
+}
+
+#[test]
+fn auto_starts_again_with_tcg_when_kvm_kills_the_vm_after_it_started() {
+    let Some(_kvm) = kvm_standin::kvm_device() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let standin = StandIn::new(
+        &dir.path().join("qemu"),
+        &[
+            every(Start::Vm, Kvm::AbortsLater),
+            every(Start::Probe, Kvm::Runs),
+        ],
+    );
+    let (said, starts) = kvm_build(dir.path(), &standin, "auto");
+    assert_eq!(
+        starts,
+        ["kvm probe host", "kvm vm host", "tcg vm"],
+        "{said}"
+    );
+    assert!(
+        said.contains("KVM made qemu exit (signal: 6 (SIGABRT): error: failed to set MSR 0x10a to 0x69); restarting the VM with TCG"),
+        "{said}"
+    );
+}
+
+#[test]
+fn doctor_tells_the_truth_about_kvm() {
+    let Some(_kvm) = kvm_standin::kvm_device() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let doctor = |standin: &StandIn, device: Option<&str>| {
+        let path = format!(
+            "{}:{}",
+            standin.dir.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut cmd = kiln_command_in(dir.path(), &["doctor"]);
+        cmd.env("PATH", path);
+        if let Some(device) = device {
+            cmd.env("KILN_KVM_DEVICE", device);
+        }
+        let out = cmd.output().expect("kiln runs");
+        let stdout = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{stdout}");
+        stdout
+            .lines()
+            .find(|l| l.contains(" KVM: "))
+            .unwrap_or_else(|| panic!("no KVM line: {stdout}"))
+            .to_string()
+    };
+    let broken = StandIn::new(
+        &dir.path().join("broken"),
+        &[cpu("host", Kvm::Aborts), cpu("qemu64", Kvm::Stalls)],
+    );
+    let line = doctor(&broken, None);
+    assert!(
+        line.starts_with("warn KVM: /dev/kvm is present but unusable here: -cpu host: qemu aborted: error: failed to set MSR 0x10a to 0x69; -cpu qemu64: the guest stalled in real mode"),
+        "{line}"
+    );
+    assert!(
+        line.ends_with("; builds use TCG (software emulation), several times slower"),
+        "{line}"
+    );
+
+    let plain = StandIn::new(&dir.path().join("plain"), &[cpu("host", Kvm::Aborts)]);
+    let line = doctor(&plain, None);
+    assert!(
+        line.starts_with("warn KVM: KVM runs a VM here only with the plain CPU model qemu64 (-cpu host: qemu aborted"),
+        "{line}"
+    );
+
+    let works = StandIn::new(&dir.path().join("works"), &[always(Kvm::Runs)]);
+    assert_eq!(
+        doctor(&works, None),
+        "ok   KVM: a VM runs with KVM here (-cpu host; /dev/kvm answers)"
+    );
+    // Doctor probes afresh: the same binary that worked is now found broken.
+    let line = doctor(&works, Some("/nonexistent/kvm"));
+    assert!(
+        line.starts_with("warn KVM: /nonexistent/kvm does not exist"),
+        "{line}"
+    );
+}
+
+/// tests/build/realworld/template.json, with its base image set.
+fn realworld(args: &[&str]) -> Output {
+    let recipe = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/build/realworld/template.json");
+    let dir = tempfile::tempdir().unwrap();
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["-var", "base_image=/nonexistent/base.qcow2"]);
+    let recipe = recipe.display().to_string();
+    all.push(&recipe);
+    kiln_in(dir.path(), &all)
+}
+
+#[test]
+fn several_builders_only_except_and_post_processors_kiln_does_not_run() {
+    // -only=qemu: no note about the VirtualBox build; the vagrant-cloud warning stays.
+    let out = realworld(&["validate", "-only=qemu"]);
+    let said = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(!said.contains("note:"), "{said}");
+    assert!(said.contains("-except=vagrant-cloud"), "{said}");
+
+    // Without -only the build says what it skips, and the post-processor kiln does not run
+    // stops it before anything starts, naming the flag that skips it.
+    let out = realworld(&["build"]);
+    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("skips virtualbox-iso (type `virtualbox-iso`: kiln runs `qemu` builders)"),
+        "{said}"
+    );
+    assert!(
+        said.contains("does not run the `vagrant-cloud` post-processor (-except=vagrant-cloud skips it) yet; nothing was started"),
+        "{said}"
+    );
+
+    // -only naming only a build kiln does not run leaves nothing to build.
+    let out = realworld(&["build", "-only=virtualbox-iso"]);
+    let said = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("-only=virtualbox-iso selects no `qemu` build, and kiln runs `qemu` builders only; this template's qemu builds: qemu (e.g. -only=qemu)"),
+        "{said}"
+    );
+    let out = realworld(&["validate", "-only=qemu*"]);
+    assert!(
+        text(&out.stderr).contains("no patterns"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // inspect lists the skipped build and the chain as kiln runs it.
+    let out = realworld(&["inspect", "-except=vagrant-cloud"]);
+    let shown = text(&out.stdout);
+    assert!(
+        shown.contains(
+            "Not run by kiln:\n  virtualbox-iso (type `virtualbox-iso`: kiln runs `qemu` builders)"
+        ),
+        "{shown}"
+    );
+    assert!(shown.contains("ansible: ansible-playbook "), "{shown}");
+    assert!(
+        shown.contains("vagrant (libvirt box box/{{.BuildName}}-{{.Provider}}.box, gzip level 1"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn a_publishing_build_without_credentials_stops_before_anything_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = serde_json::json!({
+        "builders": [{
+            "type": "qemu", "disk_image": true, "iso_url": "base.qcow2", "iso_checksum": "none",
+            "output_directory": "out", "ssh_username": "debian"
+        }],
+        "post-processors": [{
+            "type": "exoscale-import", "image_bucket": "images", "template_name": "t",
+            "image_zone": "ch-gva-2"
+        }]
+    });
+    write_temp(dir.path(), "publish.json", &recipe.to_string());
+    let started = std::time::Instant::now();
+    let out = kiln_command_in(dir.path(), &["build", "publish.json"])
+        .env("XDG_CONFIG_HOME", dir.path().join("config"))
+        .env_remove("DBUS_SESSION_BUS_ADDRESS")
+        .output()
+        .expect("kiln runs");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    // Said before the base image is even looked for (base.qcow2 does not exist either).
+    assert!(
+        stderr.contains("exoscale-import: no Exoscale credentials")
+            && stderr.contains("nothing was started"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("base.qcow2"), "{stderr}");
+    assert!(!dir.path().join("out").exists(), "nothing was started");
+    eprintln!("refused after {:?}", started.elapsed());
 }

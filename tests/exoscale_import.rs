@@ -184,3 +184,53 @@ async fn a_cancel_mid_upload_leaves_no_multipart_upload() {
     assert!(!store.exists(&key).await.unwrap());
     assert_cleanup_ran(&events, &key);
 }
+
+/// The recipe's exoscale-import configuration.
+fn import_config(recipe: &Recipe) -> kiln::recipe::postprocessor::ExoscaleImportConfig {
+    match &recipe.builds[0].post_processors[0][0].kind {
+        kiln::recipe::postprocessor::PostProcessorKind::ExoscaleImport(c) => c.clone(),
+        other => panic!("not an exoscale-import: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checks_before_a_build_find_a_missing_bucket_and_refused_credentials_and_change_nothing()
+ {
+    use kiln::build::postprocess::exoscale_import::preflight;
+    let s3 = garage::garage();
+    let api = ApiServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let redactor = Redactor::new();
+
+    // A bucket that is not there, and bucket_create off: said now, with the fix.
+    let missing = "kiln-preflight-missing";
+    let config = import_config(&recipe(dir.path(), &api, &s3.endpoint, missing));
+    let e = preflight(&config, &redactor).await.unwrap_err().0;
+    assert!(e.contains(missing) && e.contains("does not exist"), "{e}");
+    // With bucket_create it would be made by the build; the check makes nothing.
+    let creating = kiln::recipe::postprocessor::ExoscaleImportConfig {
+        bucket_create: true,
+        ..config.clone()
+    };
+    let found = preflight(&creating, &redactor).await.unwrap();
+    assert!(found.contains("will be created (bucket_create)"), "{found}");
+    assert!(!store(&s3.endpoint, missing).bucket_exists().await.unwrap());
+
+    // A bucket that is there, and the API answering: fine, and the API only read.
+    let bucket = "kiln-preflight";
+    s3.create_bucket(bucket);
+    let config = import_config(&recipe(dir.path(), &api, &s3.endpoint, bucket));
+    let found = preflight(&config, &redactor).await.unwrap();
+    assert!(
+        found.contains(&format!("bucket {bucket} is there")),
+        "{found}"
+    );
+    let seen = api.seen();
+    assert!(!seen.is_empty(), "the API was asked");
+    assert!(seen.iter().all(|s| s.method == "GET"), "{seen:?}");
+
+    // The API refusing the key (the zone answers 403): said before the build starts.
+    api.fail_zone(garage::ZONE, 403);
+    let e = preflight(&config, &redactor).await.unwrap_err().0;
+    assert!(e.contains("checking the API credentials"), "{e}");
+}

@@ -277,6 +277,31 @@ fn ssh_keys_are_generated_imported_listed_and_removed() {
     let shown = ok(&kiln(&keyring, None, &["keys", "show", "deploy"], ""));
     assert_eq!(shown, public);
 
+    // A second key under the same name would lose the first one's private half: refused,
+    // and the first key stays; --replace replaces it on purpose.
+    let again = kiln(&keyring, None, &["keys", "generate", "deploy"], "");
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        text(&again.stderr).contains("already holds an SSH key `deploy`"),
+        "{}",
+        text(&again.stderr)
+    );
+    assert_eq!(
+        ok(&kiln(&keyring, None, &["keys", "show", "deploy"], "")),
+        public
+    );
+    let replaced = ok(&kiln(
+        &keyring,
+        None,
+        &["keys", "generate", "deploy", "--replace"],
+        "",
+    ));
+    assert_ne!(replaced, public, "a new key");
+    assert_eq!(
+        ok(&kiln(&keyring, None, &["keys", "show", "deploy"], "")),
+        replaced
+    );
+
     // Import an unencrypted key from a file, and an encrypted one from standard input with
     // its passphrase on the next line.
     let plain = work.path().join("plain");
@@ -481,4 +506,102 @@ fn doctor_sees_the_secret_service() {
         "ok",
         "{checks}"
     );
+}
+
+#[test]
+fn a_build_takes_the_key_and_profile_chosen_on_the_command_line() {
+    let keyring = SecretService::start();
+    let work = tempfile::tempdir().unwrap();
+    let deploy = ok(&kiln(&keyring, None, &["keys", "generate", "deploy"], ""));
+    ok(&kiln(&keyring, None, &["keys", "generate", "other"], ""));
+    ok(&kiln(
+        &keyring,
+        None,
+        &["credentials", "set", "work", "--stdin", "--no-check"],
+        "EXOabcdef0123456789abcdef01\nsecret-of-work\n",
+    ));
+    // A recipe with its own cloud-init data that authorises `deploy`'s public half.
+    let recipe = work.path().join("own-seed.json");
+    std::fs::write(
+        &recipe,
+        serde_json::json!({
+            "builders": [{
+                "type": "qemu", "disk_image": true, "iso_url": "base.qcow2", "iso_checksum": "none",
+                "ssh_username": "debian", "cd_label": "cidata",
+                "cd_content": {
+                    "meta-data": "instance-id: own\n",
+                    "user-data": format!("#cloud-config\nssh_authorized_keys:\n  - {}", deploy.trim())
+                }
+            }],
+            "post-processors": [{
+                "type": "exoscale-import", "image_bucket": "b", "template_name": "t"
+            }]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let recipe = recipe.to_str().unwrap();
+
+    // Unknown names are refused before anything, naming the ones there are.
+    let out = kiln(
+        &keyring,
+        None,
+        &["validate", "--ssh-key", "deplyo", recipe],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("(keys: deploy, other)"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = kiln(&keyring, None, &["build", "--profile", "wrok", recipe], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("(profiles: work)"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // The key the recipe's seed authorises is fine; another one is a problem found now, not
+    // an SSH timeout later; so is a temporary key.
+    ok(&kiln(
+        &keyring,
+        None,
+        &["validate", "--ssh-key", "deploy", recipe],
+        "",
+    ));
+    for key in ["other", "temporary"] {
+        let out = kiln(&keyring, None, &["validate", "--ssh-key", key, recipe], "");
+        assert_eq!(out.status.code(), Some(1), "{key}");
+        assert!(
+            text(&out.stderr).contains("the recipe's own cloud-init data (cd_content user-data)"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+    let out = kiln(&keyring, None, &["build", "--ssh-key", "other", recipe], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("nothing was built"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // inspect shows the build as chosen.
+    let shown = ok(&kiln(
+        &keyring,
+        None,
+        &[
+            "inspect",
+            "--ssh-key",
+            "deploy",
+            "--profile",
+            "work",
+            recipe,
+        ],
+        "",
+    ));
+    assert!(shown.contains("with keyring key `deploy`"), "{shown}");
+    assert!(shown.contains("credentials of profile `work`"), "{shown}");
 }

@@ -27,7 +27,12 @@ fn load_never_panics(text: &str) {
 fn seed_recipes() -> Vec<String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut out = Vec::new();
-    for dir in ["recipes", "tests/recipes"] {
+    for dir in [
+        "recipes",
+        "tests/recipes",
+        "tests/build",
+        "tests/build/realworld",
+    ] {
         if let Ok(entries) = std::fs::read_dir(root.join(dir)) {
             for entry in entries.flatten() {
                 let path = entry.path();
@@ -58,6 +63,14 @@ const FRAGMENTS: &[&str] = &[
     "}}",
     "{{user `x`}}",
     "{{env `HOME`}}",
+    "{{ build `Port` }}",
+    "{{ .HTTPIP }}",
+    "\"only\": [\"qemu\"]",
+    "\"type\": \"virtualbox-iso\"",
+    "\"type\": \"vagrant\"",
+    "\"type\": \"ansible\"",
+    "\"floppy_files\": [\"x\"]",
+    "\"communicator\": \"winrm\"",
     "{{ .HTTPPort }}",
     "{{timestamp}}",
     "{{isotime \"2006\"}}",

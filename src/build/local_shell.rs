@@ -163,45 +163,14 @@ pub async fn run(
             return Err(StepError("execute_command is empty".into()));
         };
         ctx.log(format!("running {shown} on this machine"));
-        let mut child = tokio::process::Command::new(program)
-            .args(args)
-            .envs(pairs.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| {
-                StepError(format!(
+        let status = run_program(ctx, program, args, &pairs, &shown)
+            .await
+            .map_err(|e| match e {
+                RunError::Start(e) => StepError(format!(
                     "cannot start `{program}` (execute_command[0]) for {shown}: {e}"
-                ))
+                )),
+                RunError::Other(e) => e,
             })?;
-        let mut guard = GroupGuard {
-            pid: child.id().and_then(|p| i32::try_from(p).ok()),
-        };
-        let stdout = child.stdout.take();
-        let stderr = child.stderr.take();
-        let out = async {
-            if let Some(s) = stdout {
-                pump(s, ctx, Stream::Stdout).await;
-            }
-        };
-        let err = async {
-            if let Some(s) = stderr {
-                pump(s, ctx, Stream::Stderr).await;
-            }
-        };
-        let status = tokio::select! {
-            (_, _, status) = async { tokio::join!(out, err, child.wait()) } => status,
-            _ = ctx.cancel().cancelled() => {
-                guard.kill();
-                return Err(StepError(format!("cancelled while {shown} ran")));
-            }
-        }
-        .map_err(|e| StepError(format!("waiting for {shown} failed: {e}")))?;
-        // The script ended; anything it left running in its group is stopped now.
-        guard.kill();
         let code = status.code();
         if code.is_some_and(|c| config.valid_exit_codes.contains(&c)) {
             continue;
@@ -225,4 +194,61 @@ pub async fn run(
         )));
     }
     Ok(())
+}
+
+/// Why [`run_program`] failed.
+pub(crate) enum RunError {
+    /// The program could not be started.
+    Start(std::io::Error),
+    /// It was cancelled, or could not be waited for.
+    Other(StepError),
+}
+
+/// Runs `program` with `args` on this machine, in a process group of its own, with `env`
+/// added to kiln's environment, its output streamed line by line as the step's log; a cancel
+/// kills the group, and whatever the program left running in its group is stopped when it
+/// ends. `shown` names it in messages.
+pub(crate) async fn run_program(
+    ctx: &StepContext,
+    program: &str,
+    args: &[String],
+    env: &[(String, String)],
+    shown: &str,
+) -> Result<std::process::ExitStatus, RunError> {
+    let mut child = tokio::process::Command::new(program)
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(RunError::Start)?;
+    let mut guard = GroupGuard {
+        pid: child.id().and_then(|p| i32::try_from(p).ok()),
+    };
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    let out = async {
+        if let Some(s) = stdout {
+            pump(s, ctx, Stream::Stdout).await;
+        }
+    };
+    let err = async {
+        if let Some(s) = stderr {
+            pump(s, ctx, Stream::Stderr).await;
+        }
+    };
+    let status = tokio::select! {
+        (_, _, status) = async { tokio::join!(out, err, child.wait()) } => status,
+        _ = ctx.cancel().cancelled() => {
+            guard.kill();
+            return Err(RunError::Other(StepError(format!("cancelled while {shown} ran"))));
+        }
+    }
+    .map_err(|e| RunError::Other(StepError(format!("waiting for {shown} failed: {e}"))))?;
+    // It ended; anything it left running in its group is stopped now.
+    guard.kill();
+    Ok(status)
 }

@@ -3,6 +3,8 @@
 
 pub mod artifact;
 pub mod breakpoint;
+pub mod choices;
+pub mod describe;
 pub mod event;
 pub mod local_shell;
 pub mod log;

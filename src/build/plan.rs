@@ -15,8 +15,10 @@ use super::postprocess::{self, BuildFacts, PostStep};
 use super::runner::{self, OnError, Step};
 use super::state::{BuildDirs, BuildState};
 use super::steps::{
-    BaseImage, Boot, BootCommand, CdFiles, Compact, Connect, Disk, Http, Provision, Seed, Shutdown,
+    BaseImage, Boot, BootCommand, CdFiles, Compact, Connect, Disk, Floppy, Http, Provision, Seed,
+    Shutdown,
 };
+use crate::recipe::postprocessor::PostProcessorKind;
 use crate::recipe::provisioner::ProvisionerKind;
 use crate::recipe::template::{Build, Recipe};
 
@@ -57,6 +59,28 @@ pub struct BuildReport {
     pub templates: Vec<(String, String)>,
 }
 
+/// The `ansible` provisioner's program, when it is not on this machine (Packer checks with
+/// `ansible-playbook --version` when it validates; kiln before the build starts, unless
+/// `skip_version_check`).
+fn missing_ansible(build: &Build) -> Option<String> {
+    build.provisioners.iter().enumerate().find_map(|(i, p)| match &p.kind {
+        ProvisionerKind::Ansible(a) if !a.skip_version_check => {
+            let found = if a.command.contains('/') {
+                Path::new(&a.command).is_file()
+            } else {
+                crate::host::check::find_in_path(&a.command).is_some()
+            };
+            (!found).then(|| {
+                format!(
+                    "provisioners[{i}] (ansible) runs `{}`, which is not on this machine: apt-get install ansible-core (or set skip_version_check when an earlier step installs it)",
+                    a.command
+                )
+            })
+        }
+        _ => None,
+    })
+}
+
 /// What `kiln build` cannot run yet, so a recipe that needs it is refused before anything
 /// starts (never half-run).
 pub fn unsupported(build: &Build) -> Vec<String> {
@@ -71,7 +95,11 @@ pub fn unsupported(build: &Build) -> Vec<String> {
     for chain in &build.post_processors {
         for pp in chain {
             if postprocess::implementation(&pp.kind).is_none() {
-                out.push(format!("the `{}` post-processor", pp.kind.type_name()));
+                let name = pp.name.as_deref().unwrap_or(pp.kind.type_name());
+                out.push(format!(
+                    "the `{}` post-processor (-except={name} skips it)",
+                    pp.kind.type_name()
+                ));
             }
         }
     }
@@ -134,6 +162,33 @@ pub async fn run_build(
             recipe.file,
             missing.join(", ")
         ));
+    }
+    if let Some(missing) = missing_ansible(build) {
+        return failed(format!("{}: {missing}; nothing was started", recipe.file));
+    }
+    // Publishing is checked now, in seconds, not after the download, boot and provisioning.
+    for config in build
+        .post_processors
+        .iter()
+        .flatten()
+        .filter_map(|pp| match &pp.kind {
+            PostProcessorKind::ExoscaleImport(config) => Some(config),
+            _ => None,
+        })
+    {
+        let redactor = events.redactor().clone();
+        tokio::select! {
+            checked = postprocess::exoscale_import::preflight(config, &redactor) => match checked {
+                Ok(found) => events.log(None, found),
+                Err(e) => return failed(format!("{}: {e}; nothing was started", recipe.file)),
+            },
+            () = cancel.cancelled() => {
+                return BuildReport {
+                    outcome: Outcome::Cancelled,
+                    ..failed(String::new())
+                };
+            }
+        }
     }
     if options.resume.is_none()
         && let Some(n) = build
@@ -233,6 +288,7 @@ pub async fn run_build(
         Box::new(Seed),
         Box::new(Http),
         Box::new(CdFiles),
+        Box::new(Floppy),
         Box::new(Boot),
         Box::new(BootCommand),
         Box::new(Connect),

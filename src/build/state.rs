@@ -12,7 +12,7 @@ use super::postprocess::chain::HasPostState;
 use super::postprocess::{BuildFacts, PostState};
 use super::redact::Redactor;
 use crate::cloudinit::http::HttpServer;
-use crate::qemu::cmdline::Accel;
+use crate::qemu::accel::AccelChoice;
 use crate::qemu::serial::SerialConsole;
 use crate::qemu::vm::Vm;
 use crate::recipe::qemu::QemuConfig;
@@ -63,10 +63,12 @@ pub struct BuildState {
     pub http_server: Arc<Mutex<Option<HttpServer>>>,
     /// The `cd_files`/`cd_content` image.
     pub cdrom: Option<PathBuf>,
+    /// The `floppy_files`/`floppy_dirs`/`floppy_content` image.
+    pub floppy: Option<PathBuf>,
     /// The forwarded SSH port on 127.0.0.1.
     pub ssh_port: Option<u16>,
-    /// The accelerator of the running VM.
-    pub accel: Option<Accel>,
+    /// The accelerator (and CPU model) of the running VM.
+    pub accel: Option<AccelChoice>,
     /// The running VM (shared with its cleanup, which stops it).
     pub vm: Arc<Mutex<Option<Vm>>>,
     /// The lock on the output directory, held until the build's state is dropped.
@@ -108,6 +110,7 @@ impl BuildState {
             http: None,
             http_server: Arc::default(),
             cdrom: None,
+            floppy: None,
             ssh_port: None,
             accel: None,
             vm: Arc::default(),
@@ -155,6 +158,65 @@ impl BuildState {
         ]
     }
 
+    /// The build's values for `{{ build `Name` }}` (Packer's generated data), as
+    /// `(interp::build_field(name), value)` pairs: where the VM is reached, as whom, and the
+    /// HTTP server. `SSHPrivateKey` is the build key, registered with the redactor.
+    pub fn build_values(&self) -> Vec<(String, String)> {
+        let (ip, port) = self.http.clone().unwrap_or_default();
+        let http_addr = if self.http.is_some() {
+            format!("{ip}:{port}")
+        } else {
+            String::new()
+        };
+        let (public, private) = match &self.client_key {
+            Some(key) => (
+                key.public_key_openssh(),
+                key.private_key_openssh()
+                    .map(|s| s.expose().to_string())
+                    .unwrap_or_default(),
+            ),
+            None => (String::new(), String::new()),
+        };
+        let ssh = &self.config.ssh;
+        [
+            ("ID", self.config.vm_name.clone()),
+            ("Host", "127.0.0.1".to_string()),
+            ("Port", self.ssh_port.unwrap_or(0).to_string()),
+            ("User", ssh.username.clone()),
+            (
+                "Password",
+                ssh.password
+                    .as_ref()
+                    .map(|p| p.expose().to_string())
+                    .unwrap_or_default(),
+            ),
+            (
+                "ConnType",
+                match self.config.communicator {
+                    crate::recipe::qemu::Communicator::None => "none",
+                    _ => "ssh",
+                }
+                .to_string(),
+            ),
+            ("PackerRunUUID", self.post.facts.run_uuid.clone()),
+            ("PackerHTTPIP", ip),
+            (
+                "PackerHTTPPort",
+                if self.http.is_some() {
+                    port.to_string()
+                } else {
+                    String::new()
+                },
+            ),
+            ("PackerHTTPAddr", http_addr),
+            ("SSHPublicKey", public),
+            ("SSHPrivateKey", private),
+        ]
+        .into_iter()
+        .map(|(name, value)| (crate::recipe::interp::build_field(name), value))
+        .collect()
+    }
+
     /// The last `n` console lines, for error messages.
     pub fn console_tail(&self, n: usize) -> String {
         self.console
@@ -171,7 +233,7 @@ impl HasPostState for BuildState {
         {
             self.post.builder = Some(Artifact::builder(image));
         }
-        self.post.facts.accel = self.accel;
+        self.post.facts.accel = self.accel.clone();
         &mut self.post
     }
 }

@@ -3,10 +3,10 @@
 use std::ffi::OsString;
 
 /// Flags Packer spells with one dash that clap wants with two.
-const SINGLE_DASH_FLAGS: &[&str] = &["var", "var-file", "json", "force"];
+const SINGLE_DASH_FLAGS: &[&str] = &["var", "var-file", "json", "force", "only", "except"];
 
-/// Rewrites Packer-style `-var`, `-var-file`, `-json` (also `-var=…`) to their double-dash
-/// forms, leaving everything after `--` untouched.
+/// Rewrites Packer-style `-var`, `-var-file`, `-json`, `-force`, `-only`, `-except` (also
+/// `-only=…`) to their double-dash forms, leaving everything after `--` untouched.
 pub fn packer_style(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
     let mut out = Vec::new();
     let mut passthrough = false;

@@ -32,6 +32,12 @@ pub struct BuildArgs {
     /// Read variables from a JSON file. Repeatable; later files win, `-var` beats them all.
     #[arg(long = "var-file", value_name = "FILE")]
     pub var_files: Vec<PathBuf>,
+    /// Which builds: `-only`/`-except`, as Packer takes them.
+    #[command(flatten)]
+    pub selection: super::SelectionArgs,
+    /// The SSH key and Exoscale credentials of the build.
+    #[command(flatten)]
+    pub choices: super::ChoiceArgs,
     /// Replace a non-empty output directory.
     #[arg(long)]
     pub force: bool,
@@ -53,6 +59,11 @@ pub enum OnErrorArg {
     Abort,
 }
 
+/// `1 build`, `2 builds`.
+fn plural(n: usize, word: &str) -> String {
+    format!("{n} {word}{}", if n == 1 { "" } else { "s" })
+}
+
 /// Whether someone can answer "press Enter": standard input is a terminal and `CI` is not
 /// `true`.
 fn interactive() -> bool {
@@ -65,9 +76,17 @@ pub fn run(args: &BuildArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::i
     let options = LoadOptions {
         vars: args.vars.clone(),
         var_files: args.var_files.clone(),
+        selection: args.selection.selection(),
         ..LoadOptions::default()
     };
-    let recipe = match template::load_file(&args.recipe, &options) {
+    let choices = match args.choices.choices() {
+        Ok(c) => c,
+        Err(why) => {
+            writeln!(err, "kiln: {why}; nothing was built")?;
+            return Ok(1);
+        }
+    };
+    let mut recipe = match template::load_file(&args.recipe, &options) {
         Ok(r) => r,
         Err(diags) => {
             write!(err, "{diags}")?;
@@ -75,8 +94,31 @@ pub fn run(args: &BuildArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::i
             return Ok(1);
         }
     };
+    let pwd = std::env::current_dir()?;
+    for build in &mut recipe.builds {
+        choices.apply(build);
+        if let Some(problem) = crate::build::choices::key_problem(build, &pwd) {
+            writeln!(
+                err,
+                "kiln: build `{}`: {problem}; nothing was built",
+                build.name
+            )?;
+            return Ok(1);
+        }
+    }
     for w in recipe.warnings.iter() {
         writeln!(err, "{w}")?;
+    }
+    if !recipe.skipped.is_empty() {
+        let runs: Vec<&str> = recipe.builds.iter().map(|b| b.name.as_str()).collect();
+        let skips: Vec<String> = recipe.skipped.iter().map(|s| s.describe()).collect();
+        writeln!(
+            out,
+            "==> kiln runs {}: {}; skips {}",
+            plural(runs.len(), "build"),
+            runs.join(", "),
+            skips.join(", ")
+        )?;
     }
     let runtime = tokio::runtime::Runtime::new()?;
     let cancel = CancellationToken::new();

@@ -62,6 +62,7 @@ fn json(record: &BuildRecord) -> serde_json::Value {
         "templates": record.templates.iter().map(|(zone, id)| serde_json::json!({
             "zone": zone,
             "id": id,
+            "name": record.template_name,
         })).collect::<Vec<_>>(),
         "checks": record.checks.iter().map(|c| serde_json::json!({
             "name": c.name,
@@ -127,7 +128,10 @@ pub fn run(args: &HistoryArgs, out: &mut dyn Write, err: &mut dyn Write) -> std:
                     parts.push(a.path.display().to_string());
                 }
                 if !r.templates.is_empty() {
-                    parts.push(format!("templates {}", r.templates_text()));
+                    parts.push(match &r.template_name {
+                        Some(name) => format!("template “{name}” {}", r.templates_text()),
+                        None => format!("templates {}", r.templates_text()),
+                    });
                 }
                 parts.join(" · ")
             }

@@ -6,13 +6,9 @@ use clap::Args;
 use serde_json::{Value as Json, json};
 
 use super::RecipeArgs;
-use crate::recipe::postprocessor::{PostProcessor, PostProcessorKind};
-use crate::recipe::provisioner::{FileDirection, FileSource, Provisioner, ProvisionerKind};
-use crate::recipe::qemu::QemuConfig;
+use crate::build::describe;
 use crate::recipe::secret::MASK;
-use crate::recipe::shell_local::ShellSource;
 use crate::recipe::template::{self, LoadOptions, Recipe};
-use crate::recipe::units::{format_bytes, format_duration};
 use crate::recipe::vars::{VarSource, Variable};
 
 /// Arguments of `kiln inspect`.
@@ -29,7 +25,21 @@ pub fn run(args: &InspectArgs, out: &mut dyn Write, err: &mut dyn Write) -> std:
         required_is_warning: true,
         ..args.recipe.load_options()
     };
-    show(&args.recipe.recipe, &options, args.recipe.json, out, err)
+    let choices = match args.recipe.choices.choices() {
+        Ok(c) => c,
+        Err(why) => {
+            writeln!(err, "kiln: {why}")?;
+            return Ok(1);
+        }
+    };
+    show(
+        &args.recipe.recipe,
+        &options,
+        &choices,
+        args.recipe.json,
+        out,
+        err,
+    )
 }
 
 /// What `kiln` without a subcommand does until the window exists: shows the default recipe.
@@ -45,41 +55,80 @@ pub fn run_default(out: &mut dyn Write, err: &mut dyn Write) -> std::io::Result<
         required_is_warning: true,
         ..LoadOptions::default()
     };
-    show(&path, &options, false, out, err)
+    show(
+        &path,
+        &options,
+        &crate::build::choices::BuildChoices::default(),
+        false,
+        out,
+        err,
+    )
 }
 
 fn show(
     path: &std::path::Path,
     options: &LoadOptions,
+    choices: &crate::build::choices::BuildChoices,
     as_json: bool,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> std::io::Result<i32> {
-    let recipe = match template::load_file(path, options) {
+    // An invalid recipe is shown as far as it could be read, its problems listed after it.
+    let mut recipe = match template::load_file_partial(path, options) {
         Ok(r) => r,
         Err(diags) => {
             write!(err, "{diags}")?;
             writeln!(
                 err,
-                "{}: invalid; run `kiln validate` for details",
-                path.display()
+                "{}: invalid: nothing could be read ({})",
+                path.display(),
+                count(diags.errors().count(), "error")
             )?;
             return Ok(1);
         }
     };
-    for w in recipe.warnings.iter() {
-        writeln!(err, "{w}")?;
+    for build in &mut recipe.builds {
+        choices.apply(build);
     }
+    let diags = &recipe.warnings;
+    let valid = !diags.has_errors();
     if as_json {
+        let mut report = to_json(&recipe);
+        report["valid"] = json!(valid);
         writeln!(
             out,
             "{}",
-            serde_json::to_string_pretty(&to_json(&recipe)).unwrap_or_default()
+            serde_json::to_string_pretty(&report).unwrap_or_default()
         )?;
     } else {
         write_text(&recipe, out)?;
     }
-    Ok(0)
+    if as_json {
+        for d in diags.iter() {
+            writeln!(err, "{d}")?;
+        }
+    } else if !diags.is_empty() {
+        writeln!(out, "\nProblems:")?;
+        for d in diags.errors().chain(diags.warnings()).chain(diags.notes()) {
+            writeln!(out, "  {d}")?;
+        }
+    }
+    if valid {
+        return Ok(0);
+    }
+    writeln!(
+        err,
+        "{}: invalid ({}, {}): shown as far as it could be read",
+        path.display(),
+        count(diags.errors().count(), "error"),
+        count(diags.warnings().count(), "warning")
+    )?;
+    Ok(1)
+}
+
+/// `1 error`, `2 errors`.
+fn count(n: usize, word: &str) -> String {
+    format!("{n} {word}{}", if n == 1 { "" } else { "s" })
 }
 
 fn shown_value(v: &Variable) -> String {
@@ -127,134 +176,22 @@ fn write_text(recipe: &Recipe, out: &mut dyn Write) -> std::io::Result<()> {
             source_name(v)
         )?;
     }
+    if !recipe.skipped.is_empty() {
+        writeln!(out, "\nNot run by kiln:")?;
+        for skipped in &recipe.skipped {
+            writeln!(out, "  {}", skipped.describe())?;
+        }
+    }
     for build in &recipe.builds {
         writeln!(out, "\nBuild `{}`:", build.name)?;
-        writeln!(out, "  builder qemu: {}", describe_builder(&build.builder))?;
-        writeln!(out, "  provisioners:")?;
-        if build.provisioners.is_empty() {
-            writeln!(out, "    (none)")?;
-        }
-        for (i, p) in build.provisioners.iter().enumerate() {
-            writeln!(out, "    {}. {}", i + 1, describe_provisioner(p))?;
-        }
-        if let Some(p) = &build.error_cleanup {
-            writeln!(out, "  on error: {}", describe_provisioner(p))?;
-        }
-        writeln!(out, "  post-processor chains:")?;
-        if build.post_processors.is_empty() {
-            writeln!(out, "    (none)")?;
-        }
-        for (i, chain) in build.post_processors.iter().enumerate() {
-            let steps: Vec<String> = chain.iter().map(describe_post_processor).collect();
-            writeln!(out, "    {}. {}", i + 1, steps.join(" → "))?;
+        for line in describe::plan_lines(build)
+            .into_iter()
+            .chain(describe::host_lines(build, None))
+        {
+            writeln!(out, "  {line}")?;
         }
     }
     Ok(())
-}
-
-fn describe_builder(q: &QemuConfig) -> String {
-    let base = if q.disk_image { "disk image" } else { "ISO" };
-    let size = match q.disk_size {
-        Some(bytes) if !q.skip_resize_disk => format_bytes(bytes),
-        _ => "base image's size".into(),
-    };
-    format!(
-        "{base} {} ({}) → {}/{} ({}, {size}), {} CPU, {} MiB, accelerator {}, ssh as `{}` (timeout {})",
-        q.iso_urls.join(" | "),
-        q.iso_checksum,
-        q.output_directory,
-        q.vm_name,
-        q.format.name(),
-        q.cpus,
-        q.memory,
-        q.accelerator.name(),
-        q.ssh.username,
-        format_duration(q.ssh.timeout)
-    )
-}
-
-fn describe_sources(sources: &[ShellSource]) -> String {
-    sources
-        .iter()
-        .map(|s| match s {
-            ShellSource::Inline(lines) => format!("{} inline command(s)", lines.len()),
-            ShellSource::File(p) => format!("script {}", p.display()),
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn describe_provisioner(p: &Provisioner) -> String {
-    let what = match &p.kind {
-        ProvisionerKind::Shell(s) => format!("shell: {}", describe_sources(&s.sources)),
-        ProvisionerKind::ShellLocal(s) => format!("shell-local: {}", describe_sources(&s.sources)),
-        ProvisionerKind::File(f) => {
-            let from = match &f.source {
-                FileSource::Paths(p) => p.join(", "),
-                FileSource::Content(c) => format!("{} bytes of content", c.len()),
-            };
-            match f.direction {
-                FileDirection::Upload => format!("file: upload {from} → {}", f.destination),
-                FileDirection::Download => format!("file: download {from} → {}", f.destination),
-            }
-        }
-        ProvisionerKind::Breakpoint(b) => format!(
-            "breakpoint{}{}",
-            if b.disable { " (disabled)" } else { "" },
-            b.note
-                .as_deref()
-                .map(|n| format!(": {n}"))
-                .unwrap_or_default()
-        ),
-    };
-    let mut extras = Vec::new();
-    if let Some(d) = p.pause_before {
-        extras.push(format!("pause before {}", format_duration(d)));
-    }
-    if p.max_retries > 0 {
-        extras.push(format!("{} retries", p.max_retries));
-    }
-    if let Some(d) = p.timeout {
-        extras.push(format!("timeout {}", format_duration(d)));
-    }
-    if extras.is_empty() {
-        what
-    } else {
-        format!("{what} ({})", extras.join(", "))
-    }
-}
-
-fn describe_post_processor(pp: &PostProcessor) -> String {
-    match &pp.kind {
-        PostProcessorKind::ShellLocal(s) => {
-            format!("shell-local ({})", describe_sources(&s.sources))
-        }
-        PostProcessorKind::Checksum(c) => {
-            let types: Vec<&str> = c.checksum_types.iter().map(|t| t.name()).collect();
-            format!("checksum ({})", types.join(", "))
-        }
-        PostProcessorKind::Manifest(m) => format!("manifest ({})", m.output),
-        PostProcessorKind::Compress(c) => format!("compress ({})", c.output),
-        PostProcessorKind::Resize(r) => {
-            format!("kiln-resize (grow to {})", format_bytes(r.disk_size))
-        }
-        PostProcessorKind::ImageTest(t) => format!(
-            "kiln-test (built-in checks: {}; {} check(s) of the recipe's own)",
-            t.builtin_checks()
-                .iter()
-                .map(|c| c.name())
-                .collect::<Vec<_>>()
-                .join(", "),
-            t.inline.len() + t.scripts.len()
-        ),
-        PostProcessorKind::ExoscaleImport(e) => format!(
-            "exoscale-import (bucket {} in {}, template \"{}\" in {})",
-            e.image_bucket,
-            e.image_zone,
-            e.template_name,
-            e.template_zones.join(", ")
-        ),
-    }
 }
 
 fn to_json(recipe: &Recipe) -> Json {
@@ -282,7 +219,7 @@ fn to_json(recipe: &Recipe) -> Json {
                 "name": b.name,
                 "builder": {
                     "type": "qemu",
-                    "summary": describe_builder(&b.builder),
+                    "summary": describe::builder(&b.builder),
                     "iso_urls": b.builder.iso_urls,
                     "iso_checksum": b.builder.iso_checksum.to_string(),
                     "output_directory": b.builder.output_directory,
@@ -294,12 +231,23 @@ fn to_json(recipe: &Recipe) -> Json {
                 },
                 "provisioners": b.provisioners.iter().map(|p| json!({
                     "type": p.kind.type_name(),
-                    "summary": describe_provisioner(p),
+                    "summary": describe::provisioner(p),
                 })).collect::<Vec<_>>(),
                 "post_processors": b.post_processors.iter().map(|chain| chain.iter().map(|pp| json!({
                     "type": pp.kind.type_name(),
-                    "summary": describe_post_processor(pp),
+                    "summary": describe::post_processor(pp),
                 })).collect::<Vec<_>>()).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let skipped: Vec<Json> = recipe
+        .skipped
+        .iter()
+        .map(|s| {
+            json!({
+                "name": s.name,
+                "type": s.builder_type,
+                "reason": s.reason.describe(&s.builder_type),
             })
         })
         .collect();
@@ -308,6 +256,7 @@ fn to_json(recipe: &Recipe) -> Json {
         "description": recipe.description,
         "variables": variables,
         "builds": builds,
+        "skipped": skipped,
         "warnings": recipe.warnings,
     })
 }

@@ -13,7 +13,7 @@ use crate::recipe::secret::Secret;
 use crate::secrets::SecretsError;
 use crate::secrets::config::Config;
 use crate::secrets::prompt::{self, Source};
-use crate::secrets::ssh_keys::{self, KeyListing, Passphrase, SshKeys};
+use crate::secrets::ssh_keys::{self, Existing, KeyListing, Passphrase, SshKeys};
 
 /// Arguments of `kiln keys`.
 #[derive(Debug, Args)]
@@ -44,6 +44,9 @@ pub enum KeysCommand {
         /// there too) instead of a prompt.
         #[arg(long)]
         passphrase_stdin: bool,
+        /// Replace a key already stored under NAME (its private half is lost).
+        #[arg(long)]
+        replace: bool,
     },
     /// Generate a new Ed25519 key into the keyring and print its public half.
     Generate {
@@ -52,6 +55,9 @@ pub enum KeysCommand {
         /// The key's comment (default: kiln-NAME).
         #[arg(long)]
         comment: Option<String>,
+        /// Replace a key already stored under NAME (its private half is lost).
+        #[arg(long)]
+        replace: bool,
     },
     /// Print a keyring key's public half (for authorized_keys).
     Show {
@@ -77,12 +83,13 @@ fn execute(args: &KeysArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<
             name,
             file,
             passphrase_stdin,
+            replace,
         } => {
             let keys = SshKeys::platform()?;
             let text = read_key(file)?;
             let source = Source::choose(*passphrase_stdin);
             let mut ask = || prompt::read_line(source, "passphrase of the key");
-            let stored = keys.import(name, &text, Passphrase::Ask(&mut ask))?;
+            let stored = keys.import(name, &text, Passphrase::Ask(&mut ask), existing(*replace))?;
             writeln!(
                 out,
                 "imported `{name}` ({}) into the OS keyring",
@@ -90,9 +97,13 @@ fn execute(args: &KeysArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<
             )?;
             Ok(0)
         }
-        KeysCommand::Generate { name, comment } => {
+        KeysCommand::Generate {
+            name,
+            comment,
+            replace,
+        } => {
             let comment = comment.clone().unwrap_or_else(|| format!("kiln-{name}"));
-            let made = SshKeys::platform()?.generate(name, &comment)?;
+            let made = SshKeys::platform()?.generate(name, &comment, existing(*replace))?;
             writeln!(
                 err,
                 "generated `{name}` ({}) in the OS keyring; its public half:",
@@ -125,6 +136,15 @@ fn execute(args: &KeysArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<
                 Ok(1)
             }
         }
+    }
+}
+
+/// `--replace` as the keyring's rule for an existing key of the name.
+fn existing(replace: bool) -> Existing {
+    if replace {
+        Existing::Replace
+    } else {
+        Existing::Refuse
     }
 }
 

@@ -69,6 +69,12 @@ pub struct RecipeArgs {
     /// Read variables from a JSON file. Repeatable; later files win, `-var` beats them all.
     #[arg(long = "var-file", value_name = "FILE")]
     pub var_files: Vec<PathBuf>,
+    /// Which builds: `-only`/`-except`, as Packer takes them.
+    #[command(flatten)]
+    pub selection: SelectionArgs,
+    /// The SSH key and Exoscale credentials of the build.
+    #[command(flatten)]
+    pub choices: ChoiceArgs,
     /// Print machine-readable JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -80,7 +86,72 @@ impl RecipeArgs {
         crate::recipe::template::LoadOptions {
             vars: self.vars.clone(),
             var_files: self.var_files.clone(),
+            selection: self.selection.selection(),
             ..Default::default()
+        }
+    }
+}
+
+/// The SSH key and the Exoscale credentials a build uses, chosen on the command line (what
+/// the window's build form chooses).
+#[derive(Debug, Clone, Default, Args)]
+pub struct ChoiceArgs {
+    /// The SSH key: a keyring key's name, a private key file, or `temporary` (a new key for
+    /// this build); default: what the recipe says.
+    #[arg(long = "ssh-key", value_name = "NAME|FILE|temporary")]
+    pub ssh_key: Option<String>,
+    /// The credentials profile `exoscale-import` uses (before EXOSCALE_API_KEY/SECRET);
+    /// default: what the recipe says.
+    #[arg(long = "profile", value_name = "NAME")]
+    pub profile: Option<String>,
+}
+
+impl ChoiceArgs {
+    /// The choices these flags make; an unknown key or profile is refused, naming the ones
+    /// there are (the config file is read, the keyring is not opened).
+    pub fn choices(&self) -> Result<crate::build::choices::BuildChoices, String> {
+        use crate::build::choices::{BuildChoices, CredentialsChoice, KeyChoice};
+        let mut choices = BuildChoices::default();
+        if self.ssh_key.is_none() && self.profile.is_none() {
+            return Ok(choices);
+        }
+        let config = crate::secrets::config::Config::load(&crate::secrets::config::default_path())
+            .map_err(|e| e.to_string())?;
+        if let Some(key) = &self.ssh_key {
+            choices.ssh_key = KeyChoice::parse(key, &config)?;
+        }
+        if let Some(profile) = &self.profile {
+            choices.credentials = CredentialsChoice::parse_profile(profile, &config)?;
+        }
+        Ok(choices)
+    }
+}
+
+/// `-only` and `-except` (Packer's single dash works too).
+#[derive(Debug, Clone, Default, Args)]
+pub struct SelectionArgs {
+    /// Only the builds with these names (comma-separated, exact names as in Packer 1.6).
+    #[arg(long = "only", value_name = "NAMES", value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Every build but these, and no post-processor with these names (its `name`, else its
+    /// type); an excepted post-processor ends its chain.
+    #[arg(long = "except", value_name = "NAMES", value_delimiter = ',')]
+    pub except: Vec<String>,
+}
+
+impl SelectionArgs {
+    /// The selection these flags describe (empty names dropped).
+    pub fn selection(&self) -> crate::recipe::select::Selection {
+        let clean = |names: &[String]| -> Vec<String> {
+            names
+                .iter()
+                .map(|n| n.trim().to_string())
+                .filter(|n| !n.is_empty())
+                .collect()
+        };
+        crate::recipe::select::Selection {
+            only: clean(&self.only),
+            except: clean(&self.except),
         }
     }
 }

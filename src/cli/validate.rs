@@ -18,16 +18,40 @@ pub struct ValidateArgs {
 
 /// Runs `kiln validate`; returns the exit code (0 valid, 1 invalid).
 pub fn run(args: &ValidateArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::io::Result<i32> {
+    let choices = match args.recipe.choices.choices() {
+        Ok(c) => c,
+        Err(why) => {
+            writeln!(err, "kiln: {why}")?;
+            return Ok(1);
+        }
+    };
     let result = template::load_file(&args.recipe.recipe, &args.recipe.load_options());
-    let (valid, diags) = match result {
-        Ok(recipe) => (true, recipe.warnings),
+    let (valid, mut diags) = match result {
+        Ok(mut recipe) => {
+            // The chosen key is checked against the recipe's own cloud-init data.
+            let pwd = std::env::current_dir()?;
+            let mut problems = Vec::new();
+            for build in &mut recipe.builds {
+                choices.apply(build);
+                if let Some(problem) = crate::build::choices::key_problem(build, &pwd) {
+                    problems.push(format!("build `{}`: {problem}", build.name));
+                }
+            }
+            let mut diags = recipe.warnings;
+            for problem in &problems {
+                diags.error("", None, "", problem.clone());
+            }
+            (problems.is_empty(), diags)
+        }
         Err(diags) => (false, diags),
     };
+    diags.sort();
     if args.recipe.json {
         let report = serde_json::json!({
             "valid": valid,
             "errors": diags.errors().count(),
             "warnings": diags.warnings().count(),
+            "notes": diags.notes().count(),
             "diagnostics": diags,
         });
         writeln!(
@@ -58,6 +82,9 @@ fn print_text(
         writeln!(err, "{d}")?;
     }
     for d in diags.warnings() {
+        writeln!(err, "{d}")?;
+    }
+    for d in diags.notes() {
         writeln!(err, "{d}")?;
     }
     let (errors, warnings) = (diags.errors().count(), diags.warnings().count());

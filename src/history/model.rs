@@ -254,6 +254,10 @@ pub struct BuildRecord {
     pub artifacts: Vec<ArtifactFile>,
     /// (zone, template id) registered by `exoscale-import`.
     pub templates: Vec<(String, String)>,
+    /// The name those templates were registered under (the `template_name` of the build's
+    /// `exoscale-import`, as interpolated; none when it publishes under several names or
+    /// nothing, and for builds recorded before kiln noted it).
+    pub template_name: Option<String>,
     /// Image-test checks.
     pub checks: Vec<CheckRecord>,
     /// How many warnings the build gave.

@@ -62,6 +62,22 @@ fn variable(v: &Variable, secrets: &[String]) -> VariableRecord {
     }
 }
 
+/// The one name the build's `exoscale-import`s register templates under, if they share one.
+fn template_name(build: &Build) -> Option<String> {
+    let mut names = build
+        .post_processors
+        .iter()
+        .flatten()
+        .filter_map(|pp| match &pp.kind {
+            crate::recipe::postprocessor::PostProcessorKind::ExoscaleImport(c) => {
+                Some(c.template_name.clone())
+            }
+            _ => None,
+        });
+    let first = names.next()?;
+    names.all(|n| n == first).then_some(first)
+}
+
 impl Recorder {
     /// Starts the record of `build` of `recipe` (read from `recipe_path`), run by `origin`,
     /// now.
@@ -96,6 +112,7 @@ impl Recorder {
                 .collect(),
             artifacts: Vec::new(),
             templates: Vec::new(),
+            template_name: template_name(build).map(|n| redactor.redact(&n)),
             checks: Vec::new(),
             warnings: 0,
             process: ProcessStamp::current(),
@@ -352,6 +369,51 @@ pub(crate) mod tests {
         assert_eq!(get("memory").origin, VarOrigin::Default);
         assert!(get("memory").refill_value().is_none());
         assert!(!format!("{:?}", r.snapshot()).contains("TOPSECRET-1"));
+    }
+
+    #[test]
+    fn the_record_names_the_template_its_import_registers() {
+        let with_import = |post_processors: &str| {
+            let text = RECIPE.replace(
+                r#""ssh_username": "debian"
+      }]"#,
+                &format!(
+                    r#""ssh_username": "debian"
+      }}],
+      "post-processors": {post_processors}"#
+                ),
+            );
+            let recipe = load_str(
+                "recipe.json",
+                &text,
+                Path::new("/r"),
+                &LoadOptions {
+                    vars: vec![("bucket".into(), "my-bucket".into())],
+                    ..LoadOptions::default()
+                },
+            )
+            .unwrap();
+            let build = recipe.builds[0].clone();
+            Recorder::new(Path::new("/r/recipe.json"), &recipe, &build, Origin::Cli)
+                .snapshot()
+                .template_name
+        };
+        let import = |name: &str| {
+            format!(
+                r#"{{"type": "exoscale-import", "api_key": "k", "api_secret": "s", "image_bucket": "b", "image_zone": "ch-gva-2", "template_name": "{name}"}}"#
+            )
+        };
+        assert_eq!(
+            with_import(&format!("[{}]", import("Debian {{user `bucket`}}"))).as_deref(),
+            Some("Debian my-bucket"),
+            "as interpolated"
+        );
+        assert_eq!(
+            with_import(&format!("[{}, {}]", import("One"), import("Two"))),
+            None,
+            "two names: none is the name"
+        );
+        assert_eq!(with_import("[]"), None);
     }
 
     #[test]

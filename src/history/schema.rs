@@ -75,6 +75,10 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE builds ADD COLUMN boot_id TEXT;
     ALTER TABLE builds ADD COLUMN host TEXT;
     "#,
+    // 3: the name a build's templates were registered under, so the history names them.
+    r#"
+    ALTER TABLE builds ADD COLUMN template_name TEXT;
+    "#,
 ];
 
 /// The newest version this kiln knows.
@@ -142,7 +146,7 @@ mod tests {
         let mut conn = Connection::open_in_memory().unwrap();
         assert_eq!(
             migrate(&mut conn, MIGRATIONS).unwrap(),
-            Migrated::At { from: 0, to: 2 }
+            Migrated::At { from: 0, to: 3 }
         );
         assert_eq!(version(&conn).unwrap(), latest());
         assert_eq!(
@@ -171,14 +175,14 @@ mod tests {
         // Again: nothing to do (a second CREATE TABLE would fail).
         assert_eq!(
             migrate(&mut conn, MIGRATIONS).unwrap(),
-            Migrated::At { from: 2, to: 2 }
+            Migrated::At { from: 3, to: 3 }
         );
         // A later kiln's next migration runs alone and keeps the rows.
         let mut next = MIGRATIONS.to_vec();
         next.push("ALTER TABLE builds ADD COLUMN note TEXT;");
         assert_eq!(
             migrate(&mut conn, &next).unwrap(),
-            Migrated::At { from: 2, to: 3 }
+            Migrated::At { from: 3, to: 4 }
         );
         let (count, note): (i64, Option<String>) = conn
             .query_row("SELECT count(*), max(note) FROM builds", [], |r| {
@@ -189,7 +193,7 @@ mod tests {
     }
 
     #[test]
-    fn a_version_1_file_keeps_its_builds_and_gains_the_process_columns() {
+    fn a_version_1_file_keeps_its_builds_and_gains_the_later_columns() {
         let mut conn = Connection::open_in_memory().unwrap();
         migrate(&mut conn, &MIGRATIONS[..1]).unwrap();
         conn.execute(
@@ -200,14 +204,20 @@ mod tests {
         .unwrap();
         assert_eq!(
             migrate(&mut conn, MIGRATIONS).unwrap(),
-            Migrated::At { from: 1, to: 2 }
+            Migrated::At { from: 1, to: 3 }
         );
-        let (recipe, pid, boot): (String, Option<i64>, Option<String>) = conn
-            .query_row("SELECT recipe, pid, boot_id FROM builds", [], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
+        type Row = (String, Option<i64>, Option<String>, Option<String>);
+        let (recipe, pid, boot, template): Row = conn
+            .query_row(
+                "SELECT recipe, pid, boot_id, template_name FROM builds",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
             .unwrap();
-        assert_eq!((recipe.as_str(), pid, boot), ("r.json", None, None));
+        assert_eq!(
+            (recipe.as_str(), pid, boot, template),
+            ("r.json", None, None, None)
+        );
     }
 
     #[test]

@@ -157,9 +157,9 @@ impl History {
         tx.execute(
             "INSERT INTO builds (id, recipe, title, build_name, origin, started_at, ended_at,
                 duration_ms, outcome, message, stopped_at, log_dir, warnings, pid, pid_start,
-                boot_id, host)
+                boot_id, host, template_name)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                ?17)
+                ?17, ?18)
              ON CONFLICT (id) DO UPDATE SET recipe = excluded.recipe, title = excluded.title,
                 build_name = excluded.build_name, origin = excluded.origin,
                 started_at = excluded.started_at, ended_at = excluded.ended_at,
@@ -167,7 +167,8 @@ impl History {
                 message = excluded.message, stopped_at = excluded.stopped_at,
                 log_dir = excluded.log_dir, warnings = excluded.warnings,
                 pid = excluded.pid, pid_start = excluded.pid_start,
-                boot_id = excluded.boot_id, host = excluded.host",
+                boot_id = excluded.boot_id, host = excluded.host,
+                template_name = excluded.template_name",
             params![
                 record.id,
                 path_text(&record.recipe),
@@ -189,6 +190,7 @@ impl History {
                     .map(|p| i64::try_from(p.start_ticks).unwrap_or(i64::MAX)),
                 record.process.as_ref().map(|p| p.boot_id.as_str()),
                 record.process.as_ref().map(|p| p.host.as_str()),
+                record.template_name,
             ],
         )
         .map_err(sql)?;
@@ -318,7 +320,7 @@ impl History {
             .prepare_cached(
                 "SELECT id, recipe, title, build_name, origin, started_at, ended_at, duration_ms,
                     outcome, message, stopped_at, log_dir, warnings, pid, pid_start, boot_id,
-                    host
+                    host, template_name
                  FROM builds ORDER BY started_at DESC, id DESC LIMIT ?1",
             )
             .map_err(|e| self.sql(e))?;
@@ -343,6 +345,7 @@ impl History {
                     variables: Vec::new(),
                     artifacts: Vec::new(),
                     templates: Vec::new(),
+                    template_name: r.get(17)?,
                     checks: Vec::new(),
                     process: process_of(r.get(13)?, r.get(14)?, r.get(15)?, r.get(16)?),
                 })
@@ -443,6 +446,7 @@ mod tests {
             outcome,
             stopped_at: None,
             log_dir: Some(PathBuf::from(format!("/logs/{n}"))),
+            template_name: Some(format!("Template {n}")),
             steps: [
                 "Base image",
                 "Disk",
@@ -525,6 +529,11 @@ mod tests {
         let read_killed = listed.iter().find(|r| r.id == killed.id).unwrap();
         assert_eq!(read_killed.running_step(), Some("Boot"));
         assert_eq!(read_killed.process, killed.process, "the stamp round-trips");
+        assert_eq!(
+            read_killed.template_name.as_deref(),
+            Some("Template 2"),
+            "the template name round-trips"
+        );
         assert_eq!(
             count(
                 &history,

@@ -381,12 +381,12 @@ impl<F: FnMut(u64, Option<u64>)> Throttle<F> {
 }
 
 /// Where one entry of `urls` points.
-enum Source {
+pub(super) enum Source {
     Http(reqwest::Url),
     Local(PathBuf),
 }
 
-fn classify(url: &str) -> Result<Source, SourceError> {
+pub(super) fn classify(url: &str) -> Result<Source, SourceError> {
     let Some((scheme, rest)) = url.split_once("://") else {
         return Ok(Source::Local(PathBuf::from(url)));
     };
@@ -432,7 +432,7 @@ fn percent_decode(s: &str) -> String {
 }
 
 /// The file name of a URL: its last path segment, decoded.
-fn url_file_name(url: &reqwest::Url) -> String {
+pub(super) fn url_file_name(url: &reqwest::Url) -> String {
     let last = url
         .path_segments()
         .and_then(|mut s| s.next_back())
@@ -442,7 +442,7 @@ fn url_file_name(url: &reqwest::Url) -> String {
 
 /// The extension kept on cache entries: `.qcow2`, `.img`, `.raw.xz`; empty when there is
 /// none that looks like one.
-fn cache_extension(file_name: &str) -> String {
+pub(super) fn cache_extension(file_name: &str) -> String {
     let plausible =
         |e: &str| !e.is_empty() && e.len() <= 8 && e.bytes().all(|b| b.is_ascii_alphanumeric());
     let mut parts = file_name.rsplit('.');
@@ -486,7 +486,7 @@ fn mtime_ns(meta: &std::fs::Metadata) -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+pub(super) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(suffix);
     PathBuf::from(s)

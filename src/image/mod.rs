@@ -2,6 +2,7 @@
 //! `qemu-img` (info, overlays, conversion, resizing, compaction: [`qemu_img`]), streaming
 //! checksums ([`digest`]) and checksum lists ([`sums`]).
 
+pub mod cache_state;
 pub mod compact;
 pub mod digest;
 pub mod fetch;

@@ -54,6 +54,16 @@ pub enum SecretsError {
         /// The names there are.
         known: String,
     },
+    /// A key of that name is already in the keyring: storing another would lose it.
+    #[error(
+        "the OS keyring already holds an SSH key `{name}` ({fingerprint}); storing another under that name would lose its private half for good: choose another name, or replace it on purpose (--replace)"
+    )]
+    KeyExists {
+        /// The name.
+        name: String,
+        /// The existing key's fingerprint.
+        fingerprint: String,
+    },
     /// No credentials anywhere: not in the recipe, not in the environment, no default profile.
     #[error(
         "no Exoscale credentials: set EXOSCALE_API_KEY and EXOSCALE_API_SECRET, or store a profile with `kiln credentials set NAME` (the first one becomes the default) and pass --profile NAME"

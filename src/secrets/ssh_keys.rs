@@ -51,6 +51,17 @@ pub struct KeyListing {
     pub fingerprint: String,
     /// The key's comment.
     pub comment: String,
+    /// The public key as an `authorized_keys` line (not a secret), when kiln has it.
+    pub public_line: Option<String>,
+}
+
+/// What to do when a key of the name is already stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Existing {
+    /// Refuse ([`SecretsError::KeyExists`]): nothing is lost by accident.
+    Refuse,
+    /// Replace it (the user said so, knowing its private half is lost).
+    Replace,
 }
 
 /// What importing a key needs when the key is encrypted.
@@ -80,14 +91,17 @@ impl SshKeys {
     }
 
     /// Imports a private key (OpenSSH, PKCS#1, PKCS#8 text) under `name`. An encrypted key
-    /// asks `passphrase` once and is stored decrypted (see the module docs for why).
+    /// asks `passphrase` once and is stored decrypted (see the module docs for why). A key
+    /// already under `name` is an error unless `existing` says to replace it.
     pub fn import(
         &self,
         name: &str,
         text: &Secret,
         passphrase: Passphrase<'_>,
+        existing: Existing,
     ) -> Result<KeyConfig, SecretsError> {
         check_name(name)?;
+        self.check_free(name, existing)?;
         let pair = match KeyPair::from_private_key_text(text) {
             Ok(pair) => pair,
             Err(SshError::KeyFileEncrypted { .. }) => match passphrase {
@@ -104,11 +118,41 @@ impl SshKeys {
         self.store(name, &pair)
     }
 
-    /// Generates a new Ed25519 key (comment `comment`) into the keyring under `name`.
-    pub fn generate(&self, name: &str, comment: &str) -> Result<KeyConfig, SecretsError> {
+    /// Generates a new Ed25519 key (comment `comment`) into the keyring under `name`. A key
+    /// already under `name` is an error unless `existing` says to replace it.
+    pub fn generate(
+        &self,
+        name: &str,
+        comment: &str,
+        existing: Existing,
+    ) -> Result<KeyConfig, SecretsError> {
         check_name(name)?;
+        self.check_free(name, existing)?;
         let pair = KeyPair::generate_with_comment(comment)?;
         self.store(name, &pair)
+    }
+
+    /// Refuses `name` when a key is stored under it (in the config or the keyring) and
+    /// `existing` is [`Existing::Refuse`]: storing over it would lose its private half.
+    fn check_free(&self, name: &str, existing: Existing) -> Result<(), SecretsError> {
+        if existing == Existing::Replace {
+            return Ok(());
+        }
+        let config = Config::load(&self.config_path)?;
+        let fingerprint = match config.keys.get(name) {
+            Some(k) => Some(k.fingerprint.clone()),
+            None => self
+                .vault
+                .get(Kind::SshKey, name)?
+                .map(|_| "fingerprint unknown: not in kiln's config".to_string()),
+        };
+        match fingerprint {
+            Some(fingerprint) => Err(SecretsError::KeyExists {
+                name: name.to_string(),
+                fingerprint,
+            }),
+            None => Ok(()),
+        }
     }
 
     fn store(&self, name: &str, pair: &KeyPair) -> Result<KeyConfig, SecretsError> {
@@ -174,6 +218,7 @@ pub fn listing_from_config(name: &str, key: &KeyConfig) -> KeyListing {
         algorithm,
         fingerprint: key.fingerprint.clone(),
         comment,
+        public_line: Some(key.public_key.clone()),
     }
 }
 
@@ -197,6 +242,7 @@ pub fn list_public_key_files(dir: &Path) -> Vec<KeyListing> {
                 algorithm: key.algorithm().as_str().to_string(),
                 fingerprint: keys::fingerprint(&key),
                 comment: key.comment().to_string(),
+                public_line: Some(keys::public_key_openssh(&key)),
             })
         })
         .collect()
@@ -218,6 +264,7 @@ pub async fn list_agent_keys(socket: &Path) -> Result<Vec<KeyListing>, String> {
                 source: KeySource::Agent,
                 algorithm: key.algorithm().as_str().to_string(),
                 fingerprint: keys::fingerprint(&key),
+                public_line: Some(keys::public_key_openssh(&key)),
                 comment,
             }),
             AgentIdentity::Certificate { .. } => None,
@@ -245,7 +292,7 @@ mod tests {
     fn generate_list_load_remove() {
         let dir = tempfile::tempdir().unwrap();
         let k = keyring(&dir);
-        let made = k.generate("deploy", "me@laptop").unwrap();
+        let made = k.generate("deploy", "me@laptop", Existing::Refuse).unwrap();
         let list = k.list_keyring().unwrap();
         assert_eq!(list.len(), 1);
         assert_eq!(list[0].source, KeySource::Keyring("deploy".into()));
@@ -272,6 +319,41 @@ mod tests {
     }
 
     #[test]
+    fn a_second_key_under_a_name_is_refused_unless_replacing_is_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = keyring(&dir);
+        let first = k.generate("deploy", "first", Existing::Refuse).unwrap();
+        let refused = k
+            .generate("deploy", "second", Existing::Refuse)
+            .unwrap_err();
+        assert!(
+            matches!(&refused, SecretsError::KeyExists { fingerprint, .. } if *fingerprint == first.fingerprint),
+            "{refused}"
+        );
+        assert!(
+            refused.to_string().contains("lose its private half"),
+            "{refused}"
+        );
+        let other = KeyPair::generate().unwrap().private_key_openssh().unwrap();
+        assert!(matches!(
+            k.import("deploy", &other, Passphrase::None, Existing::Refuse),
+            Err(SecretsError::KeyExists { .. })
+        ));
+        let redactor = Redactor::new();
+        assert_eq!(
+            k.load("deploy", &redactor).unwrap().fingerprint(),
+            first.fingerprint,
+            "the first key is still there"
+        );
+        let second = k.generate("deploy", "second", Existing::Replace).unwrap();
+        assert_ne!(second.fingerprint, first.fingerprint);
+        assert_eq!(
+            k.load("deploy", &redactor).unwrap().fingerprint(),
+            second.fingerprint
+        );
+    }
+
+    #[test]
     fn an_encrypted_key_asks_its_passphrase_once_and_is_stored_decrypted() {
         let dir = tempfile::tempdir().unwrap();
         let k = keyring(&dir);
@@ -291,7 +373,7 @@ mod tests {
             Ok(Secret::new("wrong"))
         };
         let e = k
-            .import("enc", &text, Passphrase::Ask(&mut wrong))
+            .import("enc", &text, Passphrase::Ask(&mut wrong), Existing::Refuse)
             .unwrap_err();
         assert!(
             matches!(e, SecretsError::Ssh(SshError::KeyPassphrase)),
@@ -301,7 +383,9 @@ mod tests {
         assert!(k.list_keyring().unwrap().is_empty());
 
         let mut right = || Ok(Secret::new("pass phrase"));
-        let stored = k.import("enc", &text, Passphrase::Ask(&mut right)).unwrap();
+        let stored = k
+            .import("enc", &text, Passphrase::Ask(&mut right), Existing::Refuse)
+            .unwrap();
         assert_eq!(stored.fingerprint, plain.fingerprint());
         let stored_text = k.vault.get(Kind::SshKey, "enc").unwrap().unwrap();
         assert!(!stored_text.expose().is_empty());

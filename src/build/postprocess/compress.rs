@@ -20,9 +20,11 @@ use crate::recipe::units::format_bytes;
 pub struct Compress(pub CompressConfig);
 
 /// Removes a temporary file when dropped, unless it was kept.
-struct TempFile {
-    path: PathBuf,
-    keep: bool,
+pub(super) struct TempFile {
+    /// The file.
+    pub path: PathBuf,
+    /// Keep it (it was renamed into place).
+    pub keep: bool,
 }
 
 impl Drop for TempFile {
@@ -34,9 +36,11 @@ impl Drop for TempFile {
 }
 
 /// Reads through to `inner`, counting bytes and stopping once the step is cancelled.
-struct Counting<'w, R> {
-    inner: R,
-    work: &'w Work,
+pub(super) struct Counting<'w, R> {
+    /// The reader.
+    pub inner: R,
+    /// Where bytes are counted.
+    pub work: &'w Work,
 }
 
 impl<R: Read> Read for Counting<'_, R> {

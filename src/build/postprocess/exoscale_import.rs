@@ -175,7 +175,7 @@ fn resolve_credentials_with(
     let request = Request {
         explicit: Some((config.api_key.as_str(), &config.api_secret)),
         profile: config.profile.as_deref(),
-        profile_first: false,
+        profile_first: config.profile_first,
     };
     resolve::resolve_with(&request, redactor, environment, open_profiles)
         .map(|r| r.credentials)
@@ -231,6 +231,77 @@ pub fn check_image(image: &Path) -> Result<u64, StepError> {
         )));
     }
     Ok(size)
+}
+
+/// How long the checks before a build may take (the API and the object store answer in
+/// well under a second when they can be reached at all).
+pub const PREFLIGHT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// What can be checked of an `exoscale-import` before the build starts, in seconds rather
+/// than after the download, the boot and the provisioning: the credentials resolve, the
+/// bucket is there (or `bucket_create` will make it), and the API answers a signed call
+/// with them. Nothing is created or changed. Returns what was found, for the log.
+pub async fn preflight(
+    config: &ExoscaleImportConfig,
+    redactor: &Redactor,
+) -> Result<String, StepError> {
+    let credentials = resolve_credentials(config, redactor)?;
+    let first_zone = config
+        .template_zones
+        .first()
+        .cloned()
+        .ok_or_else(|| StepError("exoscale-import: no template zone".into()))?;
+    let api_override = zone::endpoint_override(config.api_endpoint.as_deref());
+    let options = ClientOptions::with_api_timeout(config.api_timeout);
+    let registrar = api_client(&first_zone, api_override.as_deref(), &credentials, options)?;
+    let store = ObjectStore::new(&store_config(config, &credentials))
+        .map_err(|e| StepError(format!("exoscale-import: {e}")))?;
+    let checks = async {
+        let exists = store
+            .bucket_exists()
+            .await
+            .map_err(|e| StepError(format!("exoscale-import: {e}")))?;
+        if !exists && !config.bucket_create {
+            return Err(StepError(format!(
+                "exoscale-import: {}",
+                crate::objectstore::StoreError::NoBucket {
+                    bucket: config.image_bucket.clone(),
+                    endpoint: sos_endpoint(config),
+                }
+            )));
+        }
+        registrar
+            .list_templates(&TemplateFilter {
+                visibility: Some(Visibility::Private),
+                family: None,
+            })
+            .await
+            .map_err(|e| {
+                StepError(format!(
+                    "exoscale-import: checking the API credentials: {e}"
+                ))
+            })?;
+        Ok(exists)
+    };
+    let exists = tokio::time::timeout(PREFLIGHT_TIMEOUT, checks)
+        .await
+        .map_err(|_| {
+            StepError(format!(
+                "exoscale-import: the API or the object store ({}) did not answer within {} s: check the network",
+                sos_endpoint(config),
+                PREFLIGHT_TIMEOUT.as_secs()
+            ))
+        })??;
+    Ok(format!(
+        "exoscale-import: the credentials (key {}) answer the API in {first_zone}; bucket {} {}",
+        credentials.key(),
+        config.image_bucket,
+        if exists {
+            "is there"
+        } else {
+            "will be created (bucket_create)"
+        }
+    ))
 }
 
 /// Checks, uploads, registers in the first zone, copies to the others, cleans up. The

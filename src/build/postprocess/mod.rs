@@ -12,6 +12,7 @@ mod image_test;
 mod manifest;
 mod resize;
 mod shell_local;
+mod vagrant;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -40,9 +41,10 @@ pub struct BuildFacts {
     pub builder: Arc<QemuConfig>,
     /// The qemu binary the build uses (empty: the builder's `qemu_binary`).
     pub qemu_binary: PathBuf,
-    /// The accelerator the build's VM last ran with (`None` before it booted). `kiln-test`
-    /// starts its VM with TCG straight away when the build already had to fall back.
-    pub accel: Option<crate::qemu::cmdline::Accel>,
+    /// The accelerator and CPU model the build's VM last ran with (`None` before it
+    /// booted). `kiln-test` starts its VM the same way, so it does not try a KVM the build
+    /// had to fall back from.
+    pub accel: Option<crate::qemu::accel::AccelChoice>,
 }
 
 /// What a post-processor returns: its artifact and how it wants its input treated.
@@ -85,6 +87,9 @@ pub fn implementation(kind: &PostProcessorKind) -> Option<Box<dyn PostProcess>> 
             config: c.clone(),
             import_follows: false,
         })),
+        PostProcessorKind::Vagrant(c) => Some(Box::new(vagrant::Vagrant(c.clone()))),
+        PostProcessorKind::Artifice(c) => Some(Box::new(vagrant::Artifice(c.clone()))),
+        PostProcessorKind::NotRun(_) => None,
     }
 }
 

@@ -1,30 +1,49 @@
-//! Boot and Connect: start qemu (KVM when it works, else TCG) with the serial console
-//! captured, then wait for SSH — falling back to TCG once if nested KVM fails while the
-//! guest boots.
+//! Boot and Connect: start qemu (KVM when a VM runs with it here, else TCG) with the serial
+//! console captured, then wait for SSH — starting again with TCG when KVM makes qemu exit
+//! while it starts or pauses the guest while it boots (`accelerator: auto`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::ssh_wait::{SshWait, ssh_or_vm_end};
 use crate::build::event::Event;
 use crate::build::runner::{BoxFuture, Step, StepContext, StepDone, StepError};
 use crate::build::state::BuildState;
-use crate::qemu::accel::{self, may_fall_back};
-use crate::qemu::cmdline::{Accel, Launch, build_args};
-use crate::qemu::ports::free_local_port;
+use crate::qemu::accel::{self, AccelChoice, after_runtime_failure, may_fall_back};
+use crate::qemu::cmdline::{Accel, Launch, build_args, requested_cpu_model};
+use crate::qemu::kvm_probe::{KvmHost, is_kvm_start_failure, qemu_words};
+use crate::qemu::ports::{free_local_port, is_port_clash};
 use crate::qemu::serial::SerialConsole;
-use crate::qemu::vm::{Vm, VmEnd, VmSockets};
-use crate::recipe::qemu::Communicator;
+use crate::qemu::vm::{Vm, VmEnd, VmError, VmSockets};
+use crate::recipe::qemu::{Accelerator, Communicator};
 use crate::ssh::{Auth, Target};
 
 /// How many console lines an error shows.
 const CONSOLE_LINES: usize = 30;
 
-/// Starts qemu with `accel` and stores it in the state.
-async fn start_vm(
+/// The qemu binary the build starts: the build's override, else the recipe's `qemu_binary`.
+fn qemu_binary(state: &BuildState) -> PathBuf {
+    if state.qemu_binary.as_os_str().is_empty() {
+        Path::new(&state.config.qemu_binary).to_path_buf()
+    } else {
+        state.qemu_binary.clone()
+    }
+}
+
+/// Where KVM is checked for this build (verdicts kept beside the base-image cache).
+fn kvm_host(state: &BuildState) -> KvmHost {
+    KvmHost::new(qemu_binary(state), Some(&state.dirs.cache))
+}
+
+/// What the error of a KVM failure says when the recipe insists on KVM.
+const AUTO_WOULD_FALL_BACK: &str =
+    "accelerator \"auto\" would have fallen back to TCG (software emulation); set it, or \"tcg\"";
+
+/// Starts qemu once with `choice`; the VM's own error is returned apart from the build's.
+async fn try_start_vm(
     ctx: &StepContext,
     state: &mut BuildState,
-    accel: Accel,
-) -> Result<(), StepError> {
+    choice: &AccelChoice,
+) -> Result<Result<(), VmError>, StepError> {
     let config = &state.config;
     let sockets = VmSockets::in_dir(&state.dirs.work);
     if state.console.is_none() {
@@ -42,7 +61,8 @@ async fn start_vm(
         free_local_port(config.vnc_port_min, config.vnc_port_max).map(|p| p.saturating_sub(5900))
     };
     let launch = Launch {
-        accel,
+        accel: choice.accel,
+        cpu_model: choice.cpu_model.clone(),
         disk: state
             .disk
             .clone()
@@ -52,6 +72,7 @@ async fn start_vm(
             .flatten(),
         seed: state.seed.clone(),
         cdroms: state.cdrom.iter().cloned().collect(),
+        floppy: state.floppy.clone(),
         ssh_host_port: state.ssh_port,
         vnc_display,
         qmp_socket: sockets.qmp.clone(),
@@ -60,16 +81,130 @@ async fn start_vm(
         output_dir: state.dirs.output.clone(),
     };
     let args = build_args(config, &launch).map_err(super::fail)?;
-    let binary = if state.qemu_binary.as_os_str().is_empty() {
-        Path::new(&config.qemu_binary).to_path_buf()
-    } else {
-        state.qemu_binary.clone()
+    let vm = match Vm::start(
+        &qemu_binary(state),
+        &args,
+        &sockets.qmp,
+        ctx.events().clone(),
+    )
+    .await
+    {
+        Ok(vm) => vm,
+        Err(e) => return Ok(Err(e)),
     };
-    let vm = Vm::start(&binary, &args, &sockets.qmp, ctx.events().clone())
-        .await
-        .map_err(super::fail)?;
     *state.vm.lock().await = Some(vm);
-    state.accel = Some(accel);
+    state.accel = Some(choice.clone());
+    Ok(Ok(()))
+}
+
+/// How many times Boot picks other ports when another process took one qemu was given.
+const PORT_RETRIES: u32 = 3;
+
+/// Picks the forwarded SSH port on 127.0.0.1 (a random free one in the recipe's range).
+fn pick_ssh_port(state: &mut BuildState) -> Result<(), StepError> {
+    let config = &state.config;
+    if config.communicator != Communicator::Ssh {
+        return Ok(());
+    }
+    let port = free_local_port(config.host_port_min, config.host_port_max).ok_or_else(|| {
+        StepError(format!(
+            "no free port between host_port_min {} and host_port_max {} on 127.0.0.1: widen the range",
+            config.host_port_min, config.host_port_max
+        ))
+    })?;
+    state.ssh_port = Some(port);
+    Ok(())
+}
+
+/// Starts qemu with `choice` and stores it in the state. When another process took a port
+/// between kiln's check and qemu's start, other ports are tried. When KVM makes qemu exit
+/// while it starts (the vCPU set-up failing, as nested KVM does on some hosts), `auto` says
+/// so in one line and starts it again with TCG; `kvm` fails with what happened.
+async fn start_vm(
+    ctx: &StepContext,
+    state: &mut BuildState,
+    choice: &AccelChoice,
+) -> Result<(), StepError> {
+    let mut choice = choice.clone();
+    let mut clashes = 0;
+    loop {
+        let output = match try_start_vm(ctx, state, &choice).await? {
+            Ok(()) => return Ok(()),
+            Err(VmError::EarlyExit { output, .. })
+                if is_port_clash(&output) && clashes < PORT_RETRIES =>
+            {
+                clashes += 1;
+                ctx.log(format!(
+                    "another process took a port qemu was given ({}); trying another",
+                    qemu_words(&output)
+                ));
+                pick_ssh_port(state)?;
+                continue;
+            }
+            Err(VmError::EarlyExit { output, .. })
+                if choice.accel == Accel::Kvm && is_kvm_start_failure(&output) =>
+            {
+                output
+            }
+            Err(e) => return Err(super::fail(e)),
+        };
+        let words = qemu_words(&output);
+        if !may_fall_back(state.config.accelerator, choice.accel) {
+            return Err(StepError(format!(
+                "KVM made qemu exit while starting ({words}); {AUTO_WOULD_FALL_BACK}\nqemu said:\n{output}"
+            )));
+        }
+        ctx.events().send(Event::Warning(format!(
+            "KVM made qemu exit while starting ({words}); starting it again with TCG (software emulation)"
+        )));
+        choice = after_runtime_failure(
+            &kvm_host(state),
+            &state.config.machine_type,
+            requested_cpu_model(&state.config).as_deref(),
+            &choice,
+            &words,
+        )
+        .await;
+    }
+}
+
+/// After KVM failed the running VM (`what` for the user, `why` in qemu's words): with
+/// `auto`, says so in one line, stops it, remembers the failure for this boot, starts it
+/// again with TCG and types the boot command again; otherwise fails with what happened.
+pub(super) async fn restart_with_tcg(
+    ctx: &StepContext,
+    state: &mut BuildState,
+    what: &str,
+    why: &str,
+) -> Result<(), StepError> {
+    let running = state
+        .accel
+        .clone()
+        .unwrap_or_else(|| AccelChoice::tcg(None, None));
+    if !may_fall_back(state.config.accelerator, running.accel) {
+        return Err(StepError(format!(
+            "{what}; {AUTO_WOULD_FALL_BACK}\nlast console lines:\n{}",
+            state.console_tail(CONSOLE_LINES)
+        )));
+    }
+    ctx.events().send(Event::Warning(format!(
+        "{what}; restarting the VM with TCG (software emulation)"
+    )));
+    if let Some(mut vm) = state.vm.lock().await.take() {
+        vm.kill().await;
+    }
+    let tcg = after_runtime_failure(
+        &kvm_host(state),
+        &state.config.machine_type,
+        requested_cpu_model(&state.config).as_deref(),
+        &running,
+        why,
+    )
+    .await;
+    start_vm(ctx, state, &tcg).await?;
+    if !state.config.boot_command.is_empty() {
+        super::typing::type_boot_command(ctx, state).await?;
+    }
     Ok(())
 }
 
@@ -87,25 +222,25 @@ impl Step<BuildState> for Boot {
         state: &'a mut BuildState,
     ) -> BoxFuture<'a, Result<StepDone, StepError>> {
         Box::pin(async move {
+            pick_ssh_port(state)?;
             let config = &state.config;
-            if config.communicator == Communicator::Ssh {
-                let port = free_local_port(config.host_port_min, config.host_port_max).ok_or_else(|| {
-                    StepError(format!(
-                        "no free port between host_port_min {} and host_port_max {} on 127.0.0.1: widen the range",
-                        config.host_port_min, config.host_port_max
-                    ))
-                })?;
-                state.ssh_port = Some(port);
-            }
-            let choice = accel::choose(config.accelerator, Path::new("/dev/kvm")).map_err(|e| {
-                StepError(format!(
-                    "accelerator \"kvm\": {e}; or set accelerator to \"auto\" or \"tcg\""
-                ))
+            let wanted = config.accelerator;
+            let choice = accel::choose(
+                wanted,
+                &kvm_host(state),
+                &config.machine_type,
+                requested_cpu_model(config).as_deref(),
+            )
+            .await
+            .map_err(|e| {
+                let fallback = if wanted == Accelerator::Kvm {
+                    format!("; {AUTO_WOULD_FALL_BACK}")
+                } else {
+                    String::new()
+                };
+                StepError(format!("accelerator \"kvm\": {e}{fallback}"))
             })?;
-            if let Some(why) = &choice.fell_back {
-                ctx.log(format!("KVM unavailable ({why}); using TCG"));
-            }
-            let accel = choice.accel;
+            ctx.log(choice.describe());
             let vm_slot = state.vm.clone();
             ctx.defer("the VM", move || async move {
                 if let Some(mut vm) = vm_slot.lock().await.take() {
@@ -113,11 +248,12 @@ impl Step<BuildState> for Boot {
                 }
                 Ok(())
             });
-            start_vm(ctx, state, accel).await?;
+            start_vm(ctx, state, &choice).await?;
+            let running = state.accel.as_ref().map_or(Accel::Tcg, |c| c.accel);
             ctx.log(format!(
                 "{} with {}",
                 state.config.vm_name,
-                accel.name().to_uppercase()
+                running.name().to_uppercase()
             ));
             // With a boot command, boot_wait is waited before typing it (Boot command step).
             if !state.config.boot_wait.is_zero()
@@ -197,39 +333,41 @@ impl Step<BuildState> for Connect {
                             state.console_tail(CONSOLE_LINES)
                         )));
                     }
-                    SshWait::VmEnded(VmEnd::KvmFailure(line))
-                        if !fell_back
-                            && state
-                                .accel
-                                .is_some_and(|a| may_fall_back(state.config.accelerator, a)) =>
-                    {
-                        ctx.events().send(Event::Warning(format!(
-                            "KVM failed inside the guest ({line}); restarting the VM with TCG (software emulation)"
-                        )));
-                        if let Some(mut vm) = state.vm.lock().await.take() {
-                            vm.kill().await;
-                        }
-                        fell_back = true;
-                        start_vm(ctx, state, Accel::Tcg).await?;
-                        if !state.config.boot_command.is_empty() {
-                            super::typing::type_boot_command(ctx, state).await?;
-                        }
-                    }
-                    SshWait::VmEnded(VmEnd::KvmFailure(line)) => {
-                        return Err(StepError(format!(
-                            "KVM failed inside the guest ({line}) and qemu paused: set accelerator to \"auto\" (falls back to TCG) or \"tcg\"\nlast console lines:\n{}",
-                            state.console_tail(CONSOLE_LINES)
-                        )));
-                    }
-                    SshWait::VmEnded(VmEnd::Exited(status)) => {
+                    SshWait::VmEnded(end) => {
                         let output = match state.vm.lock().await.as_ref() {
                             Some(vm) => vm.output_tail(),
                             None => String::new(),
                         };
-                        return Err(StepError(format!(
-                            "qemu exited ({status}) before SSH answered\nqemu said:\n{output}\nlast console lines:\n{}",
-                            state.console_tail(CONSOLE_LINES)
-                        )));
+                        let running = state
+                            .accel
+                            .clone()
+                            .unwrap_or_else(|| AccelChoice::tcg(None, None));
+                        let (what, why) = match &end {
+                            VmEnd::KvmFailure(line) => (
+                                format!("KVM failed inside the guest ({line}) and qemu paused"),
+                                line.clone(),
+                            ),
+                            VmEnd::Exited(status)
+                                if running.accel == Accel::Kvm && is_kvm_start_failure(&output) =>
+                            {
+                                let words = qemu_words(&output);
+                                (format!("KVM made qemu exit ({status}: {words})"), words)
+                            }
+                            VmEnd::Exited(status) => {
+                                return Err(StepError(format!(
+                                    "qemu exited ({status}) before SSH answered\nqemu said:\n{output}\nlast console lines:\n{}",
+                                    state.console_tail(CONSOLE_LINES)
+                                )));
+                            }
+                        };
+                        if fell_back {
+                            return Err(StepError(format!(
+                                "{what}\nlast console lines:\n{}",
+                                state.console_tail(CONSOLE_LINES)
+                            )));
+                        }
+                        fell_back = true;
+                        restart_with_tcg(ctx, state, &what, &why).await?;
                     }
                 }
             }

@@ -1,6 +1,7 @@
 //! The steps of a qemu build, in Packer's order: base image, disk, seed, HTTP server, CD,
 //! boot, boot command, connect, provisioners, shutdown, compaction.
 
+mod ansible;
 mod base_image;
 mod boot;
 mod cdrom;
@@ -16,7 +17,7 @@ mod typing;
 
 pub use base_image::BaseImage;
 pub use boot::{Boot, Connect};
-pub use cdrom::CdFiles;
+pub use cdrom::{CdFiles, Floppy};
 pub use compact::Compact;
 pub use disk::Disk;
 pub use http::{GUEST_HOST_IP, Http};

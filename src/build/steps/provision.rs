@@ -1,6 +1,8 @@
 //! Provision: one step per provisioner — `shell` (scripts uploaded and run with
-//! `execute_command`), `file` (uploads and downloads), `shell-local` (on this machine) and
-//! `breakpoint` (waits for the user) — with `pause_before`, `max_retries` and `timeout`.
+//! `execute_command`), `file` (uploads and downloads), `shell-local` (on this machine),
+//! `ansible` and `ansible-local` (see [`super::ansible`]) and `breakpoint` (waits for the
+//! user) — with `pause_before`, `max_retries` and `timeout`, and the build's values
+//! (`{{ build `Port` }}`) filled in when each runs.
 
 use std::path::Path;
 
@@ -227,9 +229,22 @@ impl Provision {
                 .as_ref()
                 .ok_or_else(|| StepError("no SSH session (communicator \"none\")".into()))
         };
-        match &self.provisioner.kind {
+        // `{{ build `Port` }}` and the other build values are known now.
+        let kind = self
+            .provisioner
+            .kind
+            .with_build_values(&state.build_values())
+            .map_err(|e| StepError(format!("filling in the build's values: {e}")))?;
+        match &kind {
             ProvisionerKind::Shell(shell) => self.shell(ctx, session()?, shell).await,
             ProvisionerKind::File(file) => self.file(ctx, session()?, file).await,
+            ProvisionerKind::Ansible(config) => {
+                super::ansible::run_ansible(ctx, state, config, &self.build_name).await
+            }
+            ProvisionerKind::AnsibleLocal(config) => {
+                super::ansible::run_ansible_local(ctx, session()?, state, config, &self.build_name)
+                    .await
+            }
             ProvisionerKind::ShellLocal(local) => {
                 let facts = &state.post.facts;
                 let env = [

@@ -24,7 +24,19 @@ impl Step<BuildState> for BootCommand {
             if state.config.boot_command.is_empty() {
                 return Ok(StepDone::Skipped("no boot_command".into()));
             }
-            type_boot_command(ctx, state).await?;
+            if let Err(e) = type_boot_command(ctx, state).await {
+                // Nested KVM can pause the guest while the keys are typed (qemu then refuses
+                // them: "VM not running"): that is KVM's failure, handled like at Connect.
+                let failure = match state.vm.lock().await.as_mut() {
+                    Some(vm) => vm.kvm_failure().await,
+                    None => None,
+                };
+                let Some(line) = failure else {
+                    return Err(e);
+                };
+                let what = format!("KVM failed inside the guest ({line}) and qemu paused");
+                super::boot::restart_with_tcg(ctx, state, &what, &line).await?;
+            }
             Ok(StepDone::Done)
         })
     }

@@ -62,7 +62,7 @@ impl PostProcess for ImageTest {
                     image,
                     builder: &facts.builder,
                     qemu_binary: &facts.qemu_binary,
-                    build_accel: facts.accel,
+                    build_accel: facts.accel.clone(),
                     dir: dir.path(),
                     serial_log: facts.logs.join("test-serial.log"),
                     ssh_timeout: self.config.ssh_timeout,

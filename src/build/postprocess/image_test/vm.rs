@@ -13,12 +13,13 @@ use crate::build::steps::ssh_wait::{SshWait, ssh_or_vm_end};
 use crate::build::steps::user_data;
 use crate::cloudinit::{SeedFiles, SeedFormat, write_to_path};
 use crate::image::qemu_img::QemuImg;
-use crate::qemu::accel::{self, may_fall_back};
-use crate::qemu::cmdline::{Accel, Launch, build_args};
+use crate::qemu::accel::{self, AccelChoice, after_runtime_failure, may_fall_back};
+use crate::qemu::cmdline::{Accel, Launch, build_args, requested_cpu_model};
+use crate::qemu::kvm_probe::{KvmHost, is_kvm_start_failure, qemu_words};
 use crate::qemu::ports::free_local_port;
 use crate::qemu::serial::SerialConsole;
-use crate::qemu::vm::{Vm, VmEnd, VmSockets};
-use crate::recipe::qemu::{Accelerator, DiskFormat, QemuConfig};
+use crate::qemu::vm::{Vm, VmEnd, VmError, VmSockets};
+use crate::recipe::qemu::{DiskFormat, QemuConfig};
 use crate::ssh::{Auth, HostKeyPolicy, KeyPair, Session, Target};
 
 /// How many console lines an error shows.
@@ -76,8 +77,8 @@ pub struct BootRequest<'a> {
     pub builder: &'a QemuConfig,
     /// The qemu binary (empty: the builder's `qemu_binary`).
     pub qemu_binary: &'a Path,
-    /// The accelerator the build's VM last ran with, when it booted one.
-    pub build_accel: Option<Accel>,
+    /// The accelerator and CPU model the build's VM last ran with, when it booted one.
+    pub build_accel: Option<AccelChoice>,
     /// A private directory for the overlay, the seed and the sockets; the caller removes it.
     pub dir: &'a Path,
     /// Where the test VM's serial console is logged.
@@ -128,12 +129,14 @@ pub async fn boot(ctx: &StepContext, request: BootRequest<'_>) -> Result<TestVm,
     } else {
         request.qemu_binary.to_path_buf()
     };
-    let launch = |accel| Launch {
-        accel,
+    let launch = |choice: &AccelChoice| Launch {
+        accel: choice.accel,
+        cpu_model: choice.cpu_model.clone(),
         disk: overlay.clone(),
         iso: None,
         seed: Some(seed.clone()),
         cdroms: Vec::new(),
+        floppy: None,
         ssh_host_port: Some(port),
         vnc_display: None,
         qmp_socket: sockets.qmp.clone(),
@@ -141,24 +144,61 @@ pub async fn boot(ctx: &StepContext, request: BootRequest<'_>) -> Result<TestVm,
         http: None,
         output_dir: request.dir.to_path_buf(),
     };
-    let start = |accel| {
-        let args = build_args(&config, &launch(accel));
+    let start = |choice: &AccelChoice| {
+        let args = build_args(&config, &launch(choice));
         let binary = binary.clone();
         let events = ctx.events().clone();
         let qmp = sockets.qmp.clone();
         async move {
             let args = args.map_err(crate::build::steps::fail)?;
-            Vm::start(&binary, &args, &qmp, events)
-                .await
-                .map_err(crate::build::steps::fail)
+            Ok::<_, StepError>(Vm::start(&binary, &args, &qmp, events).await)
         }
     };
-    let mut accel = test_accel(ctx, config.accelerator, request.build_accel)?;
-    let mut vm = start(accel).await?;
+    let kvm_host = KvmHost::new(
+        &binary,
+        crate::image::fetch::default_cache_dir().ok().as_deref(),
+    );
+    let requested = requested_cpu_model(&config);
+    let mut choice = match request.build_accel {
+        // The test VM runs like the build's: no second try of a KVM the build fell back from.
+        Some(choice) => choice,
+        _ => accel::choose(
+            config.accelerator,
+            &kvm_host,
+            &config.machine_type,
+            requested.as_deref(),
+        )
+        .await
+        .map_err(|why| StepError(format!("accelerator \"kvm\": {why}")))?,
+    };
+    if choice.fell_back.is_some() || !choice.failed_models.is_empty() {
+        ctx.log(format!("the test VM: {}", choice.describe()));
+    }
+    let mut vm = match start(&choice).await? {
+        Ok(vm) => vm,
+        Err(VmError::EarlyExit { output, .. })
+            if may_fall_back(config.accelerator, choice.accel) && is_kvm_start_failure(&output) =>
+        {
+            let words = qemu_words(&output);
+            ctx.events().send(Event::Warning(format!(
+                "KVM made the test VM's qemu exit while starting ({words}); starting it again with TCG"
+            )));
+            choice = after_runtime_failure(
+                &kvm_host,
+                &config.machine_type,
+                requested.as_deref(),
+                &choice,
+                &words,
+            )
+            .await;
+            start(&choice).await?.map_err(crate::build::steps::fail)?
+        }
+        Err(e) => return Err(crate::build::steps::fail(e)),
+    };
     ctx.log(format!(
         "test VM {} with {}, SSH on 127.0.0.1:{port}",
         config.vm_name,
-        accel.name().to_uppercase()
+        choice.accel.name().to_uppercase()
     ));
     let target = Target::new(
         format!("127.0.0.1:{port}"),
@@ -192,85 +232,47 @@ pub async fn boot(ctx: &StepContext, request: BootRequest<'_>) -> Result<TestVm,
                     tail()
                 )));
             }
-            SshWait::VmEnded(VmEnd::KvmFailure(line))
-                if may_fall_back(config.accelerator, accel) =>
-            {
-                ctx.events().send(Event::Warning(format!(
-                    "KVM failed inside the test VM ({line}); restarting it with TCG"
-                )));
+            SshWait::VmEnded(end) => {
+                let output = vm.output_tail();
+                let (what, why) = match &end {
+                    VmEnd::KvmFailure(line) => (
+                        format!("KVM failed inside the test VM ({line})"),
+                        line.clone(),
+                    ),
+                    VmEnd::Exited(status)
+                        if choice.accel == Accel::Kvm && is_kvm_start_failure(&output) =>
+                    {
+                        let words = qemu_words(&output);
+                        (
+                            format!("KVM made the test VM's qemu exit ({status}: {words})"),
+                            words,
+                        )
+                    }
+                    VmEnd::Exited(status) => {
+                        return Err(StepError(format!(
+                            "the test VM's qemu exited ({status}) before SSH answered\nqemu said:\n{output}\nlast console lines:\n{}",
+                            tail()
+                        )));
+                    }
+                };
                 vm.kill().await;
-                accel = Accel::Tcg;
-                vm = start(accel).await?;
-            }
-            SshWait::VmEnded(VmEnd::KvmFailure(line)) => {
-                vm.kill().await;
-                return Err(StepError(format!(
-                    "KVM failed inside the test VM ({line}): set accelerator to \"auto\" or \"tcg\""
-                )));
-            }
-            SshWait::VmEnded(VmEnd::Exited(status)) => {
-                return Err(StepError(format!(
-                    "the test VM's qemu exited ({status}) before SSH answered\nqemu said:\n{}\nlast console lines:\n{}",
-                    vm.output_tail(),
-                    tail()
-                )));
+                if !may_fall_back(config.accelerator, choice.accel) {
+                    return Err(StepError(format!(
+                        "{what}: set accelerator to \"auto\" (falls back to TCG) or \"tcg\""
+                    )));
+                }
+                ctx.events()
+                    .send(Event::Warning(format!("{what}; restarting it with TCG")));
+                choice = after_runtime_failure(
+                    &kvm_host,
+                    &config.machine_type,
+                    requested.as_deref(),
+                    &choice,
+                    &why,
+                )
+                .await;
+                vm = start(&choice).await?.map_err(crate::build::steps::fail)?;
             }
         }
-    }
-}
-
-/// The test VM's accelerator: TCG straight away when the recipe says `auto` and the build
-/// already fell back to TCG (KVM would only fail again), else the recipe's choice.
-fn test_accel(
-    ctx: &StepContext,
-    wanted: Accelerator,
-    build_accel: Option<Accel>,
-) -> Result<Accel, StepError> {
-    if wanted == Accelerator::Auto && build_accel == Some(Accel::Tcg) {
-        ctx.log("the build ran with TCG, so the test VM does too");
-        return Ok(Accel::Tcg);
-    }
-    let choice = accel::choose(wanted, Path::new("/dev/kvm"))
-        .map_err(|why| StepError(format!("accelerator \"kvm\": {why}")))?;
-    if let Some(why) = &choice.fell_back {
-        ctx.log(format!("KVM unavailable ({why}); the test VM uses TCG"));
-    }
-    Ok(choice.accel)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_test_vm_drops_the_builds_drives_and_keeps_the_rest() {
-        let recipe = crate::recipe::template::load_str(
-            "t.json",
-            r#"{"builders": [{"type": "qemu", "disk_image": true, "iso_url": "base.qcow2",
-                "iso_checksum": "none", "ssh_username": "debian", "vm_name": "img.raw",
-                "output_directory": "out", "vnc_port_min": 5901, "vnc_port_max": 5902}]}"#,
-            Path::new("/tmp"),
-            &crate::recipe::template::LoadOptions::default(),
-        )
-        .unwrap_or_else(|d| panic!("{d}"));
-        let mut builder = recipe.builds[0].builder.clone();
-        builder.format = DiskFormat::Raw;
-        builder.qemuargs = vec![
-            vec!["-drive".into(), "file=seed.img,format=raw".into()],
-            vec!["-device".into(), "virtio-blk,drive=d0".into()],
-            vec!["-device".into(), "virtio-rng-pci".into()],
-            vec!["-cpu".into(), "max".into()],
-            vec!["-smbios".into(), "type=1,serial=ds=nocloud-net".into()],
-        ];
-        let config = test_config(&builder);
-        assert_eq!(config.format, DiskFormat::Qcow2);
-        assert!(config.disable_vnc && config.disk_image);
-        assert_eq!(
-            config.qemuargs,
-            vec![
-                vec!["-device".to_string(), "virtio-rng-pci".into()],
-                vec!["-cpu".to_string(), "max".into()],
-            ]
-        );
     }
 }
