@@ -1,16 +1,18 @@
-//! The end-of-build notification over a real D-Bus: a private `dbus-daemon --session`, a
+//! The end-of-build notification over a real D-Bus: a private `dbus-daemon` (no service activation), a
 //! stand-in notification service on it that records what it is sent (as GNOME Shell or dunst
 //! would receive it), and kiln's `Notify` call.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+#[path = "support/private_bus.rs"]
+mod private_bus;
+
 use kiln::build::event::Outcome;
 use kiln::gui::notify::{build_ended, send_on};
+use private_bus::PrivateBus;
 use zbus::zvariant::OwnedValue;
 
 /// One `Notify` call as the service received it.
@@ -56,25 +58,10 @@ impl Service {
     }
 }
 
-/// A private session bus (`dbus-daemon --session`) and its address.
-fn private_bus() -> (Child, String) {
-    let mut bus = Command::new("dbus-daemon")
-        .args(["--session", "--nofork", "--nopidfile", "--print-address=1"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("dbus-daemon (Debian package dbus) starts");
-    let mut address = String::new();
-    BufReader::new(bus.stdout.take().unwrap())
-        .read_line(&mut address)
-        .unwrap();
-    (bus, address.trim().to_string())
-}
-
 #[test]
 fn a_finished_build_reaches_the_notification_service() {
-    let (mut bus, address) = private_bus();
+    let bus = PrivateBus::start();
+    let address = bus.address().to_string();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let received = Arc::new(Mutex::new(Vec::new()));
     let outcome = runtime.block_on(async {
@@ -113,8 +100,7 @@ fn a_finished_build_reaches_the_notification_service() {
         let second = send_on(&client, &failed).await;
         (first, second)
     });
-    let _ = bus.kill();
-    let _ = bus.wait();
+    drop(bus);
     assert_eq!(outcome.0.unwrap(), 1, "the service's id comes back");
     assert_eq!(outcome.1.unwrap(), 2);
     let received = received.lock().unwrap();
@@ -134,7 +120,8 @@ fn a_finished_build_reaches_the_notification_service() {
 
 #[test]
 fn without_a_notification_service_the_call_fails_instead_of_hanging() {
-    let (mut bus, address) = private_bus();
+    let bus = PrivateBus::start();
+    let address = bus.address().to_string();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let result = runtime.block_on(async {
         let client = zbus::connection::Builder::address(address.as_str())
@@ -145,8 +132,7 @@ fn without_a_notification_service_the_call_fails_instead_of_hanging() {
         let note = build_ended("d", &Outcome::Cancelled, Duration::from_secs(61), None);
         tokio::time::timeout(Duration::from_secs(10), send_on(&client, &note)).await
     });
-    let _ = bus.kill();
-    let _ = bus.wait();
+    drop(bus);
     let answer = result.expect("the call returns within 10 s");
     let error = answer.expect_err("nobody owns org.freedesktop.Notifications");
     assert!(

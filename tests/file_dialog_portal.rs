@@ -17,14 +17,16 @@
 //! and runs, in order, in the one test below.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::time::{Duration, Instant};
 
-use kiln::gui::dialogs::{FileDialogs, Pick, RfdDialogs};
+#[path = "support/private_bus.rs"]
+mod private_bus;
+
+use kiln::gui::dialogs::{FileDialogs, Pick, PickAnswer, RfdDialogs};
+use private_bus::PrivateBus;
 use zbus::message::Header;
 use zbus::zvariant::{OwnedObjectPath, OwnedValue, Value};
 
@@ -153,70 +155,8 @@ impl FileChooser {
     }
 }
 
-/// A private bus (`dbus-daemon` with a session-like configuration but no service
-/// directories, so nothing is ever auto-started on it: no portal unless the test runs one);
-/// killed when dropped.
-struct PrivateBus {
-    daemon: Child,
-    address: String,
-    _dir: tempfile::TempDir,
-}
-
-impl PrivateBus {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let config = dir.path().join("bus.conf");
-        std::fs::write(
-            &config,
-            format!(
-                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:dir={}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-  </policy>
-</busconfig>
-"#,
-                dir.path().display()
-            ),
-        )
-        .expect("the bus configuration is written");
-        let mut daemon = Command::new("dbus-daemon")
-            .arg(format!("--config-file={}", config.display()))
-            .args(["--nofork", "--nopidfile", "--print-address=1"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("dbus-daemon (Debian package dbus) starts");
-        let mut address = String::new();
-        BufReader::new(daemon.stdout.take().expect("its stdout"))
-            .read_line(&mut address)
-            .expect("dbus-daemon prints its address");
-        let address = address.trim().to_string();
-        assert!(!address.is_empty(), "dbus-daemon printed no address");
-        Self {
-            daemon,
-            address,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for PrivateBus {
-    fn drop(&mut self) {
-        let _ = self.daemon.kill();
-        let _ = self.daemon.wait();
-    }
-}
-
 /// Asks `dialogs` for `pick` as the window does; the answer arrives on the returned channel.
-fn ask(dialogs: &dyn FileDialogs, pick: Pick, dir: Option<PathBuf>) -> Receiver<Option<PathBuf>> {
+fn ask(dialogs: &dyn FileDialogs, pick: Pick, dir: Option<PathBuf>) -> Receiver<PickAnswer> {
     let (tx, rx) = mpsc::channel();
     dialogs.pick(
         pick,
@@ -229,7 +169,7 @@ fn ask(dialogs: &dyn FileDialogs, pick: Pick, dir: Option<PathBuf>) -> Receiver<
 }
 
 /// The callback's answer, within the deadline.
-fn answer_of(rx: &Receiver<Option<PathBuf>>, what: &str) -> Option<PathBuf> {
+fn answer_of(rx: &Receiver<PickAnswer>, what: &str) -> PickAnswer {
     rx.recv_timeout(DEADLINE)
         .unwrap_or_else(|e| panic!("{what}: no answer from the dialog within {DEADLINE:?} ({e})"))
 }
@@ -301,7 +241,7 @@ fn respond(
 /// pause also lets the portal's reply reach rfd before the `Response` is sent, as with the real
 /// portal: rfd 0.17 blocks in `dbus_connection_read_write(-1)` before looking at messages
 /// already queued, so a `Response` read together with the reply would never be seen.
-fn still_open(rx: &Receiver<Option<PathBuf>>, what: &str) {
+fn still_open(rx: &Receiver<PickAnswer>, what: &str) {
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(
         rx.try_recv(),
@@ -320,7 +260,7 @@ fn the_desktop_file_dialog_goes_through_the_xdg_portal() {
     // its first use below. Without DISPLAY or WAYLAND_DISPLAY, rfd's zenity fallback (used
     // when the portal call fails) cannot open a window that would wait for a person.
     unsafe {
-        std::env::set_var("DBUS_SESSION_BUS_ADDRESS", &bus.address);
+        std::env::set_var("DBUS_SESSION_BUS_ADDRESS", bus.address());
         std::env::remove_var("DISPLAY");
         std::env::remove_var("WAYLAND_DISPLAY");
     }
@@ -328,21 +268,27 @@ fn the_desktop_file_dialog_goes_through_the_xdg_portal() {
     let folder = tempfile::tempdir().expect("a temporary directory");
     let dir = folder.path().to_path_buf();
 
-    // 1. No portal on the bus at all: the window still hears back, promptly, with nothing.
+    // 1. No portal on the bus at all (and no display for zenity): the window hears back,
+    //    promptly, that there is no dialog here and what to do instead.
     let t = Instant::now();
     let rx = ask(&dialogs, Pick::OpenRecipe, Some(dir.clone()));
-    assert_eq!(answer_of(&rx, "without a portal"), None);
-    eprintln!(
-        "without a portal the dialog answered None in {:?}",
-        t.elapsed()
-    );
+    match answer_of(&rx, "without a portal") {
+        PickAnswer::Failed(why) => assert!(
+            why.contains(
+                "No file dialog on this desktop: no XDG desktop portal on the session bus"
+            ) && why.contains("type the path"),
+            "{why}"
+        ),
+        other => panic!("without a portal: {other:?}"),
+    }
+    eprintln!("without a portal the dialog said so in {:?}", t.elapsed());
 
     // The stand-in portal appears.
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
     let (requests_tx, requests) = mpsc::channel();
     let portal = runtime
         .block_on(async {
-            zbus::connection::Builder::address(bus.address.as_str())?
+            zbus::connection::Builder::address(bus.address())?
                 .name("org.freedesktop.portal.Desktop")?
                 .serve_at(
                     "/org/freedesktop/portal/desktop",
@@ -376,7 +322,7 @@ fn the_desktop_file_dialog_goes_through_the_xdg_portal() {
     // A name with a space and non-ASCII letters, percent-encoded in the URI.
     let chosen = dir.join("débian 12 (copy).json");
     respond(&runtime, &portal, &req, 0, Some(&file_uri(&chosen)));
-    assert_eq!(answer_of(&rx, "Open"), Some(chosen));
+    assert_eq!(answer_of(&rx, "Open"), PickAnswer::Chosen(chosen));
 
     // 3. The three Save dialogs: the suggested name and the starting folder reach the portal.
     let saves = [
@@ -415,7 +361,7 @@ fn the_desktop_file_dialog_goes_through_the_xdg_portal() {
         still_open(&rx, &what);
         let chosen = dir.join(format!("saved-{suggested}"));
         respond(&runtime, &portal, &req, 0, Some(&file_uri(&chosen)));
-        assert_eq!(answer_of(&rx, &what), Some(chosen), "{what}");
+        assert_eq!(answer_of(&rx, &what), PickAnswer::Chosen(chosen), "{what}");
     }
 
     // 4. Cancelled (response 1) and ended otherwise (2): no path.
@@ -424,7 +370,7 @@ fn the_desktop_file_dialog_goes_through_the_xdg_portal() {
     assert_eq!(req.current_folder, None, "no starting folder was given");
     still_open(&rx, "cancelled Open");
     respond(&runtime, &portal, &req, 1, None);
-    assert_eq!(answer_of(&rx, "cancelled Open"), None);
+    assert_eq!(answer_of(&rx, "cancelled Open"), PickAnswer::Cancelled);
 
     let rx = ask(
         &dialogs,
@@ -436,10 +382,10 @@ fn the_desktop_file_dialog_goes_through_the_xdg_portal() {
     let req = next_request(&requests, "failed Save");
     still_open(&rx, "failed Save");
     respond(&runtime, &portal, &req, 2, None);
-    assert_eq!(answer_of(&rx, "failed Save"), None);
+    assert_eq!(answer_of(&rx, "failed Save"), PickAnswer::Cancelled);
 
     // 5. The portal leaves the bus while its dialog is open (it crashed or was restarted):
-    //    rfd alone would wait for that dialog forever; the window hears back with nothing.
+    //    rfd alone would wait for that dialog forever; the window hears back that it broke.
     let rx = ask(&dialogs, Pick::OpenRecipe, Some(dir.clone()));
     let req = next_request(&requests, "Open, then the portal leaves");
     assert_eq!(req.method, "OpenFile");
@@ -449,9 +395,12 @@ fn the_desktop_file_dialog_goes_through_the_xdg_portal() {
         .expect("the portal's connection closes in time")
         .expect("the portal's connection closes");
     let t = Instant::now();
-    assert_eq!(answer_of(&rx, "Open, then the portal leaves"), None);
+    match answer_of(&rx, "Open, then the portal leaves") {
+        PickAnswer::Failed(why) => assert!(why.contains("portal left"), "{why}"),
+        other => panic!("after the portal left: {other:?}"),
+    }
     eprintln!(
-        "after the portal left the dialog answered None in {:?}",
+        "after the portal left the dialog said so in {:?}",
         t.elapsed()
     );
 
@@ -460,7 +409,7 @@ fn the_desktop_file_dialog_goes_through_the_xdg_portal() {
     // the bus is stopped only once rfd's connection has left it.
     let again = runtime
         .block_on(async {
-            zbus::connection::Builder::address(bus.address.as_str())?
+            zbus::connection::Builder::address(bus.address())?
                 .name("org.freedesktop.portal.Desktop")?
                 .build()
                 .await

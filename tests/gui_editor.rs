@@ -625,3 +625,125 @@ fn a_recipe_deleted_on_disk_is_reported_within_two_seconds_of_frames() {
     harness.run();
     assert_eq!(std::fs::read_to_string(&setup.recipe).unwrap(), RECIPE);
 }
+
+/// Opens `path` through the Recipes place's "Open file:" field, as typing it would.
+fn open_by_path(harness: &mut Harness<'_, KilnApp>, path: &std::path::Path) {
+    assert_eq!(harness.state().place(), kiln::gui::app::Place::Recipes);
+    retype(
+        harness,
+        Role::TextInput,
+        "Open file:",
+        &path.display().to_string(),
+    );
+    harness.get_by_role_and_label(Role::Button, "Open").click();
+    harness.run();
+}
+
+#[test]
+fn typed_values_come_back_when_a_recipe_is_opened_again_and_a_mistyped_path_opens_nothing() {
+    let (setup, mut harness) = setup();
+    harness.run();
+    tab(&mut harness, "Variables");
+    retype(&mut harness, Role::TextInput, "bucket", "my-own-bucket");
+    let typed = |harness: &Harness<'_, KilnApp>| {
+        harness
+            .state()
+            .open_recipe_state()
+            .unwrap()
+            .values
+            .get("bucket")
+            .cloned()
+    };
+    assert_eq!(typed(&harness).as_deref(), Some("my-own-bucket"));
+
+    open_by_path(&mut harness, &setup.recipes_dir().join("broken.json"));
+    let open = harness.state().open_recipe_state().unwrap();
+    assert_eq!(open.path, setup.recipes_dir().join("broken.json"));
+    assert!(open.values.is_empty(), "{:?}", open.values);
+
+    open_by_path(&mut harness, &setup.recipe);
+    assert_eq!(
+        harness.state().open_recipe_state().unwrap().path,
+        setup.recipe
+    );
+    assert_eq!(
+        typed(&harness).as_deref(),
+        Some("my-own-bucket"),
+        "the value typed before is back"
+    );
+
+    // A mistyped path: nothing opens, the place says why, Recent does not list it.
+    let nowhere = setup.dir.path().join("nowhere/recipe.json");
+    open_by_path(&mut harness, &nowhere);
+    assert_eq!(
+        harness.state().open_recipe_state().unwrap().path,
+        setup.recipe
+    );
+    let notice = harness.state().recipes_panel().notice.clone().unwrap();
+    assert!(
+        notice.contains("no recipe file at") && notice.contains("nowhere/recipe.json"),
+        "{notice}"
+    );
+    assert!(
+        harness
+            .query_by_label(&nowhere.display().to_string())
+            .is_none(),
+        "a path with no file is not in Recent"
+    );
+}
+
+#[test]
+fn without_a_file_dialog_the_window_says_so_and_asks_for_the_path_in_a_field() {
+    let (setup, mut harness) = setup();
+    harness.run();
+    let why = "No file dialog on this desktop: no XDG desktop portal on the session bus, and zenity is not installed. Install xdg-desktop-portal-gtk (or zenity), or type the path in the field below instead.";
+
+    // Open…: the reason shows, the path typed in the field opens the recipe.
+    setup.dialogs.push_failure(why);
+    harness.get_by_label("Open…").click();
+    harness.run();
+    assert!(harness.query_by_label(why).is_some(), "the reason is shown");
+    let other = setup.recipes_dir().join("broken.json");
+    retype(
+        &mut harness,
+        Role::TextInput,
+        "Recipe to open:",
+        &other.display().to_string(),
+    );
+    harness.get_by_role_and_label(Role::Button, "OK").click();
+    harness.run();
+    assert_eq!(harness.state().open_recipe_state().unwrap().path, other);
+    assert!(harness.query_by_label(why).is_none(), "the prompt is gone");
+    assert_eq!(harness.state().recipes_panel().path_prompt, None);
+
+    // New from default…: the field starts with the folder and the suggested name; Cancel
+    // gives up without writing anything.
+    setup.dialogs.push_failure(why);
+    harness.get_by_label("New from default…").click();
+    harness.run();
+    let prompt = harness.state().recipes_panel().path_prompt.clone().unwrap();
+    assert_eq!(
+        prompt.input,
+        setup
+            .recipes_dir()
+            .join("my-recipe.json")
+            .display()
+            .to_string()
+    );
+    harness
+        .get_by_role_and_label(Role::Button, "Cancel")
+        .click();
+    harness.run();
+    assert_eq!(harness.state().recipes_panel().path_prompt, None);
+    assert!(!setup.recipes_dir().join("my-recipe.json").exists());
+
+    // Again, this time confirmed with the suggested path: the copy is made and opened.
+    setup.dialogs.push_failure(why);
+    harness.get_by_label("New from default…").click();
+    harness.run();
+    harness.get_by_role_and_label(Role::Button, "OK").click();
+    harness.run();
+    let made = setup.recipes_dir().join("my-recipe.json");
+    assert!(made.is_file(), "the new recipe was written");
+    assert_eq!(harness.state().open_recipe_state().unwrap().path, made);
+}

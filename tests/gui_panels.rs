@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use egui::accesskit::Role;
 use egui_kittest::Harness;
-use egui_kittest::kittest::Queryable;
+use egui_kittest::kittest::{NodeT, Queryable};
 use kiln::build::event::{Event, EventSink, Outcome, Stream, Unit};
 use kiln::build::plan::BuildReport;
 use kiln::gui::app::Place;
@@ -251,6 +251,18 @@ fn setup_full(
     profile: Option<&str>,
     notifier: Option<Arc<dyn Notifier>>,
 ) -> (Setup, Harness<'static, KilnApp>) {
+    setup_prepared(ending, api_endpoint, profile, notifier, &|_, _| {})
+}
+
+/// Like [`setup_full`], with `prepare` filling the mock keyring and the test's folder (its
+/// root) before the window opens.
+fn setup_prepared(
+    ending: Ending,
+    api_endpoint: Option<String>,
+    profile: Option<&str>,
+    notifier: Option<Arc<dyn Notifier>>,
+    prepare: &dyn Fn(&MockSecrets, &Path),
+) -> (Setup, Harness<'static, KilnApp>) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -296,6 +308,7 @@ fn setup_full(
             )
             .unwrap();
     }
+    prepare(&secrets, dir.path());
     // The history in the test's own data folder (what XDG_DATA_HOME gives the real window).
     let history = dir.path().join("data/kiln/history.sqlite");
     let dialogs = Arc::new(kiln::gui::dialogs::ScriptedDialogs::default());
@@ -357,16 +370,19 @@ fn type_into(harness: &mut Harness<'_, KilnApp>, role: Role, label: &str, text: 
 
 /// Chooses the test recipe and fills its variables; returns after pressing Build.
 fn choose_fill_and_start(harness: &mut Harness<'_, KilnApp>, recipes_dir: &Path) {
-    // The default recipe does not exist in this recipes folder: the panel says so in place.
+    // The default recipe does not exist in this recipes folder: nothing is open, and the
+    // Recipes place says why.
     harness.run();
+    assert!(harness.state().open_recipe_state().is_none());
+    let notice = harness
+        .state()
+        .recipes_panel()
+        .notice
+        .clone()
+        .unwrap_or_default();
     assert!(
-        harness
-            .state()
-            .open_recipe_state()
-            .unwrap()
-            .inspection
-            .is_err(),
-        "the missing default recipe is an error"
+        notice.contains("There is no recipe file at") && notice.contains("debian-12.json"),
+        "the missing default recipe is named: {notice}"
     );
     harness.get_by_label("gui-test.json").click();
     harness.run();
@@ -922,6 +938,9 @@ fn the_host_check_lists_the_real_checks_with_copyable_fixes() {
     }
     harness.get_by_label("qemu-system-x86_64");
     harness.get_by_label("KVM");
+    // What publishing needs is checked too (the sidebar is not "ready" without it).
+    harness.get_by_label("Exoscale credentials");
+    harness.get_by_label("Network to Exoscale");
     harness.get_by_label("Check again").click();
     harness.step();
     assert!(
@@ -979,6 +998,25 @@ fn credentials_profiles_are_checked_saved_made_default_and_removed_and_keys_gene
     step_until(&mut harness, "the save", |app| !app.credentials().busy);
     harness.get_by_label_contains("stored profile `work` (zone ch-gva-2) (checked: valid)");
     harness.get_by_label("default");
+    // The check is remembered for the build form's picker (the refused one came first).
+    let last_check = |harness: &Harness<'_, KilnApp>, name: &str| {
+        harness
+            .state()
+            .credentials()
+            .snapshot
+            .as_ref()
+            .unwrap()
+            .checks
+            .get(name)
+            .cloned()
+    };
+    let work = last_check(&harness, "work").expect("the check of `work` is remembered");
+    assert!(work.valid);
+    assert!(
+        work.describe().contains("valid, checked "),
+        "{}",
+        work.describe()
+    );
     assert_eq!(harness.state().credentials().name, "");
     assert!(
         api.seen().iter().any(|s| s.status == 200),
@@ -997,6 +1035,12 @@ fn credentials_profiles_are_checked_saved_made_default_and_removed_and_keys_gene
     harness.get_by_label("Make perso the default").click();
     step_until(&mut harness, "make default", |app| !app.credentials().busy);
     harness.get_by_label_contains("`perso` is the default profile");
+    assert_eq!(
+        last_check(&harness, "work"),
+        Some(work),
+        "later reads keep the last check"
+    );
+    assert_eq!(last_check(&harness, "perso"), None, "saved without a check");
     harness.get_by_label("Remove work").click();
     harness.run();
     harness.get_by_label("Really remove work?").click();
@@ -1025,6 +1069,50 @@ fn credentials_profiles_are_checked_saved_made_default_and_removed_and_keys_gene
     step_until(&mut harness, "the key", |app| !app.credentials().busy);
     harness.get_by_label_contains("generated `deploy` (SHA256:");
     harness.get_by_label("keyring:deploy");
+    let first = harness
+        .state()
+        .credentials()
+        .snapshot
+        .as_ref()
+        .unwrap()
+        .keys[0]
+        .fingerprint
+        .clone();
+    // Its public half can be copied (to authorise it somewhere).
+    harness
+        .get_by_label("Copy the public key of deploy")
+        .click();
+    harness.step();
+    let copied_line = copied(&harness).expect("the public key was copied");
+    assert!(
+        copied_line.starts_with("ssh-ed25519 ") && copied_line.ends_with(" kiln-deploy"),
+        "{copied_line}"
+    );
+    // The same name again: the window says what would be lost, and Generate waits for the
+    // user to tick the replacement.
+    harness.get_by_label_contains("The keyring already holds a key `deploy`");
+    assert!(
+        harness
+            .get_by_label("Generate Ed25519 key")
+            .accesskit_node()
+            .is_disabled()
+    );
+    harness.get_by_label("Replace the key `deploy`").click();
+    harness.run();
+    harness.get_by_label("Generate Ed25519 key").click();
+    step_until(&mut harness, "the replacement", |app| {
+        !app.credentials().busy
+    });
+    let second = harness
+        .state()
+        .credentials()
+        .snapshot
+        .as_ref()
+        .unwrap()
+        .keys[0]
+        .fingerprint
+        .clone();
+    assert_ne!(first, second, "replaced on purpose");
     harness.get_by_label("Remove deploy").click();
     harness.run();
     harness.get_by_label("Really remove deploy?").click();
@@ -1203,7 +1291,8 @@ fn a_finished_build_is_in_the_history_with_its_steps_and_rebuild_refills_the_for
     // The table's row and the details pane.
     harness.get_by_label("gui-test.json");
     harness.get_by_label("test-vm.qcow2");
-    harness.get_by_label(&format!("ch-gva-2:{TEMPLATE_ID}"));
+    // The table shortens the id (the details pane has it whole).
+    harness.get_by_label(&format!("ch-gva-2 {}…", &TEMPLATE_ID[..8]));
     harness.get_by_label(&format!("Template in ch-gva-2: {TEMPLATE_ID}"));
     harness.get_by_label("Build: test-vm (from the window)");
     harness.get_by_label("Base image");
@@ -1279,14 +1368,14 @@ fn a_failed_build_is_in_the_history_with_the_step_that_failed() {
     harness.get_by_label("Rebuild").click();
     harness.run();
     assert_eq!(harness.state().place(), Place::Recipes);
-    harness.get_by_label_contains("its recipe cannot be opened");
+    harness.get_by_label_contains("its recipe cannot be opened: there is no file at");
+    let open = harness.state().open_recipe_state().unwrap();
     assert!(
-        harness
-            .state()
-            .open_recipe_state()
-            .unwrap()
-            .values
-            .is_empty()
+        open.note
+            .as_deref()
+            .is_none_or(|n| !n.contains("filled in")),
+        "nothing was filled in: {:?}",
+        open.note
     );
 }
 
@@ -1425,4 +1514,407 @@ fn a_build_whose_kiln_was_killed_shows_as_interrupted() {
     assert_eq!(harness.query_all_by_label("interrupted").count(), 2);
     harness.get_by_label("Interrupted at Boot");
     assert!(harness.query_by_label("unfinished").is_none());
+}
+
+/// A template with two qemu builds and one kiln does not run (the shape of rgl's boxes).
+const MULTI_BUILDER_RECIPE: &str = r#"{
+  "description": "Several builds",
+  "builders": [
+    {"type": "qemu", "name": "bios", "disk_image": true, "iso_url": "file:///nonexistent/base.qcow2",
+     "iso_checksum": "none", "ssh_username": "debian"},
+    {"type": "virtualbox-iso", "name": "vbox", "guest_os_type": "Debian_64"},
+    {"type": "qemu", "name": "uefi", "disk_image": true, "iso_url": "file:///nonexistent/base.qcow2",
+     "iso_checksum": "none", "ssh_username": "debian", "memory": 2048}
+  ]
+}"#;
+
+#[test]
+fn a_template_with_several_builds_offers_the_choice_and_greys_what_kiln_does_not_run() {
+    let (setup, mut harness) = setup(Ending::Success);
+    let path = setup.recipes_dir.join("multi.json");
+    std::fs::write(&path, MULTI_BUILDER_RECIPE).unwrap();
+    harness.run();
+    type_into(
+        &mut harness,
+        Role::TextInput,
+        "Open file:",
+        &path.display().to_string(),
+    );
+    harness.get_by_label("Open").click();
+    harness.run();
+    assert_eq!(harness.state().open_recipe_state().unwrap().path, path);
+    // The builder kiln does not run is listed, greyed, with the reason.
+    let skipped =
+        harness.get_by_label("vbox: not run — type `virtualbox-iso`: kiln runs `qemu` builders");
+    assert!(skipped.accesskit_node().is_disabled(), "greyed");
+    // The first qemu build is chosen; the other can be picked.
+    assert_eq!(
+        harness
+            .state()
+            .open_recipe_state()
+            .unwrap()
+            .chosen_build()
+            .as_deref(),
+        Some("bios")
+    );
+    harness
+        .get_by_role_and_label(Role::ComboBox, "Build:")
+        .click();
+    harness.run();
+    harness.get_by_label("uefi").click();
+    harness.run();
+    assert_eq!(
+        harness
+            .state()
+            .open_recipe_state()
+            .unwrap()
+            .chosen_build()
+            .as_deref(),
+        Some("uefi")
+    );
+    harness.get_by_label("Start build").click();
+    step_until(&mut harness, "the build view", |app| {
+        app.place() == Place::Build
+    });
+    let (_, build) = setup
+        .received
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("the engine got a build");
+    assert_eq!(build.name, "uefi");
+    assert_eq!(build.builder.memory, 2048);
+}
+
+/// A recipe that publishes, with its own cloud-init CD authorising one key (`{KEY}`).
+const PUBLISHING_RECIPE: &str = r##"{
+  "variables": {"api_key": "EXOrecipekey0123456789abcd", "api_secret": "recipe-secret"},
+  "sensitive-variables": ["api_secret"],
+  "builders": [{
+    "type": "qemu", "name": "own-seed", "disk_image": true,
+    "iso_url": "file:///nonexistent/base.qcow2", "iso_checksum": "none",
+    "ssh_username": "debian", "cd_label": "cidata",
+    "cd_content": {"meta-data": "instance-id: own\n", "user-data": "#cloud-config\nssh_authorized_keys:\n  - {KEY}\n"}
+  }],
+  "post-processors": [{
+    "type": "exoscale-import", "image_bucket": "images", "image_zone": "ch-gva-2",
+    "template_name": "Own seed", "template_zones": ["ch-gva-2", "de-fra-1"],
+    "api_key": "{{user `api_key`}}", "api_secret": "{{user `api_secret`}}"
+  }]
+}"##;
+
+/// Picks `entry` in the combo box labelled `label`.
+fn pick(harness: &mut Harness<'_, KilnApp>, label: &str, entry: &str) {
+    harness.get_by_role_and_label(Role::ComboBox, label).click();
+    harness.run();
+    harness.get_by_label_contains(entry).click();
+    harness.run();
+}
+
+#[test]
+fn the_build_form_chooses_the_ssh_key_and_the_credentials_profile_and_remembers_them() {
+    let (setup, mut harness) = setup_prepared(
+        Ending::Success,
+        None,
+        Some("work"),
+        None,
+        &|secrets, root| {
+            let (profiles, keys) = secrets.open().unwrap();
+            let deploy = keys
+                .generate(
+                    "deploy",
+                    "deploy@kiln",
+                    kiln::secrets::ssh_keys::Existing::Refuse,
+                )
+                .unwrap();
+            keys.generate(
+                "other",
+                "other@kiln",
+                kiln::secrets::ssh_keys::Existing::Refuse,
+            )
+            .unwrap();
+            assert_eq!(profiles.list().unwrap().len(), 1);
+            // A key pair in ~/.ssh (the test's), and a public key without its private half.
+            let ssh = root.join("ssh");
+            std::fs::create_dir_all(&ssh).unwrap();
+            let made = std::process::Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-C", "me@host", "-f"])
+                .arg(ssh.join("id_ed25519"))
+                .status()
+                .unwrap();
+            assert!(made.success());
+            std::fs::write(ssh.join("lonely.pub"), deploy.public_key.clone() + "\n").unwrap();
+            let recipe = PUBLISHING_RECIPE.replace("{KEY}", deploy.public_key.trim());
+            std::fs::write(root.join("recipes/own-seed.json"), recipe).unwrap();
+        },
+    );
+    harness.run();
+    harness.get_by_label("own-seed.json").click();
+    harness.run();
+    step_until(&mut harness, "the keyring listed", |app| {
+        app.credentials().snapshot.is_some()
+    });
+    let open = harness.state().open_recipe_state().unwrap();
+    assert!(
+        open.inspection.is_ok(),
+        "{:?}",
+        open.inspection.as_ref().err()
+    );
+    // The recipe's own seed authorises `deploy`, not the temporary key the recipe implies.
+    let problem = open
+        .choice_problem
+        .clone()
+        .expect("a temporary key is refused");
+    assert!(problem.contains("not a new temporary one"), "{problem}");
+    harness
+        .get_by_label_contains("SSH key: the recipe's own cloud-init data (cd_content user-data)");
+    // The variables that only carry the key and secret are folded under the choice.
+    assert!(harness.query_by_label("api_secret").is_none(), "folded");
+    harness
+        .get_by_label("The recipe's key and secret variables (api_key, api_secret)")
+        .click();
+    harness.run();
+    harness.get_by_role_and_label(Role::PasswordInput, "api_secret");
+    // What the build publishes where.
+    harness.get_by_label(
+        "Publishes template “Own seed” in ch-gva-2, de-fra-1 (image uploaded to bucket images in ch-gva-2, private)",
+    );
+    // Start is refused with the reason, before anything runs.
+    harness.get_by_label("Start build").click();
+    harness.run();
+    assert_eq!(harness.state().place(), Place::Recipes);
+    assert!(setup.received.lock().unwrap().is_none(), "nothing started");
+    let errors: Vec<String> = harness
+        .state()
+        .open_recipe_state()
+        .unwrap()
+        .diagnostics()
+        .unwrap()
+        .errors()
+        .map(|d| d.message.clone())
+        .collect();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("build `own-seed`: SSH key:")),
+        "{errors:?}"
+    );
+
+    // The public key without a private half is greyed; the other file and both keyring
+    // keys are offered. Another key than the authorised one is still a problem.
+    harness
+        .get_by_role_and_label(Role::ComboBox, "SSH key:")
+        .click();
+    harness.run();
+    assert!(
+        harness
+            .get_by_label_contains("lonely.pub")
+            .accesskit_node()
+            .is_disabled(),
+        "a public key alone cannot log in"
+    );
+    harness
+        .get_by_label_contains("ssh/id_ed25519 (ssh-ed25519")
+        .click();
+    harness.run();
+    let open = harness.state().open_recipe_state().unwrap();
+    assert!(
+        matches!(&open.choices.ssh_key, kiln::build::choices::KeyChoice::File(p) if p.ends_with("ssh/id_ed25519")),
+        "{:?}",
+        open.choices.ssh_key
+    );
+    let problem = open.choice_problem.clone().expect("an unauthorised key");
+    assert!(
+        problem.contains("does not authorise the chosen key"),
+        "{problem}"
+    );
+    pick(&mut harness, "SSH key:", "Keyring: deploy");
+    assert_eq!(
+        harness.state().open_recipe_state().unwrap().choice_problem,
+        None
+    );
+
+    // The environment is greyed when it is not set; the profile is chosen.
+    harness
+        .get_by_role_and_label(Role::ComboBox, "Exoscale credentials:")
+        .click();
+    harness.run();
+    let environment_set = ["EXOSCALE_API_KEY", "EXOSCALE_API_SECRET"]
+        .iter()
+        .all(|v| std::env::var(v).is_ok_and(|v| !v.trim().is_empty()));
+    assert_eq!(
+        harness
+            .get_by_label("Environment: EXOSCALE_API_KEY and EXOSCALE_API_SECRET")
+            .accesskit_node()
+            .is_disabled(),
+        !environment_set
+    );
+    harness
+        .get_by_label_contains("Profile: work (ch-gva-2, default)")
+        .click();
+    harness.run();
+    harness.get_by_label("The recipe's api_key and api_secret are not used for this build.");
+    // The plan says what Start will run, as chosen (what kiln inspect says).
+    harness.get_by_label("Plan").click();
+    harness.run();
+    harness.get_by_label_contains("ssh as `debian` with keyring key `deploy`");
+    harness.get_by_label_contains("credentials of profile `work`");
+    // And what this machine adds: the base image's source and the accelerator.
+    harness.get_by_label_contains("base image: ");
+    harness.get_by_label_contains("accelerator: ");
+
+    harness.get_by_label("Start build").click();
+    step_until(&mut harness, "the build view", |app| {
+        app.place() == Place::Build
+    });
+    let (_, build) = setup
+        .received
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("the engine got a build");
+    assert_eq!(
+        build.builder.ssh.private_key_keyring.as_deref(),
+        Some("deploy")
+    );
+    assert_eq!(build.builder.ssh.private_key_file, None);
+    let import = build
+        .post_processors
+        .iter()
+        .flatten()
+        .find_map(|pp| match &pp.kind {
+            kiln::recipe::postprocessor::PostProcessorKind::ExoscaleImport(c) => Some(c.clone()),
+            _ => None,
+        })
+        .expect("the import is there");
+    assert_eq!(import.profile.as_deref(), Some("work"));
+    assert!(import.profile_first);
+    assert!(import.api_key.is_empty(), "the recipe's key is not used");
+
+    // The choices are remembered for the recipe (names only), and come back when it is
+    // opened again.
+    harness.get_by_label("Recipes").click();
+    harness.run();
+    harness.get_by_label("gui-test.json").click();
+    harness.run();
+    assert_eq!(
+        harness.state().open_recipe_state().unwrap().choices,
+        kiln::build::choices::BuildChoices::default()
+    );
+    harness.get_by_label("own-seed.json").click();
+    harness.run();
+    let open = harness.state().open_recipe_state().unwrap();
+    assert_eq!(
+        open.choices.ssh_key,
+        kiln::build::choices::KeyChoice::Keyring("deploy".into())
+    );
+    assert_eq!(
+        open.choices.credentials,
+        kiln::build::choices::CredentialsChoice::Profile("work".into())
+    );
+    assert_eq!(open.choice_problem, None);
+    drop(setup);
+}
+
+#[test]
+fn the_form_is_checked_as_the_user_types() {
+    let (_setup, mut harness) = setup(Ending::Success);
+    harness.run();
+    harness.get_by_label("gui-test.json").click();
+    harness.run();
+    let bucket_warning = |app: &KilnApp| {
+        app.open_recipe_state()
+            .and_then(|o| o.diagnostics())
+            .is_some_and(|d| d.iter().any(|w| w.message.contains("`bucket`")))
+    };
+    assert!(
+        bucket_warning(harness.state()),
+        "the required bucket is missing"
+    );
+    type_into(&mut harness, Role::TextInput, "bucket *", "my-bucket");
+    // No Validate pressed: the warning goes once typing pauses.
+    step_until(&mut harness, "the form checked again", |app| {
+        !bucket_warning(app)
+    });
+    assert!(
+        harness
+            .state()
+            .open_recipe_state()
+            .unwrap()
+            .checked
+            .is_some()
+    );
+}
+
+#[test]
+fn variables_get_fields_for_what_they_feed_zone_flag_and_number() {
+    let (setup, mut harness) = setup_prepared(Ending::Success, None, None, None, &|_, root| {
+        let recipe = serde_json::json!({
+            "variables": {"zone": "ch-gva-2", "headless": "true", "cpus": "2", "size": "10G"},
+            "builders": [{
+                "type": "qemu", "name": "kinds", "disk_image": true,
+                "iso_url": "file:///nonexistent/base.qcow2", "iso_checksum": "none",
+                "ssh_username": "debian", "headless": "{{user `headless`}}",
+                "cpus": "{{user `cpus`}}", "disk_size": "{{user `size`}}"
+            }],
+            "post-processors": [{
+                "type": "exoscale-import", "image_bucket": "images", "template_name": "t",
+                "image_zone": "{{user `zone`}}", "template_zones": ["{{user `zone`}}"]
+            }]
+        });
+        std::fs::write(root.join("recipes/kinds.json"), recipe.to_string()).unwrap();
+    });
+    harness.run();
+    harness.get_by_label("kinds.json").click();
+    harness.run();
+    // A zone picker, a checkbox, and number and size fields checked as typed.
+    pick(&mut harness, "zone", "de-fra-1");
+    harness
+        .get_by_role_and_label(Role::CheckBox, "headless")
+        .click();
+    harness.run();
+    type_into(&mut harness, Role::TextInput, "cpus", "two");
+    harness.get_by_label("`two` is not a whole number");
+    // Corrected in place (the field still has the focus).
+    for _ in 0..3 {
+        harness.key_press(egui::Key::Backspace);
+    }
+    harness.run();
+    harness
+        .get_by_role_and_label(Role::TextInput, "cpus")
+        .type_text("4");
+    harness.run();
+    let values = &harness.state().open_recipe_state().unwrap().values;
+    assert_eq!(values["zone"], "de-fra-1");
+    assert_eq!(values["headless"], "false");
+    assert_eq!(values["cpus"], "4");
+    assert!(
+        harness
+            .query_by_label_contains("not a whole number")
+            .is_none()
+    );
+
+    harness.get_by_label("Start build").click();
+    step_until(&mut harness, "the build view", |app| {
+        app.place() == Place::Build
+    });
+    let (_, build) = setup
+        .received
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("the engine got a build");
+    assert_eq!(build.builder.cpus, 4);
+    assert!(!build.builder.headless);
+    let zone = build
+        .post_processors
+        .iter()
+        .flatten()
+        .find_map(|pp| match &pp.kind {
+            kiln::recipe::postprocessor::PostProcessorKind::ExoscaleImport(c) => {
+                Some(c.image_zone.clone())
+            }
+            _ => None,
+        });
+    assert_eq!(zone.as_deref(), Some("de-fra-1"));
 }

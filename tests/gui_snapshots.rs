@@ -39,13 +39,13 @@ use egui_kittest::{Harness, SnapshotOptions};
 use egui_wgpu::wgpu;
 use kiln::build::event::{Event, EventSink, Outcome, Stream, Unit};
 use kiln::build::plan::BuildReport;
-use kiln::cli::doctor::{Check, Status};
 use kiln::gui::app::Place;
 use kiln::gui::engine::{BuildControls, BuildFuture, Engine};
 use kiln::gui::{AppConfig, KilnApp};
 use kiln::history::{
     BuildRecord, History, Origin, RunOutcome, StepEnd, StepRecord, VarOrigin, VariableRecord,
 };
+use kiln::host::{Check, Status};
 use kiln::recipe::template::{Build, Recipe};
 
 /// Everything the window shows lives here, so the paths it prints are the same on every
@@ -55,6 +55,9 @@ const LOCK: &str = "/tmp/kiln-snapshots.lock";
 
 /// The window's size in points (and pixels: 1 pixel per point).
 const SIZE: [f32; 2] = [1000.0, 700.0];
+
+/// The smallest window the layout is drawn for (nothing cut off, everything reachable).
+const SMALL: [f32; 2] = [900.0, 600.0];
 
 /// The wgpu backend used unless `WGPU_BACKEND` names another: Vulkan on lavapipe renders the
 /// committed PNGs; `WGPU_BACKEND=gl` (EGL on llvmpipe) works too, within the threshold.
@@ -304,6 +307,8 @@ struct Options {
     script: Script,
     api: Option<String>,
     profile: bool,
+    /// The window's size.
+    size: [f32; 2],
 }
 
 impl Default for Options {
@@ -312,6 +317,7 @@ impl Default for Options {
             script: Script::Running,
             api: None,
             profile: false,
+            size: SIZE,
         }
     }
 }
@@ -415,8 +421,9 @@ fn window(options: Options) -> (Setup, Harness<'static, KilnApp>) {
         dialogs: Arc::new(kiln::gui::dialogs::ScriptedDialogs::default()),
         history: Some(root.join("data/kiln/history.sqlite")),
     };
+    let size = options.size;
     let mut harness = Harness::builder()
-        .with_size(SIZE)
+        .with_size(size)
         // What the window starts with (the harness would otherwise impose its dark default).
         .with_theme(egui::Theme::Light)
         .with_max_steps(40)
@@ -484,12 +491,20 @@ fn snapshot(harness: &mut Harness<'_, KilnApp>, name: &str) {
 fn recipes_variables() {
     let (_setup, mut harness) = window(Options::default());
     type_into(&mut harness, Role::TextInput, "bucket *", "my-images");
+    // The key and secret variables are folded under the credentials choice; opened here to
+    // show a masked field.
+    click(
+        &mut harness,
+        "The recipe's key and secret variables (api_key, api_secret)",
+    );
     type_into(
         &mut harness,
         Role::PasswordInput,
         "api_secret",
         "s3cret-value",
     );
+    // Checked now (the form also checks once typing pauses, which a snapshot must not race).
+    click(&mut harness, "Validate");
     // No text cursor in the picture.
     harness.ctx.memory_mut(|m| m.stop_text_input());
     harness.run();
@@ -532,8 +547,13 @@ fn build_running() {
 }
 
 fn build_failed() {
+    build_failed_at(SIZE, "build_failed");
+}
+
+fn build_failed_at(size: [f32; 2], name: &str) {
     let (_setup, mut harness) = window(Options {
         script: Script::Failing,
+        size,
         ..Options::default()
     });
     type_into(&mut harness, Role::TextInput, "bucket *", "my-images");
@@ -542,7 +562,7 @@ fn build_failed() {
         app.build_state().is_some_and(|b| !b.is_running())
     });
     harness.get_by_label("Build failed");
-    snapshot(&mut harness, "build_failed");
+    snapshot(&mut harness, name);
 }
 
 fn template(id: &str, name: &str, created: &str) -> serde_json::Value {
@@ -602,15 +622,20 @@ fn templates_listing() {
 }
 
 fn credentials() {
+    credentials_at(SIZE, "credentials");
+}
+
+fn credentials_at(size: [f32; 2], name: &str) {
     let (_setup, mut harness) = window(Options {
         profile: true,
+        size,
         ..Options::default()
     });
     harness.get_by_label("Credentials").click();
     step_until(&mut harness, "the credentials", |app| {
         app.credentials().snapshot.is_some() && !app.credentials().busy
     });
-    snapshot(&mut harness, "credentials");
+    snapshot(&mut harness, name);
 }
 
 fn host_check() {
@@ -673,6 +698,7 @@ fn seed_history(path: &Path) {
         variables: variables.clone(),
         artifacts: Vec::new(),
         templates: Vec::new(),
+        template_name: None,
         checks: Vec::new(),
         warnings: 0,
         process: None,
@@ -741,7 +767,14 @@ fn seed_history(path: &Path) {
 }
 
 fn history() {
-    let (_setup, mut harness) = window(Options::default());
+    history_at(SIZE, "history");
+}
+
+fn history_at(size: [f32; 2], name: &str) {
+    let (_setup, mut harness) = window(Options {
+        size,
+        ..Options::default()
+    });
     seed_history(&Path::new(ROOT).join("data/kiln/history.sqlite"));
     harness.get_by_label("History").click();
     step_until(&mut harness, "the history read", |app| {
@@ -752,7 +785,14 @@ fn history() {
     assert_eq!(rows.len(), 2, "two debian-12 builds");
     rows[1].click();
     harness.run();
-    snapshot(&mut harness, "history");
+    snapshot(&mut harness, name);
+}
+
+/// The places with the most to show, at 900×600.
+fn small_window() {
+    build_failed_at(SMALL, "small_build_failed");
+    credentials_at(SMALL, "small_credentials");
+    history_at(SMALL, "small_history");
 }
 
 /// The cases, in the order they run.
@@ -765,6 +805,7 @@ const CASES: &[(&str, fn())] = &[
     ("credentials", credentials),
     ("host_check", host_check),
     ("history", history),
+    ("small_window", small_window),
 ];
 
 /// Holds an exclusive lock on [`LOCK`] while it lives: two runs (two checkouts) would share

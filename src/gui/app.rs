@@ -9,13 +9,15 @@ use std::time::{Duration, Instant};
 
 use tokio::runtime::Handle;
 
-use crate::cli::doctor::{Check, Status};
+use crate::host::{Check, Status};
 
 use super::build_panel::{self, BuildAction, LogTab, TabAction};
+use super::build_settings;
 use super::build_state::BuildState;
+use super::builds_picker;
 use super::credentials::{self, SecretsSource};
 use super::credentials_panel::{self, CredentialsPanel};
-use super::dialogs::{FileDialogs, Pick};
+use super::dialogs::{FileDialogs, Pick, PickAnswer};
 use super::editor::view::{self as editor_view, EditorAction};
 use super::editor::{self, RecipeTab};
 use super::engine::{self, BuildControls, BuildId, Engine, HistoryTarget, Inbox, Message};
@@ -24,8 +26,8 @@ use super::host_panel::{self, HostAction};
 use super::log_search::LogSearch;
 use super::notify::{self, DesktopNotifier, Notifier};
 use super::recipe_files;
-use super::recipes_panel::{self, RecipesAction, RecipesPanel};
-use super::session::{self, OpenRecipe};
+use super::recipes_panel::{self, PathPrompt, RecipesAction, RecipesPanel};
+use super::session::{self, OpenRecipe, TypedValues};
 use super::templates;
 use super::templates_panel::{self, TemplatesPanel};
 use super::theme;
@@ -85,6 +87,9 @@ fn restored_place(saved: Place) -> Place {
     }
 }
 
+/// How long typing pauses before the form is checked again.
+const LIVE_CHECK_PAUSE: Duration = Duration::from_millis(400);
+
 /// What survives a restart (eframe storage). No variable values: some are secrets.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
@@ -95,6 +100,8 @@ struct Saved {
     recent: Vec<PathBuf>,
     log_tab: LogTab,
     tab: RecipeTab,
+    /// The SSH key and credentials chosen per recipe (names and paths, no secret).
+    choices: std::collections::BTreeMap<PathBuf, crate::build::choices::BuildChoices>,
 }
 
 /// What waits for the answer to "unsaved changes: save, discard or cancel?".
@@ -145,8 +152,8 @@ pub struct KilnApp {
     templates_read: bool,
     recipes_dir: PathBuf,
     dialogs: Arc<dyn FileDialogs>,
-    picked_tx: Sender<(Pick, Option<PathBuf>)>,
-    picked: Receiver<(Pick, Option<PathBuf>)>,
+    picked_tx: Sender<(Pick, PickAnswer)>,
+    picked: Receiver<(Pick, PickAnswer)>,
     ctx: egui::Context,
     pending: Option<Pending>,
     closing: bool,
@@ -156,6 +163,8 @@ pub struct KilnApp {
     window_focused: Option<bool>,
     history_db: Option<PathBuf>,
     history: HistoryPanel,
+    /// What was typed into the forms of recipes opened earlier in this session.
+    typed: TypedValues,
     /// The wall clock the Templates place measures ages and staleness against.
     clock: fn() -> chrono::DateTime<chrono::Utc>,
 }
@@ -213,6 +222,7 @@ impl KilnApp {
             window_focused: None,
             history_db: config.history,
             history: HistoryPanel::default(),
+            typed: TypedValues::default(),
             clock: chrono::Utc::now,
         };
         // Opening the recipe shows Recipes; a restart goes back to the place it left (a build
@@ -220,7 +230,11 @@ impl KilnApp {
         let place = app.saved.place;
         app.open_recipe(first);
         app.saved.place = restored_place(place);
-        engine::check_host(&app.runtime, app.inbox.clone());
+        engine::check_host(
+            &app.runtime,
+            app.inbox.clone(),
+            crate::host::KvmProbe::Remembered,
+        );
         app
     }
 
@@ -361,8 +375,18 @@ impl KilnApp {
         self.saved.place
     }
 
-    /// Opens `path`, first asking what to do with unsaved changes in the open recipe.
+    /// Opens `path`, first asking what to do with unsaved changes in the open recipe. A path
+    /// with no file behind it (mistyped, or deleted since) opens nothing and is not added to
+    /// Recent: the Recipes place says so.
     fn open_recipe(&mut self, path: PathBuf) {
+        if !path.is_file() {
+            self.recipes.notice = Some(format!(
+                "There is no recipe file at {}: check the path (nothing was opened).",
+                path.display()
+            ));
+            self.saved.place = Place::Recipes;
+            return;
+        }
         if self.open.as_ref().is_some_and(|o| o.editor.is_dirty()) {
             self.pending = Some(Pending::Open(path));
             return;
@@ -372,7 +396,18 @@ impl KilnApp {
 
     fn open_recipe_now(&mut self, path: PathBuf) {
         self.recipes.notice = None;
-        let open = OpenRecipe::open(&path);
+        if let Some(previous) = self.open.take() {
+            self.typed.keep(&previous);
+        }
+        let mut open = OpenRecipe::open(&path);
+        self.typed.restore(&mut open);
+        if let Some(snapshot) = &self.credentials.snapshot {
+            open.known_keys = snapshot.keys.clone();
+        }
+        if let Some(choices) = self.saved.choices.get(&path) {
+            open.choices = choices.clone();
+        }
+        open.refresh_choice_problem();
         self.saved.recent.retain(|p| p != &path);
         self.saved.recent.insert(0, path.clone());
         self.saved.recent.truncate(RECENT_MAX);
@@ -381,17 +416,21 @@ impl KilnApp {
         self.open = Some(open);
     }
 
+    /// Where file dialogs start: the open recipe's folder.
+    fn dialog_dir(&self) -> Option<PathBuf> {
+        self.open
+            .as_ref()
+            .and_then(|o| o.path.parent().map(std::path::Path::to_path_buf))
+            .filter(|d| d.is_dir())
+    }
+
     /// Shows the file dialog for `pick`; the answer comes back through `picked`.
     fn pick(&mut self, pick: Pick) {
         if self.recipes.dialog_open {
             return;
         }
         self.recipes.dialog_open = true;
-        let dir = self
-            .open
-            .as_ref()
-            .and_then(|o| o.path.parent().map(std::path::Path::to_path_buf))
-            .filter(|d| d.is_dir());
+        let dir = self.dialog_dir();
         let (tx, ctx) = (self.picked_tx.clone(), self.ctx.clone());
         let asked = pick.clone();
         self.dialogs.pick(
@@ -404,9 +443,19 @@ impl KilnApp {
         );
     }
 
-    fn on_picked(&mut self, pick: Pick, answer: Option<PathBuf>) {
+    fn on_picked(&mut self, pick: Pick, answer: PickAnswer) {
         self.recipes.dialog_open = false;
-        let Some(path) = answer else { return };
+        let path = match answer {
+            PickAnswer::Chosen(path) => path,
+            PickAnswer::Cancelled => return,
+            PickAnswer::Failed(why) => {
+                let dir = self.dialog_dir();
+                self.recipes.path_prompt = Some(PathPrompt::new(pick, why, dir.as_deref()));
+                self.saved.place = Place::Recipes;
+                return;
+            }
+        };
+        self.recipes.path_prompt = None;
         match pick {
             Pick::OpenRecipe => self.open_recipe(path),
             Pick::NewRecipe { .. } => {
@@ -641,6 +690,15 @@ impl KilnApp {
         else {
             return;
         };
+        if !record.recipe.is_file() {
+            // Its recipe file is gone: nothing else opens, nothing is filled in.
+            self.recipes.notice = Some(format!(
+                "Rebuild of build #{id}: its recipe cannot be opened: there is no file at {} (moved or deleted?); nothing was filled in.",
+                record.recipe.display()
+            ));
+            self.saved.place = Place::Recipes;
+            return;
+        }
         self.open_recipe(record.recipe.clone());
         if self.pending.is_some() {
             // The open recipe has unsaved changes: the question shows; the values would go
@@ -648,6 +706,9 @@ impl KilnApp {
             self.recipes.notice = Some(format!(
                 "Rebuild of build #{id}: save or discard the open recipe's changes, then press Rebuild again."
             ));
+            return;
+        }
+        if self.open.as_ref().is_none_or(|o| o.path != record.recipe) {
             return;
         }
         self.saved.tab = RecipeTab::Variables;
@@ -669,6 +730,8 @@ impl KilnApp {
         let mut filled = 0;
         let mut sensitive = Vec::new();
         let mut gone = Vec::new();
+        // The build's values, not what was typed earlier in this session.
+        open.values.clear();
         for var in &record.variables {
             if !declared.contains(&var.name) {
                 if var.refill_value().is_some() {
@@ -740,10 +803,33 @@ impl KilnApp {
             self.saved.place = Place::Recipes;
             return;
         };
-        let Some(build) = recipe.builds.first().cloned() else {
+        let chosen = open.chosen_build();
+        let Some(mut build) = recipe
+            .builds
+            .iter()
+            .find(|b| Some(&b.name) == chosen.as_ref())
+            .or(recipe.builds.first())
+            .cloned()
+        else {
             self.saved.place = Place::Recipes;
             return;
         };
+        // The key and credentials chosen on the form; a key the recipe's own cloud-init data
+        // would refuse stops the build here rather than at Connect, ssh_timeout later.
+        open.choices.apply(&mut build);
+        open.refresh_choice_problem();
+        if let Some(problem) = &open.choice_problem {
+            let problems = open.problems.get_or_insert_with(Default::default);
+            problems.error(
+                "",
+                None,
+                "",
+                format!("build `{}`: SSH key: {problem}", build.name),
+            );
+            self.saved.place = Place::Recipes;
+            self.saved.tab = RecipeTab::Variables;
+            return;
+        }
         let history = self.history_db.clone().map(|db| HistoryTarget {
             db,
             recipe_path: open.path.clone(),
@@ -869,6 +955,11 @@ impl KilnApp {
 
     fn recipe_ui(&mut self, ui: &mut egui::Ui) {
         let running = self.running_builds();
+        if self.saved.tab == RecipeTab::Variables {
+            // The key and profile pickers list what the keyring holds.
+            self.read_credentials_once();
+        }
+        let mut settings_request = None;
         let Some(open) = &mut self.open else {
             ui.label("Open a recipe on the left.");
             return;
@@ -896,6 +987,7 @@ impl KilnApp {
         if let Some(note) = &open.note {
             ui.colored_label(theme::current(ui.ctx()).running, note);
         }
+        builds_picker::builds_ui(ui, open);
         if open.editor.is_dirty() {
             ui.weak("A build uses the saved file: save first (Ctrl+S) to build with your changes.");
         }
@@ -917,7 +1009,16 @@ impl KilnApp {
                     .id_salt("variables-tab")
                     .show(ui, |ui| {
                         if open.inspection.is_ok() {
-                            variables_panel::variables_ui(ui, open);
+                            settings_request = build_settings::build_settings_ui(
+                                ui,
+                                open,
+                                self.credentials.snapshot.as_ref(),
+                                self.host.as_deref(),
+                            );
+                            ui.add_space(theme::GAP);
+                            if variables_panel::variables_ui(ui, open) {
+                                open.edited = Some(Instant::now());
+                            }
                             ui.add_space(theme::GAP);
                             save_vars = ui
                                 .button("Save as var-file…")
@@ -951,6 +1052,18 @@ impl KilnApp {
         }
         if open.editor.jump.is_some() {
             ui.ctx().request_repaint();
+        }
+        // Checked as the user types, once typing pauses (the warnings follow the fields).
+        open.check_when_typing_paused(ui.ctx(), Instant::now(), LIVE_CHECK_PAUSE);
+        if open.choices == Default::default() {
+            self.saved.choices.remove(&open.path);
+        } else if self.saved.choices.get(&open.path) != Some(&open.choices) {
+            self.saved
+                .choices
+                .insert(open.path.clone(), open.choices.clone());
+        }
+        if settings_request == Some(build_settings::Request::ManageCredentials) {
+            self.saved.place = Place::Credentials;
         }
         if let Some(action) = action {
             self.editor_action(action);
@@ -996,7 +1109,12 @@ impl eframe::App for KilnApp {
                     self.history.stale = true;
                 }
                 Message::HostChecked(checks) => self.host = Some(checks),
-                Message::Credentials(snapshot) => self.credentials.receive(snapshot),
+                Message::Credentials(snapshot) => {
+                    if let Some(open) = &mut self.open {
+                        open.set_known_keys(&snapshot.keys);
+                    }
+                    self.credentials.receive(snapshot);
+                }
                 Message::Templates(listing) => self.templates.receive(listing),
                 Message::History(read) => self.history.receive(read),
             }
@@ -1053,7 +1171,23 @@ impl eframe::App for KilnApp {
                     }),
                     None => {}
                 }
-                egui::CentralPanel::default().show(ui, |ui| self.recipe_ui(ui));
+                egui::CentralPanel::default().show(ui, |ui| {
+                    let typed = self
+                        .recipes
+                        .path_prompt
+                        .as_mut()
+                        .and_then(|prompt| recipes_panel::path_prompt_ui(ui, prompt));
+                    match typed {
+                        Some(Ok(path)) => {
+                            if let Some(prompt) = self.recipes.path_prompt.take() {
+                                self.on_picked(prompt.pick, PickAnswer::Chosen(path));
+                            }
+                        }
+                        Some(Err(())) => self.recipes.path_prompt = None,
+                        None => {}
+                    }
+                    self.recipe_ui(ui);
+                });
             }
             Place::Build => {
                 let now = Instant::now();
@@ -1185,7 +1319,11 @@ impl eframe::App for KilnApp {
                     .inner;
                 if action == Some(HostAction::Recheck) {
                     self.host = None;
-                    engine::check_host(&self.runtime, self.inbox.clone());
+                    engine::check_host(
+                        &self.runtime,
+                        self.inbox.clone(),
+                        crate::host::KvmProbe::Fresh,
+                    );
                 }
             }
         }

@@ -111,6 +111,9 @@ fn format_amount(n: u64, unit: Unit) -> String {
     }
 }
 
+/// The log view's least height in the build panel's split.
+const MIN_LOG_HEIGHT: f32 = 160.0;
+
 /// Draws the panel for `state`; `search` is the log view's search, `build_key` tells this
 /// build's logs from another's. Returns what the user asked for.
 pub fn build_ui(
@@ -135,91 +138,109 @@ pub fn build_ui(
             }
         }
     });
-    if let Some(paused) = &state.paused
-        && state.is_running()
-        && !state.cancelling
-    {
-        egui::Frame::group(ui.style()).show(ui, |ui| {
-            ui.colored_label(
-                palette.warn,
-                egui::RichText::new("Paused at a breakpoint").strong(),
-            );
-            if let Some(note) = &paused.note {
-                ui.add(egui::Label::new(note.as_str()).selectable(true));
+    // The log below, in a resizable split that never shrinks it to nothing; the cards and
+    // steps above scroll when the window is small.
+    let log_height = (ui.available_height() * 0.45).max(MIN_LOG_HEIGHT);
+    egui::Panel::bottom("build-log")
+        .resizable(true)
+        .min_size(MIN_LOG_HEIGHT)
+        .default_size(log_height)
+        .frame(egui::Frame::NONE)
+        .show(ui, |ui| {
+            let mut copy = false;
+            ui.horizontal(|ui| {
+                ui.selectable_value(
+                    tab,
+                    LogTab::Output,
+                    format!("Output ({})", state.output.len()),
+                );
+                ui.selectable_value(
+                    tab,
+                    LogTab::Console,
+                    format!("Console ({})", state.console.len()),
+                );
+                ui.separator();
+                search_bar_ui(ui, search);
+                copy = ui
+                    .button("Copy all")
+                    .on_hover_text("Copy every line of this log to the clipboard")
+                    .clicked();
+            });
+            let (log, id, key) = match tab {
+                LogTab::Output => (&state.output, "output", build_key * 2),
+                LogTab::Console => (&state.console, "console", build_key * 2 + 1),
+            };
+            if copy {
+                ui.ctx().copy_text(log.text());
             }
-            ui.label(
-                "The VM keeps running: look at it (the console below, or SSH), then continue.",
-            );
-            if paused.continuing {
-                ui.add_enabled(false, egui::Button::new("Continuing…"));
-            } else if ui.button("Continue").clicked() {
-                action = Some(BuildAction::Continue);
+            if search.update_within(log, key, log_search::SCAN_TIME_PER_FRAME) {
+                ui.ctx().request_repaint();
             }
+            log_rows_ui(ui, log, id, Some(search));
         });
-    }
-    if let Some(asked) = result_card_ui(ui, state) {
-        action = Some(asked);
-    }
-    steps_ui(ui, state, now);
-    if let Some(p) = &state.progress {
-        let mut text = match p.total {
-            Some(total) => format!(
-                "{} / {}",
-                format_amount(p.done, p.unit),
-                format_amount(total, p.unit)
-            ),
-            None => format_amount(p.done, p.unit),
-        };
-        if let Some(rate) = p.rate {
-            text.push_str(&format!(
-                " · {}/s",
-                format_amount(rate.round() as u64, p.unit)
-            ));
-        }
-        if let Some(eta) = p.eta() {
-            text.push_str(&format!(" · ETA {}", format_duration(eta)));
-        }
-        let bar = match p.fraction() {
-            Some(f) => egui::ProgressBar::new(f).text(text),
-            None => egui::ProgressBar::new(0.0).animate(true).text(text),
-        };
-        ui.add(bar);
-    }
-    checks_ui(ui, state);
-    for w in &state.warnings {
-        ui.colored_label(palette.warn, format!("warning: {w}"));
-    }
-    ui.add_space(theme::GAP);
-    let mut copy = false;
-    ui.horizontal(|ui| {
-        ui.selectable_value(
-            tab,
-            LogTab::Output,
-            format!("Output ({})", state.output.len()),
-        );
-        ui.selectable_value(
-            tab,
-            LogTab::Console,
-            format!("Console ({})", state.console.len()),
-        );
-        ui.separator();
-        search_bar_ui(ui, search);
-        copy = ui
-            .button("Copy all")
-            .on_hover_text("Copy every line of this log to the clipboard")
-            .clicked();
-    });
-    let (log, id, key) = match tab {
-        LogTab::Output => (&state.output, "output", build_key * 2),
-        LogTab::Console => (&state.console, "console", build_key * 2 + 1),
-    };
-    if copy {
-        ui.ctx().copy_text(log.text());
-    }
-    if search.update_within(log, key, log_search::SCAN_TIME_PER_FRAME) {
-        ui.ctx().request_repaint();
-    }
-    log_rows_ui(ui, log, id, Some(search));
+    egui::CentralPanel::default()
+        .frame(egui::Frame::NONE)
+        .show(ui, |ui| {
+            egui::ScrollArea::vertical()
+                .id_salt("build-overview")
+                .auto_shrink([false, false])
+                .show(ui, |ui| {
+                    if let Some(paused) = &state.paused
+                        && state.is_running()
+                        && !state.cancelling
+                    {
+                        egui::Frame::group(ui.style()).show(ui, |ui| {
+                            ui.colored_label(
+                                palette.warn,
+                                egui::RichText::new("Paused at a breakpoint").strong(),
+                            );
+                            if let Some(note) = &paused.note {
+                                ui.add(egui::Label::new(note.as_str()).selectable(true));
+                            }
+                            ui.label(
+                                "The VM keeps running: look at it (the console below, or SSH), then continue.",
+                            );
+                            if paused.continuing {
+                                ui.add_enabled(false, egui::Button::new("Continuing…"));
+                            } else if ui.button("Continue").clicked() {
+                                action = Some(BuildAction::Continue);
+                            }
+                        });
+                    }
+                    if let Some(asked) = result_card_ui(ui, state) {
+                        action = Some(asked);
+                    }
+                    steps_ui(ui, state, now);
+                    if let Some(p) = &state.progress {
+                        let mut text = match p.total {
+                            Some(total) => format!(
+                                "{} / {}",
+                                format_amount(p.done, p.unit),
+                                format_amount(total, p.unit)
+                            ),
+                            None => format_amount(p.done, p.unit),
+                        };
+                        if let Some(rate) = p.rate {
+                            text.push_str(&format!(
+                                " · {}/s",
+                                format_amount(rate.round() as u64, p.unit)
+                            ));
+                        }
+                        if let Some(eta) = p.eta() {
+                            text.push_str(&format!(" · ETA {}", format_duration(eta)));
+                        }
+                        let bar = match p.fraction() {
+                            Some(f) => egui::ProgressBar::new(f).text(text),
+                            None => egui::ProgressBar::new(0.0).animate(true).text(text),
+                        };
+                        ui.add(bar);
+                    }
+                    checks_ui(ui, state);
+                    for w in &state.warnings {
+                        ui.colored_label(palette.warn, format!("warning: {w}"));
+                    }
+                });
+        });
     action
 }
 
@@ -320,7 +341,9 @@ fn result_card_ui(ui: &mut egui::Ui, state: &BuildState) -> Option<BuildAction> 
                 .fill(palette.error_card)
                 .show(ui, |ui| {
                     ui.colored_label(palette.fail, egui::RichText::new("Build failed").strong());
-                    ui.add(egui::Label::new(message.as_str()).selectable(true));
+                    ui.add(
+                        egui::Label::new(super::wording::for_the_window(message)).selectable(true),
+                    );
                     if let Some(report) = &state.report
                         && folder_line_ui(
                             ui,
@@ -417,18 +440,19 @@ fn steps_ui(ui: &mut egui::Ui, state: &BuildState, now: Instant) {
                     StepState::Cancelled => ("cancelled", palette.warn),
                 };
                 ui.label(&step.name);
-                let detail = match &step.state {
-                    StepState::Skipped(why) => format!("{word}: {why}"),
-                    StepState::Failed(why) => format!("{word}: {why}"),
-                    _ => word.to_string(),
-                };
-                ui.colored_label(colour, detail);
                 let duration = step
                     .duration
                     .or_else(|| step.started.map(|s| now - s))
                     .map(format_duration)
                     .unwrap_or_default();
                 ui.label(duration);
+                let detail = match &step.state {
+                    StepState::Skipped(why) => format!("{word}: {why}"),
+                    StepState::Failed(why) => format!("{word}: {why}"),
+                    _ => word.to_string(),
+                };
+                // Last, so a long reason wraps in the width left instead of running off.
+                ui.add(egui::Label::new(egui::RichText::new(detail).color(colour)).wrap());
                 ui.end_row();
             }
         });

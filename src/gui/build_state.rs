@@ -216,6 +216,10 @@ impl BuildState {
                 outcome,
                 duration,
             } => {
+                if let (Outcome::Failed(why), Some(step)) = (&outcome, self.steps.get(index)) {
+                    self.output
+                        .push(&format!("error: {} failed: {why}", step.name));
+                }
                 if let Some(step) = self.steps.get_mut(index) {
                     step.state = match outcome {
                         Outcome::Done => StepState::Done,
@@ -267,6 +271,13 @@ impl BuildState {
                 });
             }
             Event::BuildFinished { outcome, duration } => {
+                let step_failed = self
+                    .steps
+                    .iter()
+                    .any(|s| matches!(s.state, StepState::Failed(_)));
+                if let (Outcome::Failed(why), false) = (&outcome, step_failed) {
+                    self.output.push(&format!("error: {why}"));
+                }
                 self.paused = None;
                 self.outcome = Some(outcome);
                 self.duration = Some(duration);
@@ -438,6 +449,39 @@ mod tests {
         );
         assert_eq!(s.paused, None);
         assert_eq!(s.status_word(), "running");
+    }
+
+    #[test]
+    fn a_failure_is_in_the_output_whether_a_step_or_the_build_failed() {
+        let t0 = Instant::now();
+        let mut s = started(&["Boot"]);
+        s.apply(
+            Event::StepFinished {
+                index: 0,
+                outcome: Outcome::Failed("qemu exited".into()),
+                duration: Duration::from_secs(1),
+            },
+            t0,
+        );
+        s.apply(
+            Event::BuildFinished {
+                outcome: Outcome::Failed("qemu exited".into()),
+                duration: Duration::from_secs(1),
+            },
+            t0,
+        );
+        assert_eq!(s.output.len(), 1, "the step's failure once, not twice");
+        assert_eq!(s.output.line(0).unwrap(), "error: Boot failed: qemu exited");
+
+        let mut s = started(&["Boot"]);
+        s.apply(
+            Event::BuildFinished {
+                outcome: Outcome::Failed("no credentials".into()),
+                duration: Duration::from_secs(0),
+            },
+            t0,
+        );
+        assert_eq!(s.output.line(0).unwrap(), "error: no credentials");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::exoscale::Credentials;
 use crate::recipe::secret::Secret;
 use crate::secrets::SecretsError;
 use crate::secrets::profiles::{self, CheckOutcome, ProfileSummary, Profiles};
-use crate::secrets::ssh_keys::{self, KeyListing, Passphrase, SshKeys};
+use crate::secrets::ssh_keys::{self, Existing, KeyListing, Passphrase, SshKeys};
 
 /// Where the panel's profiles and keys live (the platform keyring, or a test's mock store).
 pub trait SecretsSource: Send + Sync {
@@ -49,6 +49,30 @@ pub struct Snapshot {
     /// The outcome of the action that produced this snapshot: `Ok` says what was done,
     /// `Err` what went wrong and what to do.
     pub status: Option<Result<String, String>>,
+    /// The last check against the API of each profile checked in this session (the build
+    /// form's credentials picker shows it), by profile name.
+    pub checks: std::collections::BTreeMap<String, ProfileCheck>,
+}
+
+/// How a profile's last check against the API came out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileCheck {
+    /// Whether the API accepted its key and secret.
+    pub valid: bool,
+    /// When it was checked.
+    pub at: chrono::DateTime<chrono::Local>,
+}
+
+impl ProfileCheck {
+    /// " — valid, checked 14:02", for a label.
+    pub fn describe(&self) -> String {
+        let at = self.at.format("%H:%M");
+        if self.valid {
+            format!(" — valid, checked {at}")
+        } else {
+            format!(" — refused by the API at {at} (see Credentials)")
+        }
+    }
 }
 
 /// An action of the Credentials place.
@@ -77,10 +101,18 @@ pub enum Action {
     MakeDefault(String),
     /// Remove a profile.
     RemoveProfile(String),
-    /// Generate an Ed25519 key into the keyring.
-    GenerateKey(String),
+    /// Generate an Ed25519 key into the keyring (replacing a key of that name only when the
+    /// user said so).
+    GenerateKey {
+        /// The name.
+        name: String,
+        /// Replace a key already stored under it.
+        replace: bool,
+    },
     /// Import a private key file (with its passphrase when it is encrypted).
     ImportKey {
+        /// Replace a key already stored under the name.
+        replace: bool,
         /// The name to store it under.
         name: String,
         /// The private key file.
@@ -96,11 +128,25 @@ pub enum Action {
 pub fn run(runtime: &Handle, source: Arc<dyn SecretsSource>, action: Action, inbox: Inbox) {
     let handle = runtime.clone();
     runtime.spawn_blocking(move || {
+        let checked = match &action {
+            Action::CheckProfile(name) => Some(name.clone()),
+            Action::SaveProfile {
+                name, check: true, ..
+            } => Some(name.clone()),
+            _ => None,
+        };
         let status = match action {
             Action::Refresh => None,
             other => Some(perform(&handle, source.as_ref(), other)),
         };
         let mut snapshot = read(source.as_ref());
+        if let (Some(name), Some(status)) = (checked, &status) {
+            let check = ProfileCheck {
+                valid: status.is_ok(),
+                at: chrono::Local::now(),
+            };
+            snapshot.checks.insert(name, check);
+        }
         snapshot.status = status;
         inbox.send(Message::Credentials(snapshot));
     });
@@ -119,12 +165,14 @@ fn read(source: &dyn SecretsSource) -> Snapshot {
                 profiles: profiles.list().map_err(|e| e.to_string()),
                 keys: listed,
                 status: None,
+                checks: Default::default(),
             }
         }
         Err(e) => Snapshot {
             profiles: Err(e.to_string()),
             keys: files,
             status: None,
+            checks: Default::default(),
         },
     }
 }
@@ -186,13 +234,14 @@ fn perform(runtime: &Handle, source: &dyn SecretsSource, action: Action) -> Resu
             true => Ok(format!("removed profile `{name}`")),
             false => Err(format!("there is no profile `{name}`")),
         },
-        Action::GenerateKey(name) => {
+        Action::GenerateKey { name, replace } => {
             let made = keys
-                .generate(&name, &format!("kiln-{name}"))
+                .generate(&name, &format!("kiln-{name}"), existing(replace))
                 .map_err(text)?;
             Ok(format!("generated `{name}` ({})", made.fingerprint))
         }
         Action::ImportKey {
+            replace,
             name,
             path,
             passphrase,
@@ -210,7 +259,12 @@ fn perform(runtime: &Handle, source: &dyn SecretsSource, action: Action) -> Resu
                 }
             };
             let stored = keys
-                .import(&name, &Secret::new(body), Passphrase::Ask(&mut ask))
+                .import(
+                    &name,
+                    &Secret::new(body),
+                    Passphrase::Ask(&mut ask),
+                    existing(replace),
+                )
                 .map_err(text)?;
             Ok(format!("imported `{name}` ({})", stored.fingerprint))
         }
@@ -218,5 +272,14 @@ fn perform(runtime: &Handle, source: &dyn SecretsSource, action: Action) -> Resu
             true => Ok(format!("removed `{name}` from the keyring")),
             false => Err(format!("there is no key `{name}` in the keyring")),
         },
+    }
+}
+
+/// The keyring's rule for a key already under the name.
+fn existing(replace: bool) -> Existing {
+    if replace {
+        Existing::Replace
+    } else {
+        Existing::Refuse
     }
 }

@@ -35,6 +35,8 @@ pub struct CredentialsPanel {
     pub import_path: String,
     /// Its passphrase (masked; cleared when sent).
     pub passphrase: String,
+    /// The user ticked "replace the existing key" for a name the keyring already holds.
+    pub replace_key: bool,
     /// A removal waiting for its confirmation: (profile or key, name).
     pub confirm: Option<(Kind, String)>,
     /// A profile was sent to be saved; the form is emptied when that succeeds.
@@ -64,6 +66,7 @@ impl Default for CredentialsPanel {
             key_name: String::new(),
             import_path: String::new(),
             passphrase: String::new(),
+            replace_key: false,
             confirm: None,
             saving: false,
         }
@@ -77,6 +80,13 @@ impl CredentialsPanel {
             self.name.clear();
             self.key.clear();
             self.make_default = false;
+        }
+        let mut snapshot = snapshot;
+        if let Some(previous) = self.snapshot.take() {
+            // Earlier checks stay known; this snapshot's own check is newer.
+            for (name, check) in previous.checks {
+                snapshot.checks.entry(name).or_insert(check);
+            }
         }
         self.snapshot = Some(snapshot);
         self.busy = false;
@@ -180,6 +190,29 @@ pub fn credentials_ui(ui: &mut egui::Ui, panel: &mut CredentialsPanel) -> Option
                             .selectable(true),
                     );
                     ui.label(&k.comment);
+                    let shown = match &k.source {
+                        KeySource::Keyring(name) => name.clone(),
+                        other => other.to_string(),
+                    };
+                    match &k.public_line {
+                        Some(line) => {
+                            if row_button(
+                                ui,
+                                "Copy public key",
+                                &format!("Copy the public key of {shown}"),
+                            )
+                            .on_hover_text(
+                                "For authorized_keys, or a cloud-init seed's ssh_authorized_keys",
+                            )
+                            .clicked()
+                            {
+                                ui.ctx().copy_text(line.clone());
+                            }
+                        }
+                        None => {
+                            ui.label("");
+                        }
+                    }
                     if let KeySource::Keyring(name) = &k.source {
                         if let Some(a) = remove_button(ui, &mut panel.confirm, Kind::Key, name) {
                             action = Some(a);
@@ -292,14 +325,37 @@ fn profile_form(ui: &mut egui::Ui, panel: &mut CredentialsPanel) -> Option<Actio
 
 fn key_form(ui: &mut egui::Ui, panel: &mut CredentialsPanel) -> Option<Action> {
     labelled_text(ui, "Key name", &mut panel.key_name, false);
-    let named = !panel.key_name.trim().is_empty() && !panel.busy;
+    let name = panel.key_name.trim().to_string();
+    // A key of that name is never replaced silently: the user must say so, knowing what is lost.
+    let existing = panel.snapshot.as_ref().and_then(|s| {
+        s.keys
+            .iter()
+            .find(|k| k.source == KeySource::Keyring(name.clone()))
+            .map(|k| k.fingerprint.clone())
+    });
+    let mut replace = false;
+    if let Some(fingerprint) = &existing {
+        ui.colored_label(
+            theme::current(ui.ctx()).warn,
+            format!(
+                "The keyring already holds a key `{name}` ({fingerprint}). A new key under this name replaces it, and its private half is lost for good."
+            ),
+        );
+        ui.checkbox(&mut panel.replace_key, format!("Replace the key `{name}`"));
+        replace = panel.replace_key;
+    }
+    let named = !name.is_empty() && !panel.busy && (existing.is_none() || replace);
     let mut action = None;
     ui.horizontal(|ui| {
         if ui
             .add_enabled(named, egui::Button::new("Generate Ed25519 key"))
             .clicked()
         {
-            action = Some(Action::GenerateKey(panel.key_name.trim().to_string()));
+            action = Some(Action::GenerateKey {
+                name: name.clone(),
+                replace,
+            });
+            panel.replace_key = false;
         }
     });
     labelled_text(ui, "Private key file", &mut panel.import_path, false);
@@ -312,6 +368,7 @@ fn key_form(ui: &mut egui::Ui, panel: &mut CredentialsPanel) -> Option<Action> {
         .clicked()
     {
         action = Some(Action::ImportKey {
+            replace,
             name: panel.key_name.trim().to_string(),
             path: PathBuf::from(panel.import_path.trim()),
             passphrase: Secret::new(std::mem::take(&mut panel.passphrase)),

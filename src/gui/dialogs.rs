@@ -31,8 +31,28 @@ pub enum Pick {
     },
 }
 
-/// Called with the chosen path, or `None` when the user cancelled.
-pub type PickDone = Box<dyn FnOnce(Option<PathBuf>) + Send>;
+/// How a file dialog ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PickAnswer {
+    /// The user chose this path.
+    Chosen(PathBuf),
+    /// The user closed the dialog without choosing.
+    Cancelled,
+    /// No dialog could be shown, or it broke: why, and what to do instead.
+    Failed(String),
+}
+
+impl From<Option<PathBuf>> for PickAnswer {
+    fn from(answer: Option<PathBuf>) -> Self {
+        answer.map_or(Self::Cancelled, Self::Chosen)
+    }
+}
+
+/// What the window says when a dialog cannot be shown or broke: type the path instead.
+const TYPE_THE_PATH: &str = "type the path in the field below instead";
+
+/// Called with the dialog's answer.
+pub type PickDone = Box<dyn FnOnce(PickAnswer) + Send>;
 
 /// Asks the user for a file path.
 pub trait FileDialogs: Send + Sync {
@@ -51,11 +71,23 @@ pub struct RfdDialogs;
 
 impl FileDialogs for RfdDialogs {
     fn pick(&self, pick: Pick, dir: Option<PathBuf>, done: PickDone) {
+        // `done` is shared with the thread; if the thread cannot start, it is answered here.
+        let done = std::sync::Arc::new(Mutex::new(Some(done)));
+        let for_thread = done.clone();
         let spawned = std::thread::Builder::new()
             .name("kiln-file-dialog".into())
-            .spawn(move || done(wait_for_dialog(pick, dir)));
+            .spawn(move || {
+                let answer = wait_for_dialog(pick, dir);
+                if let Some(done) = for_thread.lock().ok().and_then(|mut d| d.take()) {
+                    done(answer);
+                }
+            });
         if let Err(e) = spawned {
-            tracing::warn!("cannot start the file dialog: {e}");
+            let why = format!("Cannot start the file dialog ({e}): {TYPE_THE_PATH}.");
+            tracing::warn!("{why}");
+            if let Some(done) = done.lock().ok().and_then(|mut d| d.take()) {
+                done(PickAnswer::Failed(why));
+            }
         }
     }
 
@@ -92,40 +124,52 @@ const PORTAL_POLL: Duration = Duration::from_millis(500);
 /// rfd is `None`, and so is a portal that leaves the bus while its dialog is open (it
 /// crashed or was restarted), because rfd would wait for that dialog's answer forever. rfd's
 /// thread is then left waiting, blocked and harmless.
-fn wait_for_dialog(pick: Pick, dir: Option<PathBuf>) -> Option<PathBuf> {
+fn wait_for_dialog(pick: Pick, dir: Option<PathBuf>) -> PickAnswer {
     // The portal already there is noted before the dialog is asked for, so one that leaves
     // at once is noticed too.
     let mut watch = PortalWatch::start();
     if let Some(w) = watch.as_mut() {
         w.gone();
     }
+    if let Some(why) = no_dialog_here(watch.as_ref()) {
+        tracing::warn!("{why}");
+        return PickAnswer::Failed(why);
+    }
     let (tx, rx) = mpsc::channel();
     let spawned = std::thread::Builder::new()
         .name("kiln-file-dialog-rfd".into())
         .spawn(move || {
-            let answer = std::panic::catch_unwind(move || show(pick, dir)).unwrap_or_else(|_| {
-                tracing::warn!("the file dialog failed; try again or type the path");
-                None
-            });
+            let answer = std::panic::catch_unwind(move || show(pick, dir))
+                .map(PickAnswer::from)
+                .unwrap_or_else(|_| {
+                    let why = format!("The file dialog failed: try again, or {TYPE_THE_PATH}.");
+                    tracing::warn!("{why}");
+                    PickAnswer::Failed(why)
+                });
             let _ = tx.send(answer);
         });
     if let Err(e) = spawned {
-        tracing::warn!("cannot start the file dialog: {e}");
-        return None;
+        let why = format!("Cannot start the file dialog ({e}): {TYPE_THE_PATH}.");
+        tracing::warn!("{why}");
+        return PickAnswer::Failed(why);
     }
     loop {
         match rx.recv_timeout(PORTAL_POLL) {
             Ok(answer) => return answer,
-            Err(mpsc::RecvTimeoutError::Disconnected) => return None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return PickAnswer::Failed(format!(
+                    "The file dialog ended without an answer: {TYPE_THE_PATH}."
+                ));
+            }
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 if watch.as_mut().is_some_and(PortalWatch::gone) {
                     // An answer sent just before the portal left still counts.
                     return rx.recv_timeout(PORTAL_POLL).unwrap_or_else(|_| {
-                        tracing::warn!(
-                            "the desktop portal left the bus while its file dialog was open; \
-                             try again"
+                        let why = format!(
+                            "The desktop portal left while its file dialog was open (it crashed or was restarted): try again, or {TYPE_THE_PATH}."
                         );
-                        None
+                        tracing::warn!("{why}");
+                        PickAnswer::Failed(why)
                     });
                 }
             }
@@ -167,6 +211,16 @@ impl PortalWatch {
         }
     }
 
+    /// Whether a portal is on the bus, or the bus would start one for the dialog's call.
+    fn can_answer(&self) -> bool {
+        if matches!(self.owner(), Ok(Some(_))) {
+            return true;
+        }
+        self.dbus
+            .list_activatable_names()
+            .is_ok_and(|names| names.iter().any(|n| n.as_str() == PORTAL))
+    }
+
     /// Whether the portal seen earlier has left (or the bus went away with it). A portal
     /// never seen (rfd fell back to zenity) never counts as gone.
     fn gone(&mut self) -> bool {
@@ -183,6 +237,34 @@ impl PortalWatch {
             }
         }
     }
+}
+
+/// Why no file dialog can be shown here, if none can: no XDG desktop portal on the session
+/// bus (running, or startable by the bus), and no zenity with a display to show it on —
+/// then rfd would answer "cancelled" at once and the window would seem to ignore the click.
+fn no_dialog_here(watch: Option<&PortalWatch>) -> Option<String> {
+    let portal = watch.is_some_and(PortalWatch::can_answer);
+    let display = ["DISPLAY", "WAYLAND_DISPLAY"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|d| !d.is_empty()));
+    let zenity = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("zenity").is_file()));
+    if portal || (zenity && display) {
+        return None;
+    }
+    let bus = if watch.is_some() {
+        "no XDG desktop portal on the session bus"
+    } else {
+        "no session bus (so no XDG desktop portal)"
+    };
+    let zenity = if zenity {
+        "no display for zenity"
+    } else {
+        "zenity is not installed"
+    };
+    Some(format!(
+        "No file dialog on this desktop: {bus}, and {zenity}. Install xdg-desktop-portal-gtk (or zenity), or {TYPE_THE_PATH}."
+    ))
 }
 
 /// Shows one dialog and waits for the answer (on the dialog's own thread).
@@ -212,7 +294,7 @@ fn show(pick: Pick, dir: Option<PathBuf>) -> Option<PathBuf> {
 /// no answer left = cancelled) and records what was asked.
 #[derive(Debug, Default)]
 pub struct ScriptedDialogs {
-    answers: Mutex<VecDeque<Option<PathBuf>>>,
+    answers: Mutex<VecDeque<PickAnswer>>,
     asked: Mutex<Vec<Pick>>,
     opened: Mutex<Vec<PathBuf>>,
 }
@@ -221,7 +303,7 @@ impl ScriptedDialogs {
     /// A double that will answer with `answers`, in order.
     pub fn new(answers: impl IntoIterator<Item = Option<PathBuf>>) -> Self {
         Self {
-            answers: Mutex::new(answers.into_iter().collect()),
+            answers: Mutex::new(answers.into_iter().map(PickAnswer::from).collect()),
             asked: Mutex::default(),
             opened: Mutex::default(),
         }
@@ -229,6 +311,15 @@ impl ScriptedDialogs {
 
     /// Adds an answer for a later request.
     pub fn push_answer(&self, answer: Option<PathBuf>) {
+        self.push(PickAnswer::from(answer));
+    }
+
+    /// Makes a later request fail as a desktop without any file dialog does.
+    pub fn push_failure(&self, why: &str) {
+        self.push(PickAnswer::Failed(why.to_string()));
+    }
+
+    fn push(&self, answer: PickAnswer) {
         if let Ok(mut a) = self.answers.lock() {
             a.push_back(answer);
         }
@@ -255,7 +346,7 @@ impl FileDialogs for ScriptedDialogs {
             .lock()
             .ok()
             .and_then(|mut a| a.pop_front())
-            .flatten();
+            .unwrap_or(PickAnswer::Cancelled);
         done(answer);
     }
 
@@ -292,7 +383,11 @@ mod tests {
         }
         assert_eq!(
             *got.lock().unwrap(),
-            vec![Some(PathBuf::from("/a.json")), None, None]
+            vec![
+                PickAnswer::Chosen(PathBuf::from("/a.json")),
+                PickAnswer::Cancelled,
+                PickAnswer::Cancelled
+            ]
         );
         assert_eq!(d.asked().len(), 3);
         assert_eq!(d.asked()[0], Pick::OpenRecipe);

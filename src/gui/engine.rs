@@ -15,9 +15,9 @@ use crate::build::breakpoint::Resume;
 use crate::build::event::{Event, EventSink};
 use crate::build::plan::{BuildOptions, BuildReport, run_build};
 use crate::build::redact::Redactor;
-use crate::cli::doctor::Check;
 use crate::history::recording as history;
 use crate::history::{BuildRecord, History, HistoryError, Origin, Recorder, Recording};
+use crate::host::Check;
 use crate::recipe::template::{Build, Recipe};
 
 /// A build in progress, as a future the runtime polls.
@@ -265,7 +265,8 @@ pub fn read_history(runtime: &Handle, db: PathBuf, limit: usize, inbox: Inbox) {
     });
 }
 
-/// Runs the host check (`kiln doctor`'s checks) off the window's thread.
-pub fn check_host(runtime: &Handle, inbox: Inbox) {
-    runtime.spawn_blocking(move || inbox.send(Message::HostChecked(crate::cli::doctor::checks())));
+/// Runs the host check (`kiln doctor`'s checks) off the window's thread; `kvm` says whether
+/// KVM is probed again or this boot's remembered verdict is enough.
+pub fn check_host(runtime: &Handle, inbox: Inbox, kvm: crate::host::KvmProbe) {
+    runtime.spawn_blocking(move || inbox.send(Message::HostChecked(crate::host::checks(kvm))));
 }

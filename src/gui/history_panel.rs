@@ -205,8 +205,20 @@ pub fn history_ui(
                         };
                         if r.templates.is_empty() {
                             ui.label("-");
+                        } else if let Some(name) = &r.template_name {
+                            // By name, in its zones: the ids are in the tooltip and details.
+                            let zones: Vec<&str> =
+                                r.templates.iter().map(|(zone, _)| zone.as_str()).collect();
+                            ui.label(format!("“{name}” in {}", zones.join(", ")))
+                                .on_hover_text(r.templates_text());
                         } else {
-                            ui.label(r.templates_text());
+                            // Zones and short ids: the whole ids are in the details below.
+                            let short: Vec<String> = r
+                                .templates
+                                .iter()
+                                .map(|(zone, id)| format!("{zone} {}…", id.get(..8).unwrap_or(id)))
+                                .collect();
+                            ui.label(short.join(", ")).on_hover_text(r.templates_text());
                         }
                         ui.end_row();
                     }
@@ -317,7 +329,10 @@ fn details_ui(ui: &mut egui::Ui, r: &BuildRecord) -> bool {
                     ui.label(format!("Artifact: {}", a.path.display()));
                 }
                 for (zone, id) in &r.templates {
-                    ui.label(format!("Template in {zone}: {id}"));
+                    match &r.template_name {
+                        Some(name) => ui.label(format!("Template “{name}” in {zone}: {id}")),
+                        None => ui.label(format!("Template in {zone}: {id}")),
+                    };
                 }
             }
             if !r.checks.is_empty() {

@@ -1,6 +1,6 @@
 //! The Host check panel: what `kiln doctor` reports, each fix command copyable.
 
-use crate::cli::doctor::{Check, Status};
+use crate::host::{Check, Status};
 
 use super::theme;
 

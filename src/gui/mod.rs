@@ -4,7 +4,9 @@
 
 pub mod app;
 pub mod build_panel;
+pub mod build_settings;
 pub mod build_state;
+pub mod builds_picker;
 pub mod credentials;
 pub mod credentials_panel;
 pub mod dialogs;
@@ -16,12 +18,14 @@ pub mod log_buffer;
 pub mod log_search;
 pub mod notify;
 pub mod recipe_files;
+pub mod recipe_usage;
 pub mod recipes_panel;
 pub mod session;
 pub mod templates;
 pub mod templates_panel;
 pub mod theme;
 pub mod variables_panel;
+pub mod wording;
 
 use std::sync::Arc;
 

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::recipe::diag::{Diagnostic, Diagnostics, Severity};
 
+use super::dialogs::Pick;
 use super::theme;
 
 /// What the Recipes panel keeps between frames.
@@ -19,6 +20,73 @@ pub struct RecipesPanel {
     pub notice: Option<String>,
     /// A file dialog is open (its buttons wait for it).
     pub dialog_open: bool,
+    /// No file dialog could be shown: the path is asked for in a field instead.
+    pub path_prompt: Option<PathPrompt>,
+}
+
+/// A path asked for in a field because no file dialog could be shown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathPrompt {
+    /// What the dialog was for.
+    pub pick: Pick,
+    /// Why there was no dialog.
+    pub why: String,
+    /// The path typed so far.
+    pub input: String,
+}
+
+impl PathPrompt {
+    /// Asks for the path `pick` needs, starting from `dir` (and the suggested name).
+    pub fn new(pick: Pick, why: String, dir: Option<&Path>) -> Self {
+        let suggested = match &pick {
+            Pick::OpenRecipe => None,
+            Pick::NewRecipe { suggested }
+            | Pick::SaveRecipeAs { suggested }
+            | Pick::SaveVarFile { suggested } => Some(suggested.as_str()),
+        };
+        let input = match (dir, suggested) {
+            (Some(dir), Some(name)) => dir.join(name).display().to_string(),
+            (Some(dir), None) => format!("{}/", dir.display()),
+            (None, Some(name)) => name.to_string(),
+            (None, None) => String::new(),
+        };
+        Self { pick, why, input }
+    }
+
+    /// The field's label: what the path is for.
+    fn label(&self) -> &'static str {
+        match self.pick {
+            Pick::OpenRecipe => "Recipe to open:",
+            Pick::NewRecipe { .. } => "Where the new recipe goes:",
+            Pick::SaveRecipeAs { .. } => "Save the recipe as:",
+            Pick::SaveVarFile { .. } => "Save the var-file as:",
+        }
+    }
+}
+
+/// Draws the path prompt; returns the path once the user confirms it, or `Err(())` when
+/// they give up.
+pub fn path_prompt_ui(ui: &mut egui::Ui, prompt: &mut PathPrompt) -> Option<Result<PathBuf, ()>> {
+    let mut answer = None;
+    let palette = theme::current(ui.ctx());
+    egui::Frame::group(ui.style()).show(ui, |ui| {
+        ui.add(egui::Label::new(egui::RichText::new(&prompt.why).color(palette.warn)).wrap());
+        ui.horizontal(|ui| {
+            let label = ui.label(prompt.label());
+            let field = ui
+                .add(egui::TextEdit::singleline(&mut prompt.input).desired_width(320.0))
+                .labelled_by(label.id);
+            let enter = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+            let typed = !prompt.input.trim().is_empty();
+            if (ui.add_enabled(typed, egui::Button::new("OK")).clicked() || enter) && typed {
+                answer = Some(Ok(PathBuf::from(prompt.input.trim())));
+            }
+            if ui.button("Cancel").clicked() {
+                answer = Some(Err(()));
+            }
+        });
+    });
+    answer
 }
 
 /// What the user asked the Recipes panel for.
@@ -128,16 +196,17 @@ pub fn diagnostics_ui(ui: &mut egui::Ui, diags: &Diagnostics) -> Option<Diagnost
         if errors == 1 { "" } else { "s" },
         if warnings == 1 { "" } else { "s" }
     ));
-    for severity in [Severity::Error, Severity::Warning] {
+    for severity in [Severity::Error, Severity::Warning, Severity::Note] {
         for d in diags.iter().filter(|d| d.severity == severity) {
-            let (mark, colour) = if d.is_error() {
-                ("error", palette.fail)
-            } else {
-                ("warning", palette.warn)
+            let (mark, colour) = match d.severity {
+                Severity::Error => ("error", palette.fail),
+                Severity::Warning => ("warning", palette.warn),
+                Severity::Note => ("note", ui.visuals().weak_text_color()),
             };
             ui.horizontal_wrapped(|ui| {
                 ui.colored_label(colour, mark);
-                let text = egui::RichText::new(d.to_string()).monospace();
+                let text =
+                    egui::RichText::new(super::wording::for_the_window(&d.to_string())).monospace();
                 if d.line.is_some() {
                     let go = ui
                         .add(egui::Button::new(text).frame(false))
