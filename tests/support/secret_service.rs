@@ -1,5 +1,5 @@
-//! A real Secret Service for tests: a private D-Bus session bus (`dbus-daemon --session`) and
-//! `gnome-keyring-daemon` on it, its login keyring created and unlocked with a throwaway
+//! A real Secret Service for tests: a private D-Bus bus without service activation (see
+//! [`private_bus`]) and `gnome-keyring-daemon` on it, its login keyring created and unlocked with a throwaway
 //! password, in fresh temporary `XDG_DATA_HOME`/`XDG_RUNTIME_DIR` directories (mode 0700).
 //!
 //! Each [`SecretService`] is independent, so tests can run in parallel; kiln is run as a child
@@ -10,7 +10,11 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Write};
+#[path = "private_bus.rs"]
+mod private_bus;
+
+use private_bus::PrivateBus;
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -18,9 +22,8 @@ use std::time::{Duration, Instant};
 
 /// The daemons and their directories.
 pub struct SecretService {
-    bus: Child,
     keyring: Child,
-    address: String,
+    bus: PrivateBus,
     dir: tempfile::TempDir,
 }
 
@@ -32,6 +35,38 @@ fn require(tool: &str, package: &str) {
         found,
         "{tool} is missing: install {package} (apt-get install -y --no-install-recommends {package}); the keyring tests run a real Secret Service"
     );
+}
+
+/// How long one gnome-keyring daemon gets to make its login keyring.
+const KEYRING_WAIT: Duration = Duration::from_secs(20);
+/// How many daemons are tried before the test fails.
+const KEYRING_ATTEMPTS: u32 = 3;
+
+/// Where the current gnome-keyring daemon's messages go (shown if it never gets ready).
+fn keyring_log(dir: &Path) -> Stdio {
+    std::fs::File::create(dir.join("keyring.log"))
+        .map(Stdio::from)
+        .unwrap_or_else(|_| Stdio::null())
+}
+
+/// Starts gnome-keyring on the bus at `address`, its files in `dir`, with the login keyring's
+/// password on its standard input.
+fn spawn_keyring(address: &str, dir: &Path) -> Child {
+    let mut keyring = Command::new("gnome-keyring-daemon")
+        .args(["--foreground", "--unlock", "--components=secrets"])
+        .env("DBUS_SESSION_BUS_ADDRESS", address)
+        .env("XDG_DATA_HOME", dir.join("data"))
+        .env("XDG_RUNTIME_DIR", dir.join("run"))
+        .env("HOME", dir.join("home"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(keyring_log(dir))
+        .spawn()
+        .expect("start gnome-keyring-daemon");
+    let mut stdin = keyring.stdin.take().unwrap();
+    stdin.write_all(b"test-keyring-password").unwrap();
+    drop(stdin);
+    keyring
 }
 
 fn private_dir(path: &Path) {
@@ -49,62 +84,46 @@ impl SecretService {
         for sub in ["data", "run", "config", "home"] {
             private_dir(&dir.path().join(sub));
         }
-        let mut bus = Command::new("dbus-daemon")
-            .args(["--session", "--nofork", "--nopidfile", "--print-address=1"])
-            .env("XDG_RUNTIME_DIR", dir.path().join("run"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start dbus-daemon");
-        let mut line = String::new();
-        BufReader::new(bus.stdout.take().unwrap())
-            .read_line(&mut line)
-            .expect("read the bus address");
-        let address = line.trim().to_string();
-        assert!(address.starts_with("unix:"), "bus address: {address:?}");
-
-        let mut keyring = Command::new("gnome-keyring-daemon")
-            .args(["--foreground", "--unlock", "--components=secrets"])
-            .env("DBUS_SESSION_BUS_ADDRESS", &address)
-            .env("XDG_DATA_HOME", dir.path().join("data"))
-            .env("XDG_RUNTIME_DIR", dir.path().join("run"))
-            .env("HOME", dir.path().join("home"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start gnome-keyring-daemon");
-        {
-            let mut stdin = keyring.stdin.take().unwrap();
-            stdin.write_all(b"test-keyring-password").unwrap();
+        let bus = PrivateBus::start();
+        let address = bus.address().to_string();
+        let keyring = spawn_keyring(&address, dir.path());
+        let mut service = Self { keyring, bus, dir };
+        // A daemon that never makes its login keyring is replaced by a fresh one (with fresh
+        // files); since the bus no longer auto-starts a rival daemon this is a last resort.
+        let mut attempt = 1;
+        while let Err(last) = service.wait_until_answering() {
+            assert!(
+                attempt < KEYRING_ATTEMPTS,
+                "gnome-keyring's login keyring was not ready on the private bus after {KEYRING_ATTEMPTS} daemons of {} s each: {last}; the last daemon said: {}",
+                KEYRING_WAIT.as_secs(),
+                std::fs::read_to_string(service.dir.path().join("keyring.log")).unwrap_or_default()
+            );
+            attempt += 1;
+            let _ = service.keyring.kill();
+            let _ = service.keyring.wait();
+            let data = service.dir.path().join("data");
+            let _ = std::fs::remove_dir_all(&data);
+            private_dir(&data);
+            service.keyring = spawn_keyring(&address, service.dir.path());
         }
-        let service = Self {
-            bus,
-            keyring,
-            address,
-            dir,
-        };
-        service.wait_until_answering();
         service
     }
 
     /// Waits until the Secret Service answers *and* its default collection (the login
     /// keyring, made from the password on stdin) exists and is unlocked: the service answers
     /// a ping before that, and a store in between fails ("result not returned from SS API").
-    fn wait_until_answering(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
+    fn wait_until_answering(&self) -> Result<(), String> {
+        let deadline = Instant::now() + KEYRING_WAIT;
         let mut last = String::new();
         loop {
             if let Some(collection) = self.default_collection(&mut last)
                 && self.unlocked(&collection, &mut last)
             {
-                return;
+                return Ok(());
             }
-            assert!(
-                Instant::now() < deadline,
-                "gnome-keyring's login keyring was not ready on the private bus within 20 s: {last}"
-            );
+            if Instant::now() >= deadline {
+                return Err(last);
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -125,7 +144,7 @@ impl SecretService {
                 method,
             ])
             .args(args)
-            .env("DBUS_SESSION_BUS_ADDRESS", &self.address)
+            .env("DBUS_SESSION_BUS_ADDRESS", self.bus.address())
             .output()
             .expect("run dbus-send");
         if out.status.success() {
@@ -187,7 +206,7 @@ impl SecretService {
     /// Points `command` at this keyring and config (and nothing of the host's).
     pub fn apply<'c>(&self, command: &'c mut Command) -> &'c mut Command {
         command
-            .env("DBUS_SESSION_BUS_ADDRESS", &self.address)
+            .env("DBUS_SESSION_BUS_ADDRESS", self.bus.address())
             .env("XDG_RUNTIME_DIR", self.dir.path().join("run"))
             .env("KILN_CONFIG_DIR", self.config_dir())
             .env("HOME", self.home())
@@ -221,7 +240,5 @@ impl Drop for SecretService {
     fn drop(&mut self) {
         let _ = self.keyring.kill();
         let _ = self.keyring.wait();
-        let _ = self.bus.kill();
-        let _ = self.bus.wait();
     }
 }
