@@ -547,6 +547,79 @@ async fn an_operation_failure_carries_its_reason_and_message() {
     );
 }
 
+/// The operation polls the server answered with `status`.
+fn polls_answered(server: &ApiServer, status: u16) -> usize {
+    server
+        .seen()
+        .iter()
+        .filter(|s| s.path.contains("/operation/") && s.status == status)
+        .count()
+}
+
+#[tokio::test]
+async fn a_few_failed_polls_in_a_row_do_not_end_the_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = qcow2(dir.path(), "10G");
+    let files = ImageServer::start().await;
+    files.add("/images/debian.qcow2", image.clone());
+    let server = ApiServer::start();
+    // Each failed poll is 4 attempts (the client's own retries): 3 polls fail in a row,
+    // after the registration was accepted. Exoscale goes on registering meanwhile.
+    server.fail_polls(3 * 4, 503);
+    let client = client_for(&server, "de-fra-1", fast_options());
+    let url = files.url("/images/debian.qcow2");
+    let template = client
+        .register_template(&register_request("through 503s", url, &image))
+        .await
+        .expect("the registration outlives three failed polls");
+    assert_eq!(template.name.as_deref(), Some("through 503s"));
+    assert_eq!(polls_answered(&server, 503), 12);
+    assert!(polls_answered(&server, 200) >= 1);
+    assert_eq!(server.templates("de-fra-1").len(), 1);
+}
+
+#[tokio::test]
+async fn polls_failing_five_times_in_a_row_end_with_the_operation_id_and_what_to_check() {
+    let server = ApiServer::start();
+    server.set_outcome(OperationOutcome::Never);
+    server.fail_polls(u32::MAX, 503);
+    let client = client_for(&server, "de-fra-1", fast_options());
+    let request = register_request("unknown", "http://127.0.0.1:9/x".into(), b"");
+    let err = client.register_template(&request).await.unwrap_err();
+    let ApiError::OperationUnknown {
+        id, failed_polls, ..
+    } = &err
+    else {
+        panic!("expected OperationUnknown, got {err:?}");
+    };
+    assert_eq!(
+        *failed_polls,
+        kiln::exoscale::operation::POLL_ERRORS_TOLERATED
+    );
+    let text = err.to_string();
+    assert!(text.contains(id.as_str()), "{text}");
+    assert!(text.contains("5 polls in a row failed"), "{text}");
+    assert!(text.contains("injected fault 503"), "{text}");
+    assert!(
+        text.contains("kiln templates list --zone de-fra-1"),
+        "{text}"
+    );
+    // 5 polls of 4 attempts each, and not one more.
+    assert_eq!(polls_answered(&server, 503), 20);
+}
+
+#[tokio::test]
+async fn a_refused_key_while_polling_ends_the_wait_at_once() {
+    let server = ApiServer::start();
+    server.set_outcome(OperationOutcome::Never);
+    server.fail_polls(u32::MAX, 403);
+    let client = client_for(&server, "de-fra-1", fast_options());
+    let request = register_request("refused", "http://127.0.0.1:9/x".into(), b"");
+    let err = client.register_template(&request).await.unwrap_err();
+    assert!(matches!(err, ApiError::Forbidden { .. }), "{err:?}");
+    assert_eq!(polls_answered(&server, 403), 1);
+}
+
 #[tokio::test]
 async fn a_slow_operation_hits_the_timeout() {
     let server = ApiServer::start();

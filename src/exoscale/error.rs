@@ -100,6 +100,23 @@ pub enum ApiError {
         /// The API's message.
         message: Option<String>,
     },
+    /// An asynchronous operation could not be read several polls in a row: how it ends is
+    /// not known.
+    #[error(
+        "operation {id} ({what}): {failed_polls} polls in a row failed, the last with: {last}. The operation may still finish on Exoscale's side: look for the template with `kiln templates list --zone {zone}` in a few minutes"
+    )]
+    OperationUnknown {
+        /// The operation's id.
+        id: String,
+        /// What the operation was doing.
+        what: String,
+        /// The zone it runs in.
+        zone: String,
+        /// How many polls failed in a row.
+        failed_polls: u32,
+        /// The last poll's error.
+        last: String,
+    },
     /// An asynchronous operation was still pending when the timeout ran out.
     #[error("operation {id} ({what}) still pending after {}: giving up (raise `api_timeout` to wait longer; the operation may still finish on Exoscale's side)", humanize(*waited))]
     OperationTimeout {
@@ -113,6 +130,15 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// Whether an operation was started and how it ends is not known (its polls failed, or
+    /// the wait ran out): Exoscale may still finish it.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(
+            self,
+            ApiError::OperationUnknown { .. } | ApiError::OperationTimeout { .. }
+        )
+    }
+
     /// The HTTP status the API answered, when this error is an answer.
     pub fn status(&self) -> Option<u16> {
         match self {

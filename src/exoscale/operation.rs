@@ -9,6 +9,11 @@ use super::client::Client;
 use super::error::ApiError;
 use super::model::{Operation, OperationState};
 
+/// How many polls in a row may fail (each after the client's own retries) before the wait
+/// gives up: Exoscale goes on with the operation meanwhile, so one failed poll is no reason
+/// to stop (egoscale v3 tolerates 5 as well).
+pub const POLL_ERRORS_TOLERATED: u32 = 5;
+
 impl Client {
     /// `GET /operation/{id}`.
     pub async fn operation(&self, id: &str) -> Result<Operation, ApiError> {
@@ -18,7 +23,8 @@ impl Client {
     /// Polls `operation` until it leaves `pending`, as the client's [`PollSchedule`] says.
     /// `what` names the operation in errors ("registering template X"). Success returns
     /// the finished operation; failure, Exoscale's own timeout, and the schedule's timeout
-    /// are errors.
+    /// are errors. A poll that fails is tried again at the next interval, up to
+    /// [`POLL_ERRORS_TOLERATED`] failures in a row (a refused key ends the wait at once).
     ///
     /// [`PollSchedule`]: super::backoff::PollSchedule
     pub async fn wait(&self, operation: Operation, what: &str) -> Result<Operation, ApiError> {
@@ -26,6 +32,7 @@ impl Client {
         let started = Instant::now();
         let mut delay: Option<Duration> = None;
         let mut current = operation;
+        let mut failed_polls = 0;
         loop {
             match current.state {
                 OperationState::Success => return Ok(current),
@@ -52,7 +59,29 @@ impl Client {
             delay = Some(next);
             tokio::time::sleep(next.min(schedule.timeout - elapsed)).await;
             tracing::debug!("polling operation {} ({what})", current.id);
-            current = self.operation(&current.id).await?;
+            match self.operation(&current.id).await {
+                Ok(read) => {
+                    current = read;
+                    failed_polls = 0;
+                }
+                Err(e @ ApiError::Forbidden { .. }) => return Err(e),
+                Err(e) => {
+                    failed_polls += 1;
+                    if failed_polls >= POLL_ERRORS_TOLERATED {
+                        return Err(ApiError::OperationUnknown {
+                            id: current.id,
+                            what: what.to_string(),
+                            zone: self.zone().to_string(),
+                            failed_polls,
+                            last: e.to_string(),
+                        });
+                    }
+                    tracing::warn!(
+                        "polling operation {} ({what}) failed ({failed_polls} in a row, giving up after {POLL_ERRORS_TOLERATED}): {e}",
+                        current.id
+                    );
+                }
+            }
         }
     }
 }

@@ -112,6 +112,8 @@ struct State {
     faults: VecDeque<Fault>,
     /// Zones that answer every request with this status.
     failing_zones: HashMap<String, u16>,
+    /// The next this many operation polls answer this status.
+    failing_polls: Option<(u32, u16)>,
     /// Polls an asynchronous operation stays pending.
     pending_polls: u32,
     outcome: OperationOutcome,
@@ -157,6 +159,7 @@ impl ApiServer {
             operations: HashMap::new(),
             faults: VecDeque::new(),
             failing_zones: HashMap::new(),
+            failing_polls: None,
             pending_polls: 2,
             outcome: OperationOutcome::Normal,
             seen: Vec::new(),
@@ -198,6 +201,12 @@ impl ApiServer {
             .unwrap()
             .failing_zones
             .insert(zone.to_string(), status);
+    }
+
+    /// Makes the next `count` polls of an operation (`GET /operation/{id}`, in any zone)
+    /// answer `status`; other requests are answered as usual.
+    pub fn fail_polls(&self, count: u32, status: u16) {
+        self.state.lock().unwrap().failing_polls = Some((count, status));
     }
 
     /// How many polls asynchronous operations stay pending from now on.
@@ -321,9 +330,14 @@ async fn handle(state: Shared, req: Request<Incoming>) -> Response<Full<Bytes>> 
     let fault = {
         let mut s = state.lock().unwrap();
         let zone = path.split('/').nth(1).unwrap_or_default();
-        match (s.failing_zones.get(zone), s.faults.front()) {
-            (Some(status), _) => Some(Fault::Status(*status)),
-            (None, Some(Fault::Status(_))) => s.faults.pop_front(),
+        let is_poll = method == "GET" && path.contains("/v2/operation/");
+        match (s.failing_zones.get(zone), s.faults.front(), s.failing_polls) {
+            (Some(status), _, _) => Some(Fault::Status(*status)),
+            (None, Some(Fault::Status(_)), _) => s.faults.pop_front(),
+            (None, None, Some((left, status))) if is_poll && left > 0 => {
+                s.failing_polls = Some((left - 1, status));
+                Some(Fault::Status(status))
+            }
             _ => None,
         }
     };
