@@ -1,7 +1,8 @@
 //! Cancelling a build during `exoscale-import` leaves nothing in the bucket: the runner drops
 //! the step at once, and the cleanup the step registered aborts an unfinished multipart upload
 //! and removes the object. Against a real S3 server (Garage) and the strict API test server,
-//! with the post-processor run by the build's runner (no VM needed).
+//! with the post-processor run by the build's runner (no VM needed). A registration whose
+//! outcome is unknown (kiln stopped waiting) keeps the object Exoscale may still download.
 
 #[path = "support/exoscale_api.rs"]
 mod exoscale_api;
@@ -47,6 +48,17 @@ fn image(dir: &Path, mib: u32) -> PathBuf {
 }
 
 fn recipe(dir: &Path, api: &ApiServer, s3: &str, bucket: &str) -> Recipe {
+    recipe_waiting(dir, api, s3, bucket, "10m")
+}
+
+/// [`recipe`] with this `api_timeout`.
+fn recipe_waiting(
+    dir: &Path,
+    api: &ApiServer,
+    s3: &str,
+    bucket: &str,
+    api_timeout: &str,
+) -> Recipe {
     let text = json!({
         "builders": [{"type": "qemu", "name": "debian", "iso_url": "https://example.com/d.qcow2",
                       "iso_checksum": "none", "disk_image": true, "ssh_username": "debian"}],
@@ -60,7 +72,7 @@ fn recipe(dir: &Path, api: &ApiServer, s3: &str, bucket: &str) -> Recipe {
             "image_zone": garage::ZONE,
             "template_zones": [garage::ZONE],
             "template_name": "cancelled",
-            "api_timeout": "10m"
+            "api_timeout": api_timeout
         }]
     });
     let path = dir.join("recipe.json");
@@ -183,6 +195,47 @@ async fn a_cancel_mid_upload_leaves_no_multipart_upload() {
     );
     assert!(!store.exists(&key).await.unwrap());
     assert_cleanup_ran(&events, &key);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registration_whose_outcome_is_unknown_keeps_the_object_it_downloads() {
+    let s3 = garage::garage();
+    let bucket = "kiln-outcome-unknown";
+    s3.create_bucket(bucket);
+    let api = ApiServer::start();
+    // Exoscale neither finishes nor fails the registration before kiln stops waiting.
+    api.set_outcome(OperationOutcome::Never);
+    let dir = tempfile::tempdir().unwrap();
+    let image = image(dir.path(), 8);
+    let recipe = recipe_waiting(dir.path(), &api, &s3.endpoint, bucket, "2s");
+    let (outcome, events) = cancelled_import(&recipe, &image, dir.path(), |_| false).await;
+    let Outcome::Failed(error) = outcome else {
+        panic!("the import fails: {outcome:?}");
+    };
+    let key = format!("kiln/{RUN}/image.qcow2");
+    assert!(error.contains("still pending after"), "{error}");
+    assert!(
+        error.contains(&format!("The image stays in bucket {bucket} as {key}")),
+        "{error}"
+    );
+    let store = store(&s3.endpoint, bucket);
+    assert!(
+        store.exists(&key).await.unwrap(),
+        "the object a registration may still download was removed"
+    );
+    assert!(
+        events.iter().any(|e| matches!(e, Event::Warning(w)
+            if w.starts_with(&format!("kept {key} in bucket {bucket}: the registration may still finish"))
+                && w.contains("kiln templates list --zone")
+                && w.contains("\"cancelled\""))),
+        "the build says what it kept and when to delete it"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::CleanedUp(what) if what.contains(&key))),
+        "the object's cleanup reported as done"
+    );
 }
 
 /// The recipe's exoscale-import configuration.

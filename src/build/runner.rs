@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
@@ -51,6 +52,25 @@ struct Cleanup {
     run: CleanupFn,
     /// Removes files a failed build may be debugged with: skipped under [`OnError::Abort`].
     removes_files: bool,
+    /// Set while the step ran when what the cleanup removes must stay after all.
+    keep: Option<KeepReason>,
+}
+
+/// Why what a deferred cleanup would remove must stay, decided while the step runs (an
+/// object Exoscale may still download, say). Clones share the reason.
+#[derive(Debug, Clone, Default)]
+pub struct KeepReason(Arc<Mutex<Option<String>>>);
+
+impl KeepReason {
+    /// Keeps it, for this reason (reported as a warning instead of running the cleanup).
+    pub fn set(&self, why: impl Into<String>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.into());
+    }
+
+    /// The reason, when one was set.
+    pub fn reason(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 /// What happens to a failed build's files (`kiln build --on-error`, as Packer's flag).
@@ -121,7 +141,31 @@ impl StepContext {
         F: FnOnce() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), String>> + Send + 'static,
     {
-        self.push_cleanup(what.into(), Box::new(move || Box::pin(cleanup())), false);
+        self.push_cleanup(
+            what.into(),
+            Box::new(move || Box::pin(cleanup())),
+            false,
+            None,
+        );
+    }
+
+    /// Like [`StepContext::defer`], for a cleanup that is skipped when `keep` holds a reason
+    /// by then: the build warns "kept WHAT: REASON" instead.
+    pub fn defer_unless_kept<F, Fut>(
+        &mut self,
+        what: impl Into<String>,
+        keep: KeepReason,
+        cleanup: F,
+    ) where
+        F: FnOnce() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        self.push_cleanup(
+            what.into(),
+            Box::new(move || Box::pin(cleanup())),
+            false,
+            Some(keep),
+        );
     }
 
     /// Like [`StepContext::defer`], for a cleanup that removes files: after a failure with
@@ -131,14 +175,26 @@ impl StepContext {
         F: FnOnce() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), String>> + Send + 'static,
     {
-        self.push_cleanup(what.into(), Box::new(move || Box::pin(cleanup())), true);
+        self.push_cleanup(
+            what.into(),
+            Box::new(move || Box::pin(cleanup())),
+            true,
+            None,
+        );
     }
 
-    fn push_cleanup(&mut self, what: String, run: CleanupFn, removes_files: bool) {
+    fn push_cleanup(
+        &mut self,
+        what: String,
+        run: CleanupFn,
+        removes_files: bool,
+        keep: Option<KeepReason>,
+    ) {
         self.cleanups.push(Cleanup {
             what,
             run,
             removes_files,
+            keep,
         });
     }
 }
@@ -207,6 +263,10 @@ pub async fn run<S: Send>(
             )));
             continue;
         }
+        if let Some(why) = cleanup.keep.as_ref().and_then(KeepReason::reason) {
+            events.send(Event::Warning(format!("kept {}: {why}", cleanup.what)));
+            continue;
+        }
         match (cleanup.run)().await {
             Ok(()) => events.send(Event::CleanedUp(cleanup.what)),
             Err(e) => events.send(Event::Warning(format!(
@@ -251,6 +311,18 @@ mod tests {
                 let journal = self.journal.clone();
                 let name = self.name;
                 self.journal.lock().unwrap().push(format!("run {name}"));
+                let keep = KeepReason::default();
+                if name.starts_with("upload") {
+                    let journal = journal.clone();
+                    ctx.defer_unless_kept(
+                        format!("{name}'s object"),
+                        keep.clone(),
+                        move || async move {
+                            journal.lock().unwrap().push(format!("delete {name}"));
+                            Ok(())
+                        },
+                    );
+                }
                 if name.starts_with("disk") {
                     ctx.defer_removal(format!("{name}'s files"), move || async move {
                         journal.lock().unwrap().push(format!("remove {name}"));
@@ -263,6 +335,10 @@ mod tests {
                     });
                 }
                 match self.action {
+                    "keep-and-fail" => {
+                        keep.set("someone may still read it");
+                        Err(StepError("outcome unknown".into()))
+                    }
                     "fail" => Err(StepError("it broke; fix it".into())),
                     "skip" => Ok(StepDone::Skipped("cached".into())),
                     "hang" => {
@@ -340,6 +416,22 @@ mod tests {
             run_script_with(&[("disk", "ok"), ("vm", "ok")], OnError::Abort).await;
         assert_eq!(outcome, Outcome::Done);
         assert_eq!(journal, ["run disk", "run vm", "clean vm", "remove disk"]);
+    }
+
+    #[tokio::test]
+    async fn a_cleanup_whose_step_set_a_keep_reason_is_skipped_with_a_warning() {
+        let (outcome, journal, events) = run_script(&[("upload", "keep-and-fail")]).await;
+        assert!(matches!(outcome, Outcome::Failed(_)));
+        assert_eq!(journal, ["run upload", "clean upload"]);
+        assert!(events.iter().any(|e| matches!(e,
+            Event::Warning(w) if w == "kept upload's object: someone may still read it")));
+        assert!(!events.contains(&Event::CleanedUp("upload's object".into())));
+        // Without a reason it runs, on failure as on success.
+        let (_, journal, _) = run_script(&[("upload", "fail")]).await;
+        assert_eq!(journal, ["run upload", "clean upload", "delete upload"]);
+        let (_, journal, events) = run_script(&[("upload", "ok")]).await;
+        assert_eq!(journal, ["run upload", "clean upload", "delete upload"]);
+        assert!(events.contains(&Event::CleanedUp("upload's object".into())));
     }
 
     #[tokio::test]

@@ -5,14 +5,13 @@
 use std::path::Path;
 use std::time::Duration;
 
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::{BuildFacts, PostProcess, Processed};
 use crate::build::artifact::Artifact;
 use crate::build::event::Unit;
 use crate::build::redact::Redactor;
-use crate::build::runner::{BoxFuture, StepContext, StepError};
+use crate::build::runner::{BoxFuture, KeepReason, StepContext, StepError};
 use crate::exoscale::model::boot_mode_name;
 use crate::exoscale::{
     Client, ClientOptions, Credentials, RegisterTemplate, TemplateFilter, Visibility, zone,
@@ -105,14 +104,18 @@ impl PostProcess for ExoscaleImport {
                 .ok_or_else(|| StepError("the input artifact has no image to import".into()))?;
             let credentials = resolve_credentials(&self.0, ctx.events().redactor())?;
             let key = format!("kiln/{}/{}", facts.run_uuid, file_name(image));
+            // Set when the registration's outcome is unknown: Exoscale may still download
+            // the object, so it must stay.
+            let keep_object = KeepReason::default();
             if !self.0.skip_clean {
                 // A cancelled build drops this step mid-way: the upload (or the finished
                 // object, while the registration is polled) is removed after the steps.
                 let store = ObjectStore::new(&store_config(&self.0, &credentials))
                     .map_err(|e| StepError(format!("exoscale-import: {e}")))?;
                 let object = key.clone();
-                ctx.defer(
+                ctx.defer_unless_kept(
                     format!("{key} in bucket {}", self.0.image_bucket),
+                    keep_object.clone(),
                     move || async move {
                         store
                             .abort_pending(&object)
@@ -122,7 +125,8 @@ impl PostProcess for ExoscaleImport {
                     },
                 );
             }
-            let done = run_exoscale_import(&self.0, credentials, image, &key, ctx).await?;
+            let done =
+                run_exoscale_import(&self.0, credentials, image, &key, &keep_object, ctx).await?;
             ctx.log(done.summary());
             Ok(Processed {
                 artifact: Artifact {
@@ -311,6 +315,7 @@ pub async fn run_exoscale_import(
     credentials: Credentials,
     image: &Path,
     key: &str,
+    keep_object: &KeepReason,
     ctx: &StepContext,
 ) -> Result<ExoscaleArtifact, StepError> {
     let cancel = ctx.cancel();
@@ -349,10 +354,17 @@ pub async fn run_exoscale_import(
 
     let uploaded = upload(config, &store, image, key, ctx).await;
     let result = match uploaded {
-        Ok(md5) => register_everywhere(config, &store, key, &md5, &registrar, ctx).await,
+        Ok(md5) => {
+            register_everywhere(config, &store, key, &md5, &registrar, keep_object, ctx).await
+        }
         Err(e) => Err(e),
     };
-    if !config.skip_clean {
+    if let Some(why) = keep_object.reason() {
+        ctx.log(format!(
+            "kept {key} in bucket {}: {why}",
+            config.image_bucket
+        ));
+    } else if !config.skip_clean {
         // Also after a failure or cancel: nothing stays in the bucket.
         match store.delete(key).await {
             Ok(()) => ctx.log(format!("removed {key} from bucket {}", config.image_bucket)),
@@ -398,6 +410,7 @@ async fn register_everywhere(
     key: &str,
     md5: &str,
     registrar: &Client,
+    keep_object: &KeepReason,
     ctx: &StepContext,
 ) -> Result<ExoscaleArtifact, StepError> {
     let url = match config.acl {
@@ -432,32 +445,39 @@ async fn register_everywhere(
     ));
     let template = cancellable(ctx.cancel(), registrar.register_template(&request))
         .await?
-        .map_err(|e| StepError(format!("exoscale-import: {e}")))?;
-    let mut templates = vec![(registrar.zone().to_string(), template.id.clone())];
-
-    let mut copies = JoinSet::new();
-    for zone in config.template_zones.iter().skip(1) {
-        let source = registrar.clone();
-        let (zone, id) = (zone.clone(), template.id.clone());
-        copies.spawn(async move {
-            let copied = source.copy_template(&id, &zone).await;
-            (zone, copied)
-        });
-    }
-    while let Some(joined) = cancellable(ctx.cancel(), copies.join_next()).await? {
-        let (zone, copied) = joined.map_err(|e| StepError(format!("copy task: {e}")))?;
-        let id = copied.map_err(|e| {
-            StepError(format!(
-                "exoscale-import: the template is registered in {} ({}) but copying it to {zone} failed: {e}",
+        .map_err(|e| {
+            if !e.outcome_unknown() {
+                return StepError(format!("exoscale-import: {e}"));
+            }
+            // Exoscale downloads the image while it registers: removing it now would make
+            // a registration that is still running fail.
+            keep_object.set(format!(
+                "the registration may still finish and downloads it; delete it once `kiln templates list --zone {}` shows \"{}\"",
                 registrar.zone(),
-                template.id
+                config.template_name
+            ));
+            StepError(format!(
+                "exoscale-import: {e}. The image stays in bucket {} as {key} for that registration",
+                config.image_bucket
             ))
         })?;
+    let mut templates = vec![(registrar.zone().to_string(), template.id.clone())];
+
+    // One zone at a time, as Packer does: Exoscale may answer a copy of a template that is
+    // being copied elsewhere with `busy` or `conflict`.
+    for zone in config.template_zones.iter().skip(1) {
+        let id = cancellable(ctx.cancel(), registrar.copy_template(&template.id, zone))
+            .await?
+            .map_err(|e| {
+                StepError(format!(
+                    "exoscale-import: the template is registered in {} ({}) but copying it to {zone} failed: {e}",
+                    registrar.zone(),
+                    template.id
+                ))
+            })?;
         ctx.log(format!("copied to {zone}: {id}"));
-        templates.push((zone, id));
+        templates.push((zone.clone(), id));
     }
-    // Keep the configured zone order in the artifact.
-    templates.sort_by_key(|(zone, _)| config.template_zones.iter().position(|z| z == zone));
     Ok(ExoscaleArtifact {
         name: config.template_name.clone(),
         templates,
