@@ -738,7 +738,10 @@ async fn odd_answers_are_errors_not_panics() {
         (200, b"<html>Gateway</html>"),
         (200, b"{\"templates\": [{\"id\": 5}]}"),
         (200, b"{\"templates\": \"none\"}"),
-        (200, b"{\"id\": \"x\", \"state\": \"exploded\"}"),
+        (
+            200,
+            b"{\"id\": \"x\", \"state\": \"exploded\", \"templates\": 5}",
+        ),
         (200, b"{\"templates\": [{\"id\": \"a\", \"size\": -1}]}"),
         (200, &[0xff, 0x00, 0xfe]),
         (400, b"\xff\xfe not utf-8"),

@@ -238,6 +238,32 @@ async fn a_registration_whose_outcome_is_unknown_keeps_the_object_it_downloads()
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_over_100_gib_is_published_with_a_warning_that_says_why() {
+    let s3 = garage::garage();
+    let bucket = "kiln-large-image";
+    s3.create_bucket(bucket);
+    let api = ApiServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("large.qcow2");
+    let ok = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(&image)
+        .arg("101G")
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let recipe = recipe(dir.path(), &api, &s3.endpoint, bucket);
+    let (outcome, events) = cancelled_import(&recipe, &image, dir.path(), |_| false).await;
+    assert_eq!(outcome, Outcome::Done, "{events:?}");
+    assert!(
+        events.iter().any(|e| matches!(e, Event::Warning(w)
+            if w.contains("virtual size is 101 GiB") && w.contains("100 GB as the largest template"))),
+        "no size warning: {events:?}"
+    );
+    assert_eq!(api.templates(garage::ZONE).len(), 1);
+}
+
 /// The recipe's exoscale-import configuration.
 fn import_config(recipe: &Recipe) -> kiln::recipe::postprocessor::ExoscaleImportConfig {
     match &recipe.builds[0].post_processors[0][0].kind {

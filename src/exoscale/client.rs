@@ -298,14 +298,12 @@ fn status_error(
     }
 }
 
-/// What an error answer says: its JSON `message`, else the start of the body as text.
+/// What an error answer says: its JSON `message`, else `error`, else an RFC 9457 problem's
+/// `title`, `detail` and `errors` (what Exoscale's gateways and its Go client read), else the
+/// start of the body as text.
 pub fn api_message(body: &[u8]) -> String {
-    #[derive(serde::Deserialize)]
-    struct ErrorBody {
-        message: String,
-    }
-    if let Ok(ErrorBody { message }) = serde_json::from_slice::<ErrorBody>(body)
-        && !message.trim().is_empty()
+    if let Ok(serde_json::Value::Object(fields)) = serde_json::from_slice(body)
+        && let Some(message) = json_error_message(&fields)
     {
         return message;
     }
@@ -319,6 +317,40 @@ pub fn api_message(body: &[u8]) -> String {
         excerpt.push('…');
     }
     excerpt.replace(['\n', '\r'], " ")
+}
+
+/// The message of a JSON error body, when it has one in a field kiln knows.
+fn json_error_message(fields: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
+    let text = |key: &str| {
+        fields
+            .get(key)
+            .and_then(serde_json::Value::as_str)
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+    };
+    if let Some(message) = text("message").or_else(|| text("error")) {
+        return Some(message.to_string());
+    }
+    let mut parts: Vec<String> = [text("title"), text("detail")]
+        .into_iter()
+        .flatten()
+        .map(str::to_string)
+        .collect();
+    if let Some(errors) = fields.get("errors").and_then(serde_json::Value::as_array) {
+        parts.extend(errors.iter().filter_map(|e| {
+            match e {
+                serde_json::Value::String(s) => Some(s.trim().to_string()),
+                serde_json::Value::Object(o) => ["detail", "message", "title"]
+                    .iter()
+                    .find_map(|k| o.get(*k).and_then(serde_json::Value::as_str))
+                    .map(|s| s.trim().to_string()),
+                _ => None,
+            }
+        }));
+    }
+    parts.retain(|p| !p.is_empty());
+    parts.dedup();
+    (!parts.is_empty()).then(|| parts.join(": "))
 }
 
 /// Decodes a success answer; the error says what did not fit.
@@ -352,6 +384,32 @@ mod tests {
             BODY_EXCERPT + 1
         );
         assert_eq!(api_message(&[0xff, 0xfe]), "\u{fffd}\u{fffd}");
+    }
+
+    #[test]
+    fn api_messages_from_error_and_problem_bodies() {
+        assert_eq!(
+            api_message(br#"{"error":"quota exceeded"}"#),
+            "quota exceeded"
+        );
+        assert_eq!(
+            api_message(br#"{"message":" ","error":"fallback"}"#),
+            "fallback"
+        );
+        assert_eq!(
+            api_message(
+                br#"{"type":"about:blank","title":"Bad Request","detail":"name too long","status":400}"#
+            ),
+            "Bad Request: name too long"
+        );
+        assert_eq!(
+            api_message(
+                br#"{"title":"Invalid body","errors":[{"detail":"name: too long","pointer":"/name"},"url: required"]}"#
+            ),
+            "Invalid body: name: too long: url: required"
+        );
+        // A JSON body with none of those fields is shown as text.
+        assert_eq!(api_message(br#"{"status":502}"#), r#"{"status":502}"#);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! `None`) so a newer API never breaks kiln; requests carry exactly the documented fields.
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::recipe::postprocessor::BootMode;
 
@@ -35,7 +35,10 @@ pub struct Template {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub visibility: Option<String>,
     /// The zones it is available in.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_as_default"
+    )]
     pub zones: Vec<String>,
     /// MD5 of the image.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -78,12 +81,24 @@ impl Template {
     }
 }
 
-/// The answer of `GET /template` (`templates` must be there: an answer without it is not a
-/// list).
+/// The answer of `GET /template`. The API leaves `templates` out when there are none (an
+/// organisation with no template of that visibility: Exoscale's Go client declares it
+/// `omitempty`), so a missing or `null` list is an empty one.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct TemplateList {
     /// The templates.
+    #[serde(default, deserialize_with = "null_as_default")]
     pub templates: Vec<Template>,
+}
+
+/// Reads `null` as the type's default (an empty list, an empty reference), as Exoscale's own
+/// clients do for fields the API may leave empty.
+fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 /// A zone (`#/components/schemas/zone`).
@@ -100,10 +115,11 @@ pub struct Zone {
     pub sos_endpoint: Option<String>,
 }
 
-/// The answer of `GET /zone`.
+/// The answer of `GET /zone` (a missing or `null` list is an empty one).
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct ZoneList {
     /// The zones.
+    #[serde(default, deserialize_with = "null_as_default")]
     pub zones: Vec<Zone>,
 }
 
@@ -161,8 +177,8 @@ pub struct Operation {
     /// The API's message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
-    /// What it is about.
-    #[serde(default)]
+    /// What it is about (`null` when the API has nothing to refer to).
+    #[serde(default, deserialize_with = "null_as_default")]
     pub reference: Reference,
 }
 
@@ -278,5 +294,25 @@ mod tests {
             ..t
         };
         assert_eq!(bad_date.created(), None);
+    }
+
+    #[test]
+    fn empty_lists_and_references_may_be_missing_or_null() {
+        for body in ["{}", r#"{"templates":null}"#, r#"{"templates":[]}"#] {
+            let list: TemplateList = serde_json::from_str(body).unwrap();
+            assert!(list.templates.is_empty(), "{body}");
+        }
+        for body in ["{}", r#"{"zones":null}"#] {
+            let list: ZoneList = serde_json::from_str(body).unwrap();
+            assert!(list.zones.is_empty(), "{body}");
+        }
+        let t: Template = serde_json::from_str(r#"{"id":"a","zones":null}"#).unwrap();
+        assert!(t.zones.is_empty());
+        let op: Operation =
+            serde_json::from_str(r#"{"id":"o","state":"success","reference":null}"#).unwrap();
+        assert_eq!(op.reference, Reference::default());
+        // A list of the wrong shape is still an error.
+        assert!(serde_json::from_str::<TemplateList>(r#"{"templates":"none"}"#).is_err());
+        assert!(serde_json::from_str::<TemplateList>(r#"{"templates":[{"id":5}]}"#).is_err());
     }
 }

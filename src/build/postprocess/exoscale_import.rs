@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{BuildFacts, PostProcess, Processed};
 use crate::build::artifact::Artifact;
-use crate::build::event::Unit;
+use crate::build::event::{Event, Unit};
 use crate::build::redact::Redactor;
 use crate::build::runner::{BoxFuture, KeepReason, StepContext, StepError};
 use crate::exoscale::model::boot_mode_name;
@@ -30,6 +30,9 @@ pub const SOS_ENDPOINT_ENV: &str = "EXOSCALE_SOS_ENDPOINT";
 pub const MIN_VIRTUAL_SIZE: u64 = 10 << 30;
 /// The largest virtual size Exoscale registers.
 pub const MAX_VIRTUAL_SIZE: u64 = 1000 << 30;
+/// Above this virtual size kiln warns: parts of Exoscale's documentation give 100 GB as the
+/// largest template, so a registration may fail after a long upload.
+pub const WARN_VIRTUAL_SIZE: u64 = 100 << 30;
 
 /// The `exoscale-import` post-processor.
 pub struct ExoscaleImport(pub ExoscaleImportConfig);
@@ -209,6 +212,52 @@ fn store_config(config: &ExoscaleImportConfig, credentials: &Credentials) -> Sto
     }
 }
 
+/// The longest value the API takes in a template's text fields (`maxLength` in its OpenAPI
+/// description).
+const MAX_FIELD_CHARS: usize = 255;
+
+/// The template's text fields as they will be sent (after interpolation) against the API's
+/// limits, so a name made too long by its variables fails before an upload, not after it.
+pub fn check_template_fields(config: &ExoscaleImportConfig) -> Result<(), StepError> {
+    let optional = |v: &Option<String>| v.clone();
+    let fields = [
+        ("template_name", Some(config.template_name.clone()), true),
+        (
+            "template_description",
+            Some(config.template_description.clone()).filter(|d| !d.is_empty()),
+            false,
+        ),
+        (
+            "template_username",
+            optional(&config.template_username),
+            true,
+        ),
+        (
+            "template_maintainer",
+            optional(&config.template_maintainer),
+            true,
+        ),
+        ("template_version", optional(&config.template_version), true),
+        ("template_build", optional(&config.template_build), true),
+    ];
+    for (key, value, non_empty) in fields {
+        let Some(value) = value else { continue };
+        let chars = value.chars().count();
+        if chars > MAX_FIELD_CHARS {
+            return Err(StepError(format!(
+                "exoscale-import: `{key}` is {chars} characters long once interpolated (\"{}…\"); Exoscale takes at most {MAX_FIELD_CHARS}: shorten it or the variables in it",
+                value.chars().take(40).collect::<String>()
+            )));
+        }
+        if non_empty && value.trim().is_empty() {
+            return Err(StepError(format!(
+                "exoscale-import: `{key}` is empty once interpolated; Exoscale needs at least one character: set it, or the variables in it"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Checks that Exoscale will accept `image`: qcow2, not preallocated, virtual size within
 /// 10 GiB–1000 GiB. Returns the virtual size.
 pub fn check_image(image: &Path) -> Result<u64, StepError> {
@@ -249,6 +298,7 @@ pub async fn preflight(
     config: &ExoscaleImportConfig,
     redactor: &Redactor,
 ) -> Result<String, StepError> {
+    check_template_fields(config)?;
     let credentials = resolve_credentials(config, redactor)?;
     let first_zone = config
         .template_zones
@@ -319,7 +369,15 @@ pub async fn run_exoscale_import(
     ctx: &StepContext,
 ) -> Result<ExoscaleArtifact, StepError> {
     let cancel = ctx.cancel();
-    check_image(image)?;
+    check_template_fields(config)?;
+    let size = check_image(image)?;
+    if size > WARN_VIRTUAL_SIZE {
+        ctx.events().send(Event::Warning(format!(
+            "exoscale-import: {}'s virtual size is {} GiB; parts of Exoscale's documentation give 100 GB as the largest template, so the registration may fail after the upload: a smaller disk_size is safer",
+            image.display(),
+            size >> 30
+        )));
+    }
     let first_zone = config
         .template_zones
         .first()
@@ -414,11 +472,7 @@ async fn register_everywhere(
     ctx: &StepContext,
 ) -> Result<ExoscaleArtifact, StepError> {
     let url = match config.acl {
-        ObjectAcl::PublicRead => format!(
-            "{}/{}/{key}",
-            sos_endpoint(config).trim_end_matches('/'),
-            config.image_bucket
-        ),
+        ObjectAcl::PublicRead => public_url(&sos_endpoint(config), &config.image_bucket, key),
         // Valid for the whole registration, with a margin.
         ObjectAcl::Private => store
             .presigned_get(key, config.api_timeout + Duration::from_secs(600))
@@ -506,10 +560,67 @@ async fn cancellable<T>(
     }
 }
 
+/// The URL of a public-read object: each part of the key percent-encoded (RFC 3986), so an
+/// image named `my image#2.qcow2` is fetched as such rather than cut at `#`.
+fn public_url(endpoint: &str, bucket: &str, key: &str) -> String {
+    let mut url = format!("{}/{bucket}", endpoint.trim_end_matches('/'));
+    for segment in key.split('/') {
+        url.push('/');
+        for byte in segment.bytes() {
+            if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+                url.push(byte as char);
+            } else {
+                url.push_str(&format!("%{byte:02X}"));
+            }
+        }
+    }
+    url
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::recipe::secret::Secret;
+
+    #[test]
+    fn template_fields_over_the_api_limits_fail_before_anything_is_uploaded() {
+        let mut c = config("", "", None);
+        assert!(check_template_fields(&c).is_ok());
+        c.template_name = "é".repeat(255);
+        assert!(check_template_fields(&c).is_ok(), "255 characters fit");
+        c.template_name = format!("Debian 12 {}", "x".repeat(250));
+        let e = check_template_fields(&c).unwrap_err().0;
+        assert!(
+            e.contains("`template_name` is 260 characters long once interpolated"),
+            "{e}"
+        );
+        assert!(e.contains("at most 255"), "{e}");
+        c.template_name = "t".into();
+        c.template_description = "d".repeat(256);
+        let e = check_template_fields(&c).unwrap_err().0;
+        assert!(e.contains("`template_description` is 256"), "{e}");
+        c.template_description = String::new();
+        assert!(check_template_fields(&c).is_ok(), "no description is fine");
+        c.template_username = Some(" ".into());
+        let e = check_template_fields(&c).unwrap_err().0;
+        assert!(e.contains("`template_username` is empty"), "{e}");
+    }
+
+    #[test]
+    fn public_urls_escape_each_part_of_the_key() {
+        assert_eq!(
+            public_url(
+                "https://sos-de-fra-1.exo.io/",
+                "images",
+                "kiln/run-1/debian.qcow2"
+            ),
+            "https://sos-de-fra-1.exo.io/images/kiln/run-1/debian.qcow2"
+        );
+        assert_eq!(
+            public_url("http://127.0.0.1:3900", "b", "kiln/r/my image#2 (é)?.qcow2"),
+            "http://127.0.0.1:3900/b/kiln/r/my%20image%232%20%28%C3%A9%29%3F.qcow2"
+        );
+    }
 
     fn config(key: &str, secret: &str, profile: Option<&str>) -> ExoscaleImportConfig {
         let mut obj = serde_json::json!({"image_bucket": "b", "template_name": "t"});
