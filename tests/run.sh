@@ -109,6 +109,8 @@ if [ "${CI:-}" = true ]; then export CARGO_INCREMENTAL=0; fi
 # --- checks -----------------------------------------------------------------------------------
 # Tests that check files with external tools fail (instead of skipping) when a tool is missing.
 export KILN_REQUIRE_TOOLS=1
+# A full run checks against the committed expectations; it never rewrites them.
+unset KILN_BLESS UPDATE_SNAPSHOTS
 
 start=$(date +%s)
 log "cargo fmt --check"
