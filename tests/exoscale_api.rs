@@ -620,6 +620,94 @@ async fn a_refused_key_while_polling_ends_the_wait_at_once() {
     assert_eq!(polls_answered(&server, 403), 1);
 }
 
+/// The paths the server was asked for, in order.
+fn paths(server: &ApiServer) -> Vec<String> {
+    server.seen().iter().map(|s| s.path.clone()).collect()
+}
+
+#[tokio::test]
+async fn an_endpoint_setting_without_zone_finds_each_zones_own_endpoint_as_exo_does() {
+    let server = ApiServer::start();
+    server.advertise_own_endpoints();
+    server.add_template(
+        "de-fra-1",
+        json!({"name": "in Frankfurt", "visibility": "private"}),
+    );
+    server.add_template(
+        "ch-gva-2",
+        json!({"name": "in Geneva", "visibility": "private"}),
+    );
+    let credentials = Credentials::new(TEST_KEY, Secret::new(TEST_SECRET)).unwrap();
+    // What a CI job sets for `exo`: one zone's endpoint.
+    let setting = server.base("ch-gva-2");
+    let client =
+        Client::with_endpoint_setting("de-fra-1", Some(&setting), credentials, fast_options())
+            .unwrap();
+    for _ in 0..2 {
+        let names: Vec<String> = client
+            .list_templates(&TemplateFilter::default())
+            .await
+            .unwrap()
+            .into_iter()
+            .filter_map(|t| t.name)
+            .collect();
+        assert_eq!(names, vec!["in Frankfurt".to_string()]);
+    }
+    assert_eq!(client.base_url().as_str(), server.base("de-fra-1"));
+    // The zones are asked once, at the endpoint given; then the zone's own is used.
+    assert_eq!(
+        paths(&server),
+        vec![
+            "/ch-gva-2/v2/zone".to_string(),
+            "/de-fra-1/v2/template".to_string(),
+            "/de-fra-1/v2/template".to_string(),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_zone_the_endpoint_does_not_list_is_an_error_that_lists_them() {
+    let server = ApiServer::start();
+    server.advertise_own_endpoints();
+    let credentials = Credentials::new(TEST_KEY, Secret::new(TEST_SECRET)).unwrap();
+    let client = Client::with_endpoint_setting(
+        "xx-nowhere-1",
+        Some(&server.base("ch-gva-2")),
+        credentials.clone(),
+        fast_options(),
+    )
+    .unwrap();
+    let err = client
+        .list_templates(&TemplateFilter::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ApiError::ZoneNotListed { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("`xx-nowhere-1`"), "{text}");
+    assert!(text.contains("de-fra-1, "), "{text}");
+    assert!(text.contains("EXOSCALE_API_ENDPOINT"), "{text}");
+    // A setting with `{zone}` is a template: no zone lookup.
+    let templated = Client::with_endpoint_setting(
+        "de-fra-1",
+        Some(&server.endpoint()),
+        credentials,
+        fast_options(),
+    )
+    .unwrap();
+    templated
+        .list_templates(&TemplateFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(paths(&server).last().unwrap(), "/de-fra-1/v2/template");
+    assert_eq!(
+        paths(&server)
+            .iter()
+            .filter(|p| p.ends_with("/zone"))
+            .count(),
+        1
+    );
+}
+
 #[tokio::test]
 async fn a_slow_operation_hits_the_timeout() {
     let server = ApiServer::start();

@@ -227,6 +227,35 @@ fn a_registered_template_is_listed_with_the_right_fields() {
 }
 
 #[test]
+fn an_endpoint_set_for_exo_lists_each_zone_at_its_own_endpoint() {
+    let server = ApiServer::start();
+    server.advertise_own_endpoints();
+    server.add_template("de-fra-1", template("Debian 12 in Frankfurt", 1));
+    server.add_template("ch-gva-2", template("Debian 12 in Geneva", 1));
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["templates", "list", "--zone", "de-fra-1"])
+        .env("EXOSCALE_API_KEY", TEST_KEY)
+        .env("EXOSCALE_API_SECRET", TEST_SECRET)
+        // As a CI job sets it for `exo`: one zone's endpoint, no `{zone}`.
+        .env("EXOSCALE_API_ENDPOINT", server.base("ch-gva-2"))
+        .env_remove("KILN_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("kiln runs");
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("Debian 12 in Frankfurt"), "{stdout}");
+    assert!(!stdout.contains("Debian 12 in Geneva"), "{stdout}");
+    assert!(
+        server
+            .seen()
+            .iter()
+            .any(|s| s.path == "/de-fra-1/v2/template"),
+        "the zone's own endpoint was not used"
+    );
+}
+
+#[test]
 fn show_of_a_missing_template_says_not_found() {
     let server = ApiServer::start();
     let id = uuid::Uuid::new_v4().to_string();

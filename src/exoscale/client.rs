@@ -1,6 +1,7 @@
 //! The HTTP side of the API client: one zone's base URL, signed requests, retries, error
 //! answers turned into [`ApiError`]s with the API's message.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use reqwest::{Method, StatusCode, Url};
@@ -9,6 +10,7 @@ use serde::de::DeserializeOwned;
 use super::backoff::{PollSchedule, RetryPolicy};
 use super::credentials::Credentials;
 use super::error::ApiError;
+use super::model::ZoneList;
 use super::sign::{self, RequestToSign};
 use super::zone;
 
@@ -54,6 +56,9 @@ pub struct Client {
     zone: String,
     credentials: Credentials,
     options: ClientOptions,
+    /// Set when `base` is an endpoint to find the zone's own API from (`GET /zone`), as the
+    /// `exo` CLI reads `EXOSCALE_API_ENDPOINT` without `{zone}`; holds what was found.
+    discovered: Option<Arc<tokio::sync::OnceCell<Url>>>,
 }
 
 /// The longest excerpt of a non-JSON error body shown to the user.
@@ -84,7 +89,75 @@ impl Client {
             zone: zone.to_string(),
             credentials,
             options,
+            discovered: None,
         })
+    }
+
+    /// A client of `zone` at the endpoint an `EXOSCALE_API_ENDPOINT`-style `setting` names:
+    /// with `{zone}` in it, that template; without, one endpoint from which the zone's own
+    /// is found with `GET /zone` on the first request (what the `exo` CLI does), so a setting
+    /// made for `exo` does not send every zone's requests to one zone; none, the zone's
+    /// standard endpoint.
+    pub fn with_endpoint_setting(
+        zone: &str,
+        setting: Option<&str>,
+        credentials: Credentials,
+        options: ClientOptions,
+    ) -> Result<Self, ApiError> {
+        let setting = setting.map(str::trim).filter(|s| !s.is_empty());
+        let mut client = Self::new(zone, setting, credentials, options)?;
+        if setting.is_some_and(|s| !s.contains(zone::ZONE_PLACEHOLDER)) {
+            client.discovered = Some(Arc::default());
+        }
+        Ok(client)
+    }
+
+    /// [`Client::with_endpoint_setting`] with `EXOSCALE_API_ENDPOINT`.
+    pub fn from_environment(
+        zone: &str,
+        credentials: Credentials,
+        options: ClientOptions,
+    ) -> Result<Self, ApiError> {
+        let setting = zone::endpoint_override_from_env();
+        Self::with_endpoint_setting(zone, setting.as_deref(), credentials, options)
+    }
+
+    /// The zone's API base: the endpoint given, or the one `GET /zone` there names for it.
+    async fn zone_base(&self) -> Result<Url, ApiError> {
+        let Some(found) = &self.discovered else {
+            return Ok(self.base.clone());
+        };
+        found
+            .get_or_try_init(|| async {
+                let url = under(&self.base, &["zone"], &[]);
+                let bytes = self.send(&Method::GET, &url, &[], None).await?;
+                let list: ZoneList =
+                    decode(&bytes).map_err(|detail| ApiError::InvalidResponse {
+                        method: "GET".into(),
+                        url: url.to_string(),
+                        detail,
+                    })?;
+                let endpoint = list
+                    .zones
+                    .iter()
+                    .find(|z| z.name == self.zone)
+                    .and_then(|z| z.api_endpoint.as_deref());
+                match endpoint {
+                    Some(endpoint) => zone::api_base(&self.zone, Some(endpoint)),
+                    None => Err(ApiError::ZoneNotListed {
+                        zone: self.zone.clone(),
+                        endpoint: self.base.to_string(),
+                        listed: list
+                            .zones
+                            .iter()
+                            .map(|z| z.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    }),
+                }
+            })
+            .await
+            .cloned()
     }
 
     /// The zone this client talks to.
@@ -92,27 +165,18 @@ impl Client {
         &self.zone
     }
 
-    /// The API base URL (`…/v2`).
+    /// The API base URL (`…/v2`): the zone's own once it was found (see
+    /// [`Client::with_endpoint_setting`]), else the endpoint given.
     pub fn base_url(&self) -> &Url {
-        &self.base
+        self.discovered
+            .as_ref()
+            .and_then(|found| found.get())
+            .unwrap_or(&self.base)
     }
 
     /// The client's options.
     pub fn options(&self) -> &ClientOptions {
         &self.options
-    }
-
-    /// The URL of `segments` under the base, each segment escaped, with `query`.
-    fn url(&self, segments: &[&str], query: &[(String, String)]) -> Url {
-        let mut url = self.base.clone();
-        if let Ok(mut path) = url.path_segments_mut() {
-            path.pop_if_empty().extend(segments);
-        }
-        if !query.is_empty() {
-            url.query_pairs_mut()
-                .extend_pairs(query.iter().map(|(n, v)| (n.as_str(), v.as_str())));
-        }
-        url
     }
 
     /// Sends a signed request and decodes a success answer as `T`. Retries connection
@@ -125,7 +189,7 @@ impl Client {
         query: &[(String, String)],
         body: Option<Vec<u8>>,
     ) -> Result<T, ApiError> {
-        let url = self.url(segments, query);
+        let url = under(&self.zone_base().await?, segments, query);
         let bytes = self.send(&method, &url, query, body).await?;
         decode(&bytes).map_err(|detail| ApiError::InvalidResponse {
             method: method.to_string(),
@@ -236,6 +300,19 @@ impl Client {
         }
         request
     }
+}
+
+/// The URL of `segments` under `base`, each segment escaped, with `query`.
+fn under(base: &Url, segments: &[&str], query: &[(String, String)]) -> Url {
+    let mut url = base.clone();
+    if let Ok(mut path) = url.path_segments_mut() {
+        path.pop_if_empty().extend(segments);
+    }
+    if !query.is_empty() {
+        url.query_pairs_mut()
+            .extend_pairs(query.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+    }
+    url
 }
 
 /// Seconds since the Unix epoch.
@@ -429,7 +506,8 @@ mod tests {
             ClientOptions::default(),
         )
         .unwrap();
-        let url = c.url(
+        let url = under(
+            c.base_url(),
             &["template", "a b/c"],
             &[("family".to_string(), "x&y".to_string())],
         );

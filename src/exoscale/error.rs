@@ -22,6 +22,18 @@ pub enum ApiError {
         /// The zone given.
         zone: String,
     },
+    /// `EXOSCALE_API_ENDPOINT` (without `{zone}`) lists no such zone.
+    #[error(
+        "zone `{zone}` is not among the zones {endpoint}/zone lists ({listed}): {ENDPOINT_ENV} without `{{zone}}` is read as the exo CLI reads it, one endpoint from which each zone's own is found; pick a listed zone, or put `{{zone}}` in {ENDPOINT_ENV} to use it as a template"
+    )]
+    ZoneNotListed {
+        /// The zone asked for.
+        zone: String,
+        /// The endpoint that listed the zones.
+        endpoint: String,
+        /// The zones it lists.
+        listed: String,
+    },
     /// The endpoint override is not a usable URL.
     #[error("API endpoint `{endpoint}` is not usable: {reason}")]
     InvalidEndpoint {

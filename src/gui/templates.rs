@@ -117,7 +117,7 @@ fn credentials(source: &dyn SecretsSource, query: &Query) -> Result<Resolved, St
 }
 
 fn client(resolved: &Resolved, endpoint: Option<&str>, zone: &str) -> Result<Client, String> {
-    Client::new(
+    Client::with_endpoint_setting(
         zone,
         endpoint,
         resolved.credentials.clone(),

@@ -209,7 +209,12 @@ pub async fn check_at(
     let mut options = ClientOptions::default();
     options.retry.max_attempts = 2;
     options.request_timeout = std::time::Duration::from_secs(20);
-    let client = match Client::new(zone, endpoint.as_deref(), credentials.clone(), options) {
+    let client = match Client::with_endpoint_setting(
+        zone,
+        endpoint.as_deref(),
+        credentials.clone(),
+        options,
+    ) {
         Ok(c) => c,
         Err(e) => return CheckOutcome::Failed(e.to_string()),
     };

@@ -114,6 +114,9 @@ struct State {
     failing_zones: HashMap<String, u16>,
     /// The next this many operation polls answer this status.
     failing_polls: Option<(u32, u16)>,
+    /// When set, `GET /zone` gives each zone's endpoint on this server (`http://ADDR`)
+    /// instead of Exoscale's.
+    advertised: Option<String>,
     /// Polls an asynchronous operation stays pending.
     pending_polls: u32,
     outcome: OperationOutcome,
@@ -160,6 +163,7 @@ impl ApiServer {
             faults: VecDeque::new(),
             failing_zones: HashMap::new(),
             failing_polls: None,
+            advertised: None,
             pending_polls: 2,
             outcome: OperationOutcome::Normal,
             seen: Vec::new(),
@@ -207,6 +211,13 @@ impl ApiServer {
     /// answer `status`; other requests are answered as usual.
     pub fn fail_polls(&self, count: u32, status: u16) {
         self.state.lock().unwrap().failing_polls = Some((count, status));
+    }
+
+    /// Makes `GET /zone` give each zone's `api-endpoint` on this server
+    /// (`http://127.0.0.1:PORT/{zone}/v2`), so a client that finds zones from one endpoint
+    /// (as the `exo` CLI does) can follow them here.
+    pub fn advertise_own_endpoints(&self) {
+        self.state.lock().unwrap().advertised = Some(format!("http://{}", self.addr));
     }
 
     /// How many polls asynchronous operations stay pending from now on.
@@ -427,7 +438,7 @@ fn route(
         return error(StatusCode::FORBIDDEN, "Invalid request signature");
     }
     match (method, rest.as_slice()) {
-        ("GET", ["zone"]) => list_zones(),
+        ("GET", ["zone"]) => list_zones(&s),
         ("GET", ["template"]) => list_templates(&s, &zone, &query),
         ("POST", ["template"]) => register(state, &mut s, &zone, body),
         (_, ["template", id]) => {
@@ -464,13 +475,17 @@ fn route(
     }
 }
 
-fn list_zones() -> Answer {
+fn list_zones(s: &State) -> Answer {
     let zones: Vec<Value> = ZONES
         .iter()
         .map(|z| {
+            let api = match &s.advertised {
+                Some(base) => format!("{base}/{z}/v2"),
+                None => format!("https://api-{z}.exoscale.com/v2"),
+            };
             json!({
                 "name": z,
-                "api-endpoint": format!("https://api-{z}.exoscale.com/v2"),
+                "api-endpoint": api,
                 "sos-endpoint": format!("https://sos-{z}.exo.io"),
             })
         })

@@ -18,7 +18,7 @@ use crate::exoscale::{
 };
 use crate::image::qcow2;
 use crate::objectstore::{ObjectStore, StoreConfig, UploadOptions};
-use crate::recipe::postprocessor::{ExoscaleImportConfig, ObjectAcl};
+use crate::recipe::postprocessor::{DEFAULT_API_ENVIRONMENT, ExoscaleImportConfig, ObjectAcl};
 use crate::secrets::SecretsError;
 use crate::secrets::profiles::Profiles;
 use crate::secrets::resolve::{self, Request};
@@ -305,9 +305,8 @@ pub async fn preflight(
         .first()
         .cloned()
         .ok_or_else(|| StepError("exoscale-import: no template zone".into()))?;
-    let api_override = zone::endpoint_override(config.api_endpoint.as_deref());
     let options = ClientOptions::with_api_timeout(config.api_timeout);
-    let registrar = api_client(&first_zone, api_override.as_deref(), &credentials, options)?;
+    let registrar = api_client(&first_zone, config, &credentials, options)?;
     let store = ObjectStore::new(&store_config(config, &credentials))
         .map_err(|e| StepError(format!("exoscale-import: {e}")))?;
     let checks = async {
@@ -383,9 +382,8 @@ pub async fn run_exoscale_import(
         .first()
         .cloned()
         .ok_or_else(|| StepError("exoscale-import: no template zone".into()))?;
-    let api_override = zone::endpoint_override(config.api_endpoint.as_deref());
     let options = ClientOptions::with_api_timeout(config.api_timeout);
-    let registrar = api_client(&first_zone, api_override.as_deref(), &credentials, options)?;
+    let registrar = api_client(&first_zone, config, &credentials, options)?;
     let store = ObjectStore::new(&store_config(config, &credentials))
         .map_err(|e| StepError(format!("exoscale-import: {e}")))?;
 
@@ -538,15 +536,46 @@ async fn register_everywhere(
     })
 }
 
-/// A client of `zone`'s API.
+/// The API endpoint to use instead of each zone's standard one (`{zone}` in it replaced):
+/// the recipe's `api_endpoint`, else its `api_environment` when it is not the default `api`
+/// (Packer's `https://{env}-{zone}.exoscale.com/v2`), else `EXOSCALE_API_ENDPOINT` (given as
+/// `from_env`). The recipe's settings win over the environment, as they do for credentials.
+pub fn api_endpoint_override(
+    config: &ExoscaleImportConfig,
+    from_env: Option<String>,
+) -> Option<String> {
+    let recipe_endpoint = config
+        .api_endpoint
+        .as_deref()
+        .map(str::trim)
+        .filter(|v| !v.is_empty());
+    if let Some(endpoint) = recipe_endpoint {
+        return Some(endpoint.to_string());
+    }
+    let environment = config.api_environment.trim();
+    if !environment.is_empty() && environment != DEFAULT_API_ENVIRONMENT {
+        return Some(format!(
+            "https://{environment}-{}.exoscale.com/v2",
+            zone::ZONE_PLACEHOLDER
+        ));
+    }
+    from_env
+}
+
+/// A client of `zone`'s API: at the recipe's endpoint when it sets one (`api_endpoint`, an
+/// `api_environment`), else where `EXOSCALE_API_ENDPOINT` says (see
+/// [`Client::with_endpoint_setting`]), else the zone's own.
 fn api_client(
     zone: &str,
-    api_override: Option<&str>,
+    config: &ExoscaleImportConfig,
     credentials: &Credentials,
     options: ClientOptions,
 ) -> Result<Client, StepError> {
-    Client::new(zone, api_override, credentials.clone(), options)
-        .map_err(|e| StepError(format!("exoscale-import: {e}")))
+    match api_endpoint_override(config, None) {
+        Some(endpoint) => Client::new(zone, Some(&endpoint), credentials.clone(), options),
+        None => Client::from_environment(zone, credentials.clone(), options),
+    }
+    .map_err(|e| StepError(format!("exoscale-import: {e}")))
 }
 
 /// Runs `work` unless the build is cancelled first.
@@ -604,6 +633,26 @@ mod tests {
         c.template_username = Some(" ".into());
         let e = check_template_fields(&c).unwrap_err().0;
         assert!(e.contains("`template_username` is empty"), "{e}");
+    }
+
+    #[test]
+    fn the_api_endpoint_comes_from_the_recipe_then_api_environment_then_the_environment() {
+        let env = || Some("http://10.0.0.9/{zone}/v2".to_string());
+        let mut c = config("", "", None);
+        assert_eq!(api_endpoint_override(&c, None), None, "each zone's own");
+        assert_eq!(api_endpoint_override(&c, env()), env());
+        c.api_environment = "ppapi".into();
+        let packers = "https://ppapi-{zone}.exoscale.com/v2";
+        assert_eq!(api_endpoint_override(&c, env()).as_deref(), Some(packers));
+        assert_eq!(
+            zone::api_base("de-fra-1", Some(packers)).unwrap().as_str(),
+            "https://ppapi-de-fra-1.exoscale.com/v2"
+        );
+        c.api_endpoint = Some(" http://127.0.0.1:1/{zone}/v2 ".into());
+        assert_eq!(
+            api_endpoint_override(&c, env()).as_deref(),
+            Some("http://127.0.0.1:1/{zone}/v2")
+        );
     }
 
     #[test]

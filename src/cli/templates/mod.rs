@@ -18,7 +18,7 @@ use clap::{Args, Subcommand};
 use super::failure;
 pub use super::failure::Failure;
 use crate::build::redact::Redactor;
-use crate::exoscale::zone::{self, DEFAULT_EXOSCALE_ZONE};
+use crate::exoscale::zone::DEFAULT_EXOSCALE_ZONE;
 use crate::exoscale::{ApiError, Client, ClientOptions};
 use crate::secrets::resolve::{self, Request, Resolved};
 
@@ -94,10 +94,8 @@ impl Session {
     /// A client of `zone` with these credentials, at the endpoint `EXOSCALE_API_ENDPOINT`
     /// says (the zone's standard endpoint otherwise).
     pub fn client(&self, zone: &str) -> Result<Client, ApiError> {
-        let endpoint = zone::endpoint_override(None);
-        Client::new(
+        Client::from_environment(
             zone,
-            endpoint.as_deref(),
             self.resolved.credentials.clone(),
             ClientOptions::default(),
         )
