@@ -774,6 +774,45 @@ async fn copy_rename_and_delete() {
 }
 
 #[tokio::test]
+async fn a_copy_that_ends_busy_or_in_conflict_is_started_again_and_other_failures_are_not() {
+    let server = ApiServer::start();
+    let id = server.add_template(
+        "de-fra-1",
+        json!({"name": "golden", "size": 10737418240u64, "visibility": "private"}),
+    );
+    let fra = client_for(&server, "de-fra-1", fast_options());
+    let copies = |server: &ApiServer| {
+        server
+            .seen()
+            .iter()
+            .filter(|s| s.method == "POST" && s.path.ends_with(&format!("/template/{id}")))
+            .count()
+    };
+    // Busy twice, then the third copy goes through.
+    server.fail_next_copies(2, "busy");
+    let copy_id = fra.copy_template(&id, "de-muc-1").await.unwrap();
+    assert_eq!(copies(&server), 3);
+    assert_eq!(server.templates("de-muc-1").len(), 1);
+    assert_ne!(copy_id, id);
+    // Conflict every time: given up after COPY_ATTEMPTS, with the reason.
+    server.fail_next_copies(10, "conflict");
+    let err = fra.copy_template(&id, "at-vie-1").await.unwrap_err();
+    assert!(err.to_string().contains("(conflict)"), "{err}");
+    assert_eq!(
+        copies(&server),
+        3 + kiln::exoscale::templates::COPY_ATTEMPTS as usize
+    );
+    // Another reason is not retried.
+    server.fail_next_copies(1, "unavailable");
+    let err = fra.copy_template(&id, "at-vie-2").await.unwrap_err();
+    assert!(err.to_string().contains("(unavailable)"), "{err}");
+    assert_eq!(
+        copies(&server),
+        4 + kiln::exoscale::templates::COPY_ATTEMPTS as usize
+    );
+}
+
+#[tokio::test]
 async fn family_filter() {
     let server = ApiServer::start();
     server.add_template(

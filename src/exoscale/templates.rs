@@ -10,6 +10,13 @@ use super::model::{
     Operation, RegisterTemplate, Template, TemplateFilter, TemplateList, Zone, ZoneList,
 };
 
+/// Operation failure reasons after which a copy is started again: the template is being
+/// copied or changed elsewhere (Packer copies one zone at a time for the same reason).
+pub const COPY_RETRY_REASONS: &[&str] = &["busy", "conflict"];
+
+/// How many times a copy is started in all when it ends with one of [`COPY_RETRY_REASONS`].
+pub const COPY_ATTEMPTS: u32 = 4;
+
 impl Client {
     /// `GET /template`, filtered.
     pub async fn list_templates(&self, filter: &TemplateFilter) -> Result<Vec<Template>, ApiError> {
@@ -88,6 +95,26 @@ impl Client {
     /// `POST /template/{id}`: copies a template of this zone to `target_zone`, waits for the
     /// copy, and returns the id of the copy.
     pub async fn copy_template(&self, id: &str, target_zone: &str) -> Result<String, ApiError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.copy_template_once(id, target_zone).await {
+                Err(ApiError::OperationFailed {
+                    reason: Some(reason),
+                    ..
+                }) if COPY_RETRY_REASONS.contains(&reason.as_str()) && attempt < COPY_ATTEMPTS => {
+                    let delay = self.options().retry.delay_after(attempt);
+                    tracing::warn!(
+                        "copying template {id} to {target_zone} ended `{reason}` (attempt {attempt} of {COPY_ATTEMPTS}); starting it again in {delay:?}"
+                    );
+                    tokio::time::sleep(delay).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn copy_template_once(&self, id: &str, target_zone: &str) -> Result<String, ApiError> {
         let body = serde_json::json!({ "target-zone": { "name": target_zone } });
         let operation: Operation = self
             .call(Method::POST, &["template", id], &[], Some(json(&body)))

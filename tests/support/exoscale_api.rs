@@ -117,6 +117,8 @@ struct State {
     /// When set, `GET /zone` gives each zone's endpoint on this server (`http://ADDR`)
     /// instead of Exoscale's.
     advertised: Option<String>,
+    /// The next this many copies fail with this reason.
+    failing_copies: Option<(u32, String)>,
     /// Polls an asynchronous operation stays pending.
     pending_polls: u32,
     outcome: OperationOutcome,
@@ -164,6 +166,7 @@ impl ApiServer {
             failing_zones: HashMap::new(),
             failing_polls: None,
             advertised: None,
+            failing_copies: None,
             pending_polls: 2,
             outcome: OperationOutcome::Normal,
             seen: Vec::new(),
@@ -218,6 +221,13 @@ impl ApiServer {
     /// (as the `exo` CLI does) can follow them here.
     pub fn advertise_own_endpoints(&self) {
         self.state.lock().unwrap().advertised = Some(format!("http://{}", self.addr));
+    }
+
+    /// Makes the next `count` template copies end in failure with `reason` (an enum value
+    /// of the spec: `busy`, `conflict`, …), as Exoscale answers a copy of a template that is
+    /// being copied elsewhere.
+    pub fn fail_next_copies(&self, count: u32, reason: &str) {
+        self.state.lock().unwrap().failing_copies = Some((count, reason.to_string()));
     }
 
     /// How many polls asynchronous operations stay pending from now on.
@@ -850,8 +860,21 @@ fn copy(s: &mut State, zone: &str, index: usize, body: &[u8]) -> Answer {
     copy["zones"] = json!([target_zone]);
     copy["created-at"] =
         json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
-    let outcome = match &s.outcome {
-        OperationOutcome::Fail { reason, message } => Err((reason.clone(), message.clone())),
+    let failing = match &mut s.failing_copies {
+        Some((left, reason)) if *left > 0 => {
+            *left -= 1;
+            Some(reason.clone())
+        }
+        _ => None,
+    };
+    let outcome = match (&s.outcome, failing) {
+        (_, Some(reason)) => Err((
+            reason,
+            "the template is being copied to another zone".into(),
+        )),
+        (OperationOutcome::Fail { reason, message }, None) => {
+            Err((reason.clone(), message.clone()))
+        }
         _ => Ok(copy),
     };
     let op_id = uuid::Uuid::new_v4().to_string();
