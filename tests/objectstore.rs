@@ -194,6 +194,99 @@ async fn part_cutter(upstream: u16, part: u32, cuts: u32) -> PartCutter {
     PartCutter { endpoint, attempts }
 }
 
+/// A TCP proxy in front of Garage that records every byte the client sends (the uploads
+/// here are small), so a test can read the requests as they went on the wire.
+async fn recording_proxy(upstream: u16) -> (String, Arc<Mutex<Vec<u8>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    let record = sent.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let record = record.clone();
+            tokio::spawn(async move {
+                let mut server = tokio::net::TcpStream::connect(("127.0.0.1", upstream))
+                    .await
+                    .unwrap();
+                let (mut client_read, mut client_write) = client.split();
+                let (mut server_read, mut server_write) = server.split();
+                let upward = async {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let n = client_read.read(&mut buf).await?;
+                        if n == 0 {
+                            return Ok::<(), std::io::Error>(());
+                        }
+                        record.lock().unwrap().extend_from_slice(&buf[..n]);
+                        server_write.write_all(&buf[..n]).await?;
+                    }
+                };
+                let downward = tokio::io::copy(&mut server_read, &mut client_write);
+                tokio::select! {
+                    _ = upward => {}
+                    _ = downward => {}
+                }
+            });
+        }
+    });
+    (endpoint, sent)
+}
+
+/// The headers (lower-cased names) of the first request in `wire` whose request line starts
+/// with `start` (`POST /bucket/key?uploads`).
+fn request_headers(wire: &[u8], start: &str) -> Vec<(String, String)> {
+    let text = String::from_utf8_lossy(wire);
+    let at = text
+        .find(start)
+        .unwrap_or_else(|| panic!("no `{start}` request was sent"));
+    let head = &text[at..];
+    let head = &head[..head.find("\r\n\r\n").expect("a complete request head")];
+    head.split("\r\n")
+        .skip(1)
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_string()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn uploads_ask_for_no_acl_unless_public_read_is_chosen_as_seen_on_the_wire() {
+    // Garage has no object ACLs, so only the requests themselves can show what kiln asks for.
+    new_bucket("acl-on-the-wire");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("small.qcow2");
+    write_pattern(&path, 2 * MIB, 9);
+    for (key, public_read) in [("private.qcow2", false), ("public.qcow2", true)] {
+        let (endpoint, wire) = recording_proxy(garage().s3_port).await;
+        let store = store_at(&endpoint, "acl-on-the-wire", TEST_SECRET);
+        let options = UploadOptions {
+            public_read,
+            ..fast_retries(5 * MIB, 1)
+        };
+        store
+            .upload_file(&path, key, &options, &|_| {}, &CancellationToken::new())
+            .await
+            .unwrap_or_else(|e| panic!("upload failed: {e}\n{}", garage().log()));
+        let wire = wire.lock().unwrap().clone();
+        let create = request_headers(&wire, &format!("POST /acl-on-the-wire/{key}?uploads"));
+        let acl: Vec<&str> = create
+            .iter()
+            .filter(|(name, _)| name == "x-amz-acl")
+            .map(|(_, value)| value.as_str())
+            .collect();
+        if public_read {
+            assert_eq!(acl, ["public-read"], "{create:?}");
+        } else {
+            assert!(acl.is_empty(), "a private upload asked for {acl:?}");
+            assert!(
+                !String::from_utf8_lossy(&wire)
+                    .to_ascii_lowercase()
+                    .contains("x-amz-acl"),
+                "no request of a private upload carries an ACL"
+            );
+        }
+    }
+}
+
 /// Whether `chunk` starts an UploadPart request for the part `needle` names.
 fn is_part_request(chunk: &[u8], needle: &str) -> bool {
     let head = &chunk[..chunk.len().min(2048)];
