@@ -143,23 +143,16 @@ async fn cancelling_mid_upload_aborts_the_multipart_upload() {
     assert!(!store.exists("cancelled.qcow2").await.unwrap());
 }
 
-/// A TCP proxy in front of Garage that cuts the connection of the first `cuts` attempts at
-/// sending part `part`, and counts the attempts.
-struct PartCutter {
-    endpoint: String,
-    attempts: Arc<AtomicU32>,
-}
-
-async fn part_cutter(upstream: u16, part: u32, cuts: u32) -> PartCutter {
+/// A TCP proxy on 127.0.0.1 in front of Garage's port `upstream`; `pass` sees each chunk
+/// the client sends and says whether to pass it on (`false` cuts the connection there).
+/// Returns the proxy's endpoint.
+async fn proxy(upstream: u16, pass: impl Fn(&[u8]) -> bool + Send + Sync + 'static) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    let attempts = Arc::new(AtomicU32::new(0));
-    let counter = attempts.clone();
-    let needle = format!("partNumber={part}");
+    let pass = Arc::new(pass);
     tokio::spawn(async move {
         while let Ok((mut client, _)) = listener.accept().await {
-            let counter = counter.clone();
-            let needle = needle.clone();
+            let pass = pass.clone();
             tokio::spawn(async move {
                 let mut server = tokio::net::TcpStream::connect(("127.0.0.1", upstream))
                     .await
@@ -173,51 +166,9 @@ async fn part_cutter(upstream: u16, part: u32, cuts: u32) -> PartCutter {
                         if n == 0 {
                             return Ok::<(), std::io::Error>(());
                         }
-                        let chunk = &buf[..n];
-                        if is_part_request(chunk, &needle)
-                            && counter.fetch_add(1, Ordering::SeqCst) < cuts
-                        {
-                            // Cut the connection mid-request.
+                        if !pass(&buf[..n]) {
                             return Err(std::io::Error::other("cut"));
                         }
-                        server_write.write_all(chunk).await?;
-                    }
-                };
-                let downward = tokio::io::copy(&mut server_read, &mut client_write);
-                tokio::select! {
-                    _ = upward => {}
-                    _ = downward => {}
-                }
-            });
-        }
-    });
-    PartCutter { endpoint, attempts }
-}
-
-/// A TCP proxy in front of Garage that records every byte the client sends (the uploads
-/// here are small), so a test can read the requests as they went on the wire.
-async fn recording_proxy(upstream: u16) -> (String, Arc<Mutex<Vec<u8>>>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    let sent = Arc::new(Mutex::new(Vec::new()));
-    let record = sent.clone();
-    tokio::spawn(async move {
-        while let Ok((mut client, _)) = listener.accept().await {
-            let record = record.clone();
-            tokio::spawn(async move {
-                let mut server = tokio::net::TcpStream::connect(("127.0.0.1", upstream))
-                    .await
-                    .unwrap();
-                let (mut client_read, mut client_write) = client.split();
-                let (mut server_read, mut server_write) = server.split();
-                let upward = async {
-                    let mut buf = vec![0u8; 64 * 1024];
-                    loop {
-                        let n = client_read.read(&mut buf).await?;
-                        if n == 0 {
-                            return Ok::<(), std::io::Error>(());
-                        }
-                        record.lock().unwrap().extend_from_slice(&buf[..n]);
                         server_write.write_all(&buf[..n]).await?;
                     }
                 };
@@ -229,6 +180,47 @@ async fn recording_proxy(upstream: u16) -> (String, Arc<Mutex<Vec<u8>>>) {
             });
         }
     });
+    endpoint
+}
+
+/// A proxy in front of Garage that cuts the connection of the first `cuts` attempts at
+/// sending part `part` (mid-request), and counts the attempts.
+struct PartCutter {
+    endpoint: String,
+    attempts: Arc<AtomicU32>,
+}
+
+async fn part_cutter(upstream: u16, part: u32, cuts: u32) -> PartCutter {
+    let attempts = Arc::new(AtomicU32::new(0));
+    let counter = attempts.clone();
+    let needle = format!("partNumber={part}");
+    let endpoint = proxy(upstream, move |chunk| {
+        !(is_part_request(chunk, &needle) && counter.fetch_add(1, Ordering::SeqCst) < cuts)
+    })
+    .await;
+    PartCutter { endpoint, attempts }
+}
+
+/// Whether `chunk` starts an UploadPart request for the part `needle` names.
+fn is_part_request(chunk: &[u8], needle: &str) -> bool {
+    let head = &chunk[..chunk.len().min(2048)];
+    let Some(line_end) = head.iter().position(|&b| b == b'\r') else {
+        return false;
+    };
+    let line = String::from_utf8_lossy(&head[..line_end]);
+    line.starts_with("PUT ") && line.split(['?', '&', ' ']).any(|param| param == needle)
+}
+
+/// A proxy in front of Garage that records every byte the client sends (the uploads here
+/// are small), so a test can read the requests as they went on the wire.
+async fn recording_proxy(upstream: u16) -> (String, Arc<Mutex<Vec<u8>>>) {
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    let record = sent.clone();
+    let endpoint = proxy(upstream, move |chunk| {
+        record.lock().unwrap().extend_from_slice(chunk);
+        true
+    })
+    .await;
     (endpoint, sent)
 }
 
@@ -285,16 +277,6 @@ async fn uploads_ask_for_no_acl_unless_public_read_is_chosen_as_seen_on_the_wire
             );
         }
     }
-}
-
-/// Whether `chunk` starts an UploadPart request for the part `needle` names.
-fn is_part_request(chunk: &[u8], needle: &str) -> bool {
-    let head = &chunk[..chunk.len().min(2048)];
-    let Some(line_end) = head.iter().position(|&b| b == b'\r') else {
-        return false;
-    };
-    let line = String::from_utf8_lossy(&head[..line_end]);
-    line.starts_with("PUT ") && line.split(['?', '&', ' ']).any(|param| param == needle)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
