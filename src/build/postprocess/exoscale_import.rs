@@ -300,15 +300,7 @@ pub async fn preflight(
 ) -> Result<String, StepError> {
     check_template_fields(config)?;
     let credentials = resolve_credentials(config, redactor)?;
-    let first_zone = config
-        .template_zones
-        .first()
-        .cloned()
-        .ok_or_else(|| StepError("exoscale-import: no template zone".into()))?;
-    let options = ClientOptions::with_api_timeout(config.api_timeout);
-    let registrar = api_client(&first_zone, config, &credentials, options)?;
-    let store = ObjectStore::new(&store_config(config, &credentials))
-        .map_err(|e| StepError(format!("exoscale-import: {e}")))?;
+    let (registrar, store) = registrar_and_store(config, &credentials)?;
     let checks = async {
         let exists = store
             .bucket_exists()
@@ -346,8 +338,9 @@ pub async fn preflight(
             ))
         })??;
     Ok(format!(
-        "exoscale-import: the credentials (key {}) answer the API in {first_zone}; bucket {} {}",
+        "exoscale-import: the credentials (key {}) answer the API in {}; bucket {} {}",
         credentials.key(),
+        registrar.zone(),
         config.image_bucket,
         if exists {
             "is there"
@@ -377,15 +370,7 @@ pub async fn run_exoscale_import(
             size >> 30
         )));
     }
-    let first_zone = config
-        .template_zones
-        .first()
-        .cloned()
-        .ok_or_else(|| StepError("exoscale-import: no template zone".into()))?;
-    let options = ClientOptions::with_api_timeout(config.api_timeout);
-    let registrar = api_client(&first_zone, config, &credentials, options)?;
-    let store = ObjectStore::new(&store_config(config, &credentials))
-        .map_err(|e| StepError(format!("exoscale-import: {e}")))?;
+    let (registrar, store) = registrar_and_store(config, &credentials)?;
 
     // Fail before the upload when the bucket or the credentials are wrong.
     let created = cancellable(cancel, store.ensure_bucket(config.bucket_create))
@@ -415,12 +400,8 @@ pub async fn run_exoscale_import(
         }
         Err(e) => Err(e),
     };
-    if let Some(why) = keep_object.reason() {
-        ctx.log(format!(
-            "kept {key} in bucket {}: {why}",
-            config.image_bucket
-        ));
-    } else if !config.skip_clean {
+    // A kept object is reported once, by the deferred cleanup `run` registered.
+    if keep_object.reason().is_none() && !config.skip_clean {
         // Also after a failure or cancel: nothing stays in the bucket.
         match store.delete(key).await {
             Ok(()) => ctx.log(format!("removed {key} from bucket {}", config.image_bucket)),
@@ -560,6 +541,23 @@ pub fn api_endpoint_override(
         ));
     }
     from_env
+}
+
+/// The API client of the first template zone (where the template is registered) and the
+/// bucket, with the recipe's endpoints and `api_timeout`.
+fn registrar_and_store(
+    config: &ExoscaleImportConfig,
+    credentials: &Credentials,
+) -> Result<(Client, ObjectStore), StepError> {
+    let first_zone = config
+        .template_zones
+        .first()
+        .ok_or_else(|| StepError("exoscale-import: no template zone".into()))?;
+    let options = ClientOptions::with_api_timeout(config.api_timeout);
+    let registrar = api_client(first_zone, config, credentials, options)?;
+    let store = ObjectStore::new(&store_config(config, credentials))
+        .map_err(|e| StepError(format!("exoscale-import: {e}")))?;
+    Ok((registrar, store))
 }
 
 /// A client of `zone`'s API: at the recipe's endpoint when it sets one (`api_endpoint`, an
