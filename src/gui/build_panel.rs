@@ -126,6 +126,11 @@ pub fn build_ui(
 ) -> Option<BuildAction> {
     let palette = theme::current(ui.ctx());
     let mut action = None;
+    // The split's first height comes from the whole panel, measured before the heading: the
+    // heading row is taller while the Cancel button shows, and a split sized after it would
+    // sit a few pixels lower or higher depending on whether the first frame saw the build
+    // running or already ended.
+    let log_height = (ui.available_height() * 0.45).max(MIN_LOG_HEIGHT);
     ui.horizontal(|ui| {
         ui.heading(&state.name);
         let elapsed = state.duration.unwrap_or_else(|| now - state.started);
@@ -140,7 +145,6 @@ pub fn build_ui(
     });
     // The log below, in a resizable split that never shrinks it to nothing; the cards and
     // steps above scroll when the window is small.
-    let log_height = (ui.available_height() * 0.45).max(MIN_LOG_HEIGHT);
     egui::Panel::bottom("build-log")
         .resizable(true)
         .min_size(MIN_LOG_HEIGHT)
