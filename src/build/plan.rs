@@ -122,7 +122,39 @@ pub fn default_state_dir() -> PathBuf {
     }
 }
 
-fn private_dir(path: &Path) -> std::io::Result<()> {
+/// A new run's id: its start time and a random suffix (`20261207-142301-1a2b3c4d`), the
+/// name of its log directory.
+pub fn new_run_id() -> String {
+    format!(
+        "{}-{}",
+        chrono::Utc::now().format("%Y%m%d-%H%M%S"),
+        &uuid::Uuid::new_v4().to_string()[..8]
+    )
+}
+
+/// A sink whose every event is written as a line to `log_dir/build.log`, then passed on to
+/// `events`. Await the task after the last clone of the sink is dropped: it flushes the file.
+pub fn log_to_file(log_dir: &Path, events: EventSink) -> (EventSink, tokio::task::JoinHandle<()>) {
+    let (inner, mut rx) = EventSink::channel(events.redactor().clone());
+    let log_path = log_dir.join("build.log");
+    let forward = tokio::spawn(async move {
+        let mut file = tokio::fs::File::create(&log_path).await.ok();
+        let mut formatter = LineFormatter::new();
+        while let Some(event) = rx.recv().await {
+            if let (Some(f), Some(line)) = (file.as_mut(), formatter.line(&event)) {
+                let _ = f.write_all(format!("{line}\n").as_bytes()).await;
+            }
+            events.send(event);
+        }
+        if let Some(f) = file.as_mut() {
+            let _ = f.flush().await;
+        }
+    });
+    (inner, forward)
+}
+
+/// Creates `path` (and its parents) readable by this user only.
+pub fn private_dir(path: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -138,11 +170,7 @@ pub async fn run_build(
     events: EventSink,
     cancel: CancellationToken,
 ) -> BuildReport {
-    let id = format!(
-        "{}-{}",
-        chrono::Utc::now().format("%Y%m%d-%H%M%S"),
-        &uuid::Uuid::new_v4().to_string()[..8]
-    );
+    let id = new_run_id();
     let log_dir = options
         .state_dir
         .clone()
@@ -226,22 +254,7 @@ pub async fn run_build(
     for secret in recipe.secrets() {
         redactor.register(&secret);
     }
-    // Every event is written to build.log, then passed on.
-    let (inner, mut rx) = EventSink::channel(redactor.clone());
-    let log_path = log_dir.join("build.log");
-    let forward = tokio::spawn(async move {
-        let mut file = tokio::fs::File::create(&log_path).await.ok();
-        let mut formatter = LineFormatter::new();
-        while let Some(event) = rx.recv().await {
-            if let (Some(f), Some(line)) = (file.as_mut(), formatter.line(&event)) {
-                let _ = f.write_all(format!("{line}\n").as_bytes()).await;
-            }
-            events.send(event);
-        }
-        if let Some(f) = file.as_mut() {
-            let _ = f.flush().await;
-        }
-    });
+    let (inner, forward) = log_to_file(&log_dir, events);
 
     let dirs = BuildDirs {
         output: PathBuf::from(&build.builder.output_directory),

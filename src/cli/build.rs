@@ -121,17 +121,7 @@ pub fn run(args: &BuildArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::i
         )?;
     }
     let runtime = tokio::runtime::Runtime::new()?;
-    let cancel = CancellationToken::new();
-    let ctrl_c = cancel.clone();
-    runtime.spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("\nkiln: cancelling — cleaning up (press Ctrl-C again to stop at once)");
-            ctrl_c.cancel();
-            if tokio::signal::ctrl_c().await.is_ok() {
-                std::process::exit(130);
-            }
-        }
-    });
+    let cancel = cancel_on_ctrl_c(&runtime);
     // A breakpoint waits for Enter only where someone can press it.
     let resume = interactive().then(Resume::new);
     let run_uuid = uuid::Uuid::new_v4().to_string();
@@ -164,54 +154,14 @@ pub fn run(args: &BuildArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::i
                 run_build(&recipe, &build, &build_options, events, cancel).await
             })
         };
-        let mut formatter = LineFormatter::new();
-        let mut bars = Bars::new(progress::bars_wanted());
-        let mut durations: Vec<(String, Duration, Outcome)> = Vec::new();
-        let mut names: Vec<String> = Vec::new();
-        while let Some(event) = runtime.block_on(rx.recv()) {
-            recording.observe(&event);
-            match &event {
-                Event::BuildStarted { steps, .. } => names = steps.clone(),
-                Event::StepFinished {
-                    index,
-                    outcome,
-                    duration,
-                } => {
-                    durations.push((
-                        names.get(*index).cloned().unwrap_or_default(),
-                        *duration,
-                        outcome.clone(),
-                    ));
-                }
-                Event::Console(_) if !args.console => continue,
-                _ => {}
-            }
-            bars.update(&event);
-            if bars.enabled() && matches!(event, Event::Progress { .. }) {
-                continue;
-            }
-            if let Some(line) = formatter.line(&event) {
-                bars.suspend(|| -> std::io::Result<()> {
-                    writeln!(out, "{line}")?;
-                    out.flush()
-                })?;
-            }
-            if let (Event::Paused { .. }, Some(resume)) = (&event, &resume) {
-                writeln!(
-                    out,
-                    "    press Enter to continue (Ctrl-C cancels the build)"
-                )?;
-                out.flush()?;
-                let resume = resume.clone();
-                std::thread::spawn(move || {
-                    let mut line = String::new();
-                    if std::io::stdin().read_line(&mut line).is_ok_and(|n| n > 0) {
-                        resume.resume();
-                    }
-                });
-            }
-        }
-        drop(bars);
+        let durations = follow(
+            &runtime,
+            &mut rx,
+            &mut recording,
+            out,
+            args.console,
+            resume.as_ref(),
+        )?;
         let report = runtime
             .block_on(task)
             .map_err(|e| std::io::Error::other(format!("the build task failed: {e}")))?;
@@ -219,20 +169,7 @@ pub fn run(args: &BuildArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::i
         if let Some(warn) = warn {
             writeln!(err, "kiln: warning: {warn}")?;
         }
-        writeln!(out, "\nSummary of `{}`:", build.name)?;
-        for (name, duration, outcome) in &durations {
-            let mark = match outcome {
-                Outcome::Done => "ok",
-                Outcome::Skipped(_) => "skipped",
-                Outcome::Failed(_) => "FAILED",
-                Outcome::Cancelled => "cancelled",
-            };
-            writeln!(
-                out,
-                "  {name:<28} {:>8.1} s  {mark}",
-                duration.as_secs_f64()
-            )?;
-        }
+        write_summary(out, &build.name, &durations)?;
         match &report.outcome {
             Outcome::Done => {
                 let mut shown = std::collections::BTreeSet::new();
@@ -265,4 +202,109 @@ pub fn run(args: &BuildArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::i
         }
     }
     Ok(code)
+}
+
+/// A token cancelled by the first Ctrl-C (the run then cleans up); a second Ctrl-C ends
+/// the process at once.
+pub(super) fn cancel_on_ctrl_c(runtime: &tokio::runtime::Runtime) -> CancellationToken {
+    let cancel = CancellationToken::new();
+    let ctrl_c = cancel.clone();
+    runtime.spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\nkiln: cancelling — cleaning up (press Ctrl-C again to stop at once)");
+            ctrl_c.cancel();
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        }
+    });
+    cancel
+}
+
+/// How each step of a run ended: its name, how long it took, its outcome.
+pub(super) type StepTimes = Vec<(String, Duration, Outcome)>;
+
+/// Prints a run's events as they come (lines, progress bars, a breakpoint's "press Enter"),
+/// feeds them to the history `recording`, and returns the steps' times once the run's sink
+/// is closed. The console is printed only when `console` (it is always in serial.log).
+pub(super) fn follow(
+    runtime: &tokio::runtime::Runtime,
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<Event>,
+    recording: &mut Recording,
+    out: &mut dyn Write,
+    console: bool,
+    resume: Option<&Resume>,
+) -> std::io::Result<StepTimes> {
+    let mut formatter = LineFormatter::new();
+    let mut bars = Bars::new(progress::bars_wanted());
+    let mut durations: Vec<(String, Duration, Outcome)> = Vec::new();
+    let mut names: Vec<String> = Vec::new();
+    while let Some(event) = runtime.block_on(rx.recv()) {
+        recording.observe(&event);
+        match &event {
+            Event::BuildStarted { steps, .. } => names = steps.clone(),
+            Event::StepFinished {
+                index,
+                outcome,
+                duration,
+            } => {
+                durations.push((
+                    names.get(*index).cloned().unwrap_or_default(),
+                    *duration,
+                    outcome.clone(),
+                ));
+            }
+            Event::Console(_) if !console => continue,
+            _ => {}
+        }
+        bars.update(&event);
+        if bars.enabled() && matches!(event, Event::Progress { .. }) {
+            continue;
+        }
+        if let Some(line) = formatter.line(&event) {
+            bars.suspend(|| -> std::io::Result<()> {
+                writeln!(out, "{line}")?;
+                out.flush()
+            })?;
+        }
+        if let (Event::Paused { .. }, Some(resume)) = (&event, resume) {
+            writeln!(
+                out,
+                "    press Enter to continue (Ctrl-C cancels the build)"
+            )?;
+            out.flush()?;
+            let resume = resume.clone();
+            std::thread::spawn(move || {
+                let mut line = String::new();
+                if std::io::stdin().read_line(&mut line).is_ok_and(|n| n > 0) {
+                    resume.resume();
+                }
+            });
+        }
+    }
+    drop(bars);
+    Ok(durations)
+}
+
+/// Writes the table of step times that ends a run's output.
+pub(super) fn write_summary(
+    out: &mut dyn Write,
+    name: &str,
+    durations: &StepTimes,
+) -> std::io::Result<()> {
+    writeln!(out, "\nSummary of `{name}`:")?;
+    for (name, duration, outcome) in durations {
+        let mark = match outcome {
+            Outcome::Done => "ok",
+            Outcome::Skipped(_) => "skipped",
+            Outcome::Failed(_) => "FAILED",
+            Outcome::Cancelled => "cancelled",
+        };
+        writeln!(
+            out,
+            "  {name:<28} {:>8.1} s  {mark}",
+            duration.as_secs_f64()
+        )?;
+    }
+    Ok(())
 }

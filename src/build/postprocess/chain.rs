@@ -246,6 +246,9 @@ pub struct PostOutcome {
     pub outcome: Outcome,
     /// The artifacts after the post-processors (empty unless it succeeded).
     pub artifacts: Vec<Artifact>,
+    /// (zone, template id) of every template an `exoscale-import` registered, also when a
+    /// later post-processor failed.
+    pub published: Vec<(String, String)>,
 }
 
 /// Runs post-processor `chains` on `artifact` as a build of their own (its events go to
@@ -274,10 +277,14 @@ pub async fn run_chains(
     .await;
     let artifacts = match (&outcome, chains.is_empty()) {
         (Outcome::Done, true) => vec![artifact],
-        (Outcome::Done, false) => state.artifacts,
+        (Outcome::Done, false) => std::mem::take(&mut state.artifacts),
         _ => Vec::new(),
     };
-    Ok(PostOutcome { outcome, artifacts })
+    Ok(PostOutcome {
+        outcome,
+        artifacts,
+        published: state.published,
+    })
 }
 
 #[cfg(test)]
