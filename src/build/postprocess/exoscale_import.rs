@@ -105,6 +105,10 @@ impl PostProcess for ExoscaleImport {
             let image = input
                 .main_file()
                 .ok_or_else(|| StepError("the input artifact has no image to import".into()))?;
+            // The image and the names first: nothing is contacted for an image Exoscale
+            // would refuse.
+            check_template_fields(&self.0)?;
+            check_image_size(image, ctx)?;
             let credentials = resolve_credentials(&self.0, ctx.events().redactor())?;
             let key = format!("kiln/{}/{}", facts.run_uuid, file_name(image));
             // Set when the registration's outcome is unknown: Exoscale may still download
@@ -258,21 +262,42 @@ pub fn check_template_fields(config: &ExoscaleImportConfig) -> Result<(), StepEr
     Ok(())
 }
 
+/// What to do about an image Exoscale would refuse, worded for where it came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageSource {
+    /// A recipe's build made it: the fix is in the recipe.
+    Recipe,
+    /// The user gave it (`kiln publish`): the fix is a `qemu-img` command.
+    Given,
+}
+
 /// Checks that Exoscale will accept `image`: qcow2, not preallocated, virtual size within
 /// 10 GiB–1000 GiB. Returns the virtual size.
 pub fn check_image(image: &Path) -> Result<u64, StepError> {
+    check_image_from(image, ImageSource::Recipe)
+}
+
+/// [`check_image`], its errors saying what to do about an image from `source`.
+pub fn check_image_from(image: &Path, source: ImageSource) -> Result<u64, StepError> {
+    let shown = image.display();
     let opened = qcow2::Image::open(image).map_err(|e| {
+        let fix = match source {
+            ImageSource::Recipe => "set \"format\": \"qcow2\" in the builder".to_string(),
+            ImageSource::Given => format!("convert it with `qemu-img convert -O qcow2 {shown} {}.qcow2`", image.with_extension("").display()),
+        };
         StepError(format!(
-            "exoscale-import: {} is not a usable qcow2 image ({e}): Exoscale registers qcow2 only; set \"format\": \"qcow2\" in the builder",
-            image.display()
+            "exoscale-import: {shown} is not a usable qcow2 image ({e}): Exoscale registers qcow2 only; {fix}"
         ))
     })?;
     let size = opened.header.size;
     if !(MIN_VIRTUAL_SIZE..=MAX_VIRTUAL_SIZE).contains(&size) {
+        let fix = match source {
+            ImageSource::Recipe => "add a kiln-resize post-processor with \"disk_size\": \"10G\" before exoscale-import (or set the builder's disk_size)".to_string(),
+            ImageSource::Given if size < MIN_VIRTUAL_SIZE => format!("grow it with `qemu-img resize {shown} 10G` first"),
+            ImageSource::Given => "publish a smaller image".to_string(),
+        };
         return Err(StepError(format!(
-            "exoscale-import: {}'s virtual size is {} bytes; Exoscale needs 10 GiB–1000 GiB: add a kiln-resize post-processor with \"disk_size\": \"10G\" before exoscale-import (or set the builder's disk_size)",
-            image.display(),
-            size
+            "exoscale-import: {shown}'s virtual size is {size} bytes; Exoscale needs 10 GiB–1000 GiB: {fix}"
         )));
     }
     let guest_clusters = opened.header.guest_clusters();
@@ -350,7 +375,20 @@ pub async fn preflight(
     ))
 }
 
-/// Checks, uploads, registers in the first zone, copies to the others, cleans up. The
+/// [`check_image`], and a warning for a virtual size over [`WARN_VIRTUAL_SIZE`].
+fn check_image_size(image: &Path, ctx: &StepContext) -> Result<(), StepError> {
+    let size = check_image(image)?;
+    if size > WARN_VIRTUAL_SIZE {
+        ctx.events().send(Event::Warning(format!(
+            "exoscale-import: {}'s virtual size is {} GiB; parts of Exoscale's documentation give 100 GB as the largest template, so the registration may fail after the upload: a smaller disk_size is safer",
+            image.display(),
+            size >> 30
+        )));
+    }
+    Ok(())
+}
+
+/// Uploads (the image and the names already checked), registers in the first zone, copies to the others, cleans up. The
 /// uploaded object is deleted afterwards (also on failure) unless `skip_clean`.
 pub async fn run_exoscale_import(
     config: &ExoscaleImportConfig,
@@ -361,15 +399,6 @@ pub async fn run_exoscale_import(
     ctx: &StepContext,
 ) -> Result<ExoscaleArtifact, StepError> {
     let cancel = ctx.cancel();
-    check_template_fields(config)?;
-    let size = check_image(image)?;
-    if size > WARN_VIRTUAL_SIZE {
-        ctx.events().send(Event::Warning(format!(
-            "exoscale-import: {}'s virtual size is {} GiB; parts of Exoscale's documentation give 100 GB as the largest template, so the registration may fail after the upload: a smaller disk_size is safer",
-            image.display(),
-            size >> 30
-        )));
-    }
     let (registrar, store) = registrar_and_store(config, &credentials)?;
 
     // Fail before the upload when the bucket or the credentials are wrong.
