@@ -313,3 +313,134 @@ async fn the_checks_before_a_build_find_a_missing_bucket_and_refused_credentials
     let e = preflight(&config, &redactor).await.unwrap_err().0;
     assert!(e.contains("checking the API credentials"), "{e}");
 }
+
+/// `kiln` with a private home (config, state, history) and credentials in the environment
+/// only: no keyring is reachable.
+fn kiln_publish(home: &Path, api: &ApiServer, s3: &str, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .arg("publish")
+        .args(args)
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("XDG_STATE_HOME", home.join("state"))
+        .env("XDG_DATA_HOME", home.join("data"))
+        .env("XDG_CACHE_HOME", home.join("cache"))
+        .env_remove("DBUS_SESSION_BUS_ADDRESS")
+        .env("EXOSCALE_API_KEY", TEST_KEY)
+        .env("EXOSCALE_API_SECRET", TEST_SECRET)
+        .env("EXOSCALE_API_ENDPOINT", api.endpoint())
+        .env("EXOSCALE_SOS_ENDPOINT", s3)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn kiln_publish_registers_an_image_it_did_not_build_copies_it_and_keeps_the_image() {
+    let s3 = garage::garage();
+    let bucket = "kiln-publish-cli";
+    s3.create_bucket(bucket);
+    let api = ApiServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let image = image(dir.path(), 4);
+    let before = std::fs::read(&image).unwrap();
+    let out = kiln_publish(
+        dir.path(),
+        &api,
+        &s3.endpoint,
+        &[
+            image.to_str().unwrap(),
+            "--bucket",
+            bucket,
+            "--zone",
+            garage::ZONE,
+            "--template-zones",
+            "ch-gva-2,de-fra-1",
+            "--name",
+            "Vendor image {{isotime \"2006-01-02\"}}",
+            "--description",
+            "from elsewhere",
+            "--username",
+            "debian",
+            "--boot-mode",
+            "uefi",
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let name = format!("Vendor image {today}");
+    // Registered in the bucket's zone from the object, then copied to the second zone.
+    let registered = api.templates("ch-gva-2");
+    assert_eq!(registered.len(), 1, "{registered:?}");
+    assert_eq!(registered[0]["name"], name.as_str());
+    assert_eq!(registered[0]["description"], "from elsewhere");
+    assert_eq!(registered[0]["default-user"], "debian");
+    assert_eq!(registered[0]["boot-mode"], "uefi");
+    let copied = api.templates("de-fra-1");
+    assert_eq!(copied.len(), 1, "{copied:?}");
+    assert_eq!(copied[0]["name"], name.as_str());
+    assert_eq!(api.downloads().len(), 1, "Exoscale fetched the object once");
+    for zone in ["ch-gva-2", "de-fra-1"] {
+        assert!(
+            stdout.contains(&format!("  template: {zone} ")),
+            "the summary names the template in {zone}: {stdout}"
+        );
+    }
+    // The uploaded object is gone; the user's image is untouched.
+    let removed = stdout
+        .lines()
+        .find_map(|l| l.split("removed ").nth(1))
+        .and_then(|rest| rest.split(" from bucket").next())
+        .unwrap_or_else(|| panic!("no removal in the output: {stdout}"));
+    let store = store(&s3.endpoint, bucket);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    assert!(!runtime.block_on(store.exists(removed)).unwrap(), "{removed} left");
+    assert_eq!(std::fs::read(&image).unwrap(), before, "the image was changed");
+    // History: one publication that succeeded, with its templates and build.log.
+    let history = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["history", "--json"])
+        .env("HOME", dir.path())
+        .env("XDG_DATA_HOME", dir.path().join("data"))
+        .output()
+        .unwrap();
+    let records: serde_json::Value = serde_json::from_slice(&history.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&history.stdout)));
+    let record = &records.as_array().expect("a list")[0];
+    assert_eq!(record["build"], "publish", "{record}");
+    assert_eq!(record["outcome"], "done", "{record}");
+    assert_eq!(record["templates"].as_array().unwrap().len(), 2, "{record}");
+    let log = std::path::PathBuf::from(record["log_dir"].as_str().unwrap()).join("build.log");
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(log.contains("registering template"), "{log}");
+    assert!(!log.contains(TEST_SECRET) && !stdout.contains(TEST_SECRET));
+}
+
+#[test]
+fn kiln_publish_refuses_a_small_image_before_contacting_anything() {
+    let api = ApiServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("small.qcow2");
+    let ok = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(&image)
+        .arg("2G")
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let out = kiln_publish(
+        dir.path(),
+        &api,
+        "http://127.0.0.1:9",
+        &[image.to_str().unwrap(), "--bucket", "b", "--name", "n"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("qemu-img resize {} 10G", image.display()))
+            && stderr.contains("nothing was published"),
+        "{stderr}"
+    );
+    assert!(api.seen().is_empty(), "the API was called: {:?}", api.seen());
+}

@@ -10,6 +10,7 @@ pub mod local_shell;
 pub mod log;
 pub mod plan;
 pub mod postprocess;
+pub mod publish;
 pub mod redact;
 pub mod runner;
 pub mod state;

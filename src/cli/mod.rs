@@ -11,6 +11,7 @@ pub mod inspect;
 pub mod keys;
 pub mod man;
 pub mod progress;
+pub mod publish;
 pub mod seed;
 pub mod templates;
 pub mod validate;
@@ -33,6 +34,9 @@ pub struct Cli {
 pub enum Command {
     /// Build the recipe's image headless (Ctrl-C cancels cleanly).
     Build(build::BuildArgs),
+    /// Publish a qcow2 image you already have as an Exoscale template (upload, register,
+    /// copy to zones, clean up), as a recipe's exoscale-import would.
+    Publish(publish::PublishArgs),
     /// Check a recipe and report every problem with its place (exit 0 valid, 1 invalid).
     Validate(validate::ValidateArgs),
     /// Show a recipe's variables, builder, provisioners and post-processor chains.
