@@ -396,8 +396,15 @@ fn kiln_publish_registers_an_image_it_did_not_build_copies_it_and_keeps_the_imag
         .unwrap_or_else(|| panic!("no removal in the output: {stdout}"));
     let store = store(&s3.endpoint, bucket);
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    assert!(!runtime.block_on(store.exists(removed)).unwrap(), "{removed} left");
-    assert_eq!(std::fs::read(&image).unwrap(), before, "the image was changed");
+    assert!(
+        !runtime.block_on(store.exists(removed)).unwrap(),
+        "{removed} left"
+    );
+    assert_eq!(
+        std::fs::read(&image).unwrap(),
+        before,
+        "the image was changed"
+    );
     // History: one publication that succeeded, with its templates and build.log.
     let history = Command::new(env!("CARGO_BIN_EXE_kiln"))
         .args(["history", "--json"])
@@ -442,5 +449,9 @@ fn kiln_publish_refuses_a_small_image_before_contacting_anything() {
             && stderr.contains("nothing was published"),
         "{stderr}"
     );
-    assert!(api.seen().is_empty(), "the API was called: {:?}", api.seen());
+    assert!(
+        api.seen().is_empty(),
+        "the API was called: {:?}",
+        api.seen()
+    );
 }

@@ -86,6 +86,25 @@ impl Engine for ScriptedEngine {
         events: EventSink,
         controls: BuildControls,
     ) -> BuildFuture {
+        self.play(recipe, build, events, controls)
+    }
+
+    /// A publication plays the same script (the real one is `kiln publish`'s code, tested
+    /// in tests/exoscale_import.rs); what the window asked for is kept in `received`.
+    fn publish(&self, recipe: Recipe, events: EventSink, controls: BuildControls) -> BuildFuture {
+        let build = recipe.builds[0].clone();
+        self.play(recipe, build, events, controls)
+    }
+}
+
+impl ScriptedEngine {
+    fn play(
+        &self,
+        recipe: Recipe,
+        build: Build,
+        events: EventSink,
+        controls: BuildControls,
+    ) -> BuildFuture {
         *self.received.lock().unwrap() = Some((recipe, build.clone()));
         let (ending, gate, artifact) = (self.ending, self.gate.clone(), self.artifact.clone());
         Box::pin(async move {
@@ -209,6 +228,19 @@ impl Engine for ScriptedEngine {
 }
 
 impl Setup {
+    /// A qcow2 image of `size` (virtual) in the test's folder, made by qemu-img.
+    fn image(&self, name: &str, size: &str) -> PathBuf {
+        let path = self._dir.path().join(name);
+        let ok = std::process::Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2"])
+            .arg(&path)
+            .arg(size)
+            .status()
+            .expect("qemu-img (qemu-utils) runs");
+        assert!(ok.success());
+        path
+    }
+
     fn config_path(&self) -> PathBuf {
         self._dir.path().join("config/config.toml")
     }
@@ -1917,4 +1949,133 @@ fn variables_get_fields_for_what_they_feed_zone_flag_and_number() {
             _ => None,
         });
     assert_eq!(zone.as_deref(), Some("de-fra-1"));
+}
+
+/// The exoscale-import options of the build the engine was asked to run.
+fn received_import(setup: &Setup) -> kiln::recipe::postprocessor::ExoscaleImportConfig {
+    let (_, build) = setup
+        .received
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("a job was started");
+    match &build.post_processors[0][0].kind {
+        kiln::recipe::postprocessor::PostProcessorKind::ExoscaleImport(c) => c.clone(),
+        other => panic!("not an exoscale-import: {other:?}"),
+    }
+}
+
+#[test]
+fn publish_an_image_from_the_templates_place_runs_in_the_build_place_and_the_history() {
+    let api = exoscale_api::ApiServer::start();
+    let (setup, mut harness) = setup_with_api(Ending::Success, Some(api.endpoint()), Some("work"));
+    let small = setup.image("small.qcow2", "1G");
+    let image = setup.image("vendor-12.qcow2", "10G");
+    harness.get_by_label("Templates").click();
+    step_until(&mut harness, "the listing", |app| {
+        app.templates().listing.is_some() && !app.templates().busy
+    });
+    harness.get_by_label("Publish an image…").click();
+    harness.run();
+
+    // A 1 GiB image is refused on the form, with the command that fixes it; nothing runs.
+    setup.dialogs.push_answer(Some(small.clone()));
+    harness.get_by_label("Choose image…").click();
+    // (A listing may be running meanwhile: its spinner keeps asking for frames.)
+    step_until(&mut harness, "the chosen image", |app| {
+        app.templates()
+            .publish
+            .as_ref()
+            .is_some_and(|f| !f.image.is_empty())
+            && !app.templates().busy
+    });
+    type_into(&mut harness, Role::TextInput, "Bucket", "my-images");
+    harness.get_by_label("Publish").click();
+    harness.run();
+    let form = harness
+        .state()
+        .templates()
+        .publish
+        .clone()
+        .expect("the form stays open");
+    assert!(
+        form.problems
+            .iter()
+            .any(|p| p.contains(&format!("qemu-img resize {} 10G", small.display()))),
+        "{:?}",
+        form.problems
+    );
+    assert!(
+        setup.received.lock().unwrap().is_none(),
+        "nothing was started"
+    );
+    harness.get_by_label(&form.problems[0]);
+
+    // The right image, a copy to a second zone, the keyring profile.
+    harness
+        .state_mut()
+        .templates_mut()
+        .publish
+        .as_mut()
+        .unwrap()
+        .name
+        .clear();
+    setup.dialogs.push_answer(Some(image.clone()));
+    harness.get_by_label("Choose image…").click();
+    step_until(&mut harness, "the second image", |app| {
+        app.templates()
+            .publish
+            .as_ref()
+            .is_some_and(|f| f.image.ends_with("vendor-12.qcow2"))
+            && !app.templates().busy
+    });
+    harness.get_by_label("de-fra-1").click();
+    harness.run();
+    pick(&mut harness, "Credentials", "work");
+    harness.get_by_label("Publish").click();
+    harness.run();
+    assert_eq!(harness.state().place(), Place::Build);
+    assert!(
+        harness.state().templates().publish.is_none(),
+        "the form closed"
+    );
+    let import = received_import(&setup);
+    assert_eq!(import.image_bucket, "my-images");
+    assert_eq!(import.image_zone, "ch-gva-2");
+    assert_eq!(import.template_zones, ["ch-gva-2", "de-fra-1"]);
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    assert_eq!(import.template_name, format!("vendor-12 {today}"));
+    assert_eq!(import.profile.as_deref(), Some("work"));
+    assert!(import.profile_first, "the chosen profile comes first");
+    let (recipe, _) = setup.received.lock().unwrap().clone().unwrap();
+    assert_eq!(
+        recipe.builds[0].post_processors[0][0].keep_input_artifact,
+        Some(true),
+        "the image is the user's"
+    );
+    setup.gate.add_permits(1);
+    step_until(&mut harness, "the publication's end", |app| {
+        app.build_state().is_some_and(|b| !b.is_running())
+    });
+
+    // Recorded under the image; Rebuild opens the form again with it.
+    open_history(&mut harness);
+    let records = harness.state().history().records.clone().unwrap().unwrap();
+    assert_eq!(records[0].recipe, image);
+    assert_eq!(records[0].build_name, "publish");
+    assert_eq!(
+        records[0].template_name.as_deref(),
+        Some(import.template_name.as_str())
+    );
+    harness.get_by_label("Rebuild").click();
+    harness.run();
+    assert_eq!(harness.state().place(), Place::Templates);
+    let form = harness
+        .state()
+        .templates()
+        .publish
+        .clone()
+        .expect("the form again");
+    assert_eq!(form.image, image.display().to_string());
+    assert_eq!(form.name, import.template_name);
 }

@@ -619,6 +619,27 @@ fn templates_listing() {
     harness.get_by_label("57 days STALE");
     click(&mut harness, "Debian 12 2026-10-01");
     snapshot(&mut harness, "templates");
+    // "Publish an image…": the form above the list, refused with what to fix.
+    click(&mut harness, "Publish an image…");
+    type_into(
+        &mut harness,
+        Role::TextInput,
+        "Image file",
+        &format!("{ROOT}/vendor-12.qcow2"),
+    );
+    type_into(&mut harness, Role::TextInput, "Bucket", "my-images");
+    type_into(
+        &mut harness,
+        Role::TextInput,
+        "Template name",
+        "Vendor 12 {{isotime \"2006-01-02\"}}",
+    );
+    harness.get_by_role_and_label(Role::CheckBox, "de-fra-1").click();
+    harness.run();
+    click(&mut harness, "Publish");
+    harness.ctx.memory_mut(|m| m.stop_text_input());
+    harness.run();
+    snapshot(&mut harness, "templates_publish_form");
 }
 
 fn credentials() {

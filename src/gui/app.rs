@@ -2,7 +2,7 @@
 //! inbox in `logic` and draws in `ui`; it repaints only when a message arrives, on input, or
 //! twice a second while a build runs (its clock).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender};
 use std::time::{Duration, Instant};
@@ -20,11 +20,14 @@ use super::credentials_panel::{self, CredentialsPanel};
 use super::dialogs::{FileDialogs, Pick, PickAnswer};
 use super::editor::view::{self as editor_view, EditorAction};
 use super::editor::{self, RecipeTab};
-use super::engine::{self, BuildControls, BuildId, Engine, HistoryTarget, Inbox, Message};
+use super::engine::{
+    self, BuildControls, BuildId, Engine, HistoryTarget, Inbox, Job, JobKind, Message,
+};
 use super::history_panel::{self, HistoryPanel};
 use super::host_panel::{self, HostAction};
 use super::log_search::LogSearch;
 use super::notify::{self, DesktopNotifier, Notifier};
+use super::publish_form::PublishForm;
 use super::recipe_files;
 use super::recipes_panel::{self, PathPrompt, RecipesAction, RecipesPanel};
 use super::session::{self, OpenRecipe, TypedValues};
@@ -32,7 +35,6 @@ use super::templates;
 use super::templates_panel::{self, TemplatesPanel};
 use super::theme;
 use super::variables_panel;
-use crate::recipe::template::{Build, Recipe};
 
 /// How many recently opened files the Recipes panel remembers.
 const RECENT_MAX: usize = 8;
@@ -121,7 +123,16 @@ struct BuildTab {
     state: BuildState,
     controls: BuildControls,
     /// What it ran, for Build again (in memory only: values may be secrets).
-    ran: (Recipe, Build, Option<HistoryTarget>),
+    ran: (Job, Option<HistoryTarget>),
+}
+
+/// Whether `path` is a qcow2 image (its magic), as a publication's history record names.
+fn is_qcow2(path: &Path) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok_and(|()| &magic == b"QFI\xfb")
 }
 
 /// The kiln window.
@@ -445,6 +456,17 @@ impl KilnApp {
 
     fn on_picked(&mut self, pick: Pick, answer: PickAnswer) {
         self.recipes.dialog_open = false;
+        if pick == Pick::OpenImage {
+            self.templates.choosing_image = false;
+            if let Some(form) = &mut self.templates.publish {
+                match answer {
+                    PickAnswer::Chosen(path) => form.set_image(&path),
+                    PickAnswer::Cancelled => {}
+                    PickAnswer::Failed(why) => form.note = Some(why),
+                }
+            }
+            return;
+        }
         let path = match answer {
             PickAnswer::Chosen(path) => path,
             PickAnswer::Cancelled => return,
@@ -458,6 +480,7 @@ impl KilnApp {
         self.recipes.path_prompt = None;
         match pick {
             Pick::OpenRecipe => self.open_recipe(path),
+            Pick::OpenImage => {}
             Pick::NewRecipe { .. } => {
                 let default = self.recipes_dir.join(crate::recipes::DEFAULT_RECIPE);
                 match recipe_files::new_from_default(&default, &path) {
@@ -699,6 +722,21 @@ impl KilnApp {
             self.saved.place = Place::Recipes;
             return;
         }
+        if is_qcow2(&record.recipe) {
+            // A publication ("Publish an image…", `kiln publish`): its form again, with the
+            // image and the name it was published under.
+            let mut form = PublishForm::default();
+            form.set_image(&record.recipe);
+            if let Some(name) = &record.template_name {
+                form.name = name.clone();
+            }
+            form.note = Some(format!(
+                "Publish again, as #{id}: fill in the bucket and zones, check the name, and press Publish."
+            ));
+            self.templates.publish = Some(form);
+            self.saved.place = Place::Templates;
+            return;
+        }
         self.open_recipe(record.recipe.clone());
         if self.pending.is_some() {
             // The open recipe has unsaved changes: the question shows; the values would go
@@ -834,21 +872,66 @@ impl KilnApp {
             db,
             recipe_path: open.path.clone(),
         });
-        self.launch(recipe, build, history);
+        self.launch(
+            Job {
+                recipe,
+                build,
+                kind: JobKind::Build,
+            },
+            history,
+        );
     }
 
-    /// Starts `build` of `recipe` in a new tab and shows it.
-    fn launch(&mut self, recipe: Recipe, build: Build, history: Option<HistoryTarget>) {
+    /// Checks the Templates place's publish form with `kiln publish`'s code and, if it is
+    /// right, publishes in a new build tab (recorded in the history under the image's path).
+    fn publish_image(&mut self) {
+        if self.close_after_builds {
+            return;
+        }
+        let Some(form) = &mut self.templates.publish else {
+            return;
+        };
+        let mut recipe = match form.request().recipe() {
+            Ok(recipe) => recipe,
+            Err(problems) => {
+                form.problems = problems;
+                return;
+            }
+        };
+        let choices = form.choices();
+        for build in &mut recipe.builds {
+            choices.apply(build);
+        }
+        let Some(build) = recipe.builds.first().cloned() else {
+            return;
+        };
+        let history = self.history_db.clone().map(|db| HistoryTarget {
+            db,
+            recipe_path: std::path::absolute(form.image.trim())
+                .unwrap_or_else(|_| PathBuf::from(form.image.trim())),
+        });
+        self.templates.publish = None;
+        self.launch(
+            Job {
+                recipe,
+                build,
+                kind: JobKind::Publish,
+            },
+            history,
+        );
+    }
+
+    /// Starts `job` (a build or a publication) in a new tab and shows it.
+    fn launch(&mut self, job: Job, history: Option<HistoryTarget>) {
         let id = BuildId(self.next_build);
         self.next_build += 1;
-        let state = BuildState::new(build.name.clone(), Instant::now());
-        let ran = (recipe.clone(), build.clone(), history.clone());
+        let state = BuildState::new(job.build.name.clone(), Instant::now());
+        let ran = (job.clone(), history.clone());
         let controls = engine::start(
             &self.runtime,
             self.engine.as_ref(),
             id,
-            recipe,
-            build,
+            job,
             self.inbox.clone(),
             history,
         );
@@ -868,8 +951,8 @@ impl KilnApp {
         if self.close_after_builds {
             return;
         }
-        if let Some((recipe, build, history)) = self.tab(id).map(|t| t.ran.clone()) {
-            self.launch(recipe, build, history);
+        if let Some((job, history)) = self.tab(id).map(|t| t.ran.clone()) {
+            self.launch(job, history);
         }
     }
 
@@ -1278,6 +1361,11 @@ impl eframe::App for KilnApp {
                 match request {
                     Some(templates_panel::Request::Refresh) => self.run_templates(None),
                     Some(templates_panel::Request::Act(action)) => self.run_templates(Some(action)),
+                    Some(templates_panel::Request::ChooseImage) => {
+                        self.templates.choosing_image = true;
+                        self.pick(Pick::OpenImage);
+                    }
+                    Some(templates_panel::Request::Publish) => self.publish_image(),
                     None => {}
                 }
             }

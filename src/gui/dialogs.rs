@@ -29,6 +29,8 @@ pub enum Pick {
         /// The file name the dialog suggests.
         suggested: String,
     },
+    /// Choose the qcow2 image to publish ("Publish an image…").
+    OpenImage,
 }
 
 /// How a file dialog ended.
@@ -269,12 +271,19 @@ fn no_dialog_here(watch: Option<&PortalWatch>) -> Option<String> {
 
 /// Shows one dialog and waits for the answer (on the dialog's own thread).
 fn show(pick: Pick, dir: Option<PathBuf>) -> Option<PathBuf> {
-    let mut dialog = rfd::FileDialog::new().add_filter("Packer recipe (JSON)", &["json"]);
+    let mut dialog = rfd::FileDialog::new();
+    dialog = match pick {
+        Pick::OpenImage => dialog
+            .add_filter("qcow2 image", &["qcow2", "img"])
+            .add_filter("Any file", &["*"]),
+        _ => dialog.add_filter("Packer recipe (JSON)", &["json"]),
+    };
     if let Some(dir) = dir {
         dialog = dialog.set_directory(dir);
     }
     match pick {
         Pick::OpenRecipe => dialog.set_title("Open a recipe").pick_file(),
+        Pick::OpenImage => dialog.set_title("The image to publish").pick_file(),
         Pick::NewRecipe { suggested } => dialog
             .set_title("Save the new recipe as")
             .set_file_name(suggested)

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::build::breakpoint::Resume;
 use crate::build::event::{Event, EventSink};
 use crate::build::plan::{BuildOptions, BuildReport, run_build};
+use crate::build::publish::{PublishOptions, run_publish};
 use crate::build::redact::Redactor;
 use crate::history::recording as history;
 use crate::history::{BuildRecord, History, HistoryError, Origin, Recorder, Recording};
@@ -47,6 +48,39 @@ pub trait Engine: Send + Sync {
         events: EventSink,
         controls: BuildControls,
     ) -> BuildFuture;
+
+    /// Publishes the image of `recipe` (made by [`PublishRequest::recipe`], choices applied)
+    /// as `kiln publish` does, sending its events to `events`; it stops when
+    /// `controls.cancel` fires.
+    ///
+    /// [`PublishRequest::recipe`]: crate::build::publish::PublishRequest::recipe
+    fn publish(&self, recipe: Recipe, events: EventSink, controls: BuildControls) -> BuildFuture {
+        Box::pin(async move {
+            run_publish(&recipe, &PublishOptions::default(), events, controls.cancel).await
+        })
+    }
+}
+
+/// What a build tab runs: a build of a recipe, or a publication (whose recipe is made by
+/// [`crate::build::publish::PublishRequest::recipe`]).
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// The recipe.
+    pub recipe: Recipe,
+    /// Its build that runs.
+    pub build: Build,
+    /// Which it is.
+    pub kind: JobKind,
+}
+
+/// Whether a build tab builds or publishes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum JobKind {
+    /// A recipe's build.
+    #[default]
+    Build,
+    /// Publishing an existing image ("Publish an image…" in the Templates place).
+    Publish,
 }
 
 /// The real engine: `kiln::build::plan::run_build`, as `kiln build` uses it.
@@ -70,6 +104,13 @@ impl Engine for RealEngine {
             ..self.options.clone()
         };
         Box::pin(async move { run_build(&recipe, &build, &options, events, controls.cancel).await })
+    }
+
+    fn publish(&self, recipe: Recipe, events: EventSink, controls: BuildControls) -> BuildFuture {
+        let options = PublishOptions {
+            state_dir: self.options.state_dir.clone(),
+        };
+        Box::pin(async move { run_publish(&recipe, &options, events, controls.cancel).await })
     }
 }
 
@@ -122,7 +163,7 @@ impl Inbox {
     }
 }
 
-/// Starts `build` on `runtime` as build `id`; its events and then its report arrive in
+/// Starts `job` (a build or a publication) on `runtime` as build `id`; its events and then its report arrive in
 /// `inbox`, tagged with `id`. With a `history`, the build is recorded there (off the window's
 /// thread); a history that cannot be written arrives as a warning of the build. Returns the
 /// controls that cancel or continue it.
@@ -130,18 +171,25 @@ pub fn start(
     runtime: &Handle,
     engine: &dyn Engine,
     id: BuildId,
-    recipe: Recipe,
-    build: Build,
+    job: Job,
     inbox: Inbox,
     history: Option<HistoryTarget>,
 ) -> BuildControls {
+    let Job {
+        recipe,
+        build,
+        kind,
+    } = job;
     let controls = BuildControls::default();
     let recorder = history.map(|h| {
         let recorder = Recorder::new(&h.recipe_path, &recipe, &build, Origin::Gui);
         (h.db, recorder)
     });
     let (events, mut rx) = EventSink::channel(Redactor::new());
-    let task = runtime.spawn(engine.build(recipe, build, events, controls.clone()));
+    let task = runtime.spawn(match kind {
+        JobKind::Build => engine.build(recipe, build, events, controls.clone()),
+        JobKind::Publish => engine.publish(recipe, events, controls.clone()),
+    });
     runtime.spawn(async move {
         // The history is opened on a blocking thread while the events flow (opening it must
         // not hold them back); the recorder itself only keeps them in memory.

@@ -17,6 +17,7 @@ pub mod host_panel;
 pub mod log_buffer;
 pub mod log_search;
 pub mod notify;
+pub mod publish_form;
 pub mod recipe_files;
 pub mod recipe_usage;
 pub mod recipes_panel;

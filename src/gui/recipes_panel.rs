@@ -39,7 +39,7 @@ impl PathPrompt {
     /// Asks for the path `pick` needs, starting from `dir` (and the suggested name).
     pub fn new(pick: Pick, why: String, dir: Option<&Path>) -> Self {
         let suggested = match &pick {
-            Pick::OpenRecipe => None,
+            Pick::OpenRecipe | Pick::OpenImage => None,
             Pick::NewRecipe { suggested }
             | Pick::SaveRecipeAs { suggested }
             | Pick::SaveVarFile { suggested } => Some(suggested.as_str()),
@@ -57,6 +57,7 @@ impl PathPrompt {
     fn label(&self) -> &'static str {
         match self.pick {
             Pick::OpenRecipe => "Recipe to open:",
+            Pick::OpenImage => "Image to publish:",
             Pick::NewRecipe { .. } => "Where the new recipe goes:",
             Pick::SaveRecipeAs { .. } => "Save the recipe as:",
             Pick::SaveVarFile { .. } => "Save the var-file as:",

@@ -6,6 +6,7 @@
 
 use chrono::{DateTime, Utc};
 
+use super::publish_form::{FormRequest, PublishForm, publish_form_ui};
 use super::templates::{Action, Listing, Query};
 use super::theme;
 use crate::cli::templates::format;
@@ -64,6 +65,10 @@ pub struct TemplatesPanel {
     pub copy_to: String,
     /// A deletion waiting for its confirmation: (zone, id).
     pub confirm_delete: Option<(String, String)>,
+    /// The "Publish an image…" form, while it is open.
+    pub publish: Option<PublishForm>,
+    /// The image's file dialog is open.
+    pub choosing_image: bool,
 }
 
 impl Default for TemplatesPanel {
@@ -81,6 +86,8 @@ impl Default for TemplatesPanel {
             new_name: String::new(),
             copy_to: EXOSCALE_ZONES[0].to_string(),
             confirm_delete: None,
+            publish: None,
+            choosing_image: false,
         }
     }
 }
@@ -108,6 +115,10 @@ pub enum Request {
     Refresh,
     /// Act on a template, then list again.
     Act(Action),
+    /// Open the file dialog for the image to publish.
+    ChooseImage,
+    /// Check the publish form and, if it is right, publish.
+    Publish,
 }
 
 /// Draws the place; `profiles` are the names to choose from.
@@ -130,7 +141,26 @@ pub fn templates_ui(
         if panel.busy {
             ui.spinner();
         }
+        if ui
+            .add_enabled(
+                panel.publish.is_none(),
+                egui::Button::new("Publish an image…"),
+            )
+            .on_hover_text("Publish a qcow2 image you already have as a template")
+            .clicked()
+        {
+            panel.publish = Some(PublishForm::default());
+        }
     });
+    if let Some(form) = &mut panel.publish {
+        match publish_form_ui(ui, form, profiles, panel.choosing_image) {
+            Some(FormRequest::ChooseImage) => request = Some(Request::ChooseImage),
+            Some(FormRequest::Publish) => request = Some(Request::Publish),
+            Some(FormRequest::Close) => panel.publish = None,
+            None => {}
+        }
+        ui.add_space(theme::GAP);
+    }
     ui.horizontal_wrapped(|ui| {
         let before = (panel.profile.clone(), panel.zone.clone());
         egui::ComboBox::from_label("Profile")
@@ -335,7 +365,8 @@ pub fn templates_ui(
             panel.confirm_delete = Some(key);
         }
     }
-    if request.is_some() {
+    // A listing or an action runs in the background (publishing runs in the Build place).
+    if matches!(request, Some(Request::Refresh | Request::Act(_))) {
         panel.busy = true;
     }
     request
