@@ -317,6 +317,16 @@ async fn the_checks_before_a_build_find_a_missing_bucket_and_refused_credentials
 /// `kiln` with a private home (config, state, history) and credentials in the environment
 /// only: no keyring is reachable.
 fn kiln_publish(home: &Path, api: &ApiServer, s3: &str, args: &[&str]) -> std::process::Output {
+    kiln_publish_at(home, &api.endpoint(), s3, args)
+}
+
+/// [`kiln_publish`] with `EXOSCALE_API_ENDPOINT` set to `api_endpoint`.
+fn kiln_publish_at(
+    home: &Path,
+    api_endpoint: &str,
+    s3: &str,
+    args: &[&str],
+) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_kiln"))
         .arg("publish")
         .args(args)
@@ -328,7 +338,7 @@ fn kiln_publish(home: &Path, api: &ApiServer, s3: &str, args: &[&str]) -> std::p
         .env_remove("DBUS_SESSION_BUS_ADDRESS")
         .env("EXOSCALE_API_KEY", TEST_KEY)
         .env("EXOSCALE_API_SECRET", TEST_SECRET)
-        .env("EXOSCALE_API_ENDPOINT", api.endpoint())
+        .env("EXOSCALE_API_ENDPOINT", api_endpoint)
         .env("EXOSCALE_SOS_ENDPOINT", s3)
         .stdin(std::process::Stdio::null())
         .output()
@@ -453,5 +463,78 @@ fn kiln_publish_refuses_a_small_image_before_contacting_anything() {
         api.seen().is_empty(),
         "the API was called: {:?}",
         api.seen()
+    );
+}
+
+#[test]
+fn kiln_publish_follows_exos_endpoint_retries_failed_polls_and_a_busy_copy_and_escapes_the_file_name()
+ {
+    let s3 = garage::garage();
+    let bucket = "kiln-publish-faults";
+    s3.create_bucket(bucket);
+    let api = ApiServer::start();
+    // As a CI job sets it for `exo`: one endpoint, zones found with GET /zone.
+    api.advertise_own_endpoints();
+    // Three poll requests of the registration fail (Exoscale goes on registering
+    // meanwhile); the client's own retries carry the poll through them. Polls that fail
+    // after those retries are tests/exoscale_api.rs's (with short backoffs).
+    api.fail_polls(3, 503);
+    // The second zone's copy first ends busy, as Exoscale answers a copy in progress.
+    api.fail_next_copies(1, "busy");
+    let dir = tempfile::tempdir().unwrap();
+    let plain = image(dir.path(), 2);
+    // A name a URL must escape: the presigned URL Exoscale fetches names this object.
+    let image = dir.path().join("vendor image #1+b.qcow2");
+    std::fs::rename(&plain, &image).unwrap();
+    let out = kiln_publish_at(
+        dir.path(),
+        &api.base("de-fra-1"),
+        &s3.endpoint,
+        &[
+            image.to_str().unwrap(),
+            "--bucket",
+            bucket,
+            "--zone",
+            garage::ZONE,
+            "--template-zones",
+            "ch-gva-2,at-vie-1",
+            "--name",
+            "escaped",
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(api.templates("ch-gva-2").len(), 1);
+    assert_eq!(api.templates("at-vie-1").len(), 1);
+    assert!(
+        api.templates("de-fra-1").is_empty(),
+        "nothing in the endpoint's own zone"
+    );
+    let downloads = api.downloads();
+    assert_eq!(downloads.len(), 1, "{downloads:?}");
+    assert!(
+        downloads[0].contains("vendor%20image%20%231%2Bb.qcow2"),
+        "the object key is escaped in the URL: {downloads:?}"
+    );
+    let seen = api.seen();
+    // The registration and the copy (asked of the source zone) went to ch-gva-2's own
+    // endpoint, found with GET /zone at the endpoint given.
+    assert!(
+        seen.iter()
+            .any(|s| s.method == "POST" && s.path == "/ch-gva-2/v2/template"),
+        "ch-gva-2 was not asked at its own endpoint: {seen:?}"
+    );
+    assert!(
+        seen.iter().any(|s| s.path == "/de-fra-1/v2/zone"),
+        "the zones were not found at the endpoint given: {seen:?}"
+    );
+    let polls_of_failed = seen
+        .iter()
+        .filter(|s| s.path.contains("/operation/") && s.status == 503)
+        .count();
+    assert_eq!(
+        polls_of_failed, 3,
+        "the failed poll requests were sent and survived"
     );
 }
