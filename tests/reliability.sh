@@ -25,6 +25,10 @@ trap 'rm -f "$tmp"' EXIT
         path = $0; sub(/^ *Running (unittests )?/, "", path); sub(/ \(.*/, "", path)
         bin = path; sub(/^.*\//, "", bin); sub(/\.rs$/, "", bin)
         if (path == "src/lib.rs") bin = "lib"
+        if ($0 ~ /advisory database of /) {
+          db = $0; sub(/.*advisory database of /, "", db); sub(/\).*/, "", db)
+          note["audit::cargo_audit"] = " (advisory database of " db ")"
+        }
       } else if (match($0, /^test [^ ]+ \.\.\. (ok|FAILED|ignored)/)) {
         split($0, f, " "); result[bin "::" f[2]] = f[4]
       }
@@ -36,7 +40,7 @@ trap 'rm -f "$tmp"' EXIT
       for (i = 1; i <= n; i++) {
         t = tests[i]; r = (t in result) ? result[t] : "not run"
         if (r == "ok") passed++; else if (r == "FAILED") failed++; else missing++
-        shown = shown (shown == "" ? "" : "<br>") "`" t "` " (r == "ok" ? "pass" : r)
+        shown = shown (shown == "" ? "" : "<br>") "`" t "` " (r == "ok" ? "pass" : r) note[t]
       }
       if (n == 0) status = "**not covered**"
       else if (failed > 0) status = "**FAIL**"

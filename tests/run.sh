@@ -123,10 +123,12 @@ status=0
 cargo test --all-targets --no-fail-fast "$@" 2>&1 | tee target/test-output.log || status=$?
 # The audit's result goes into the same log, as a test of a binary named `audit`.
 if [ $# -eq 0 ] && [ -d "$ADVISORY_DB/crates" ]; then
-  log "cargo audit (advisory database of $(git -C "$ADVISORY_DB" log -1 --format=%cs 2>/dev/null || echo 'unknown date'))"
+  advisory_date=$(git -C "$ADVISORY_DB" log -1 --format=%cs 2>/dev/null || echo 'unknown date')
+  log "cargo audit (advisory database of $advisory_date)"
   audit=ok
   "$CARGO_AUDIT_ROOT/bin/cargo-audit" audit --db "$ADVISORY_DB" --no-fetch --stale || { audit=FAILED; status=1; }
-  printf '     Running audit (cargo audit)\ntest cargo_audit ... %s\n' "$audit" >> target/test-output.log
+  # The database's date goes into the report with the result: a pass is as new as it is.
+  printf '     Running audit (cargo audit, advisory database of %s)\ntest cargo_audit ... %s\n' "$advisory_date" "$audit" >> target/test-output.log
 fi
 # A full run (no filter) regenerates the reliability report from its results.
 if [ $# -eq 0 ]; then
