@@ -321,3 +321,83 @@ fn the_deb_builds_installs_runs_and_removes() {
     );
     assert!(installed_version().is_none());
 }
+
+/// check-jsonschema (PyPI): `$KILN_CHECK_JSONSCHEMA`, on PATH, or in
+/// `~/.cache/kiln-tests/check-jsonschema`, where tests/run.sh installs it.
+fn check_jsonschema() -> Result<PathBuf, String> {
+    if let Some(path) = std::env::var_os("KILN_CHECK_JSONSCHEMA") {
+        return Ok(PathBuf::from(path));
+    }
+    on_path("check-jsonschema")
+        .or_else(|| {
+            let home = std::env::var_os("HOME")?;
+            let cached = Path::new(&home).join(".cache/kiln-tests/check-jsonschema/bin/check-jsonschema");
+            cached.is_file().then_some(cached)
+        })
+        .ok_or_else(|| {
+            "check-jsonschema not found (python3 -m venv ~/.cache/kiln-tests/check-jsonschema && ~/.cache/kiln-tests/check-jsonschema/bin/pip install check-jsonschema; tests/run.sh does)".into()
+        })
+}
+
+/// The fenced YAML blocks of `markdown`, in order.
+fn yaml_blocks(markdown: &str) -> Vec<String> {
+    markdown
+        .split("```yaml\n")
+        .skip(1)
+        .filter_map(|rest| rest.split("```").next())
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn the_ci_job_files_in_docs_are_valid_gitlab_ci_and_github_actions() {
+    let checker = match check_jsonschema() {
+        Ok(path) => Some(path),
+        Err(why) => {
+            require(Err(why));
+            None
+        }
+    };
+    let Some(checker) = checker else { return };
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/ci.md")).unwrap();
+    let blocks = yaml_blocks(&doc);
+    assert_eq!(
+        blocks.len(),
+        2,
+        "docs/ci.md has the GitLab and the GitHub job files"
+    );
+    assert!(blocks[0].contains("stages:") && blocks[1].contains("runs-on:"));
+    let dir = tempfile::tempdir().unwrap();
+    // The schemas check-jsonschema ships (SchemaStore's), so no network is needed.
+    for (block, name, schema) in [
+        (&blocks[0], ".gitlab-ci.yml", "vendor.gitlab-ci"),
+        (&blocks[1], "bake.yml", "vendor.github-workflows"),
+    ] {
+        let file = dir.path().join(name);
+        std::fs::write(&file, block).unwrap();
+        let out = run(
+            &checker,
+            &["--builtin-schema", schema, file.to_str().unwrap()],
+        );
+        assert!(
+            out.status.success(),
+            "docs/ci.md's {name} is not valid against {schema}:\n{}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        // The check can fail: the file with a job key misspelt (GitHub) or a stage made a
+        // number (GitLab) is refused.
+        let broken = if name == "bake.yml" {
+            block.replacen("runs-on:", "runs-on-typo:", 1)
+        } else {
+            block.replacen("stage: bake", "stage: 12", 1)
+        };
+        std::fs::write(&file, broken).unwrap();
+        let out = run(
+            &checker,
+            &["--builtin-schema", schema, file.to_str().unwrap()],
+        );
+        assert!(!out.status.success(), "{schema} accepted a broken {name}");
+    }
+}

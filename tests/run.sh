@@ -20,6 +20,7 @@ APT_PACKAGES=(
   desktop-file-utils appstream dpkg-dev binutils man-db                      # the .deb and its desktop files (tests/packaging.rs)
   mesa-vulkan-drivers                                                        # lavapipe: wgpu renders the GUI snapshots headless (tests/gui_snapshots.rs)
   ansible-core vagrant vagrant-libvirt                                       # Ansible against a VM, Vagrant reads the box (tests/build_installer.rs)
+  python3-venv                                                               # check-jsonschema from PyPI checks docs/ci.md's job files (tests/packaging.rs)
 )
 
 as_root() {
@@ -67,6 +68,17 @@ CARGO_DEB_ROOT="$HOME/.cache/kiln-tests/cargo-deb-3.8"
 if [ -z "${CARGO_DEB:-}" ] && [ ! -x "$CARGO_DEB_ROOT/bin/cargo-deb" ]; then
   log "installing cargo-deb 3.8 into $CARGO_DEB_ROOT"
   cargo install cargo-deb --locked --version 3.8.0 --root "$CARGO_DEB_ROOT"
+fi
+
+# --- check-jsonschema (tests/packaging.rs checks docs/ci.md's GitLab and GitHub job files) -----
+# From PyPI into a cached venv (seconds); it ships SchemaStore's schemas, so the check itself
+# needs no network. KILN_CHECK_JSONSCHEMA overrides the program.
+CHECK_JSONSCHEMA_ROOT="$HOME/.cache/kiln-tests/check-jsonschema"
+if [ -z "${KILN_CHECK_JSONSCHEMA:-}" ] && [ ! -x "$CHECK_JSONSCHEMA_ROOT/bin/check-jsonschema" ]; then
+  log "installing check-jsonschema 0.35 into $CHECK_JSONSCHEMA_ROOT"
+  rm -rf "$CHECK_JSONSCHEMA_ROOT"
+  /usr/bin/python3 -m venv "$CHECK_JSONSCHEMA_ROOT"
+  "$CHECK_JSONSCHEMA_ROOT/bin/pip" install -q 'check-jsonschema==0.35.0'
 fi
 
 # --- dependency audit: cargo audit against the RustSec advisory database ---------------------
