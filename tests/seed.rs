@@ -1,10 +1,12 @@
 //! Seed images checked by the tools that read them for real: `isoinfo` (genisoimage),
-//! `osirrox` (xorriso), `blkid` (util-linux), `mtype`/`mdir` (mtools), `fsck.vfat`
-//! (dosfstools), a loop mount when running as root, and `cloud-localds` (cloud-image-utils)
-//! for comparison. The tests install nothing: a missing tool skips its test with a printed
-//! reason, unless KILN_REQUIRE_TOOLS=1, which makes it a failure (for CI, where
-//! tests/run.sh installs the packages).
+//! `xorriso`/`osirrox` (xorriso), `blkid` (util-linux), `mdir`/`mtype`/`mcopy`/`mlabel`/`minfo`
+//! (mtools), `fsck.vfat` (dosfstools) and `cloud-localds` (cloud-image-utils) for comparison,
+//! plus a loop mount where this machine allows one (an extra, never the proof). The tests
+//! install nothing. The whole-seed tests (xorriso, mtools) fail when their tool is missing; the
+//! others skip with a printed reason unless KILN_REQUIRE_TOOLS=1, which makes that a failure
+//! too (tests/run.sh sets it and installs the packages).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -455,24 +457,121 @@ fn fsck_vfat_finds_no_errors_in_fat12_and_fat16_images() {
     assert!(out.stdout == data, "3 MB file read back from FAT16 differs");
 }
 
-// ---- the kernel -------------------------------------------------------------------------------
+// ---- whole seeds through independent readers (and the kernel when it can) ----------------------
 
-/// Mounts `img` read-only through a loop device and checks that `files` have their exact
-/// names and contents; `None` (after printing why) when this machine cannot loop-mount it.
-fn loop_mount_check(img: &Path, fstype: &str, files: &[(&str, Vec<u8>)]) -> Option<()> {
-    let test = format!("loop_mount_{fstype}");
+/// A tool the test cannot do without: its path, or a failure that names the Debian package.
+/// Unlike `tools`, a missing tool is never a skip, so these tests cannot pass without reading
+/// the image (tests/run.sh installs the package).
+fn required_tool(test: &str, name: &str, package: &str) -> PathBuf {
+    tool(name).unwrap_or_else(|| {
+        panic!(
+            "{test}: `{name}` not found: install the Debian package `{package}` \
+             (apt-get install {package}; tests/run.sh installs it)"
+        )
+    })
+}
+
+/// A file system tree: path → contents, directories as `dir/` → `None`.
+type Tree = BTreeMap<String, Option<Vec<u8>>>;
+
+/// The tree of `files`: each file with its bytes and every directory on the way to it.
+fn expected_tree(files: &[(&str, Vec<u8>)]) -> Tree {
+    let mut tree = Tree::new();
+    for (path, bytes) in files {
+        let parts: Vec<&str> = path.split('/').collect();
+        for end in 1..parts.len() {
+            tree.insert(format!("{}/", parts[..end].join("/")), None);
+        }
+        tree.insert(path.to_string(), Some(bytes.clone()));
+    }
+    tree
+}
+
+/// The names of `tree` alone, to compare listings that carry no contents.
+fn names(tree: &Tree) -> Vec<String> {
+    tree.keys().cloned().collect()
+}
+
+/// Fails, naming each path that is missing, extra or different, when `got` is not `expected`.
+fn assert_tree_eq(got: &Tree, expected: &Tree, what: &str) {
+    let show = |entry: Option<&Option<Vec<u8>>>| match entry {
+        None => "absent".to_string(),
+        Some(None) => "a directory".to_string(),
+        Some(Some(bytes)) => format!("{:?}", String::from_utf8_lossy(bytes)),
+    };
+    let differences: Vec<String> = got
+        .keys()
+        .chain(expected.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .filter(|path| got.get(*path) != expected.get(*path))
+        .map(|path| {
+            format!(
+                "  {path}: got {}, expected {}",
+                show(got.get(path)),
+                show(expected.get(path))
+            )
+        })
+        .collect();
+    assert!(
+        differences.is_empty(),
+        "{what} differs:\n{}",
+        differences.join("\n")
+    );
+}
+
+/// Everything under `root` as a `Tree` (only directories and regular files are expected).
+fn read_tree(root: &Path) -> Tree {
+    fn walk(dir: &Path, prefix: &str, tree: &mut Tree) {
+        for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            let entry = entry.unwrap();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let kind = entry.file_type().unwrap();
+            if kind.is_dir() {
+                let sub = format!("{prefix}{name}/");
+                tree.insert(sub.clone(), None);
+                walk(&entry.path(), &sub, tree);
+            } else if kind.is_file() {
+                tree.insert(
+                    format!("{prefix}{name}"),
+                    Some(std::fs::read(entry.path()).unwrap()),
+                );
+            } else {
+                panic!("{}: neither a file nor a directory", entry.path().display());
+            }
+        }
+    }
+    let mut tree = Tree::new();
+    walk(root, "", &mut tree);
+    tree
+}
+
+/// Gives the owner write access to everything under `root` again (osirrox restores the
+/// read-only modes of the image, which would keep the temporary directory from being removed).
+fn make_writable(root: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(root).unwrap().permissions().mode();
+    std::fs::set_permissions(root, std::fs::Permissions::from_mode(mode | 0o700)).unwrap();
+    if root.is_dir() {
+        for entry in std::fs::read_dir(root).unwrap() {
+            make_writable(&entry.unwrap().path());
+        }
+    }
+}
+
+/// Mounts `img` read-only through a loop device and checks that it shows exactly `files`.
+/// `Err(why)` when this machine cannot loop-mount it (not root, no loop devices, no kernel
+/// support): the kernel's view is an extra to the tools' reading, not the proof.
+fn loop_mount_check(img: &Path, fstype: &str, files: &[(&str, Vec<u8>)]) -> Result<(), String> {
     let uid = Command::new("id").arg("-u").output().ok().map(|o| text(&o));
     if uid.as_deref().map(str::trim) != Some("0") {
-        eprintln!("{test}: SKIPPED: not running as root, so no loop mount");
-        return None;
+        return Err("not running as root".into());
     }
     if !Path::new("/dev/loop-control").exists() {
-        eprintln!("{test}: SKIPPED: no /dev/loop-control, loop devices are unavailable");
-        return None;
+        return Err("no /dev/loop-control, loop devices are unavailable".into());
     }
     let (Some(mount), Some(umount)) = (tool("mount"), tool("umount")) else {
-        eprintln!("{test}: SKIPPED: `mount`/`umount` not found (Debian package `mount`)");
-        return None;
+        return Err("`mount`/`umount` not found (Debian package `mount`)".into());
     };
     let target = tempfile::tempdir().unwrap();
     let out = Command::new(&mount)
@@ -494,39 +593,52 @@ fn loop_mount_check(img: &Path, fstype: &str, files: &[(&str, Vec<u8>)]) -> Opti
             "could not find any free loop device",
         ];
         if unavailable.iter().any(|u| why.contains(u)) {
-            eprintln!(
-                "{test}: SKIPPED: this machine cannot loop-mount {fstype}: {}",
-                why.trim()
-            );
-            return None;
+            let first_line = why.lines().next().unwrap_or_default().trim();
+            return Err(format!(
+                "this machine cannot loop-mount {fstype}: {first_line}"
+            ));
         }
         panic!("mount -t {fstype} -o loop,ro failed: {why}");
     }
     let result = std::panic::catch_unwind(|| {
-        for (path, bytes) in files {
-            let on_disk = target.path().join(path);
-            assert_eq!(
-                std::fs::read(&on_disk).unwrap_or_else(|e| panic!("{}: {e}", on_disk.display())),
-                *bytes,
-                "{path} through the kernel's {fstype}"
-            );
-        }
-        let mut names: Vec<String> = std::fs::read_dir(target.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        assert!(names.contains(&"user-data".to_string()), "{names:?}");
+        assert_tree_eq(
+            &read_tree(target.path()),
+            &expected_tree(files),
+            &format!("the tree through the kernel's {fstype}"),
+        );
     });
     let _ = Command::new(&umount).arg(target.path()).status();
     if let Err(e) = result {
         std::panic::resume_unwind(e);
     }
-    Some(())
+    Ok(())
+}
+
+/// Prints whether the kernel's view was checked too.
+fn also_loop_mount(test: &str, img: &Path, fstype: &str, files: &[(&str, Vec<u8>)]) {
+    match loop_mount_check(img, fstype, files) {
+        Ok(()) => eprintln!("{test}: also loop-mounted as {fstype} and checked"),
+        Err(why) => eprintln!("{test}: the kernel's view was not checked as well: {why}"),
+    }
+}
+
+/// xorriso on `img` with one kind of tree loaded (`-read_fs`), its startup files ignored.
+fn xorriso(xorriso: &Path, img: &Path, read_fs: &str, commands: &[&str]) -> Output {
+    let mut args = vec![
+        "-no_rc",
+        "-read_fs",
+        read_fs,
+        "-indev",
+        img.to_str().unwrap(),
+    ];
+    args.extend_from_slice(commands);
+    run(xorriso, &args)
 }
 
 #[test]
-fn loop_mount_iso_shows_exact_names_and_contents() {
+fn iso_seed_read_by_xorriso_has_exact_names_contents_and_volume_id() {
+    let test = "iso_seed_read_by_xorriso";
+    let xorriso_bin = required_tool(test, "xorriso", "xorriso");
     let dir = tempfile::tempdir().unwrap();
     let img = write_image(
         dir.path(),
@@ -534,13 +646,80 @@ fn loop_mount_iso_shows_exact_names_and_contents() {
         SeedFormat::Iso,
         "seed.img",
     );
-    if loop_mount_check(&img, "iso9660", &expected_files()).is_some() {
-        eprintln!("loop_mount_iso9660: mounted and checked");
+    let expected = expected_tree(&expected_files());
+
+    let pvd = text(&xorriso(&xorriso_bin, &img, "any", &["-pvd_info"]));
+    let volume_ids: Vec<&str> = pvd
+        .lines()
+        .filter_map(|l| l.strip_prefix("Volume Id    : "))
+        .collect();
+    assert_eq!(volume_ids, ["cidata"], "xorriso -pvd_info:\n{pvd}");
+
+    // "nojoliet" loads Rock Ridge and "norock" loads Joliet; either falls back to the plain
+    // ISO 9660 names (USER_DAT, ...) when its tree is missing, which the names below reject.
+    for (read_fs, what) in [("nojoliet", "Rock Ridge"), ("norock", "Joliet")] {
+        let listing = text(&xorriso(
+            &xorriso_bin,
+            &img,
+            read_fs,
+            &["-find", "/", "-exec", "lsdl", "--"],
+        ));
+        let mut listed = Vec::new();
+        for line in listing.lines() {
+            let at = line
+                .find(" '/")
+                .unwrap_or_else(|| panic!("{what}: unexpected lsdl line {line:?}"));
+            let path = line[at + 3..].strip_suffix('\'').unwrap();
+            if path.is_empty() {
+                continue; // the root directory
+            }
+            let slash = if line.starts_with('d') { "/" } else { "" };
+            listed.push(format!("{path}{slash}"));
+        }
+        listed.sort();
+        assert_eq!(listed, names(&expected), "{what} names:\n{listing}");
+
+        let out = dir.path().join(format!("extracted-{read_fs}"));
+        xorriso(
+            &xorriso_bin,
+            &img,
+            read_fs,
+            &["-osirrox", "on", "-extract", "/", out.to_str().unwrap()],
+        );
+        make_writable(&out);
+        assert_tree_eq(
+            &read_tree(&out),
+            &expected,
+            &format!("the {what} tree extracted by xorriso"),
+        );
     }
+    also_loop_mount(test, &img, "iso9660", &expected_files());
+}
+
+/// mtools on `img`, checking the file system first (MTOOLS_SKIP_CHECK=0).
+fn mtools(tool: &Path, img: &Path, args: &[&str]) -> Output {
+    let out = Command::new(tool)
+        .arg("-i")
+        .arg(img)
+        .args(args)
+        .env("MTOOLS_SKIP_CHECK", "0")
+        .output()
+        .unwrap_or_else(|e| panic!("{} runs: {e}", tool.display()));
+    assert!(
+        out.status.success(),
+        "{} -i IMG {args:?} failed: {}\n{}",
+        tool.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
 
 #[test]
-fn loop_mount_vfat_shows_exact_names_and_contents() {
+fn vfat_seed_read_by_mtools_has_exact_names_contents_and_label() {
+    let test = "vfat_seed_read_by_mtools";
+    let [mdir, mcopy, mlabel, minfo] =
+        ["mdir", "mcopy", "mlabel", "minfo"].map(|name| required_tool(test, name, "mtools"));
     let dir = tempfile::tempdir().unwrap();
     let img = write_image(
         dir.path(),
@@ -548,9 +727,46 @@ fn loop_mount_vfat_shows_exact_names_and_contents() {
         SeedFormat::Fat,
         "seed.img",
     );
-    if loop_mount_check(&img, "vfat", &expected_files()).is_some() {
-        eprintln!("loop_mount_vfat: mounted and checked");
-    }
+    let expected = expected_tree(&expected_files());
+
+    // The label in the root directory and the one in the boot sector. FAT labels are upper
+    // case (mkfs.vfat -n CIDATA); cloud-init looks for `cidata` in either case.
+    let label = text(&mtools(&mlabel, &img, &["-s", "::"]));
+    assert_eq!(
+        label.trim().strip_prefix("Volume label is "),
+        Some("CIDATA"),
+        "mlabel -s: {label:?}"
+    );
+    let info = text(&mtools(&minfo, &img, &["::"]));
+    assert!(
+        info.lines().any(|l| l == "disk label=\"CIDATA     \""),
+        "minfo:\n{info}"
+    );
+
+    // Every name, recursively, one a line (`::/dir/` for directories).
+    let listing = text(&mtools(&mdir, &img, &["-/", "-b", "::/"]));
+    let mut listed: Vec<String> = listing
+        .lines()
+        .map(|l| {
+            l.strip_prefix("::/")
+                .unwrap_or_else(|| panic!("unexpected mdir -b line {l:?}"))
+                .to_string()
+        })
+        .collect();
+    listed.sort();
+    assert_eq!(listed, names(&expected), "mdir -/ -b:\n{listing}");
+
+    // The bytes of every file listed, as mcopy writes them to stdout.
+    let read: Tree = listed
+        .iter()
+        .map(|path| {
+            let bytes = (!path.ends_with('/'))
+                .then(|| mtools(&mcopy, &img, &[&format!("::/{path}"), "-"]).stdout);
+            (path.clone(), bytes)
+        })
+        .collect();
+    assert_tree_eq(&read, &expected, "the tree read by mcopy");
+    also_loop_mount(test, &img, "vfat", &expected_files());
 }
 
 // ---- determinism and the library API ------------------------------------------------------------
