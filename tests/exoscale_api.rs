@@ -203,6 +203,279 @@ async fn expired_tampered_and_missing_signatures_are_refused() {
     );
 }
 
+/// A fixed request and what it must be signed as: reference vectors for EXO2-HMAC-SHA256.
+struct Vector {
+    method: &'static str,
+    path: &'static str,
+    /// The query string as sent on the wire (form-encoded, the way kiln's client writes it).
+    raw_query: &'static str,
+    /// The same parameters decoded, in the order of the URL: what kiln's signer is given.
+    query: &'static [(&'static str, &'static str)],
+    body: &'static str,
+    /// The five-line message of Exoscale's documentation.
+    message: &'static str,
+    /// The whole `Authorization` header.
+    header: &'static str,
+}
+
+/// 2100-01-01T00:00:00Z: far enough for the server's verifier to accept the vectors today.
+const VECTOR_EXPIRES: i64 = 4102444800;
+
+/// The signatures were computed outside Rust, with Python 3's standard library, from the
+/// documented algorithm (the decoded query values of the GET come from `parse_qsl`):
+///
+/// ```text
+/// python3 -c '
+/// import hmac,hashlib,base64,urllib.parse as u
+/// s=b"test-secret-0123456789-abcdefghijklmnopqrst"; e="4102444800"
+/// def sig(m): return base64.b64encode(hmac.new(s,m.encode(),hashlib.sha256).digest()).decode()
+/// print(sig("\n".join(["PUT /v2/template/4f4b6a3e-2c5d-4e8f-9a1b-0c2d3e4f5a6b","{\"name\":\"kiln-debian-13\",\"description\":\"Debian 13, été build\"}","","",e])))
+/// print(sig("\n".join(["DELETE /v2/template/4f4b6a3e-2c5d-4e8f-9a1b-0c2d3e4f5a6b","","","",e])))
+/// q=dict(u.parse_qsl("visibility=private&family=debian+13%2F%C3%A9t%C3%A9+a%2Bb")); print(q)
+/// print(sig("\n".join(["GET /v2/template","","".join(q[k] for k in sorted(q)),"",e])))
+/// '
+/// ```
+///
+/// which prints `9xEKDasTxelHWBeAPfNVx+jL0AU6rEJ4ZELtlYTdRnc=`,
+/// `9ilupSRD8RQRCbMsLsWceiC5Q5mX4USA0fn5f5WvMes=`,
+/// `{'visibility': 'private', 'family': 'debian 13/été a+b'}` and
+/// `qYxhSxP1i+SG9Xkg2ku0SHVbzy5kNwuHgU4y+tN0ArA=`. (The same one-liner gives egoscale's own
+/// test vector, `Ntbq/p0HVmA3Zg1HHY+Lq1vjFGi7HeMrrgXDS5jRNlY=` for `GET /v2/zone` with the
+/// secret `"X" * 43` and expiry 3376684800.) Key and secret are the test server's.
+const VECTORS: &[Vector] = &[
+    Vector {
+        method: "PUT",
+        path: "/v2/template/4f4b6a3e-2c5d-4e8f-9a1b-0c2d3e4f5a6b",
+        raw_query: "",
+        query: &[],
+        body: r#"{"name":"kiln-debian-13","description":"Debian 13, été build"}"#,
+        message: "PUT /v2/template/4f4b6a3e-2c5d-4e8f-9a1b-0c2d3e4f5a6b\n\
+                  {\"name\":\"kiln-debian-13\",\"description\":\"Debian 13, été build\"}\n\
+                  \n\
+                  \n\
+                  4102444800",
+        header: "EXO2-HMAC-SHA256 credential=EXOtest0123456789abcdef01,expires=4102444800,\
+                 signature=9xEKDasTxelHWBeAPfNVx+jL0AU6rEJ4ZELtlYTdRnc=",
+    },
+    Vector {
+        method: "DELETE",
+        path: "/v2/template/4f4b6a3e-2c5d-4e8f-9a1b-0c2d3e4f5a6b",
+        raw_query: "",
+        query: &[],
+        body: "",
+        message: "DELETE /v2/template/4f4b6a3e-2c5d-4e8f-9a1b-0c2d3e4f5a6b\n\n\n\n4102444800",
+        header: "EXO2-HMAC-SHA256 credential=EXOtest0123456789abcdef01,expires=4102444800,\
+                 signature=9ilupSRD8RQRCbMsLsWceiC5Q5mX4USA0fn5f5WvMes=",
+    },
+    Vector {
+        method: "GET",
+        path: "/v2/template",
+        // A space (`+`), `/`, `+` and `é` in a value; the names out of alphabetical order.
+        raw_query: "visibility=private&family=debian+13%2F%C3%A9t%C3%A9+a%2Bb",
+        query: &[("visibility", "private"), ("family", "debian 13/été a+b")],
+        body: "",
+        message: "GET /v2/template\n\ndebian 13/été a+bprivate\n\n4102444800",
+        header: "EXO2-HMAC-SHA256 credential=EXOtest0123456789abcdef01,\
+                 signed-query-args=family;visibility,expires=4102444800,\
+                 signature=qYxhSxP1i+SG9Xkg2ku0SHVbzy5kNwuHgU4y+tN0ArA=",
+    },
+];
+
+/// `text` with its character at `at` (ASCII) replaced by another one.
+fn one_char_changed(text: &str, at: usize) -> String {
+    let mut bytes = text.as_bytes().to_vec();
+    assert!(bytes[at].is_ascii());
+    bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+    String::from_utf8(bytes).unwrap()
+}
+
+#[test]
+fn kiln_signs_the_reference_vectors_and_the_server_verifies_them_independently() {
+    use exoscale_api::exo2::{self, Received, Refusal};
+    let now = chrono::Utc::now().timestamp();
+    for v in VECTORS {
+        let pairs: Vec<(String, String)> = v
+            .query
+            .iter()
+            .map(|(n, val)| (n.to_string(), val.to_string()))
+            .collect();
+        // The wire form decodes to the pairs kiln's signer is given.
+        let decoded: Vec<(Vec<u8>, Vec<u8>)> = pairs
+            .iter()
+            .map(|(n, val)| (n.clone().into_bytes(), val.clone().into_bytes()))
+            .collect();
+        assert_eq!(
+            exo2::decode_query(v.raw_query),
+            Some(decoded),
+            "{}",
+            v.method
+        );
+
+        // (a) kiln's signer: the documented message and exactly the reference header.
+        let request = sign::RequestToSign {
+            method: v.method,
+            path: v.path,
+            query: &pairs,
+            body: v.body.as_bytes(),
+            expires: VECTOR_EXPIRES,
+        };
+        assert_eq!(
+            String::from_utf8(sign::message(&request)).unwrap(),
+            v.message,
+            "{}",
+            v.method
+        );
+        assert_eq!(
+            sign::authorization(TEST_KEY, TEST_SECRET, &request),
+            v.header,
+            "{}",
+            v.method
+        );
+
+        // (b) the server's own verifier accepts the reference request…
+        let received = Received {
+            method: v.method,
+            path: v.path,
+            raw_query: v.raw_query,
+            body: v.body.as_bytes(),
+            authorization: Some(v.header),
+        };
+        let verify = |r: &Received<'_>| exo2::verify(TEST_KEY, TEST_SECRET, now, r);
+        assert_eq!(verify(&received), Ok(()), "{}", v.method);
+        // …and refuses it with any one character changed: in the signature (first and last
+        // base64 digit), the expiry, the method, the path, the body, the query values.
+        let sig_at = v.header.find("signature=").unwrap() + "signature=".len();
+        let last_digit = v.header.trim_end_matches('=').len() - 1;
+        for at in [sig_at, last_digit] {
+            let header = one_char_changed(v.header, at);
+            let r = Received {
+                authorization: Some(&header),
+                ..received
+            };
+            assert_eq!(verify(&r), Err(Refusal::BadSignature), "{header}");
+        }
+        let header = v.header.replace("=4102444800", "=4102444801");
+        let r = Received {
+            authorization: Some(&header),
+            ..received
+        };
+        assert_eq!(verify(&r), Err(Refusal::BadSignature), "{header}");
+        let method = one_char_changed(v.method, 0);
+        let r = Received {
+            method: &method,
+            ..received
+        };
+        assert_eq!(verify(&r), Err(Refusal::BadSignature), "{method}");
+        let path = one_char_changed(v.path, v.path.len() - 1);
+        let r = Received {
+            path: &path,
+            ..received
+        };
+        assert_eq!(verify(&r), Err(Refusal::BadSignature), "{path}");
+        if !v.body.is_empty() {
+            let body = one_char_changed(v.body, 10);
+            let r = Received {
+                body: body.as_bytes(),
+                ..received
+            };
+            assert_eq!(verify(&r), Err(Refusal::BadSignature), "{body}");
+        }
+        // A body where the signed request had none.
+        let r = Received {
+            body: b"{}",
+            ..received
+        };
+        assert_eq!(verify(&r), Err(Refusal::BadSignature), "{}", v.method);
+        // The other checks, on the same request.
+        assert_eq!(
+            exo2::verify(TEST_KEY, TEST_SECRET, VECTOR_EXPIRES + 1, &received),
+            Err(Refusal::Expired)
+        );
+        assert_eq!(
+            exo2::verify("EXOsomeoneelse", TEST_SECRET, now, &received),
+            Err(Refusal::UnknownKey)
+        );
+        assert_eq!(
+            exo2::verify(TEST_KEY, "another-secret", now, &received),
+            Err(Refusal::BadSignature)
+        );
+        let extra = format!("{}&zone=de-fra-1", v.raw_query);
+        let r = Received {
+            raw_query: extra.trim_start_matches('&'),
+            ..received
+        };
+        assert_eq!(verify(&r), Err(Refusal::UnsignedParameter), "{extra}");
+    }
+
+    // The query values are signed decoded: `%20` for `+`, `%2f` for `%2F` and a literal `/`
+    // are the same request; a literal `+` (a space) where `%2B` was is not, nor is a `%2B`
+    // where a `+` was.
+    let get = VECTORS.iter().find(|v| v.method == "GET").unwrap();
+    let received = Received {
+        method: get.method,
+        path: get.path,
+        raw_query: get.raw_query,
+        body: b"",
+        authorization: Some(get.header),
+    };
+    for same in [
+        "visibility=private&family=debian%2013%2F%C3%A9t%C3%A9%20a%2Bb",
+        "family=debian+13/%c3%a9t%c3%a9+a%2bb&visibility=private",
+    ] {
+        let r = Received {
+            raw_query: same,
+            ..received
+        };
+        assert_eq!(
+            exo2::verify(TEST_KEY, TEST_SECRET, now, &r),
+            Ok(()),
+            "{same}"
+        );
+    }
+    for changed in [
+        "visibility=private&family=debian+13%2F%C3%A9t%C3%A9+a+b",
+        "visibility=private&family=debian%2B13%2F%C3%A9t%C3%A9+a%2Bb",
+        "visibility=private&family=debian+13%2F%C3%A9t%C3%A8+a%2Bb",
+        "visibility=privatf&family=debian+13%2F%C3%A9t%C3%A9+a%2Bb",
+    ] {
+        let r = Received {
+            raw_query: changed,
+            ..received
+        };
+        assert_eq!(
+            exo2::verify(TEST_KEY, TEST_SECRET, now, &r),
+            Err(Refusal::BadSignature),
+            "{changed}"
+        );
+    }
+    // A signed name that is not in the query, a repeated one, an undecodable query.
+    let missing = get
+        .header
+        .replace("family;visibility", "family;visibility;zone");
+    let repeated = get
+        .header
+        .replace("family;visibility", "family;family;visibility");
+    for header in [&missing, &repeated] {
+        let r = Received {
+            authorization: Some(header),
+            ..received
+        };
+        assert_eq!(
+            exo2::verify(TEST_KEY, TEST_SECRET, now, &r),
+            Err(Refusal::BadSignedParameter),
+            "{header}"
+        );
+    }
+    let r = Received {
+        raw_query: "visibility=private&family=debian%2",
+        ..received
+    };
+    assert_eq!(
+        exo2::verify(TEST_KEY, TEST_SECRET, now, &r),
+        Err(Refusal::BadQuery)
+    );
+}
+
 #[tokio::test]
 async fn bodies_the_spec_rejects_get_400_with_a_message() {
     let server = ApiServer::start();
@@ -833,6 +1106,33 @@ async fn family_filter() {
         .unwrap();
     assert_eq!(debian.len(), 1);
     assert_eq!(debian[0].name.as_deref(), Some("a"));
+}
+
+/// A free-form query value (the family filter of `kiln templates --family`) with a space, `/`,
+/// `+` and `é` goes through kiln's client, its URL encoding and its signer, and the server's
+/// own verifier accepts it; the `+` is sent encoded (`%2B`), not as a space.
+#[tokio::test]
+async fn a_family_that_needs_percent_encoding_is_signed_and_accepted() {
+    let server = ApiServer::start();
+    for family in ["debian 13/été a+b", "debian 13/été a b"] {
+        server.add_template(
+            "de-fra-1",
+            json!({"name": family, "family": family, "visibility": "private"}),
+        );
+    }
+    let client = client_for(&server, "de-fra-1", fast_options());
+    let found = client
+        .list_templates(&TemplateFilter {
+            visibility: Some(Visibility::Private),
+            family: Some("debian 13/été a+b".into()),
+        })
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].name.as_deref(), Some("debian 13/été a+b"));
+    let seen = server.seen();
+    assert_eq!(seen.len(), 1, "one request, accepted at once");
+    assert_eq!(seen[0].status, 200);
 }
 
 /// A raw HTTP server that answers every request with `status` and `body`.
