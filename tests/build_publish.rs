@@ -9,7 +9,10 @@
 
 #[path = "support/file_bytes.rs"]
 mod file_bytes;
-use file_bytes::holds;
+use file_bytes::{holds, holds_bytes};
+
+#[path = "support/ssh_secret.rs"]
+mod ssh_secret;
 
 #[path = "support/exoscale_api.rs"]
 mod exoscale_api;
@@ -98,7 +101,7 @@ fn descends_from(pid: u32, ancestor: u32) -> bool {
 /// Samples the command line of every process this test started (kiln, qemu and what they
 /// run) until `stop`, recording any that holds a sentinel.
 fn watch_command_lines(
-    sentinels: Vec<String>,
+    sentinels: Vec<Vec<u8>>,
     stop: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<(usize, Vec<String>, bool)> {
     std::thread::spawn(move || {
@@ -119,7 +122,7 @@ fn watch_command_lines(
                 };
                 saw_qemu |= holds(&cmdline, "qemu-system");
                 for s in &sentinels {
-                    if holds(&cmdline, s) {
+                    if holds_bytes(&cmdline, s) {
                         hits.push(text(&cmdline).replace('\0', " "));
                     }
                 }
@@ -175,12 +178,9 @@ fn a_build_with_keyring_credentials_publishes_to_exoscale_and_leaks_nothing() {
         .status()
         .expect("ssh-keygen (openssh-client)");
     assert!(made.success());
-    let private_body = std::fs::read_to_string(&key_file)
-        .unwrap()
-        .lines()
-        .nth(1)
-        .unwrap()
-        .to_string();
+    // The key's own secret (its seed, raw, hex and base64), not its PEM's first line, which
+    // every unencrypted OpenSSH key shares.
+    let key_seed = ssh_secret::key_seed(&key_file, "");
     kiln_on(
         &keyring,
         &["keys", "import", "deploy", key_file.to_str().unwrap()],
@@ -210,11 +210,11 @@ fn a_build_with_keyring_credentials_publishes_to_exoscale_and_leaks_nothing() {
         std::fs::create_dir_all(&p).unwrap();
         p
     });
-    let sentinels = vec![
-        TEST_SECRET.to_string(),
-        VARIABLE_SENTINEL.to_string(),
-        private_body.clone(),
+    let mut sentinels = vec![
+        TEST_SECRET.as_bytes().to_vec(),
+        VARIABLE_SENTINEL.as_bytes().to_vec(),
     ];
+    sentinels.extend(ssh_secret::secret_forms(&key_seed));
     let stop = Arc::new(AtomicBool::new(false));
     let watcher = watch_command_lines(sentinels.clone(), stop.clone());
     let sockets = watch_listening_sockets(stop.clone());
@@ -338,11 +338,30 @@ fn a_build_with_keyring_credentials_publishes_to_exoscale_and_leaks_nothing() {
             .is_empty()
     );
 
-    // Every socket kiln or qemu listened on was on the loopback interface (the SSH forward
-    // at least was seen).
+    // Every socket kiln or qemu listened on was on the loopback interface: the SSH forward,
+    // the VNC display and kiln's HTTP server were all seen.
+    let port = |local: &str| {
+        local
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse::<u16>().ok())
+            .unwrap_or(0)
+    };
     assert!(
-        sockets.iter().any(|(_, p)| p.starts_with("qemu")),
+        sockets
+            .iter()
+            .any(|(l, p)| p.starts_with("qemu") && !(5990..=5999).contains(&port(l))),
         "qemu's SSH forward was never seen listening: {sockets:?}"
+    );
+    assert!(
+        sockets
+            .iter()
+            .any(|(l, p)| p.starts_with("qemu") && (5990..=5999).contains(&port(l))),
+        "qemu's VNC display (5990-5999) was never seen listening: {sockets:?}"
+    );
+    assert!(
+        sockets.iter().any(|(_, p)| p == "kiln"),
+        "kiln's HTTP server was never seen listening: {sockets:?}"
     );
     for (local, process) in &sockets {
         assert!(
@@ -361,7 +380,7 @@ fn a_build_with_keyring_credentials_publishes_to_exoscale_and_leaks_nothing() {
         "a sentinel was on a command line: {cmdline_hits:?}"
     );
     for s in &sentinels {
-        assert!(!holds(stdout.as_bytes(), s) && !holds(stderr.as_bytes(), s));
+        assert!(!holds_bytes(stdout.as_bytes(), s) && !holds_bytes(stderr.as_bytes(), s));
     }
     // The history (under XDG_DATA_HOME) recorded the build, and is scanned with the rest.
     assert!(
@@ -374,8 +393,17 @@ fn a_build_with_keyring_credentials_publishes_to_exoscale_and_leaks_nothing() {
             let bytes = std::fs::read(&file).unwrap_or_default();
             scanned += 1;
             for s in &sentinels {
-                assert!(!holds(&bytes, s), "a sentinel is in {}", file.display());
+                assert!(
+                    !holds_bytes(&bytes, s),
+                    "a sentinel is in {}",
+                    file.display()
+                );
             }
+            assert!(
+                !ssh_secret::holds_key(&bytes, &key_seed),
+                "the private key is in {}",
+                file.display()
+            );
         }
     }
     assert!(

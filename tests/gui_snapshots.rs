@@ -634,7 +634,9 @@ fn templates_listing() {
         "Template name",
         "Vendor 12 {{isotime \"2006-01-02\"}}",
     );
-    harness.get_by_role_and_label(Role::CheckBox, "de-fra-1").click();
+    harness
+        .get_by_role_and_label(Role::CheckBox, "de-fra-1")
+        .click();
     harness.run();
     click(&mut harness, "Publish");
     harness.ctx.memory_mut(|m| m.stop_text_input());

@@ -7,6 +7,8 @@
 mod exoscale_api;
 #[path = "support/secret_service.rs"]
 mod secret_service;
+#[path = "support/ssh_secret.rs"]
+mod ssh_secret;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -318,7 +320,6 @@ fn ssh_keys_are_generated_imported_listed_and_removed() {
     );
     let encrypted = work.path().join("encrypted");
     ssh_keygen(&encrypted, "correct horse", "encrypted-key");
-    let key_text = std::fs::read_to_string(&encrypted).unwrap();
     let wrong = kiln(
         &keyring,
         None,
@@ -423,15 +424,31 @@ fn ssh_keys_are_generated_imported_listed_and_removed() {
         );
     }
 
-    // No private key in the config or, in clear, in gnome-keyring's files.
-    let body = key_text.lines().nth(1).unwrap();
-    for path in [&plain, &piped] {
-        let private = std::fs::read_to_string(path).unwrap();
-        let body = private.lines().nth(1).unwrap().to_string();
-        assert_nowhere_under(&keyring.config_dir(), &body);
-        assert_nowhere_under(&keyring.data_dir(), &body);
+    // No private key in the config or, in clear, in gnome-keyring's files: each key's own
+    // secret (its seed raw, hex or base64, or a private key block of it in any encoding),
+    // not its PEM's first line, which every unencrypted OpenSSH key shares. The encrypted
+    // key is looked for as kiln stores it: decrypted.
+    let seeds = [
+        ssh_secret::key_seed(&plain, ""),
+        ssh_secret::key_seed(&piped, ""),
+        ssh_secret::key_seed(&encrypted, "correct horse"),
+    ];
+    // The check finds a key file of its own key, and not another key's.
+    let plain_file = std::fs::read(&plain).unwrap();
+    assert!(ssh_secret::holds_key(&plain_file, &seeds[0]));
+    assert!(!ssh_secret::holds_key(&plain_file, &seeds[1]));
+    for seed in &seeds {
+        for dir in [keyring.config_dir(), keyring.data_dir()] {
+            for file in walk(&dir) {
+                let bytes = std::fs::read(&file).unwrap_or_default();
+                assert!(
+                    !ssh_secret::holds_key(&bytes, seed),
+                    "a private key is in {}",
+                    file.display()
+                );
+            }
+        }
     }
-    assert_nowhere_under(&keyring.config_dir(), body);
 
     // Remove.
     ok(&kiln(&keyring, None, &["keys", "remove", "plain"], ""));
