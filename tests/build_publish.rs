@@ -339,7 +339,12 @@ fn a_build_with_keyring_credentials_publishes_to_exoscale_and_leaks_nothing() {
     );
 
     // Every socket kiln or qemu listened on was on the loopback interface: the SSH forward,
-    // the VNC display and kiln's HTTP server were all seen.
+    // the VNC display and kiln's HTTP server were all seen. The guest reached the HTTP server
+    // at PACKER_HTTP_ADDR, as Packer's shell provisioner gives it.
+    assert!(
+        stdout.contains("served by kiln's HTTP server"),
+        "the guest fetched /motd from PACKER_HTTP_ADDR: {stdout}"
+    );
     let port = |local: &str| {
         local
             .rsplit(':')

@@ -48,17 +48,34 @@ pub(crate) fn format_var(format: &str, name: &str, value: &str) -> String {
     }
 }
 
+/// The variables Packer's shell provisioner gives every script: the builder's type, the
+/// build's name and, when the built-in HTTP server runs, where the guest reaches it
+/// (`PACKER_HTTP_ADDR`, `PACKER_HTTP_IP`, `PACKER_HTTP_PORT`).
+fn packer_env(build_name: &str, http: Option<&(String, u16)>) -> Vec<(String, String)> {
+    let mut pairs = vec![
+        ("PACKER_BUILDER_TYPE".to_string(), "qemu".to_string()),
+        ("PACKER_BUILD_NAME".to_string(), build_name.to_string()),
+    ];
+    if let Some((ip, port)) = http {
+        pairs.push(("PACKER_HTTP_ADDR".to_string(), format!("{ip}:{port}")));
+        pairs.push(("PACKER_HTTP_IP".to_string(), ip.clone()));
+        pairs.push(("PACKER_HTTP_PORT".to_string(), port.to_string()));
+    }
+    pairs
+}
+
 /// Renders `execute_command` with its context fields.
 fn render_command(template: &str, fields: &[(&str, Option<String>)]) -> Result<String, StepError> {
     interp::render_fields(template, fields).map_err(|e| StepError(format!("execute_command: {e}")))
 }
 
 impl Provision {
-    fn env_pairs(&self, shell: &ShellConfig) -> Vec<(String, String)> {
-        let mut pairs = vec![
-            ("PACKER_BUILDER_TYPE".to_string(), "qemu".to_string()),
-            ("PACKER_BUILD_NAME".to_string(), self.build_name.clone()),
-        ];
+    fn env_pairs(
+        &self,
+        shell: &ShellConfig,
+        http: Option<&(String, u16)>,
+    ) -> Vec<(String, String)> {
+        let mut pairs = packer_env(&self.build_name, http);
         pairs.extend(shell.environment_vars.iter().cloned());
         pairs.extend(shell.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         pairs
@@ -69,10 +86,11 @@ impl Provision {
         ctx: &StepContext,
         session: &Session,
         shell: &ShellConfig,
+        http: Option<&(String, u16)>,
     ) -> Result<(), StepError> {
         let cancel = ctx.cancel().clone();
         let vars: String = self
-            .env_pairs(shell)
+            .env_pairs(shell, http)
             .iter()
             .map(|(k, v)| format_var(&shell.env_var_format, k, v))
             .collect();
@@ -236,7 +254,10 @@ impl Provision {
             .with_build_values(&state.build_values())
             .map_err(|e| StepError(format!("filling in the build's values: {e}")))?;
         match &kind {
-            ProvisionerKind::Shell(shell) => self.shell(ctx, session()?, shell).await,
+            ProvisionerKind::Shell(shell) => {
+                self.shell(ctx, session()?, shell, state.http.as_ref())
+                    .await
+            }
             ProvisionerKind::File(file) => self.file(ctx, session()?, file).await,
             ProvisionerKind::Ansible(config) => {
                 super::ansible::run_ansible(ctx, state, config, &self.build_name).await
@@ -401,6 +422,27 @@ impl Provision {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scripts_get_packers_variables_and_the_http_server_when_it_runs() {
+        let names = |pairs: Vec<(String, String)>| -> Vec<String> {
+            pairs.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
+        };
+        assert_eq!(
+            names(packer_env("debian", None)),
+            ["PACKER_BUILDER_TYPE=qemu", "PACKER_BUILD_NAME=debian"]
+        );
+        assert_eq!(
+            names(packer_env("debian", Some(&("10.0.2.2".into(), 8123)))),
+            [
+                "PACKER_BUILDER_TYPE=qemu",
+                "PACKER_BUILD_NAME=debian",
+                "PACKER_HTTP_ADDR=10.0.2.2:8123",
+                "PACKER_HTTP_IP=10.0.2.2",
+                "PACKER_HTTP_PORT=8123"
+            ]
+        );
+    }
 
     #[test]
     fn vars_are_quoted_for_the_shell() {
