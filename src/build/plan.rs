@@ -59,6 +59,19 @@ pub struct BuildReport {
     pub templates: Vec<(String, String)>,
 }
 
+impl BuildReport {
+    /// A run that ended with `outcome` before it made anything: no artifact, no template.
+    pub fn nothing(outcome: Outcome, log_dir: PathBuf) -> Self {
+        Self {
+            outcome,
+            artifact: None,
+            artifacts: Vec::new(),
+            log_dir,
+            templates: Vec::new(),
+        }
+    }
+}
+
 /// The `ansible` provisioner's program, when it is not on this machine (Packer checks with
 /// `ansible-playbook --version` when it validates; kiln before the build starts, unless
 /// `skip_version_check`).
@@ -176,13 +189,7 @@ pub async fn run_build(
         .clone()
         .unwrap_or_else(default_state_dir)
         .join(&id);
-    let failed = |why: String| BuildReport {
-        outcome: Outcome::Failed(why),
-        artifact: None,
-        artifacts: Vec::new(),
-        log_dir: log_dir.clone(),
-        templates: Vec::new(),
-    };
+    let failed = |why: String| BuildReport::nothing(Outcome::Failed(why), log_dir.clone());
     let missing = unsupported(build);
     if !missing.is_empty() {
         return failed(format!(
@@ -211,10 +218,7 @@ pub async fn run_build(
                 Err(e) => return failed(format!("{}: {e}; nothing was started", recipe.file)),
             },
             () = cancel.cancelled() => {
-                return BuildReport {
-                    outcome: Outcome::Cancelled,
-                    ..failed(String::new())
-                };
+                return BuildReport::nothing(Outcome::Cancelled, log_dir.clone());
             }
         }
     }

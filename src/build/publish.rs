@@ -233,13 +233,7 @@ pub async fn run_publish(
         .clone()
         .unwrap_or_else(plan::default_state_dir)
         .join(plan::new_run_id());
-    let failed = |why: String| BuildReport {
-        outcome: Outcome::Failed(why),
-        artifact: None,
-        artifacts: Vec::new(),
-        log_dir: log_dir.clone(),
-        templates: Vec::new(),
-    };
+    let failed = |why: String| BuildReport::nothing(Outcome::Failed(why), log_dir.clone());
     let Some(build) = recipe.builds.first() else {
         return failed("there is nothing to publish".into());
     };

@@ -225,14 +225,13 @@ pub fn start(
             let opened = begun.wait().await;
             begun = begun_to(opened, id, &inbox);
         }
-        let report = report.unwrap_or_else(|e| BuildReport {
-            outcome: crate::build::event::Outcome::Failed(format!(
-                "the build task stopped unexpectedly: {e}"
-            )),
-            artifact: None,
-            artifacts: Vec::new(),
-            log_dir: crate::build::plan::default_state_dir(),
-            templates: Vec::new(),
+        let report = report.unwrap_or_else(|e| {
+            BuildReport::nothing(
+                crate::build::event::Outcome::Failed(format!(
+                    "the build task stopped unexpectedly: {e}"
+                )),
+                crate::build::plan::default_state_dir(),
+            )
         });
         // Recorded before the window hears of the end, so a History read after it sees it.
         if let (Some((db, recorder)), Begin::Done(opened)) = (recorder, begun) {
