@@ -2,7 +2,7 @@
 # Builds kiln's Debian package (kiln_VERSION-1_ARCH.deb) with cargo-deb.
 #
 #   packaging/build-deb.sh                       # release build → <target>/debian/kiln_*.deb
-#   packaging/build-deb.sh --profile dev         # the debug binary (tests; stripped of debug info)
+#   packaging/build-deb.sh --profile dev         # the debug binary (tests)
 #   packaging/build-deb.sh --binary PATH         # package this binary instead of building one
 #   packaging/build-deb.sh --out DIR             # write the .deb into DIR
 #
@@ -64,12 +64,10 @@ fi
 echo "== staging in $stage"
 rm -rf "$stage"
 mkdir -p "$stage/man" "$stage/completions" "$out"
-if [ "$profile" = dev ]; then
-  # A debug binary is hundreds of MB of DWARF; the package needs none of it.
-  strip --strip-debug -o "$stage/kiln" "$binary"
-else
-  cp "$binary" "$stage/kiln"
-fi
+# Installed binaries are stripped (Debian policy 10.1): a debug binary is hundreds of MB of
+# DWARF, a release one still carries line tables. The symbol table stays, so a panic's
+# backtrace still names the functions.
+strip --strip-debug -o "$stage/kiln" "$binary"
 chmod 755 "$stage/kiln"
 "$stage/kiln" --version
 "$stage/kiln" man --out "$stage/man" >/dev/null

@@ -171,6 +171,7 @@ fn the_deb_builds_installs_runs_and_removes() {
         ("dpkg-deb", "dpkg"),
         ("apt-get", "apt"),
         ("strip", "binutils"),
+        ("readelf", "binutils"),
         ("gzip", "gzip"),
     ])
     .and_then(|()| {
@@ -276,6 +277,16 @@ fn the_deb_builds_installs_runs_and_removes() {
         &apt_get(&["install", "-y", "-q", "--no-install-recommends", deb_path]),
     );
     let kiln = Path::new("/usr/bin/kiln");
+    // Stripped, as Debian installs binaries: no DWARF (the symbol table may stay, and so does
+    // rustc's small loaded .debug_gdb_scripts).
+    let sections = succeeded(
+        "readelf -S",
+        &run("readelf", &["-S", "-W", "/usr/bin/kiln"]),
+    );
+    assert!(
+        !sections.contains(".debug_info") && !sections.contains(".debug_line"),
+        "/usr/bin/kiln carries debug info:\n{sections}"
+    );
     let out = succeeded("kiln --version", &run(kiln, &["--version"]));
     assert_eq!(out.trim(), format!("kiln {version}"));
     // doctor: exit 0 when nothing failed (warnings, such as no KVM or no keyring, are 0 too).
