@@ -6,8 +6,8 @@ use std::io::Write;
 use chrono::Local;
 use clap::Args;
 
-use crate::gui::build_panel::format_duration;
 use crate::history::{self, BuildRecord, History, RunOutcome};
+use crate::recipe::units::format_elapsed;
 
 /// Arguments of `kiln history`.
 #[derive(Debug, Args)]
@@ -105,10 +105,7 @@ pub fn run(args: &HistoryArgs, out: &mut dyn Write, err: &mut dyn Write) -> std:
     )?;
     for r in &records {
         let started = r.started.with_timezone(&Local).format("%Y-%m-%d %H:%M");
-        let duration = r
-            .duration
-            .map(format_duration)
-            .unwrap_or_else(|| "-".into());
+        let duration = r.duration.map(format_elapsed).unwrap_or_else(|| "-".into());
         let result = match &r.outcome {
             RunOutcome::Failed(why) => match &r.stopped_at {
                 Some(step) if !why.starts_with(&format!("{step}:")) => format!("{step}: {why}"),

@@ -8,6 +8,7 @@
 pub mod backoff;
 pub mod client;
 pub mod credentials;
+pub mod describe;
 pub mod error;
 pub mod model;
 pub mod operation;

@@ -3,10 +3,10 @@
 //! out), and a card with the result: the artifact, or the error and the last console lines.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::build::event::{Outcome, Unit};
-use crate::recipe::units::format_bytes;
+use crate::recipe::units::{format_bytes, format_elapsed};
 
 use super::build_state::{BuildState, StepState};
 use super::log_buffer::LogBuffer;
@@ -93,17 +93,6 @@ pub fn tabs_ui<Id: Copy + PartialEq>(
     action
 }
 
-/// `1:05` or `12.3 s`.
-pub fn format_duration(d: Duration) -> String {
-    let secs = d.as_secs_f64();
-    if secs < 60.0 {
-        format!("{secs:.1} s")
-    } else {
-        let s = d.as_secs();
-        format!("{}:{:02}", s / 60, s % 60)
-    }
-}
-
 fn format_amount(n: u64, unit: Unit) -> String {
     match unit {
         Unit::Bytes => format_bytes(n),
@@ -134,7 +123,7 @@ pub fn build_ui(
     ui.horizontal(|ui| {
         ui.heading(&state.name);
         let elapsed = state.duration.unwrap_or_else(|| now - state.started);
-        ui.label(format!("· {} elapsed", format_duration(elapsed)));
+        ui.label(format!("· {} elapsed", format_elapsed(elapsed)));
         if state.is_running() {
             if state.cancelling {
                 ui.add_enabled(false, egui::Button::new("Cancelling…"));
@@ -231,7 +220,7 @@ pub fn build_ui(
                             ));
                         }
                         if let Some(eta) = p.eta() {
-                            text.push_str(&format!(" · ETA {}", format_duration(eta)));
+                            text.push_str(&format!(" · ETA {}", format_elapsed(eta)));
                         }
                         let bar = match p.fraction() {
                             Some(f) => egui::ProgressBar::new(f).text(text),
@@ -447,7 +436,7 @@ fn steps_ui(ui: &mut egui::Ui, state: &BuildState, now: Instant) {
                 let duration = step
                     .duration
                     .or_else(|| step.started.map(|s| now - s))
-                    .map(format_duration)
+                    .map(format_elapsed)
                     .unwrap_or_default();
                 ui.label(duration);
                 let detail = match &step.state {

@@ -7,9 +7,9 @@ use std::path::Path;
 
 use chrono::Local;
 
-use super::build_panel::format_duration;
 use super::theme;
 use crate::history::{BuildRecord, RunOutcome, StepEnd, VarOrigin};
+use crate::recipe::units::format_elapsed;
 
 /// How many builds the place lists.
 pub const LIMIT: usize = 200;
@@ -186,11 +186,7 @@ pub fn history_ui(
                         }
                         ui.label(&r.build_name);
                         ui.label(local_time(&r.started));
-                        ui.label(
-                            r.duration
-                                .map(format_duration)
-                                .unwrap_or_else(|| "-".into()),
-                        );
+                        ui.label(r.duration.map(format_elapsed).unwrap_or_else(|| "-".into()));
                         outcome_label(ui, &r.outcome);
                         match r.main_artifact() {
                             Some(a) => ui
@@ -264,7 +260,7 @@ fn details_ui(ui: &mut egui::Ui, r: &BuildRecord) -> bool {
             ui.label(format!(
                 "Started {} · ended {ended} · {}",
                 local_time(&r.started),
-                r.duration.map(format_duration).unwrap_or_else(|| "-".into())
+                r.duration.map(format_elapsed).unwrap_or_else(|| "-".into())
             ));
             match &r.outcome {
                 RunOutcome::Failed(why) => {
@@ -315,7 +311,7 @@ fn details_ui(ui: &mut egui::Ui, r: &BuildRecord) -> bool {
                         step_label(ui, step.end);
                         ui.label(
                             step.duration
-                                .map(format_duration)
+                                .map(format_elapsed)
                                 .unwrap_or_else(|| "-".into()),
                         );
                         ui.label(step.detail.clone().unwrap_or_default());

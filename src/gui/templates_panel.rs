@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use super::publish_form::{FormRequest, PublishForm, publish_form_ui};
 use super::templates::{Action, Listing, Query};
 use super::theme;
-use crate::cli::templates::format;
+use crate::exoscale::describe;
 use crate::exoscale::zone::EXOSCALE_ZONES;
 
 /// A column the table can be sorted by.
@@ -78,7 +78,7 @@ impl Default for TemplatesPanel {
             sort: (SortBy::Created, true),
             profile: None,
             zone: None,
-            stale_after_days: crate::cli::templates::list::DEFAULT_STALE_AFTER_DAYS,
+            stale_after_days: describe::DEFAULT_STALE_AFTER_DAYS,
             filter: String::new(),
             listing: None,
             busy: false,
@@ -219,7 +219,7 @@ pub fn templates_ui(
         .filter(|t| {
             t.template
                 .created()
-                .is_some_and(|c| format::is_stale(c, now, panel.stale_after_days))
+                .is_some_and(|c| describe::is_stale(c, now, panel.stale_after_days))
         })
         .count();
     ui.label(format!(
@@ -288,14 +288,14 @@ pub fn templates_ui(
                     panel.confirm_delete = None;
                 }
                 ui.label(&t.zone);
-                ui.label(format::size(&t.template));
+                ui.label(describe::size(&t.template));
                 ui.label(t.template.boot_mode.clone().unwrap_or_else(|| "-".into()));
-                ui.label(format::created(&t.template));
+                ui.label(describe::created(&t.template));
                 match t.template.created() {
-                    Some(c) if format::is_stale(c, now, panel.stale_after_days) => {
-                        ui.colored_label(palette.warn, format!("{} STALE", format::age(c, now)))
+                    Some(c) if describe::is_stale(c, now, panel.stale_after_days) => {
+                        ui.colored_label(palette.warn, format!("{} STALE", describe::age(c, now)))
                     }
-                    Some(c) => ui.label(format::age(c, now)),
+                    Some(c) => ui.label(describe::age(c, now)),
                     None => ui.label("-"),
                 };
                 ui.label("");

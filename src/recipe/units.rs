@@ -63,6 +63,18 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_nanos(total_nanos.round() as u64))
 }
 
+/// A time shown to people as it runs: `12.3 s` under a minute, then `1:05` (minutes and
+/// seconds, as the window's build and history and `kiln history` show it).
+pub fn format_elapsed(d: Duration) -> String {
+    let secs = d.as_secs_f64();
+    if secs < 60.0 {
+        format!("{secs:.1} s")
+    } else {
+        let s = d.as_secs();
+        format!("{}:{:02}", s / 60, s % 60)
+    }
+}
+
 /// Formats a duration the way Go prints it (`1h30m0s`, `500ms`, `0s`).
 pub fn format_duration(d: Duration) -> String {
     let nanos = d.as_nanos();

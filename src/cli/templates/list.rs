@@ -8,11 +8,11 @@ use clap::Args;
 use serde_json::{Value, json};
 
 use super::{ApiArgs, Failure, Session, format};
+use crate::exoscale::describe;
 use crate::exoscale::zone::EXOSCALE_ZONES;
 use crate::exoscale::{ApiError, Template, TemplateFilter, Visibility};
 
-/// Templates older than this many days are flagged stale by default.
-pub const DEFAULT_STALE_AFTER_DAYS: u32 = 30;
+use crate::exoscale::describe::DEFAULT_STALE_AFTER_DAYS;
 
 /// Arguments of `kiln templates list`.
 #[derive(Debug, Args)]
@@ -122,9 +122,9 @@ fn print_json(
             let mut item = serde_json::to_value(t).unwrap_or_else(|_| json!({}));
             item["zone"] = json!(zone);
             let created = t.created();
-            item["age-days"] = json!(created.map(|c| format::age_days(c, now)));
+            item["age-days"] = json!(created.map(|c| describe::age_days(c, now)));
             item["stale"] =
-                json!(created.is_some_and(|c| format::is_stale(c, now, args.stale_after)));
+                json!(created.is_some_and(|c| describe::is_stale(c, now, args.stale_after)));
             item
         })
         .collect();
@@ -154,13 +154,13 @@ fn print_table(
                 t.id.clone(),
                 t.display_name().to_string(),
                 zone.clone(),
-                format::size(t),
+                describe::size(t),
                 t.boot_mode.clone().unwrap_or_else(|| "-".into()),
-                format::created(t),
+                describe::created(t),
                 created
-                    .map(|c| format::age(c, now))
+                    .map(|c| describe::age(c, now))
                     .unwrap_or_else(|| "-".into()),
-                if created.is_some_and(|c| format::is_stale(c, now, args.stale_after)) {
+                if created.is_some_and(|c| describe::is_stale(c, now, args.stale_after)) {
                     "STALE".into()
                 } else {
                     String::new()

@@ -5,7 +5,8 @@ use std::io::Write;
 use chrono::Utc;
 use clap::Args;
 
-use super::{ApiArgs, Failure, ZoneArg, format};
+use super::{ApiArgs, Failure, ZoneArg};
+use crate::exoscale::describe;
 
 /// Arguments of `kiln templates show`.
 #[derive(Debug, Args)]
@@ -44,7 +45,7 @@ pub async fn run(args: &ShowArgs, out: &mut dyn Write) -> Result<i32, Failure> {
     let text = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
     let age = t
         .created()
-        .map(|c| format::age(c, Utc::now()))
+        .map(|c| describe::age(c, Utc::now()))
         .unwrap_or_else(|| "-".into());
     let fields = [
         ("id", t.id.clone()),
@@ -54,9 +55,9 @@ pub async fn run(args: &ShowArgs, out: &mut dyn Write) -> Result<i32, Failure> {
         ("zones", t.zones.join(", ")),
         ("visibility", text(&t.visibility)),
         ("family", text(&t.family)),
-        ("size", format::size(&t)),
+        ("size", describe::size(&t)),
         ("boot mode", text(&t.boot_mode)),
-        ("created", format::created(&t)),
+        ("created", describe::created(&t)),
         ("age", age),
         ("default user", text(&t.default_user)),
         ("ssh key", yes_no(t.ssh_key_enabled)),
