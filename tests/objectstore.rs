@@ -424,3 +424,92 @@ async fn presigned_urls_work_without_credentials_then_expire_and_objects_are_pri
     assert!(!store.exists("small.qcow2").await.unwrap());
     store.delete("small.qcow2").await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bucket_zone_is_what_the_store_says() {
+    let store = new_bucket("kiln-zone-read");
+    assert_eq!(store.bucket_zone().await.as_deref(), Some(ZONE));
+    let g = garage();
+    let missing = store_at(&g.endpoint, "kiln-zone-missing", TEST_SECRET);
+    assert_eq!(missing.bucket_zone().await, None, "no bucket, no zone");
+}
+
+/// An object store that says every bucket exists and lives in `zone`, as SOS answers
+/// GetBucketLocation for a bucket of another zone (Garage serves one region only): a HEAD
+/// is 200, `?location` gives S3's LocationConstraint document. Anything else is 501.
+async fn store_in_zone(zone: &'static str) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let line = String::from_utf8_lossy(&request)
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+                let body = format!(
+                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<LocationConstraint xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">{zone}</LocationConstraint>"
+                );
+                let answer = if line.starts_with("HEAD ") {
+                    "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n".to_string()
+                } else if line.starts_with("GET ") && line.contains("location") {
+                    format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/xml\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len()
+                    )
+                } else {
+                    "HTTP/1.1 501 Not Implemented\r\ncontent-length: 0\r\n\r\n".to_string()
+                };
+                let _ = socket.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    endpoint
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bucket_in_another_zone_is_refused_before_the_build_with_the_zone_to_use() {
+    let endpoint = store_in_zone("de-fra-1").await;
+    let store = store_at(&endpoint, "images", TEST_SECRET);
+    assert_eq!(store.bucket_zone().await.as_deref(), Some("de-fra-1"));
+    let recipe = kiln::recipe::template::load_str(
+        "r.json",
+        &serde_json::json!({
+            "builders": [{"type": "qemu", "iso_url": "x.qcow2", "iso_checksum": "none",
+                          "disk_image": true, "ssh_username": "debian"}],
+            "post-processors": [{
+                "type": "exoscale-import", "api_key": TEST_KEY, "api_secret": TEST_SECRET,
+                "api_endpoint": "http://127.0.0.1:9/{zone}/v2", "sos_endpoint": endpoint,
+                "image_bucket": "images", "image_zone": "ch-gva-2", "template_name": "t"
+            }]
+        })
+        .to_string(),
+        std::path::Path::new("/tmp"),
+        &Default::default(),
+    )
+    .unwrap_or_else(|d| panic!("{d}"));
+    let kiln::recipe::postprocessor::PostProcessorKind::ExoscaleImport(config) =
+        &recipe.builds[0].post_processors[0][0].kind
+    else {
+        panic!("not an exoscale-import");
+    };
+    let redactor = kiln::build::redact::Redactor::new();
+    let err = kiln::build::postprocess::exoscale_import::preflight(config, &redactor)
+        .await
+        .expect_err("a bucket of another zone");
+    assert!(
+        err.0
+            .contains("bucket images is in zone de-fra-1, not in ch-gva-2")
+            && err.0.contains("set image_zone to de-fra-1"),
+        "{err}"
+    );
+}

@@ -100,6 +100,23 @@ impl ObjectStore {
         }
     }
 
+    /// The zone the bucket lives in, as the object store says (S3's GetBucketLocation, which
+    /// Exoscale's SOS answers from any zone, as the `exo` CLI relies on); `None` when it does
+    /// not say (no such bucket, an empty constraint, a server without the call).
+    pub async fn bucket_zone(&self) -> Option<String> {
+        let answer = self
+            .client
+            .get_bucket_location()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .ok()?;
+        answer
+            .location_constraint()
+            .map(|c| c.as_str().trim().to_string())
+            .filter(|zone| !zone.is_empty())
+    }
+
     /// Makes sure the bucket exists: creates it when `create`, else a [`StoreError::NoBucket`]
     /// telling how to fix it. Returns whether it was created.
     pub async fn ensure_bucket(&self, create: bool) -> Result<bool, StoreError> {

@@ -311,6 +311,21 @@ pub fn check_image_from(image: &Path, source: ImageSource) -> Result<u64, StepEr
     Ok(size)
 }
 
+/// Fails when the bucket lives in another zone than `image_zone`: each zone has its own
+/// object store, and an upload there would fail (or a presigned URL point nowhere).
+async fn check_bucket_zone(
+    config: &ExoscaleImportConfig,
+    store: &ObjectStore,
+) -> Result<(), StepError> {
+    match store.bucket_zone().await {
+        Some(zone) if zone != config.image_zone => Err(StepError(format!(
+            "exoscale-import: bucket {} is in zone {zone}, not in {} (`image_zone`; each zone has its own object store): set image_zone to {zone} (kiln publish: --zone {zone}), or use a bucket in {}",
+            config.image_bucket, config.image_zone, config.image_zone
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// How long the checks before a build may take (the API and the object store answer in
 /// well under a second when they can be reached at all).
 pub const PREFLIGHT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -339,6 +354,9 @@ pub async fn preflight(
                     endpoint: sos_endpoint(config),
                 }
             )));
+        }
+        if exists {
+            check_bucket_zone(config, &store).await?;
         }
         registrar
             .list_templates(&TemplateFilter {
@@ -407,6 +425,8 @@ pub async fn run_exoscale_import(
         .map_err(|e| StepError(format!("exoscale-import: {e}")))?;
     if created {
         ctx.log(format!("created bucket {}", config.image_bucket));
+    } else {
+        cancellable(cancel, check_bucket_zone(config, &store)).await??;
     }
     cancellable(
         cancel,
