@@ -283,6 +283,31 @@ fn cancelling_during_provisioning_cleans_up() {
     assert_nothing_left(dir.path());
 }
 
+/// Whether a `seed.iso` exists under `dir`.
+fn seed_written(dir: &Path) -> bool {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| {
+            let path = e.path();
+            if path.is_dir() {
+                seed_written(&path)
+            } else {
+                e.file_name() == "seed.iso"
+            }
+        })
+}
+
+/// Whether a qemu-system of the build in `dir` runs.
+fn qemu_running(dir: &Path) -> bool {
+    let out = Command::new("pgrep")
+        .args(["-f", &format!("qemu-system.*{}", dir.display())])
+        .output()
+        .unwrap();
+    !out.stdout.is_empty()
+}
+
 fn unsafe_sigint(pid: u32) {
     let _ = Command::new("kill")
         .args(["-INT", &pid.to_string()])
@@ -439,12 +464,31 @@ fn cancelling_early_steps_cleans_up_and_names_the_step() {
     ] {
         let dir = tempfile::tempdir().unwrap();
         let recipe = write_recipe(dir.path(), "debian", "", "[]");
+        // Cancel once there is something to clean up: the seed image written in the scratch
+        // directory, or the VM running, so "nothing left" means it was removed or stopped.
+        let started = |dir: &Path| {
+            if at == "==> Boot" {
+                qemu_running(dir)
+            } else {
+                seed_written(&dir.join("tmp"))
+            }
+        };
+        let mut was_there = false;
         let watched = build_watching(dir.path(), &recipe, &base, |line, pid| {
             if line == at {
+                let deadline = Instant::now() + Duration::from_secs(60);
+                while !started(dir.path()) && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                was_there = started(dir.path());
                 unsafe_sigint(pid);
             }
         });
         let (status, all) = (watched.status, watched.stdout);
+        assert!(
+            was_there,
+            "cancel at {at}: nothing to clean up was there when cancelled: {all}"
+        );
         assert_eq!(status.code(), Some(130), "cancel at {at}: {all}");
         let cancelled = may_end_in
             .iter()
@@ -454,13 +498,24 @@ fn cancelling_early_steps_cleans_up_and_names_the_step() {
             "cancel at {at}: the cancelled step is named: {all}"
         );
         eprintln!("SIGINT at `{at}`: {} cancelled", cancelled.unwrap());
+        // kiln stopped the VM itself (not only the parent-death signal once it exited).
+        assert!(
+            at != "==> Boot" || all.contains("cleaned up the VM"),
+            "cancel at {at}: {all}"
+        );
         assert_nothing_left(dir.path());
     }
 }
 
-/// SIGINT once the build prints `at`, the recipe's text changed by `edit`; the build must
-/// end as cancelled in exactly `step`, with nothing left.
-fn cancel_at_step(at: &str, step: &str, edit: impl Fn(String) -> String) {
+/// SIGINT once the build prints a line `at` accepts (described by `what`), the recipe's
+/// text changed by `edit`; the build must end as cancelled in exactly `step`, with nothing
+/// left.
+fn cancel_at_step(
+    what: &str,
+    at: impl Fn(&str) -> bool,
+    step: &str,
+    edit: impl Fn(String) -> String,
+) {
     let _one = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let base = fixture::debian_image();
     let dir = tempfile::tempdir().unwrap();
@@ -469,13 +524,14 @@ fn cancel_at_step(at: &str, step: &str, edit: impl Fn(String) -> String) {
     std::fs::write(&recipe, edited).unwrap();
     let mut signalled = false;
     let watched = build_watching(dir.path(), &recipe, &base, |line, pid| {
-        if !signalled && line == at {
+        if !signalled && at(line) {
             signalled = true;
+            eprintln!("SIGINT at `{line}`");
             unsafe_sigint(pid);
         }
     });
     let (status, all) = (watched.status, watched.stdout);
-    assert!(signalled, "the build never printed `{at}`: {all}");
+    assert!(signalled, "the build never printed {what}: {all}");
     assert_eq!(status.code(), Some(130), "{all}\n{}", watched.stderr);
     assert!(
         all.contains(&format!("{step} cancelled")),
@@ -488,7 +544,9 @@ fn cancel_at_step(at: &str, step: &str, edit: impl Fn(String) -> String) {
 #[test]
 fn cancelling_during_shutdown_cleans_up_and_names_the_step() {
     // A shutdown command that never powers the guest off: the cancel lands while kiln waits.
-    cancel_at_step("==> Shut down", "Shut down", |recipe| {
+    // (The VM runs throughout the step, so wherever in it the cancel lands, qemu is stopped.)
+    let at = |line: &str| line == "==> Shut down";
+    cancel_at_step("`==> Shut down`", at, "Shut down", |recipe| {
         let edited = recipe.replace(
             r#""shutdown_command": "sudo shutdown -P now""#,
             r#""shutdown_command": "sleep 600", "shutdown_timeout": "15m""#,
@@ -500,8 +558,19 @@ fn cancelling_during_shutdown_cleans_up_and_names_the_step() {
 
 #[test]
 fn cancelling_during_compaction_cleans_up_and_names_the_step() {
-    // Compression makes the conversion take long enough to land the cancel in it.
-    cancel_at_step("==> Compact", "Compact", |recipe| {
+    // Compression makes the conversion take long enough to land the cancel in it. The cancel
+    // comes once the step has demonstrably started writing (progress strictly between 0 and
+    // 100 %, or the compressed changes written and the merge starting), not when the step
+    // starts, before anything could be left behind.
+    let at = |line: &str| {
+        line == "    merging with the base image"
+            || line
+                .strip_prefix("    Compact: ")
+                .and_then(|rest| rest.split('%').next())
+                .and_then(|percent| percent.parse::<u32>().ok())
+                .is_some_and(|percent| (1..100).contains(&percent))
+    };
+    cancel_at_step("Compact progress or the merge", at, "Compact", |recipe| {
         let edited = recipe.replace(r#""cpus": 2,"#, r#""cpus": 2, "disk_compression": true,"#);
         assert_ne!(edited, recipe);
         edited

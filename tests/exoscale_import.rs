@@ -12,6 +12,7 @@ mod garage;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use exoscale_api::{ApiServer, OperationOutcome, TEST_KEY, TEST_SECRET};
 use kiln::build::artifact::Artifact;
@@ -97,6 +98,24 @@ async fn cancelled_import(
     scratch: &Path,
     cancel_when: impl Fn(&Event) -> bool,
 ) -> (Outcome, Vec<Event>) {
+    cancelled_import_with(
+        recipe,
+        image,
+        scratch,
+        CancellationToken::new(),
+        cancel_when,
+    )
+    .await
+}
+
+/// [`cancelled_import`] with this token, which the caller may also cancel.
+async fn cancelled_import_with(
+    recipe: &Recipe,
+    image: &Path,
+    scratch: &Path,
+    cancel: CancellationToken,
+    cancel_when: impl Fn(&Event) -> bool,
+) -> (Outcome, Vec<Event>) {
     let (sink, mut rx) = EventSink::channel(Redactor::new());
     let facts = BuildFacts {
         build_name: "debian".into(),
@@ -108,7 +127,6 @@ async fn cancelled_import(
         qemu_binary: PathBuf::new(),
         accel: None,
     };
-    let cancel = CancellationToken::new();
     let chains = recipe.builds[0].post_processors.clone();
     let run = tokio::spawn({
         let cancel = cancel.clone();
@@ -151,19 +169,47 @@ async fn a_cancel_while_the_registration_is_polled_removes_the_object() {
     let s3 = garage::garage();
     let bucket = "kiln-cancel-register";
     s3.create_bucket(bucket);
-    let api = ApiServer::start();
+    let api = Arc::new(ApiServer::start());
     api.set_outcome(OperationOutcome::Never);
     let dir = tempfile::tempdir().unwrap();
     let image = image(dir.path(), 8);
     let recipe = recipe(dir.path(), &api, &s3.endpoint, bucket);
-    let (outcome, events) = cancelled_import(
-        &recipe,
-        &image,
-        dir.path(),
-        |e| matches!(e, Event::Log { line, .. } if line.starts_with("registering template")),
-    )
-    .await;
+    // Cancel once kiln has polled the registration operation (not on the log line before the
+    // registration is even asked for).
+    let cancel = CancellationToken::new();
+    let watcher = tokio::spawn({
+        let (api, cancel) = (api.clone(), cancel.clone());
+        async move {
+            loop {
+                let seen = api.seen();
+                let registered = seen
+                    .iter()
+                    .any(|s| s.method == "POST" && s.path.ends_with("/template"));
+                let polled = seen
+                    .iter()
+                    .any(|s| s.method == "GET" && s.path.contains("/operation/"));
+                if registered && polled {
+                    cancel.cancel();
+                    return Instant::now();
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    });
+    let (outcome, events) =
+        cancelled_import_with(&recipe, &image, dir.path(), cancel.clone(), |_| false).await;
+    let returned = Instant::now();
+    if !cancel.is_cancelled() {
+        watcher.abort();
+        panic!("the registration was never polled: {outcome:?} {events:?}");
+    }
+    let cancelled_at = watcher.await.unwrap();
     assert_eq!(outcome, Outcome::Cancelled);
+    assert!(
+        returned.duration_since(cancelled_at) < Duration::from_secs(20),
+        "returned {:?} after the cancel",
+        returned.duration_since(cancelled_at)
+    );
     assert!(logged(&events, "uploaded "), "the upload had finished");
     let key = format!("kiln/{RUN}/image.qcow2");
     let store = store(&s3.endpoint, bucket);
@@ -195,6 +241,48 @@ async fn a_cancel_mid_upload_leaves_no_multipart_upload() {
     );
     assert!(!store.exists(&key).await.unwrap());
     assert_cleanup_ran(&events, &key);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_secret_fails_the_import_before_any_upload() {
+    let s3 = garage::garage();
+    let bucket = "kiln-wrong-secret";
+    s3.create_bucket(bucket);
+    let api = ApiServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let image = image(dir.path(), 8);
+    recipe(dir.path(), &api, &s3.endpoint, bucket);
+    let wrong = "wrong-secret-value-5151";
+    let path = dir.path().join("recipe.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace(TEST_SECRET, wrong)).unwrap();
+    let recipe = load_file(&path, &LoadOptions::default()).unwrap_or_else(|d| panic!("{d}"));
+    let (outcome, events) = cancelled_import(&recipe, &image, dir.path(), |_| false).await;
+    let Outcome::Failed(error) = outcome else {
+        panic!("the import fails: {outcome:?}");
+    };
+    assert!(
+        error.contains(&format!("HeadBucket {bucket} failed")),
+        "{error}"
+    );
+    assert!(
+        error.contains("403") || error.contains("Forbidden"),
+        "{error}"
+    );
+    assert!(!error.contains(wrong), "{error}");
+    assert!(
+        !logged(&events, "uploading "),
+        "an upload was started: {events:?}"
+    );
+    let store = store(&s3.endpoint, bucket);
+    assert!(store.pending_uploads().await.unwrap().is_empty());
+    assert!(
+        !store
+            .exists(&format!("kiln/{RUN}/image.qcow2"))
+            .await
+            .unwrap()
+    );
+    assert!(api.seen().is_empty(), "the API was asked: {:?}", api.seen());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

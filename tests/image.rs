@@ -730,12 +730,10 @@ async fn cancelling_a_convert_kills_qemu_img_and_removes_the_temp_file() {
     std::fs::write(&raw, data(200 << 20, 14)).unwrap();
     let out = dir.path().join("big.qcow2");
     let cancel = CancellationToken::new();
-    let trigger = cancel.clone();
-    let started = Instant::now();
-    let timer = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        trigger.cancel();
-    });
+    let dir_name = dir.path().display().to_string();
+    // Cancel once qemu-img has reported progress: it runs, and its temporary output exists.
+    let mut cancelled_at = None;
+    let mut seen = (Vec::new(), Vec::new());
     let mut progressed = 0;
     let result = q
         .copy_or_convert(
@@ -743,22 +741,40 @@ async fn cancelling_a_convert_kills_qemu_img_and_removes_the_temp_file() {
             &out,
             &ImageFormat::Qcow2,
             true,
-            |done, _| progressed = progressed.max(done),
+            |done, _| {
+                progressed = progressed.max(done);
+                if done > 0 && done < 200 << 20 && cancelled_at.is_none() {
+                    seen = (processes_mentioning(&dir_name), files_in(dir.path()));
+                    cancelled_at = Some(Instant::now());
+                    cancel.cancel();
+                }
+            },
             &cancel,
         )
         .await;
-    timer.await.unwrap();
-    let took = started.elapsed();
+    let took = cancelled_at
+        .unwrap_or_else(|| panic!("no progress before the end: {result:?}"))
+        .elapsed();
     assert!(
         matches!(result, Err(QemuImgError::Cancelled)),
-        "{result:?} after {took:?}"
+        "{result:?} {took:?} after the cancel"
     );
-    assert!(took < Duration::from_secs(3), "{took:?}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
     assert!(
         progressed < 200 << 20,
         "it finished before the cancel: {progressed}"
     );
+    let (running, files) = seen;
+    assert!(
+        running
+            .iter()
+            .any(|p| p.contains("qemu-img") && p.contains("convert")),
+        "qemu-img ran when cancelled: {running:?}"
+    );
+    assert!(
+        files.len() == 2,
+        "its temporary output existed when cancelled: {files:?}"
+    );
     assert_eq!(files_in(dir.path()), ["big.raw"]);
-    let dir_name = dir.path().display().to_string();
     assert_eq!(processes_mentioning(&dir_name), Vec::<String>::new());
 }

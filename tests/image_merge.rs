@@ -275,32 +275,130 @@ async fn an_uncompressed_base_is_not_a_merge_base() {
     assert!(why.contains("not a qcow2 image"), "{why}");
 }
 
-#[tokio::test]
+/// Command lines of running processes that mention `needle`.
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+            let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if text.contains(needle) {
+                found.push(format!("{}: {text}", entry.file_name().to_string_lossy()));
+            }
+        }
+    }
+    found
+}
+
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_leaves_the_destination_and_no_scratch() {
     if !tools_present("cancel_leaves_the_destination_and_no_scratch") {
         return;
     }
     let im = images();
+    // 256 MiB of noise in the overlay: compressing the change takes seconds, long enough to
+    // cancel while qemu-img runs.
+    let noise = im.scratch.with_file_name("noise.bin");
+    let mut urandom = std::io::Read::take(std::fs::File::open("/dev/urandom").unwrap(), 256 * MIB);
+    std::io::copy(&mut urandom, &mut std::fs::File::create(&noise).unwrap()).unwrap();
+    run(
+        "qemu-io",
+        &[
+            "-c",
+            &format!("write -s {} 100M 256M", s(&noise)),
+            s(&im.overlay),
+        ],
+    );
+    std::fs::remove_file(&noise).unwrap();
     let qemu_img = QemuImg::locate().unwrap();
     let base = compact::merge_base(&im.base).unwrap();
     let before = std::fs::read(&im.overlay).unwrap();
-    let cancel = CancellationToken::new();
-    cancel.cancel();
-    let e = compact::compact_overlay(
-        &qemu_img,
-        &im.overlay,
-        &base,
-        &im.overlay,
-        &im.scratch,
-        |_, _, _| {},
-        &cancel,
-    )
-    .await
-    .unwrap_err();
-    assert!(
-        matches!(e, CompactError::Cancelled | CompactError::QemuImg(_)),
-        "{e}"
-    );
-    assert_eq!(std::fs::read(&im.overlay).unwrap(), before);
-    assert_eq!(std::fs::read_dir(&im.scratch).unwrap().count(), 0);
+    let dir = im.overlay.parent().unwrap().to_path_buf();
+    let files_before = names_in(&dir);
+    // Once in each phase, after it has demonstrably started: qemu-img running with its
+    // delta in the scratch directory, then the merge writing its temporary file.
+    for phase in ["compressing the changes", "merging with the base image"] {
+        let cancel = CancellationToken::new();
+        let mut cancelled_at: Option<std::time::Instant> = None;
+        let mut seen_running = Vec::new();
+        let e = compact::compact_overlay(
+            &qemu_img,
+            &im.overlay,
+            &base,
+            &im.overlay,
+            &im.scratch,
+            |p, done, _| {
+                if p != phase || done == 0 || cancelled_at.is_some() {
+                    return;
+                }
+                seen_running = if phase == "compressing the changes" {
+                    let mut running = processes_mentioning(s(&im.scratch));
+                    running.extend(names_in(&im.scratch));
+                    running
+                } else {
+                    names_in(&dir)
+                        .into_iter()
+                        .filter(|n| n.contains("kiln-merge"))
+                        .collect()
+                };
+                cancelled_at = Some(std::time::Instant::now());
+                cancel.cancel();
+            },
+            &cancel,
+        )
+        .await
+        .unwrap_err();
+        let took = cancelled_at
+            .unwrap_or_else(|| panic!("{phase}: no progress before the end ({e})"))
+            .elapsed();
+        assert!(
+            match &e {
+                // The cancel stopped qemu-img itself, not the merge after it.
+                CompactError::QemuImg(q) => q.is_cancelled() && phase == "compressing the changes",
+                CompactError::Cancelled => phase == "merging with the base image",
+                _ => false,
+            },
+            "{phase}: {e}"
+        );
+        assert!(
+            took < std::time::Duration::from_secs(20),
+            "{phase}: returned {took:?} after the cancel"
+        );
+        if phase == "compressing the changes" {
+            assert!(
+                seen_running.iter().any(|p| p.contains("qemu-img"))
+                    && seen_running.iter().any(|n| n.starts_with("delta-")),
+                "{phase}: qemu-img and its delta were there when cancelled: {seen_running:?}"
+            );
+        } else {
+            assert!(
+                !seen_running.is_empty(),
+                "{phase}: the merge's temporary file was there when cancelled"
+            );
+        }
+        assert_eq!(
+            processes_mentioning(s(&im.scratch)),
+            Vec::<String>::new(),
+            "{phase}: qemu-img still runs"
+        );
+        assert_eq!(names_in(&im.scratch), Vec::<String>::new(), "{phase}");
+        assert_eq!(
+            names_in(&dir),
+            files_before,
+            "{phase}: a temporary file is left"
+        );
+        assert!(
+            std::fs::read(&im.overlay).unwrap() == before,
+            "{phase}: the destination changed"
+        );
+    }
 }

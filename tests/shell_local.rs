@@ -145,24 +145,39 @@ async fn exit_codes() {
 #[tokio::test]
 async fn cancel_stops_the_process_group() {
     let dir = tempfile::tempdir().unwrap();
+    let started_marker = dir.path().join("started");
     let marker = dir.path().join("still-running");
     let c = config(
         dir.path(),
         json!({
             "type": "shell-local",
-            "inline": [format!("(sleep 2; touch {}) &", marker.display()), "sleep 30"]
+            "inline": [
+                format!("(sleep 2; touch {}) &", marker.display()),
+                format!("touch {}", started_marker.display()),
+                "sleep 30".to_string()
+            ]
         }),
     );
     let cancel = CancellationToken::new();
     let trigger = cancel.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    let watched = started_marker.clone();
+    let cancelled_at = tokio::spawn(async move {
+        // Cancel once the script runs (its background child started before the marker).
+        while !watched.exists() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         trigger.cancel();
+        Instant::now()
     });
-    let started = Instant::now();
     let (result, _) = run(&c, dir.path(), cancel).await;
+    let returned = Instant::now();
+    let cancelled_at = cancelled_at.await.unwrap();
     assert!(result.unwrap_err().starts_with("cancelled while"));
-    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(
+        returned.duration_since(cancelled_at) < Duration::from_secs(10),
+        "returned {:?} after the cancel",
+        returned.duration_since(cancelled_at)
+    );
     // The background child was in the same group and was killed too.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(
