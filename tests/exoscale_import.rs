@@ -28,16 +28,22 @@ use tokio_util::sync::CancellationToken;
 
 const RUN: &str = "7d1e0b52-0000-4000-8000-cancelled000";
 
-/// A qcow2 image Exoscale would take (10 GiB virtual) holding `mib` MiB of data.
-fn image(dir: &Path, mib: u32) -> PathBuf {
-    let path = dir.join("image.qcow2");
+/// An empty qcow2 image `name` of `size` (virtual) in `dir`.
+fn empty_image(dir: &Path, name: &str, size: &str) -> PathBuf {
+    let path = dir.join(name);
     let ok = Command::new("qemu-img")
         .args(["create", "-q", "-f", "qcow2"])
         .arg(&path)
-        .arg("10G")
+        .arg(size)
         .status()
         .unwrap();
-    assert!(ok.success());
+    assert!(ok.success(), "qemu-img (qemu-utils) makes the image");
+    path
+}
+
+/// A qcow2 image Exoscale would take (10 GiB virtual) holding `mib` MiB of data.
+fn image(dir: &Path, mib: u32) -> PathBuf {
+    let path = empty_image(dir, "image.qcow2", "10G");
     let ok = Command::new("qemu-io")
         .args(["-c", &format!("write -P 0x5a 0 {mib}M")])
         .arg(&path)
@@ -333,14 +339,7 @@ async fn an_image_over_100_gib_is_published_with_a_warning_that_says_why() {
     s3.create_bucket(bucket);
     let api = ApiServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let image = dir.path().join("large.qcow2");
-    let ok = Command::new("qemu-img")
-        .args(["create", "-q", "-f", "qcow2"])
-        .arg(&image)
-        .arg("101G")
-        .status()
-        .unwrap();
-    assert!(ok.success());
+    let image = empty_image(dir.path(), "large.qcow2", "101G");
     let recipe = recipe(dir.path(), &api, &s3.endpoint, bucket);
     let (outcome, events) = cancelled_import(&recipe, &image, dir.path(), |_| false).await;
     assert_eq!(outcome, Outcome::Done, "{events:?}");
@@ -526,14 +525,7 @@ fn kiln_publish_registers_an_image_it_did_not_build_copies_it_and_keeps_the_imag
 fn kiln_publish_refuses_a_small_image_before_contacting_anything() {
     let api = ApiServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let image = dir.path().join("small.qcow2");
-    let ok = Command::new("qemu-img")
-        .args(["create", "-q", "-f", "qcow2"])
-        .arg(&image)
-        .arg("2G")
-        .status()
-        .unwrap();
-    assert!(ok.success());
+    let image = empty_image(dir.path(), "small.qcow2", "2G");
     let out = kiln_publish(
         dir.path(),
         &api,
