@@ -5,6 +5,10 @@
 #[path = "support/image_server.rs"]
 mod image_server;
 
+#[path = "support/processes.rs"]
+mod processes;
+use processes::processes_mentioning;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -704,20 +708,6 @@ async fn qemu_img_resize_grows_and_refuses_to_shrink() {
     );
     assert_eq!(std::fs::read(&disk).unwrap(), before);
     assert_eq!(std::fs::metadata(&disk).unwrap().modified().unwrap(), mtime);
-}
-
-/// Processes whose command line mentions `needle`.
-fn processes_mentioning(needle: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
-            let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            if text.contains(needle) {
-                found.push(format!("{}: {text}", entry.file_name().to_string_lossy()));
-            }
-        }
-    }
-    found
 }
 
 #[tokio::test]

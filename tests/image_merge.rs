@@ -4,6 +4,10 @@
 //! then the merged artifact must read exactly like the overlay (`qemu-img compare`), pass
 //! `qemu-img check`, stand alone, and be no bigger than a full `qemu-img convert -c`.
 
+#[path = "support/processes.rs"]
+mod processes;
+use processes::processes_mentioning;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -273,20 +277,6 @@ async fn an_uncompressed_base_is_not_a_merge_base() {
     assert!(why.contains("not compressed"), "{why}");
     let why = compact::merge_base(&raw).unwrap_err();
     assert!(why.contains("not a qcow2 image"), "{why}");
-}
-
-/// Command lines of running processes that mention `needle`.
-fn processes_mentioning(needle: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
-            let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            if text.contains(needle) {
-                found.push(format!("{}: {text}", entry.file_name().to_string_lossy()));
-            }
-        }
-    }
-    found
 }
 
 fn names_in(dir: &Path) -> Vec<String> {
