@@ -462,6 +462,46 @@ async fn agent_keys_authenticate() {
     assert_eq!(stdout_of(&session, "echo via-agent").await, "via-agent");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_builds_agent_key_is_offered_so_many_agent_keys_do_not_exhaust_max_auth_tries() {
+    let server = Sshd::start();
+    let agent = Agent::start();
+    for _ in 0..7 {
+        agent.add(&KeyPair::generate().unwrap());
+    }
+    agent.add(&server.keys.client);
+    let mut target = server.target();
+    // Every key in the agent's order: sshd ends the connection after MaxAuthTries (6)
+    // refusals, before the eighth key is offered.
+    target.auth = Auth::Agent(Some(agent.socket.clone()));
+    assert!(
+        kiln::ssh::connect::connect(&target).await.is_err(),
+        "sshd refuses the eighth key after six failures"
+    );
+    // Only the build's key: accepted at once.
+    target.auth = Auth::AgentKeys {
+        socket: Some(agent.socket.clone()),
+        keys: vec![server.keys.client.public_key().clone()],
+    };
+    let session = connect(&target).await;
+    assert_eq!(stdout_of(&session, "echo chosen-key").await, "chosen-key");
+    // A key the agent no longer holds: said at once, with what to do.
+    let gone = KeyPair::generate().unwrap();
+    target.auth = Auth::AgentKeys {
+        socket: Some(agent.socket.clone()),
+        keys: vec![gone.public_key().clone()],
+    };
+    let e = wait_for_ssh(&target, READY, 3, &CancellationToken::new(), |_, _| {})
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("no longer holds the build's key")
+            && e.to_string().contains(&gone.fingerprint())
+            && e.to_string().contains("ssh-add"),
+        "{e}"
+    );
+}
+
 // ---- exec ----------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

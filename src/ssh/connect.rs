@@ -49,6 +49,15 @@ pub enum Auth {
     /// The keys of an ssh-agent (`ssh_agent_auth`): the one at this socket, or at
     /// `SSH_AUTH_SOCK` when `None`.
     Agent(Option<PathBuf>),
+    /// Only these keys of an ssh-agent (the one at `socket`, or at `SSH_AUTH_SOCK` when
+    /// `None`): the build's chosen agent key, so an agent holding many keys does not use up
+    /// the server's `MaxAuthTries` on keys the guest does not know.
+    AgentKeys {
+        /// The agent's socket.
+        socket: Option<PathBuf>,
+        /// The public keys to offer, in this order.
+        keys: Vec<PublicKey>,
+    },
 }
 
 impl fmt::Debug for Auth {
@@ -58,6 +67,13 @@ impl fmt::Debug for Auth {
             Auth::Password(p) => write!(f, "Password({p:?})"),
             Auth::Agent(None) => f.write_str("Agent(SSH_AUTH_SOCK)"),
             Auth::Agent(Some(socket)) => write!(f, "Agent({})", socket.display()),
+            Auth::AgentKeys { socket, keys } => {
+                let fingerprints: Vec<String> = keys.iter().map(super::keys::fingerprint).collect();
+                match socket {
+                    Some(socket) => write!(f, "AgentKeys({}, {fingerprints:?})", socket.display()),
+                    None => write!(f, "AgentKeys(SSH_AUTH_SOCK, {fingerprints:?})"),
+                }
+            }
         }
     }
 }
@@ -72,7 +88,7 @@ impl Auth {
         match self {
             Auth::Key(_) => AuthMethod::Key,
             Auth::Password(_) => AuthMethod::Password,
-            Auth::Agent(_) => AuthMethod::Agent,
+            Auth::Agent(_) | Auth::AgentKeys { .. } => AuthMethod::Agent,
         }
     }
 }
@@ -321,7 +337,12 @@ async fn attempt(target: &Target) -> Result<Session, AttemptError> {
             .map(|r| r.success())
             .map_err(|e| classify_handshake(&target.addr, e)),
         Auth::Agent(socket) => {
-            authenticate_agent(&mut handle, &target.user, &target.addr, socket.as_deref()).await
+            let socket = agent_socket(socket.as_deref()).map_err(AttemptError::Fatal)?;
+            authenticate_agent(&mut handle, &target.user, &target.addr, &socket, None).await
+        }
+        Auth::AgentKeys { socket, keys } => {
+            let socket = agent_socket(socket.as_deref()).map_err(AttemptError::Fatal)?;
+            authenticate_agent(&mut handle, &target.user, &target.addr, &socket, Some(keys)).await
         }
     }?;
     if !authenticated {
@@ -368,26 +389,32 @@ async fn authenticate_key(
         .map_err(|e| AttemptError::NotReady(format!("authenticating: {e}")))
 }
 
+/// The ssh-agent's socket: `socket`, else `SSH_AUTH_SOCK`; an error says what to do when
+/// neither is there.
+pub fn agent_socket(socket: Option<&Path>) -> Result<PathBuf, SshError> {
+    match socket {
+        Some(s) => Ok(s.to_path_buf()),
+        None => match std::env::var_os("SSH_AUTH_SOCK") {
+            Some(s) if !s.is_empty() => Ok(PathBuf::from(s)),
+            _ => Err(SshError::Agent(
+                "SSH_AUTH_SOCK is not set: start ssh-agent and `ssh-add` your key, or use \
+                 ssh_private_key_file"
+                    .into(),
+            )),
+        },
+    }
+}
+
+/// Authenticates with the keys of the agent at `socket`, or only with those of `only` it
+/// holds.
 async fn authenticate_agent(
     handle: &mut client::Handle<ClientHandler>,
     user: &str,
     addr: &str,
-    socket: Option<&Path>,
+    socket: &Path,
+    only: Option<&[PublicKey]>,
 ) -> Result<bool, AttemptError> {
-    let socket = match socket {
-        Some(s) => s.to_path_buf(),
-        None => match std::env::var_os("SSH_AUTH_SOCK") {
-            Some(s) if !s.is_empty() => PathBuf::from(s),
-            _ => {
-                return Err(AttemptError::Fatal(SshError::Agent(
-                    "SSH_AUTH_SOCK is not set: start ssh-agent and `ssh-add` your key, or use \
-                     ssh_private_key_file"
-                        .into(),
-                )));
-            }
-        },
-    };
-    let mut agent = AgentClient::connect_uds(&socket).await.map_err(|e| {
+    let mut agent = AgentClient::connect_uds(socket).await.map_err(|e| {
         AttemptError::Fatal(SshError::Agent(format!(
             "could not reach it at {} ({e}): is ssh-agent running?",
             socket.display()
@@ -400,18 +427,35 @@ async fn authenticate_agent(
     let identities = agent.request_identities().await.map_err(|e| {
         AttemptError::Fatal(SshError::Agent(format!("could not list its keys: {e}")))
     })?;
-    let keys: Vec<PublicKey> = identities
+    let held: Vec<PublicKey> = identities
         .into_iter()
         .filter_map(|id| match id {
             AgentIdentity::PublicKey { key, .. } => Some(key),
             AgentIdentity::Certificate { .. } => None,
         })
         .collect();
-    if keys.is_empty() {
+    if held.is_empty() {
         return Err(AttemptError::Fatal(SshError::Agent(
             "ssh-agent holds no keys: add one with `ssh-add`".into(),
         )));
     }
+    let keys: Vec<PublicKey> = match only {
+        None => held,
+        Some(wanted) => {
+            let keys: Vec<PublicKey> = held
+                .into_iter()
+                .filter(|k| wanted.iter().any(|w| super::keys::same_key(k, w)))
+                .collect();
+            if keys.is_empty() {
+                let names: Vec<String> = wanted.iter().map(super::keys::fingerprint).collect();
+                return Err(AttemptError::Fatal(SshError::Agent(format!(
+                    "ssh-agent no longer holds the build's key {}: add it again with `ssh-add`",
+                    names.join(", ")
+                ))));
+            }
+            keys
+        }
+    };
     for key in keys {
         let hash = if key.algorithm().is_rsa() {
             handle
