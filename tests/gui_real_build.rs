@@ -4,10 +4,14 @@
 //! console arrive in their tabs, and the finished artifact is shown and is a sound qcow2.
 //! On the way the build pauses at a `breakpoint` with its VM up; meanwhile a second build of
 //! the same recipe, in its own tab, is refused because the output directory is in use; then
-//! Continue lets the first one go on.
+//! Continue lets the first one go on. The build logs in with a key of a real ssh-agent,
+//! chosen in the form's SSH key picker: the agent signs, kiln's seed authorises that key and
+//! the scrub takes it out of the image before shutdown.
 
 #[path = "support/fixture.rs"]
 mod fixture;
+#[path = "support/sshd.rs"]
+mod sshd;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -32,6 +36,7 @@ use kiln::secrets::{SecretsError, Vault};
 struct MockSecrets {
     vault: Vault,
     config: PathBuf,
+    agent: PathBuf,
 }
 
 impl SecretsSource for MockSecrets {
@@ -40,6 +45,12 @@ impl SecretsSource for MockSecrets {
             Profiles::new(self.vault.clone(), self.config.clone()),
             SshKeys::new(self.vault.clone(), self.config.clone()),
         ))
+    }
+    fn public_key_dir(&self) -> Option<PathBuf> {
+        None
+    }
+    fn agent_socket(&self) -> Option<PathBuf> {
+        Some(self.agent.clone())
     }
 }
 
@@ -56,7 +67,7 @@ fn write_recipe(recipes_dir: &Path, output: &Path) {
     "headless": true, "disable_vnc": true, "ssh_username": "debian", "ssh_timeout": "10m",
     "shutdown_command": "sudo shutdown -P now"}}],
   "provisioners": [
-    {{"type": "shell", "inline": ["echo gui-real-build-marker $(id -un)"]}},
+    {{"type": "shell", "inline": ["echo gui-real-build-marker $(id -un)", "sed 's/^/authorized: /' ~/.ssh/authorized_keys"]}},
     {{"type": "breakpoint", "note": "check the marker"}},
     {{"type": "shell", "inline": ["echo after-continue-marker"]}}
   ]
@@ -74,6 +85,13 @@ fn a_real_build_driven_through_the_panels_finishes_with_its_artifact() {
     std::fs::create_dir(&recipes_dir).unwrap();
     let output = dir.path().join("output");
     write_recipe(&recipes_dir, &output);
+    // A real ssh-agent holding the key the build will log in with; the engine finds it at
+    // SSH_AUTH_SOCK, as it would on a desktop.
+    let agent = sshd::Agent::start();
+    let agent_key = kiln::ssh::KeyPair::generate().unwrap();
+    agent.add(&agent_key);
+    // SAFETY: set before the runtime and the window start any thread; this binary has one test.
+    unsafe { std::env::set_var("SSH_AUTH_SOCK", &agent.socket) };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -95,6 +113,7 @@ fn a_real_build_driven_through_the_panels_finishes_with_its_artifact() {
         secrets: Arc::new(MockSecrets {
             vault: Vault::with_store(keyring_core::mock::Store::new().unwrap()),
             config: dir.path().join("config/config.toml"),
+            agent: agent.socket.clone(),
         }),
         history: Some(dir.path().join("history.sqlite")),
         dialogs: Arc::new(kiln::gui::dialogs::ScriptedDialogs::default()),
@@ -123,6 +142,19 @@ fn a_real_build_driven_through_the_panels_finishes_with_its_artifact() {
         .get_by_role_and_label(Role::TextInput, "base_image *")
         .type_text(&base.display().to_string());
     harness.run();
+    // The SSH key picker lists the agent's key; choose it.
+    harness
+        .get_by_role_and_label(Role::ComboBox, "SSH key:")
+        .click();
+    harness.run();
+    harness
+        .get_by_label_contains(&agent_key.fingerprint())
+        .click();
+    harness.run();
+    assert_eq!(
+        harness.state().open_recipe_state().unwrap().choices.ssh_key,
+        kiln::build::choices::KeyChoice::Agent(Some(agent_key.fingerprint()))
+    );
     harness.check_accessibility();
     harness.get_by_label("Start build").click();
 
@@ -192,6 +224,36 @@ fn a_real_build_driven_through_the_panels_finishes_with_its_artifact() {
             .iter()
             .any(|l| l.contains("gui-real-build-marker debian")),
         "the provisioner's output reached the Output tab: {output_lines:?}"
+    );
+    // The guest authorised the agent's key (kiln's seed put it there) and nothing else.
+    let agent_blob = agent_key
+        .public_key_openssh()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let authorized: Vec<&&str> = output_lines
+        .iter()
+        .filter(|l| l.contains("authorized: "))
+        .collect();
+    assert!(
+        authorized.len() == 1 && authorized[0].contains(&agent_blob),
+        "the guest's authorized_keys holds the agent's key only: {authorized:?}"
+    );
+    let build_log = std::fs::read_dir(dir.path().join("state"))
+        .unwrap()
+        .map(|e| e.unwrap().path().join("build.log"))
+        .filter(|p| p.is_file())
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .find(|text| text.contains("gui-real-build-marker"))
+        .expect("the finished build's build.log");
+    assert!(
+        build_log.contains(&format!("signs for key {}", agent_key.fingerprint())),
+        "the agent signed for the chosen key"
+    );
+    assert!(
+        build_log.contains("removed from the image: the build's SSH key and the SSH host keys"),
+        "the agent's key was taken out of the image before shutdown"
     );
     let after = output_lines
         .iter()

@@ -26,6 +26,9 @@ pub enum KeyChoice {
     Keyring(String),
     /// A private key file.
     File(PathBuf),
+    /// A key of the ssh-agent at `SSH_AUTH_SOCK`, by fingerprint (`SHA256:…`); `None`: every
+    /// key it holds (Packer's `ssh_agent_auth`). The agent signs; kiln never holds the key.
+    Agent(Option<String>),
 }
 
 /// The Exoscale credentials of a build.
@@ -53,11 +56,26 @@ pub struct BuildChoices {
 }
 
 impl KeyChoice {
-    /// Reads `--ssh-key`: `temporary` (a new key), a name the keyring holds, else a private
-    /// key file; anything else is refused, listing the keyring's keys.
+    /// Reads `--ssh-key`: `temporary` (a new key), `agent` (the ssh-agent's keys),
+    /// `agent:SHA256:…` or `SHA256:…` (one agent key), a name the keyring holds, else a
+    /// private key file; anything else is refused, listing the keyring's keys.
     pub fn parse(text: &str, config: &Config) -> Result<KeyChoice, String> {
         if text == "temporary" {
             return Ok(KeyChoice::Temporary);
+        }
+        if text == "agent" {
+            return Ok(KeyChoice::Agent(None));
+        }
+        if let Some(fingerprint) = text
+            .strip_prefix("agent:")
+            .or_else(|| text.starts_with("SHA256:").then_some(text))
+        {
+            if !fingerprint.starts_with("SHA256:") || fingerprint.len() < 8 {
+                return Err(format!(
+                    "--ssh-key {text}: an agent key is named by its fingerprint, `agent:SHA256:…` as `kiln keys list` shows it"
+                ));
+            }
+            return Ok(KeyChoice::Agent(Some(fingerprint.to_string())));
         }
         if config.keys.contains_key(text) {
             return Ok(KeyChoice::Keyring(text.to_string()));
@@ -67,7 +85,7 @@ impl KeyChoice {
             return Ok(KeyChoice::File(path));
         }
         Err(format!(
-            "--ssh-key {text}: no key of that name in the OS keyring (keys: {}) and no such file; give a keyring key's name, a private key file, or `temporary`",
+            "--ssh-key {text}: no key of that name in the OS keyring (keys: {}) and no such file; give a keyring key's name, a private key file, `agent` (the ssh-agent's keys) or `temporary`",
             config.key_names()
         ))
     }
@@ -79,6 +97,8 @@ impl KeyChoice {
             KeyChoice::Temporary => "a new temporary key for this build".into(),
             KeyChoice::Keyring(name) => format!("keyring key `{name}`"),
             KeyChoice::File(path) => format!("key file {}", path.display()),
+            KeyChoice::Agent(Some(fingerprint)) => format!("ssh-agent key {fingerprint}"),
+            KeyChoice::Agent(None) => "the ssh-agent's keys".into(),
         }
     }
 }
@@ -118,19 +138,19 @@ impl BuildChoices {
     /// The build as chosen: the key and the credentials written into its configuration.
     pub fn apply(&self, build: &mut Build) {
         let ssh = &mut build.builder.ssh;
+        if self.ssh_key != KeyChoice::Recipe {
+            ssh.private_key_file = None;
+            ssh.private_key_keyring = None;
+            ssh.agent_auth = false;
+            ssh.agent_key = None;
+        }
         match &self.ssh_key {
-            KeyChoice::Recipe => {}
-            KeyChoice::Temporary => {
-                ssh.private_key_file = None;
-                ssh.private_key_keyring = None;
-            }
-            KeyChoice::Keyring(name) => {
-                ssh.private_key_file = None;
-                ssh.private_key_keyring = Some(name.clone());
-            }
-            KeyChoice::File(path) => {
-                ssh.private_key_keyring = None;
-                ssh.private_key_file = Some(path.display().to_string());
+            KeyChoice::Recipe | KeyChoice::Temporary => {}
+            KeyChoice::Keyring(name) => ssh.private_key_keyring = Some(name.clone()),
+            KeyChoice::File(path) => ssh.private_key_file = Some(path.display().to_string()),
+            KeyChoice::Agent(fingerprint) => {
+                ssh.agent_auth = true;
+                ssh.agent_key = fingerprint.clone();
             }
         }
         if self.credentials == CredentialsChoice::Recipe {
@@ -249,6 +269,24 @@ pub fn key_problem_with(
     if authorised.is_empty() {
         return None;
     }
+    let places: Vec<String> = {
+        let mut p: Vec<String> = authorised.iter().map(|(f, _, _)| f.clone()).collect();
+        p.dedup();
+        p
+    };
+    if config.ssh.agent_auth {
+        // Which agent keys will sign is only known by asking the agent; one chosen by
+        // fingerprint is judged here.
+        let wanted = config.ssh.agent_key.as_ref()?;
+        let there = authorised.iter().any(|(_, a, b)| {
+            crate::ssh::keys::parse_public_key(&format!("{a} {b}"))
+                .is_ok_and(|k| crate::ssh::keys::fingerprint(&k) == *wanted)
+        });
+        return (!there).then(|| format!(
+            "the recipe's own cloud-init data ({}) does not authorise the chosen ssh-agent key ({wanted}): SSH would refuse it and the build would wait out ssh_timeout; choose the key whose public half is there",
+            places.join(", ")
+        ));
+    }
     let chosen = match (
         &config.ssh.private_key_file,
         &config.ssh.private_key_keyring,
@@ -258,11 +296,6 @@ pub fn key_problem_with(
             .map(|k| k.public_key_openssh()),
         (None, Some(name)) => Some(keyring_public(name)?),
         (None, None) => None,
-    };
-    let places: Vec<String> = {
-        let mut p: Vec<String> = authorised.iter().map(|(f, _, _)| f.clone()).collect();
-        p.dedup();
-        p
     };
     match chosen {
         None => Some(format!(
@@ -327,6 +360,109 @@ mod tests {
         assert!(
             e.starts_with("--profile work: no such credentials profile"),
             "{e}"
+        );
+    }
+
+    fn build_of(builder: serde_json::Value) -> Build {
+        let mut builder_object = serde_json::json!({
+            "type": "qemu", "iso_url": "x.qcow2", "iso_checksum": "none",
+            "disk_image": true, "ssh_username": "debian"
+        });
+        if let (Some(b), Some(extra)) = (builder_object.as_object_mut(), builder.as_object()) {
+            b.extend(extra.clone());
+        }
+        let text = serde_json::json!({ "builders": [builder_object] }).to_string();
+        crate::recipe::template::load_str("r.json", &text, Path::new("/tmp"), &Default::default())
+            .unwrap_or_else(|d| panic!("{d}"))
+            .builds
+            .remove(0)
+    }
+
+    #[test]
+    fn agent_keys_are_read_from_the_command_line() {
+        let config = Config::default();
+        assert_eq!(
+            KeyChoice::parse("agent", &config),
+            Ok(KeyChoice::Agent(None))
+        );
+        assert_eq!(
+            KeyChoice::parse("agent:SHA256:abcdefgh", &config),
+            Ok(KeyChoice::Agent(Some("SHA256:abcdefgh".into())))
+        );
+        assert_eq!(
+            KeyChoice::parse("SHA256:abcdefgh", &config),
+            Ok(KeyChoice::Agent(Some("SHA256:abcdefgh".into())))
+        );
+        let e = KeyChoice::parse("agent:deploy", &config).unwrap_err();
+        assert!(e.contains("agent:SHA256:"), "{e}");
+    }
+
+    #[test]
+    fn choosing_an_agent_key_overrides_the_recipes_key_and_another_choice_undoes_it() {
+        let mut build = build_of(serde_json::json!({"ssh_private_key_file": "/tmp/id"}));
+        let agent = BuildChoices {
+            ssh_key: KeyChoice::Agent(Some("SHA256:abc".into())),
+            ..Default::default()
+        };
+        agent.apply(&mut build);
+        let ssh = &build.builder.ssh;
+        assert!(ssh.agent_auth);
+        assert_eq!(ssh.agent_key.as_deref(), Some("SHA256:abc"));
+        assert_eq!(ssh.private_key_file, None);
+
+        let mut build = build_of(serde_json::json!({"ssh_agent_auth": true}));
+        assert!(
+            build.builder.ssh.agent_auth,
+            "the recipe's ssh_agent_auth is read"
+        );
+        BuildChoices {
+            ssh_key: KeyChoice::Keyring("deploy".into()),
+            ..Default::default()
+        }
+        .apply(&mut build);
+        let ssh = &build.builder.ssh;
+        assert!(
+            !ssh.agent_auth,
+            "the chosen keyring key wins over the recipe's agent"
+        );
+        assert_eq!(ssh.private_key_keyring.as_deref(), Some("deploy"));
+
+        let mut build = build_of(serde_json::json!({"ssh_agent_auth": true}));
+        BuildChoices::default().apply(&mut build);
+        assert!(
+            build.builder.ssh.agent_auth,
+            "\"as the recipe says\" keeps it"
+        );
+    }
+
+    #[test]
+    fn an_agent_key_the_recipes_own_seed_does_not_authorise_is_a_problem_before_the_build() {
+        let listed = crate::ssh::KeyPair::generate().unwrap();
+        let other = crate::ssh::KeyPair::generate().unwrap();
+        let user_data = format!(
+            "#cloud-config\nssh_authorized_keys:\n  - {}\n",
+            listed.public_key_openssh()
+        );
+        let mut build = build_of(serde_json::json!({
+            "http_content": {"/user-data": user_data, "/meta-data": ""},
+            "qemuargs": [["-smbios", "type=1,serial=ds=nocloud-net;s=http://{{ .HTTPIP }}:{{ .HTTPPort }}/"]]
+        }));
+        BuildChoices {
+            ssh_key: KeyChoice::Agent(Some(listed.fingerprint())),
+            ..Default::default()
+        }
+        .apply(&mut build);
+        assert_eq!(key_problem_with(&build, Path::new("/tmp"), |_| None), None);
+        BuildChoices {
+            ssh_key: KeyChoice::Agent(Some(other.fingerprint())),
+            ..Default::default()
+        }
+        .apply(&mut build);
+        let problem = key_problem_with(&build, Path::new("/tmp"), |_| None).unwrap();
+        assert!(
+            problem.contains("does not authorise the chosen ssh-agent key")
+                && problem.contains(&other.fingerprint()),
+            "{problem}"
         );
     }
 }

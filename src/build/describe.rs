@@ -93,6 +93,10 @@ pub fn builder(q: &QemuConfig) -> String {
         q.accelerator.name(),
         q.ssh.username,
         match (&q.ssh.private_key_file, &q.ssh.private_key_keyring) {
+            _ if q.ssh.agent_auth => match &q.ssh.agent_key {
+                Some(fingerprint) => format!("ssh-agent key {fingerprint}"),
+                None => "the ssh-agent's keys".to_string(),
+            },
             (Some(file), _) => format!("key file {file}"),
             (None, Some(name)) => format!("keyring key `{name}`"),
             (None, None) if q.ssh.password.is_some() => "a password".to_string(),

@@ -201,6 +201,13 @@ pub async fn run_build(
     if let Some(missing) = missing_ansible(build) {
         return failed(format!("{}: {missing}; nothing was started", recipe.file));
     }
+    // The ssh-agent is asked now whether it holds the key, not at Seed after the download.
+    if build.builder.ssh.agent_auth
+        && build.builder.communicator == crate::recipe::qemu::Communicator::Ssh
+        && let Err(e) = super::steps::agent_login(build.builder.ssh.agent_key.as_deref()).await
+    {
+        return failed(format!("{}: {}; nothing was started", recipe.file, e.0));
+    }
     // Publishing is checked now, in seconds, not after the download, boot and provisioning.
     for config in build
         .post_processors

@@ -16,7 +16,28 @@ use crate::qemu::accel::AccelChoice;
 use crate::qemu::serial::SerialConsole;
 use crate::qemu::vm::Vm;
 use crate::recipe::qemu::QemuConfig;
-use crate::ssh::{HostKeyPolicy, KeyPair, Session};
+use crate::ssh::{HostKeyPolicy, KeyPair, PublicKey, Session};
+
+/// How a build logs in through an ssh-agent (`ssh_agent_auth`, or an agent key chosen on
+/// the build form): the agent signs, kiln never holds the private key.
+#[derive(Debug, Clone)]
+pub struct AgentLogin {
+    /// The agent's socket.
+    pub socket: PathBuf,
+    /// The agent's keys this build uses: authorised by kiln's seed, offered at Connect,
+    /// removed from the image before shutdown.
+    pub keys: Vec<PublicKey>,
+}
+
+impl AgentLogin {
+    /// The keys as `authorized_keys` lines.
+    pub fn public_lines(&self) -> Vec<String> {
+        self.keys
+            .iter()
+            .map(crate::ssh::keys::public_key_openssh)
+            .collect()
+    }
+}
 
 /// Where a build keeps its files.
 #[derive(Debug, Clone)]
@@ -51,6 +72,8 @@ pub struct BuildState {
     pub merge_base: Option<MergeBase>,
     /// The key kiln logs in with.
     pub client_key: Option<KeyPair>,
+    /// The ssh-agent keys kiln logs in with instead (`ssh_agent_auth`).
+    pub agent: Option<AgentLogin>,
     /// Which host keys to accept.
     pub host_key: Option<HostKeyPolicy>,
     /// The cloud-init seed kiln wrote (None when the recipe brings its own drives).
@@ -104,6 +127,7 @@ impl BuildState {
             disk: None,
             merge_base: None,
             client_key: None,
+            agent: None,
             host_key: None,
             seed: None,
             recipe_seed: None,
@@ -149,13 +173,23 @@ impl BuildState {
             (
                 "SSHPublicKey",
                 Some(
-                    self.client_key
-                        .as_ref()
-                        .map(KeyPair::public_key_openssh)
+                    self.client_public_lines()
+                        .into_iter()
+                        .next()
                         .unwrap_or_default(),
                 ),
             ),
         ]
+    }
+
+    /// The public keys kiln logs in with, as `authorized_keys` lines: the build key, or the
+    /// agent's keys; empty with a password.
+    pub fn client_public_lines(&self) -> Vec<String> {
+        match (&self.client_key, &self.agent) {
+            (Some(key), _) => vec![key.public_key_openssh()],
+            (None, Some(agent)) => agent.public_lines(),
+            (None, None) => Vec::new(),
+        }
     }
 
     /// The build's values for `{{ build `Name` }}` (Packer's generated data), as
@@ -175,7 +209,13 @@ impl BuildState {
                     .map(|s| s.expose().to_string())
                     .unwrap_or_default(),
             ),
-            None => (String::new(), String::new()),
+            None => (
+                self.client_public_lines()
+                    .into_iter()
+                    .next()
+                    .unwrap_or_default(),
+                String::new(),
+            ),
         };
         let ssh = &self.config.ssh;
         [

@@ -100,9 +100,10 @@ impl RecipeArgs {
 /// the window's build form chooses).
 #[derive(Debug, Clone, Default, Args)]
 pub struct ChoiceArgs {
-    /// The SSH key: a keyring key's name, a private key file, or `temporary` (a new key for
-    /// this build); default: what the recipe says.
-    #[arg(long = "ssh-key", value_name = "NAME|FILE|temporary")]
+    /// The SSH key: a keyring key's name, a private key file, `agent` (the ssh-agent's keys),
+    /// `agent:SHA256:…` (one agent key) or `temporary` (a new key for this build); default:
+    /// what the recipe says.
+    #[arg(long = "ssh-key", value_name = "NAME|FILE|agent[:SHA256:…]|temporary")]
     pub ssh_key: Option<String>,
     /// The credentials profile `exoscale-import` uses (before EXOSCALE_API_KEY/SECRET);
     /// default: what the recipe says.

@@ -1,8 +1,8 @@
 //! The build form's choices beyond the recipe's variables: the SSH key kiln logs in with
-//! (the recipe's, a new temporary one, a keyring key, a private key file in `~/.ssh`) and,
-//! for a build that publishes, the Exoscale credentials (the recipe's, the environment, a
-//! keyring profile), with what the build will publish where. The keyring is read in the
-//! background (the Credentials place's snapshot); nothing here holds a secret.
+//! (the recipe's, a new temporary one, a keyring key, a private key file in `~/.ssh`, an
+//! ssh-agent's key) and, for a build that publishes, the Exoscale credentials (the recipe's,
+//! the environment, a keyring profile), with what the build will publish where. The keyring
+//! is read in the background (the Credentials place's snapshot); nothing here holds a secret.
 
 use std::path::PathBuf;
 
@@ -49,6 +49,7 @@ fn tilde(path: &std::path::Path) -> String {
 fn recipe_key(build: &Build) -> Option<String> {
     let ssh = &build.builder.ssh;
     match (&ssh.private_key_file, &ssh.private_key_keyring) {
+        _ if ssh.agent_auth => Some("the ssh-agent's keys (ssh_agent_auth)".into()),
         (Some(file), _) => Some(format!("key file {file}")),
         (None, Some(name)) => Some(format!("keyring key `{name}`")),
         (None, None) => None,
@@ -56,7 +57,7 @@ fn recipe_key(build: &Build) -> Option<String> {
 }
 
 /// The key choices: the recipe's (when it names a key), a temporary key, the keyring's keys,
-/// then the private keys beside `~/.ssh/*.pub`.
+/// the private keys beside `~/.ssh/*.pub`, then the ssh-agent's keys.
 fn key_entries(build: &Build, snapshot: Option<&Snapshot>) -> Vec<Entry<KeyChoice>> {
     let mut entries = Vec::new();
     if let Some(what) = recipe_key(build) {
@@ -95,7 +96,11 @@ fn key_entries(build: &Build, snapshot: Option<&Snapshot>) -> Vec<Entry<KeyChoic
                     }),
                 });
             }
-            KeySource::Agent => {}
+            KeySource::Agent => entries.push(Entry {
+                choice: KeyChoice::Agent(Some(key.fingerprint.clone())),
+                label: format!("ssh-agent: {} ({short})", key.comment),
+                unavailable: None,
+            }),
         }
     }
     entries

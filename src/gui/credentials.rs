@@ -27,6 +27,12 @@ pub trait SecretsSource: Send + Sync {
     fn public_key_dir(&self) -> Option<PathBuf> {
         std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".ssh"))
     }
+    /// The ssh-agent whose keys are listed (`None`: none; by default `SSH_AUTH_SOCK`).
+    fn agent_socket(&self) -> Option<PathBuf> {
+        std::env::var_os("SSH_AUTH_SOCK")
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+    }
 }
 
 /// The OS keyring and `~/.config/kiln/config.toml`.
@@ -139,7 +145,7 @@ pub fn run(runtime: &Handle, source: Arc<dyn SecretsSource>, action: Action, inb
             Action::Refresh => None,
             other => Some(perform(&handle, source.as_ref(), other)),
         };
-        let mut snapshot = read(source.as_ref());
+        let mut snapshot = read(&handle, source.as_ref());
         if let (Some(name), Some(status)) = (checked, &status) {
             let check = ProfileCheck {
                 valid: status.is_ok(),
@@ -152,11 +158,26 @@ pub fn run(runtime: &Handle, source: Arc<dyn SecretsSource>, action: Action, inb
     });
 }
 
-fn read(source: &dyn SecretsSource) -> Snapshot {
-    let files = source
+/// Reads the profiles and keys (on a blocking thread: asking the agent waits on `runtime`).
+fn read(runtime: &Handle, source: &dyn SecretsSource) -> Snapshot {
+    let mut files = source
         .public_key_dir()
         .map(|d| ssh_keys::list_public_key_files(&d))
         .unwrap_or_default();
+    // An agent that does not answer is left out of the list: the keyring's and the files'
+    // keys are still worth showing.
+    if let Some(socket) = source.agent_socket() {
+        let asked = runtime.block_on(async {
+            tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                ssh_keys::list_agent_keys(&socket),
+            )
+            .await
+        });
+        if let Ok(Ok(agent)) = asked {
+            files.extend(agent);
+        }
+    }
     match source.open() {
         Ok((profiles, keys)) => {
             let mut listed = keys.list_keyring().unwrap_or_default();

@@ -117,8 +117,14 @@ pub struct SshConfig {
     pub clear_authorized_keys: bool,
     /// `ssh_pty`.
     pub pty: bool,
-    /// `ssh_agent_auth`.
+    /// `ssh_agent_auth`: log in with the keys of the ssh-agent at `SSH_AUTH_SOCK` (no
+    /// temporary key; `ssh_private_key_file` and `ssh_password` are then ignored, as in
+    /// Packer).
     pub agent_auth: bool,
+    /// The one agent key to use (`SHA256:…`), chosen on the build form or with
+    /// `kiln build --ssh-key agent:SHA256:…`; not a recipe option. `None`: every key the
+    /// agent holds.
+    pub agent_key: Option<String>,
     /// `ssh_keep_alive_interval` (5s).
     pub keep_alive_interval: Duration,
     /// `ssh_read_write_timeout` (0 = none).
@@ -715,6 +721,7 @@ impl QemuConfig {
             clear_authorized_keys: f.bool("ssh_clear_authorized_keys").unwrap_or(false),
             pty: f.bool("ssh_pty").unwrap_or(false),
             agent_auth: f.bool("ssh_agent_auth").unwrap_or(false),
+            agent_key: None,
             keep_alive_interval: f
                 .duration("ssh_keep_alive_interval")
                 .unwrap_or(Duration::from_secs(5)),

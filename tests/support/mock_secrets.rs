@@ -18,6 +18,9 @@ pub struct MockSecrets {
     pub ssh_dir: PathBuf,
     /// The API endpoint (the strict test server), if any.
     pub api: Option<String>,
+    /// The ssh-agent whose keys are listed (none unless a test starts one: the
+    /// environment's agent would make the window depend on the machine).
+    pub agent: Option<PathBuf>,
 }
 
 impl MockSecrets {
@@ -28,6 +31,7 @@ impl MockSecrets {
             config,
             ssh_dir,
             api,
+            agent: None,
         }
     }
 }
@@ -44,5 +48,8 @@ impl SecretsSource for MockSecrets {
     }
     fn public_key_dir(&self) -> Option<PathBuf> {
         Some(self.ssh_dir.clone())
+    }
+    fn agent_socket(&self) -> Option<PathBuf> {
+        self.agent.clone()
     }
 }

@@ -205,11 +205,14 @@ pub async fn run_ansible(
         .session
         .as_ref()
         .ok_or_else(|| StepError("no SSH session (communicator \"none\")".into()))?;
-    let key = state.client_key.as_ref().ok_or_else(|| {
+    let no_key = || {
         StepError(
             "the ansible provisioner connects with the build's SSH key, and this build logs in with a password (ssh_password); give ssh_private_key_file or let kiln make a key".into(),
         )
-    })?;
+    };
+    if state.client_key.is_none() && state.agent.is_none() {
+        return Err(no_key());
+    }
     let port = state
         .ssh_port
         .ok_or_else(|| StepError("no forwarded SSH port".into()))?;
@@ -230,9 +233,29 @@ pub async fn run_ansible(
         ),
     )?;
     let identity = dir.path().join("identity.pub");
-    write_private(&identity, &format!("{}\n", key.public_key_openssh()))?;
-    let pem = key.private_key_openssh().map_err(super::fail)?;
-    let agent = Agent::start(dir.path(), pem.expose()).await?;
+    write_private(
+        &identity,
+        &format!(
+            "{}\n",
+            state
+                .client_public_lines()
+                .first()
+                .cloned()
+                .unwrap_or_default()
+        ),
+    )?;
+    // The build key goes into a private ssh-agent; with `ssh_agent_auth` the user's agent
+    // signs, as it does for kiln.
+    let (agent, agent_socket) = match (&state.client_key, &state.agent) {
+        (Some(key), _) => {
+            let pem = key.private_key_openssh().map_err(super::fail)?;
+            let agent = Agent::start(dir.path(), pem.expose()).await?;
+            let socket = agent.socket.clone();
+            (Some(agent), socket)
+        }
+        (None, Some(login)) => (None, login.socket.clone()),
+        (None, None) => return Err(no_key()),
+    };
 
     let (inventory, generated) = match &config.inventory_file {
         Some(file) => (PathBuf::from(file), None),
@@ -266,7 +289,7 @@ pub async fn run_ansible(
 
     let mut env: Vec<(String, String)> = vec![
         ("ANSIBLE_SCP_IF_SSH".into(), "True".into()),
-        ("SSH_AUTH_SOCK".into(), agent.socket.display().to_string()),
+        ("SSH_AUTH_SOCK".into(), agent_socket.display().to_string()),
     ];
     env.extend(config.ansible_env_vars.iter().cloned());
     galaxy(ctx, config, &env).await?;

@@ -284,10 +284,14 @@ impl Step<BuildState> for Connect {
             if state.config.communicator == Communicator::None {
                 return Ok(StepDone::Skipped("communicator \"none\"".into()));
             }
-            let auth = match (&state.config.ssh.password, &state.client_key) {
-                (_, Some(key)) => Auth::Key(key.clone()),
-                (Some(password), None) => Auth::Password(password.clone()),
-                (None, None) => return Err(StepError("no SSH credentials".into())),
+            let auth = match (&state.config.ssh.password, &state.client_key, &state.agent) {
+                (_, Some(key), _) => Auth::Key(key.clone()),
+                (_, None, Some(agent)) => Auth::AgentKeys {
+                    socket: Some(agent.socket.clone()),
+                    keys: agent.keys.clone(),
+                },
+                (Some(password), None, None) => Auth::Password(password.clone()),
+                (None, None, None) => return Err(StepError("no SSH credentials".into())),
             };
             let host_key = state
                 .host_key

@@ -24,7 +24,7 @@ pub use http::{GUEST_HOST_IP, Http};
 pub use provision::Provision;
 pub(crate) use provision::format_var;
 pub use seed::Seed;
-pub(crate) use seed::user_data;
+pub(crate) use seed::{agent_login, user_data};
 pub use shutdown::Shutdown;
 pub use typing::BootCommand;
 

@@ -5,33 +5,36 @@
 /// What to remove.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scrub {
-    /// The base64 blob of the build's public key (the second field of its
-    /// `authorized_keys` line); every line holding it is removed.
-    pub key_blob: Option<String>,
+    /// The base64 blobs of the build's public keys (the second field of their
+    /// `authorized_keys` lines: the build key, or the ssh-agent's keys it used); every line
+    /// holding one is removed.
+    pub key_blobs: Vec<String>,
     /// Remove `/etc/ssh/ssh_host_*` (cloud-init makes new ones on the image's first boot).
     pub host_keys: bool,
 }
 
 impl Scrub {
-    /// What to remove after a build whose client key is `client_public` (an OpenSSH public
-    /// key line, None with password authentication). `kiln_seeded`: kiln's own seed
+    /// What to remove after a build whose client keys are `client_public` (OpenSSH public
+    /// key lines; none with password authentication). `kiln_seeded`: kiln's own seed
     /// authorised the key and installed the host key; otherwise only
     /// `ssh_clear_authorized_keys` removes the key, as in Packer.
     pub fn after_build(
-        client_public: Option<&str>,
+        client_public: &[String],
         kiln_seeded: bool,
         clear_authorized_keys: bool,
     ) -> Self {
-        let key_blob = client_public
+        let key_blobs = client_public
+            .iter()
             .filter(|_| kiln_seeded || clear_authorized_keys)
-            .and_then(|line| line.split_whitespace().nth(1))
+            .filter_map(|line| line.split_whitespace().nth(1))
             .filter(|blob| {
                 blob.chars()
                     .all(|c| c.is_ascii_alphanumeric() || "+/=".contains(c))
             })
-            .map(str::to_string);
+            .map(str::to_string)
+            .collect();
         Self {
-            key_blob,
+            key_blobs,
             host_keys: kiln_seeded,
         }
     }
@@ -48,11 +51,16 @@ impl Scrub {
     /// The shell script for a file system mounted at `root` (`""` in the guest).
     fn script(&self, root: &str) -> Option<String> {
         let mut script = String::new();
-        if let Some(blob) = &self.key_blob {
+        if !self.key_blobs.is_empty() {
+            let patterns: String = self
+                .key_blobs
+                .iter()
+                .map(|blob| format!(" -e '{blob}'"))
+                .collect();
             script.push_str(&format!(
                 "for f in {root}/root/.ssh/authorized_keys {root}/home/*/.ssh/authorized_keys; do \
                  [ -f \"$f\" ] || continue; \
-                 grep -vF '{blob}' \"$f\" > \"$f.kiln\"; cat \"$f.kiln\" > \"$f\"; rm -f \"$f.kiln\"; \
+                 grep -vF{patterns} \"$f\" > \"$f.kiln\"; cat \"$f.kiln\" > \"$f\"; rm -f \"$f.kiln\"; \
                  [ -s \"$f\" ] || rm -f \"$f\"; done; "
             ));
         }
@@ -73,17 +81,18 @@ mod tests {
 
     const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ3x+/y= kiln";
 
+    fn key() -> Vec<String> {
+        vec![KEY.to_string()]
+    }
+
     #[test]
     fn kilns_seed_means_both_go() {
-        let scrub = Scrub::after_build(Some(KEY), true, false);
-        assert_eq!(
-            scrub.key_blob.as_deref(),
-            Some("AAAAC3NzaC1lZDI1NTE5AAAAIJ3x+/y=")
-        );
+        let scrub = Scrub::after_build(&key(), true, false);
+        assert_eq!(scrub.key_blobs, ["AAAAC3NzaC1lZDI1NTE5AAAAIJ3x+/y="]);
         assert!(scrub.host_keys);
         let command = scrub.command().unwrap();
         assert!(
-            command.contains("grep -vF '\\''AAAAC3NzaC1lZDI1NTE5AAAAIJ3x+/y='\\''"),
+            command.contains("grep -vF -e '\\''AAAAC3NzaC1lZDI1NTE5AAAAIJ3x+/y='\\''"),
             "{command}"
         );
         assert!(command.contains("rm -f /etc/ssh/ssh_host_*key*"));
@@ -92,19 +101,19 @@ mod tests {
 
     #[test]
     fn a_recipes_own_seed_keeps_them_unless_packer_is_told_to_clear() {
-        assert_eq!(Scrub::after_build(Some(KEY), false, false).command(), None);
-        let clear = Scrub::after_build(Some(KEY), false, true);
-        assert!(clear.key_blob.is_some());
+        assert_eq!(Scrub::after_build(&key(), false, false).command(), None);
+        let clear = Scrub::after_build(&key(), false, true);
+        assert_eq!(clear.key_blobs.len(), 1);
         assert!(!clear.host_keys);
         assert!(!clear.command().unwrap().contains("ssh_host"));
-        assert_eq!(Scrub::after_build(None, false, true).command(), None);
+        assert_eq!(Scrub::after_build(&[], false, true).command(), None);
     }
 
     #[test]
     fn a_strange_key_line_is_not_put_into_a_command() {
         assert_eq!(
-            Scrub::after_build(Some("ssh-ed25519 AA'; rm -rf / #"), true, false).key_blob,
-            None
+            Scrub::after_build(&["ssh-ed25519 AA'; rm -rf / #".to_string()], true, false).key_blobs,
+            Vec::<String>::new()
         );
     }
 
@@ -125,7 +134,6 @@ mod tests {
         let rootkeys = r.join("root/.ssh/authorized_keys");
         std::fs::write(&rootkeys, format!("no-pty,command=\"echo x\" {KEY}\n")).unwrap();
         let other = r.join("home/other/.ssh/authorized_keys");
-        std::fs::write(&other, "ssh-ed25519 AAAAkept\n").unwrap();
         for f in [
             "ssh_host_ed25519_key",
             "ssh_host_ed25519_key.pub",
@@ -133,7 +141,13 @@ mod tests {
         ] {
             std::fs::write(r.join("etc/ssh").join(f), "x").unwrap();
         }
-        let script = Scrub::after_build(Some(KEY), true, false)
+        let agent_key = "ssh-rsa AAAAagent+key= me@laptop".to_string();
+        std::fs::write(
+            r.join("home/other/.ssh/authorized_keys"),
+            format!("ssh-ed25519 AAAAkept\n{agent_key}\n"),
+        )
+        .unwrap();
+        let script = Scrub::after_build(&[KEY.to_string(), agent_key], true, false)
             .script(&r.display().to_string())
             .unwrap();
         let status = std::process::Command::new("sh")

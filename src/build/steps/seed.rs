@@ -8,19 +8,25 @@
 
 use crate::build::event::Event;
 use crate::build::runner::{BoxFuture, Step, StepContext, StepDone, StepError};
-use crate::build::state::BuildState;
+use crate::build::state::{AgentLogin, BuildState};
 use crate::cloudinit::{SeedFiles, SeedFormat, write_to_path};
 use crate::qemu::cmdline::{recipe_seed, user_supplies_drives};
 use crate::recipe::qemu::Communicator;
-use crate::secrets::ssh_keys::SshKeys;
-use crate::ssh::{HostKeyPolicy, KeyPair, TrustOnFirstUse};
+use crate::secrets::ssh_keys::{SshKeys, list_agent_keys};
+use crate::ssh::{HostKeyPolicy, KeyPair, PublicKey, TrustOnFirstUse};
 
 /// Makes the keys and the seed.
 pub struct Seed;
 
-/// cloud-config that authorises `client` for the default user and installs `host` as the
-/// guest's only SSH host key.
+/// cloud-config that authorises `client_public` (an `authorized_keys` line, or several
+/// separated by newlines: an ssh-agent's keys) for the default user and installs `host` as
+/// the guest's only SSH host key.
 pub fn user_data(client_public: &str, host: &KeyPair) -> Result<String, StepError> {
+    let authorised: String = client_public
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| format!("  - {l}\n"))
+        .collect();
     let private = host.private_key_openssh().map_err(super::fail)?;
     let indented: String = private
         .expose()
@@ -29,12 +35,47 @@ pub fn user_data(client_public: &str, host: &KeyPair) -> Result<String, StepErro
         .collect();
     Ok(format!(
         "#cloud-config\n\
-         ssh_authorized_keys:\n  - {client_public}\n\
+         ssh_authorized_keys:\n{authorised}\
          ssh_deletekeys: true\n\
          ssh_genkeytypes: []\n\
          ssh_keys:\n  ed25519_private: |\n{indented}  ed25519_public: {}\n",
         host.public_key_openssh()
     ))
+}
+
+/// The ssh-agent keys a build logs in with: the one whose fingerprint is `wanted`, else
+/// every key the agent at `SSH_AUTH_SOCK` holds. An error says what to do (no agent, no
+/// keys, not that key).
+pub async fn agent_login(wanted: Option<&str>) -> Result<AgentLogin, StepError> {
+    let socket = crate::ssh::connect::agent_socket(None)
+        .map_err(|e| StepError(format!("ssh_agent_auth: {e}")))?;
+    let listed = list_agent_keys(&socket)
+        .await
+        .map_err(|e| StepError(format!("ssh_agent_auth: {e}; is ssh-agent running?")))?;
+    let keys: Vec<PublicKey> = listed
+        .iter()
+        .filter(|k| wanted.is_none_or(|w| k.fingerprint == w))
+        .filter_map(|k| k.public_line.as_deref())
+        .filter_map(|line| crate::ssh::keys::parse_public_key(line).ok())
+        .collect();
+    if keys.is_empty() {
+        let held: Vec<String> = listed
+            .iter()
+            .map(|k| format!("{} {}", k.fingerprint, k.comment))
+            .collect();
+        return Err(StepError(match wanted {
+            Some(w) if !listed.is_empty() => format!(
+                "ssh_agent_auth: the ssh-agent at {} does not hold the chosen key {w} (it holds: {}); add it with `ssh-add`, or choose another key",
+                socket.display(),
+                held.join(", ")
+            ),
+            _ => format!(
+                "ssh_agent_auth: the ssh-agent at {} holds no keys: add one with `ssh-add`",
+                socket.display()
+            ),
+        }));
+    }
+    Ok(AgentLogin { socket, keys })
 }
 
 impl Step<BuildState> for Seed {
@@ -52,22 +93,40 @@ impl Step<BuildState> for Seed {
             if config.communicator == Communicator::None {
                 return Ok(StepDone::Skipped("communicator \"none\"".into()));
             }
-            let client = match (
-                &config.ssh.private_key_file,
-                &config.ssh.private_key_keyring,
-            ) {
-                (Some(file), _) => {
-                    KeyPair::from_file(std::path::Path::new(file)).map_err(super::fail)?
-                }
-                // Loading registers the key with the redactor before anything else sees it.
-                (None, Some(name)) => SshKeys::platform()
-                    .and_then(|keys| keys.load(name, &state.redactor))
-                    .map_err(|e| StepError(format!("ssh_private_key_keyring: {e}")))?,
-                (None, None) => KeyPair::generate().map_err(super::fail)?,
+            let client = if config.ssh.agent_auth {
+                let login = agent_login(config.ssh.agent_key.as_deref()).await?;
+                ctx.log(format!(
+                    "ssh-agent at {} signs for key {}",
+                    login.socket.display(),
+                    login
+                        .keys
+                        .iter()
+                        .map(crate::ssh::keys::fingerprint)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+                state.agent = Some(login);
+                None
+            } else {
+                let key = match (
+                    &config.ssh.private_key_file,
+                    &config.ssh.private_key_keyring,
+                ) {
+                    (Some(file), _) => {
+                        KeyPair::from_file(std::path::Path::new(file)).map_err(super::fail)?
+                    }
+                    // Loading registers the key with the redactor before anything else sees it.
+                    (None, Some(name)) => SshKeys::platform()
+                        .and_then(|keys| keys.load(name, &state.redactor))
+                        .map_err(|e| StepError(format!("ssh_private_key_keyring: {e}")))?,
+                    (None, None) => KeyPair::generate().map_err(super::fail)?,
+                };
+                key.register_with(&state.redactor).map_err(super::fail)?;
+                Some(key)
             };
-            client.register_with(&state.redactor).map_err(super::fail)?;
-            let user_key =
-                config.ssh.private_key_file.is_some() || config.ssh.private_key_keyring.is_some();
+            let user_key = config.ssh.agent_auth
+                || config.ssh.private_key_file.is_some()
+                || config.ssh.private_key_keyring.is_some();
             if let Some(why) = recipe_seed(config) {
                 let has_password = config.ssh.password.is_some();
                 if user_supplies_drives(config) && !user_key && !has_password {
@@ -92,24 +151,32 @@ impl Step<BuildState> for Seed {
                 ctx.events().send(Event::Warning(format!(
                     "{why}: kiln adds no seed of its own, so kiln cannot pin the guest's host key; it trusts the first key it sees and holds the rest of the build to it"
                 )));
-                ctx.log(format!("client key {}", client.fingerprint()));
-                state.client_key = Some(client);
+                if let Some(client) = &client {
+                    ctx.log(format!("client key {}", client.fingerprint()));
+                }
+                state.client_key = client;
                 state.recipe_seed = Some(why);
                 return Ok(StepDone::Skipped("the recipe brings its own seed".into()));
             }
             let host = KeyPair::generate_with_comment("kiln-host").map_err(super::fail)?;
             host.register_with(&state.redactor).map_err(super::fail)?;
             let seed_path = state.dirs.work.join("seed.iso");
-            let files = SeedFiles::new(user_data(&client.public_key_openssh(), &host)?)
+            state.client_key = client;
+            let authorised = state.client_public_lines();
+            let files = SeedFiles::new(user_data(&authorised.join("\n"), &host)?)
                 .instance_id(format!("kiln-{}", uuid::Uuid::new_v4()));
             write_to_path(&files, SeedFormat::Iso, &seed_path).map_err(super::fail)?;
             ctx.log(format!(
                 "cidata seed with client key {} and host key {}",
-                client.fingerprint(),
+                authorised
+                    .iter()
+                    .filter_map(|l| crate::ssh::keys::parse_public_key(l).ok())
+                    .map(|k| crate::ssh::keys::fingerprint(&k))
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 host.fingerprint()
             ));
             state.host_key = Some(HostKeyPolicy::pinned(host.public_key().clone()));
-            state.client_key = Some(client);
             state.seed = Some(seed_path);
             Ok(StepDone::Done)
         })

@@ -15,7 +15,7 @@ pub struct Shutdown;
 
 /// What a scrub removes, for the log.
 fn describe(scrub: &Scrub) -> &'static str {
-    match (scrub.key_blob.is_some(), scrub.host_keys) {
+    match (!scrub.key_blobs.is_empty(), scrub.host_keys) {
         (true, true) => "the build's SSH key and the SSH host keys",
         (true, false) => "the build's SSH key",
         _ => "the SSH host keys",
@@ -41,11 +41,7 @@ impl Step<BuildState> for Shutdown {
             let cancel = ctx.cancel().clone();
             if let Some(session) = state.session.take() {
                 let scrub = Scrub::after_build(
-                    state
-                        .client_key
-                        .as_ref()
-                        .map(|k| k.public_key_openssh())
-                        .as_deref(),
+                    &state.client_public_lines(),
                     state.seed.is_some(),
                     state.config.ssh.clear_authorized_keys,
                 );
