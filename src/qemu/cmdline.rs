@@ -259,6 +259,43 @@ fn render_qemuargs(config: &QemuConfig, launch: &Launch) -> Result<Vec<Vec<Strin
     Ok(out)
 }
 
+/// A recipe's `-drive` value for the output disk (`file=` names `disk`) with
+/// `discard=unmap,detect-zeroes=unmap` added when it sets neither; `None` for another drive
+/// or one that says how to treat discards.
+fn with_discard_for_output(drive: &str, disk: &Path) -> Option<String> {
+    let options: Vec<(&str, &str)> = drive
+        .split(',')
+        .map(|o| o.split_once('=').unwrap_or((o, "")))
+        .collect();
+    let file = options.iter().find(|(k, _)| *k == "file").map(|(_, v)| *v)?;
+    if !same_path(Path::new(file), disk) {
+        return None;
+    }
+    if options
+        .iter()
+        .any(|(k, _)| *k == "discard" || *k == "detect-zeroes")
+    {
+        return None;
+    }
+    Some(format!("{drive},discard=unmap,detect-zeroes=unmap"))
+}
+
+/// Whether two paths name one file (`./out/x` and `/abs/out/x`), judged by the canonical
+/// parent directory and the file name; equal text otherwise.
+fn same_path(a: &Path, b: &Path) -> bool {
+    if a == b {
+        return true;
+    }
+    let canonical = |p: &Path| {
+        let parent = match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        Some((parent.canonicalize().ok()?, p.file_name()?.to_owned()))
+    };
+    matches!((canonical(a), canonical(b)), (Some(x), Some(y)) if x == y)
+}
+
 /// The full argument list (without the binary) for one start of the VM.
 pub fn build_args(config: &QemuConfig, launch: &Launch) -> Result<Vec<String>, ArgsError> {
     let mut switches: Vec<(String, Vec<String>)> = defaults(config, launch)
@@ -281,6 +318,16 @@ pub fn build_args(config: &QemuConfig, launch: &Launch) -> Result<Vec<String>, A
             && let Some((_, values)) = switches.iter_mut().find(|(k, _)| *k == key)
         {
             values.push(value);
+        }
+    }
+    // The recipe's own drive for the output disk says nothing of discard: the guest's
+    // fstrim would reach no one and what a provisioner wrote and deleted would stay in the
+    // image. kiln lets the discards (and written zeroes) through, as it does for its own.
+    if let Some((_, drives)) = switches.iter_mut().find(|(k, _)| k == "-drive") {
+        for drive in drives.iter_mut() {
+            if let Some(with_discard) = with_discard_for_output(drive, &launch.disk) {
+                *drive = with_discard;
+            }
         }
     }
     // The accelerator choice's model wins over a `-cpu` of the recipe's.
@@ -537,6 +584,38 @@ mod tests {
             "devices untouched"
         );
         assert_eq!(args.iter().filter(|a| *a == "-cpu").count(), 1);
+    }
+
+    #[test]
+    fn the_recipes_drive_for_the_output_disk_lets_discards_through_unless_it_says_otherwise() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("output-qemu");
+        std::fs::create_dir(&out).unwrap();
+        let mut at = launch(Accel::Tcg);
+        at.disk = out.join("debian.qcow2");
+        let drives = |own: &str| {
+            let c = config(&format!(
+                r#", "qemuargs": [["-drive", "{own}"], ["-drive", "file=seed.img,format=raw,if=virtio"]]"#
+            ));
+            values(&build_args(&c, &at).unwrap(), "-drive")
+                .into_iter()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        };
+        // The same file by another spelling (relative with `..`) is recognised.
+        let spelled = format!("{}/../output-qemu/debian.qcow2", out.display());
+        assert_eq!(
+            drives(&format!("file={spelled},format=qcow2,if=virtio")),
+            [
+                format!("file={spelled},format=qcow2,if=virtio,discard=unmap,detect-zeroes=unmap"),
+                "file=seed.img,format=raw,if=virtio".to_string(),
+            ],
+            "the seed drive is left alone"
+        );
+        let ignoring = format!("file={},if=virtio,discard=ignore", at.disk.display());
+        assert_eq!(drives(&ignoring)[0], ignoring, "the recipe's own say wins");
+        let zeroes = format!("file={},if=virtio,detect-zeroes=on", at.disk.display());
+        assert_eq!(drives(&zeroes)[0], zeroes);
     }
 
     #[test]
