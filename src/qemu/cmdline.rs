@@ -267,7 +267,10 @@ fn with_discard_for_output(drive: &str, disk: &Path) -> Option<String> {
         .split(',')
         .map(|o| o.split_once('=').unwrap_or((o, "")))
         .collect();
-    let file = options.iter().find(|(k, _)| *k == "file").map(|(_, v)| *v)?;
+    let file = options
+        .iter()
+        .find(|(k, _)| *k == "file")
+        .map(|(_, v)| *v)?;
     if !same_path(Path::new(file), disk) {
         return None;
     }
