@@ -11,21 +11,21 @@ use tokio::runtime::Handle;
 
 use crate::host::{Check, Status};
 
-use super::build_panel::{self, BuildAction, LogTab, TabAction};
+use super::build_panel::LogTab;
+use super::build_place::BuildPlace;
 use super::build_settings;
 use super::build_state::BuildState;
 use super::builds_picker;
+use super::command::Command;
+pub use super::command::Place;
 use super::credentials::{self, SecretsSource};
 use super::credentials_panel::{self, CredentialsPanel};
 use super::dialogs::{FileDialogs, Pick, PickAnswer};
 use super::editor::view::{self as editor_view, EditorAction};
 use super::editor::{self, RecipeTab};
-use super::engine::{
-    self, BuildControls, BuildId, Engine, HistoryTarget, Inbox, Job, JobKind, Message,
-};
+use super::engine::{self, BuildId, Engine, HistoryTarget, Inbox, Job, JobKind, Message};
 use super::history_panel::{self, HistoryPanel};
 use super::host_panel::{self, HostAction};
-use super::log_search::LogSearch;
 use super::notify::{self, DesktopNotifier, Notifier};
 use super::publish_form::PublishForm;
 use super::recipe_files;
@@ -38,9 +38,6 @@ use super::variables_panel;
 
 /// How many recently opened files the Recipes panel remembers.
 const RECENT_MAX: usize = 8;
-
-/// How many build tabs stay open; beyond that the oldest ended ones close by themselves.
-const BUILD_TABS_MAX: usize = 8;
 
 /// What the window needs from `main` (or a test).
 pub struct AppConfig {
@@ -61,24 +58,6 @@ pub struct AppConfig {
     /// The history file builds are recorded in and the History place reads (`None`: no
     /// history).
     pub history: Option<PathBuf>,
-}
-
-/// The places of the sidebar.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-pub enum Place {
-    /// Recipes, the variables form and the recipe's problems.
-    #[default]
-    Recipes,
-    /// The current build.
-    Build,
-    /// The templates published on Exoscale.
-    Templates,
-    /// Exoscale profiles and SSH keys in the OS keyring.
-    Credentials,
-    /// The host check.
-    Host,
-    /// Past builds, from the history file.
-    History,
 }
 
 /// The place a restarted window shows for the place it was closed on.
@@ -117,15 +96,6 @@ enum Pending {
     CloseWhileBuilding,
 }
 
-/// One build of this session: a tab of the Build place.
-struct BuildTab {
-    id: BuildId,
-    state: BuildState,
-    controls: BuildControls,
-    /// What it ran, for Build again (in memory only: values may be secrets).
-    ran: (Job, Option<HistoryTarget>),
-}
-
 /// Whether `path` is a qcow2 image (its magic), as a publication's history record names.
 fn is_qcow2(path: &Path) -> bool {
     use std::io::Read;
@@ -146,15 +116,10 @@ pub struct KilnApp {
     messages: Receiver<Message>,
     recipes: RecipesPanel,
     open: Option<OpenRecipe>,
-    builds: Vec<BuildTab>,
-    shown_build: Option<BuildId>,
-    next_build: u64,
+    /// The Build place: the tabs of this session's builds.
+    build: BuildPlace,
     /// Close the window once every build has ended (the user chose to cancel them).
     close_after_builds: bool,
-    /// The search of the Build place's log view.
-    log_search: LogSearch,
-    /// Why a folder could not be shown (the Build place says it).
-    build_notice: Option<String>,
     host: Option<Vec<Check>>,
     secrets: Arc<dyn SecretsSource>,
     credentials: CredentialsPanel,
@@ -209,12 +174,8 @@ impl KilnApp {
                 ..RecipesPanel::default()
             },
             open: None,
-            builds: Vec::new(),
-            shown_build: None,
-            next_build: 1,
+            build: BuildPlace::default(),
             close_after_builds: false,
-            log_search: LogSearch::default(),
-            build_notice: None,
             host: None,
             secrets: config.secrets,
             credentials: CredentialsPanel::default(),
@@ -267,7 +228,7 @@ impl KilnApp {
     /// Notifies the desktop that build `id` ended, when it was long and the window is not in
     /// front.
     fn notify_build_end(&self, ctx: &egui::Context, id: BuildId) {
-        let Some(build) = self.tab(id).map(|t| &t.state) else {
+        let Some(build) = self.build.state(id) else {
             return;
         };
         let (Some(outcome), Some(duration)) = (build.final_outcome(), build.duration) else {
@@ -288,36 +249,23 @@ impl KilnApp {
 
     /// The state of the build the Build place shows, if one was started.
     pub fn build_state(&self) -> Option<&BuildState> {
-        self.shown_build
-            .and_then(|id| self.tab(id))
-            .map(|t| &t.state)
+        self.build.shown_state()
     }
 
     /// Every build tab's state, in tab order (oldest first).
     pub fn build_states(&self) -> Vec<&BuildState> {
-        self.builds.iter().map(|t| &t.state).collect()
+        self.build.states()
     }
 
     /// Which tab the Build place shows (0 is the oldest), if any.
     pub fn shown_build_tab(&self) -> Option<usize> {
-        self.builds
-            .iter()
-            .position(|t| Some(t.id) == self.shown_build)
-    }
-
-    fn tab(&self, id: BuildId) -> Option<&BuildTab> {
-        self.builds.iter().find(|t| t.id == id)
-    }
-
-    fn tab_mut(&mut self, id: BuildId) -> Option<&mut BuildTab> {
-        self.builds.iter_mut().find(|t| t.id == id)
+        self.build.shown_index()
     }
 
     /// The current build's state, to change (snapshot tests pin its clock-derived fields:
     /// start, step durations, rate).
     pub fn build_state_mut(&mut self) -> Option<&mut BuildState> {
-        let id = self.shown_build?;
-        self.tab_mut(id).map(|t| &mut t.state)
+        self.build.shown_state_mut()
     }
 
     /// The open recipe.
@@ -630,10 +578,7 @@ impl KilnApp {
             });
         });
         if self.close_after_builds {
-            let ids: Vec<BuildId> = self.builds.iter().map(|t| t.id).collect();
-            for id in ids {
-                self.cancel_build(id);
-            }
+            self.build.cancel_all();
         } else if keep || modal.should_close() {
             self.pending = None;
         }
@@ -825,7 +770,7 @@ impl KilnApp {
     }
 
     fn running_builds(&self) -> usize {
-        self.builds.iter().filter(|t| t.state.is_running()).count()
+        self.build.running()
     }
 
     /// Checks the open recipe with the form's values and, if it loads, starts its first build
@@ -923,8 +868,7 @@ impl KilnApp {
 
     /// Starts `job` (a build or a publication) in a new tab and shows it.
     fn launch(&mut self, job: Job, history: Option<HistoryTarget>) {
-        let id = BuildId(self.next_build);
-        self.next_build += 1;
+        let id = self.build.next_id();
         let state = BuildState::new(job.build.name.clone(), Instant::now());
         let ran = (job.clone(), history.clone());
         let controls = engine::start(
@@ -935,14 +879,7 @@ impl KilnApp {
             self.inbox.clone(),
             history,
         );
-        self.builds.push(BuildTab {
-            id,
-            state,
-            controls,
-            ran,
-        });
-        self.close_oldest_ended_tabs();
-        self.shown_build = Some(id);
+        self.build.add(id, state, controls, ran);
         self.saved.place = Place::Build;
     }
 
@@ -951,53 +888,8 @@ impl KilnApp {
         if self.close_after_builds {
             return;
         }
-        if let Some((job, history)) = self.tab(id).map(|t| t.ran.clone()) {
+        if let Some((job, history)) = self.build.ran(id) {
             self.launch(job, history);
-        }
-    }
-
-    /// Keeps at most `BUILD_TABS_MAX` tabs by closing the oldest ended builds (running ones
-    /// always stay).
-    fn close_oldest_ended_tabs(&mut self) {
-        while self.builds.len() > BUILD_TABS_MAX {
-            let Some(oldest) = self.builds.iter().position(|t| !t.state.is_running()) else {
-                return;
-            };
-            self.builds.remove(oldest);
-        }
-    }
-
-    fn cancel_build(&mut self, id: BuildId) {
-        if let Some(tab) = self.tab_mut(id)
-            && tab.state.is_running()
-        {
-            tab.controls.cancel.cancel();
-            tab.state.cancelling = true;
-        }
-    }
-
-    fn continue_build(&mut self, id: BuildId) {
-        if let Some(tab) = self.tab_mut(id)
-            && let Some(paused) = &mut tab.state.paused
-            && !paused.continuing
-        {
-            paused.continuing = true;
-            tab.controls.resume.resume();
-        }
-    }
-
-    fn close_tab(&mut self, id: BuildId) {
-        let Some(at) = self
-            .builds
-            .iter()
-            .position(|t| t.id == id && !t.state.is_running())
-        else {
-            return;
-        };
-        self.builds.remove(at);
-        if self.shown_build == Some(id) {
-            let next = at.min(self.builds.len().saturating_sub(1));
-            self.shown_build = self.builds.get(next).map(|t| t.id);
         }
     }
 
@@ -1036,7 +928,101 @@ impl KilnApp {
         });
     }
 
-    fn recipe_ui(&mut self, ui: &mut egui::Ui) {
+    /// The Recipes place: the list on the left, the open recipe in the middle.
+    fn recipes_place_ui(&mut self, ui: &mut egui::Ui, commands: &mut Vec<Command>) {
+        let open_path = self.open.as_ref().map(|o| o.path.clone());
+        let chosen = egui::Panel::left("recipe-list")
+            .default_size(280.0)
+            .max_size(420.0)
+            .show(ui, |ui| {
+                egui::ScrollArea::vertical()
+                    .show(ui, |ui| {
+                        recipes_panel::recipes_ui(
+                            ui,
+                            &mut self.recipes,
+                            &self.saved.recent,
+                            open_path.as_deref(),
+                        )
+                    })
+                    .inner
+            })
+            .inner;
+        commands.extend(chosen.map(|chosen| match chosen {
+            RecipesAction::Open(path) => Command::OpenRecipe(path),
+            RecipesAction::OpenDialog => Command::Pick(Pick::OpenRecipe),
+            RecipesAction::NewFromDefault => Command::Pick(Pick::NewRecipe {
+                suggested: "my-recipe.json".into(),
+            }),
+        }));
+        egui::CentralPanel::default().show(ui, |ui| {
+            let typed = self
+                .recipes
+                .path_prompt
+                .as_mut()
+                .and_then(|prompt| recipes_panel::path_prompt_ui(ui, prompt));
+            match typed {
+                Some(Ok(path)) => {
+                    if let Some(prompt) = self.recipes.path_prompt.take() {
+                        commands.push(Command::Picked(prompt.pick, PickAnswer::Chosen(path)));
+                    }
+                }
+                Some(Err(())) => self.recipes.path_prompt = None,
+                None => {}
+            }
+            self.recipe_ui(ui, commands);
+        });
+    }
+
+    /// Applies one of the user's requests (after the frame that drew them).
+    fn run(&mut self, command: Command) {
+        match command {
+            Command::Show(place) => self.saved.place = place,
+            Command::OpenRecipe(path) => self.open_recipe(path),
+            Command::Pick(pick) => self.pick(pick),
+            Command::Picked(pick, answer) => self.on_picked(pick, answer),
+            Command::Editor(action) => self.editor_action(action),
+            Command::SaveVarFile => {
+                let suggested = self
+                    .open
+                    .as_ref()
+                    .and_then(|o| o.path.file_stem())
+                    .map(|stem| format!("{}.vars.json", stem.to_string_lossy()))
+                    .unwrap_or_else(|| "variables.json".into());
+                self.pick(Pick::SaveVarFile { suggested });
+            }
+            Command::StartBuild => self.start_build(),
+            Command::ShowBuild(id) => self.build.show(id),
+            Command::CloseBuild(id) => self.build.close(id),
+            Command::CancelBuild(id) => self.build.cancel(id),
+            Command::ContinueBuild(id) => self.build.resume(id),
+            Command::BuildAgain(id) => self.build_again(id),
+            Command::OpenFolder(dir) => self.build.notice = self.dialogs.open_folder(&dir).err(),
+            Command::ShowTemplates => {
+                self.saved.place = Place::Templates;
+                // Listed again: the build just registered new ones.
+                self.templates_read = false;
+            }
+            Command::Templates(action) => self.run_templates(action),
+            Command::ChooseImage => {
+                self.templates.choosing_image = true;
+                self.pick(Pick::OpenImage);
+            }
+            Command::PublishImage => self.publish_image(),
+            Command::Credentials(action) => self.run_credentials(action),
+            Command::ReadHistory => self.read_history(),
+            Command::Rebuild(id) => self.rebuild(id),
+            Command::RecheckHost => {
+                self.host = None;
+                engine::check_host(
+                    &self.runtime,
+                    self.inbox.clone(),
+                    crate::host::KvmProbe::Fresh,
+                );
+            }
+        }
+    }
+
+    fn recipe_ui(&mut self, ui: &mut egui::Ui, commands: &mut Vec<Command>) {
         let running = self.running_builds();
         if self.saved.tab == RecipeTab::Variables {
             // The key and profile pickers list what the keyring holds.
@@ -1146,22 +1132,14 @@ impl KilnApp {
                 .insert(open.path.clone(), open.choices.clone());
         }
         if settings_request == Some(build_settings::Request::ManageCredentials) {
-            self.saved.place = Place::Credentials;
+            commands.push(Command::Show(Place::Credentials));
         }
-        if let Some(action) = action {
-            self.editor_action(action);
-        }
+        commands.extend(action.map(Command::Editor));
         if start {
-            self.start_build();
+            commands.push(Command::StartBuild);
         }
         if save_vars {
-            let suggested = self
-                .open
-                .as_ref()
-                .and_then(|o| o.path.file_stem())
-                .map(|stem| format!("{}.vars.json", stem.to_string_lossy()))
-                .unwrap_or_else(|| "variables.json".into());
-            self.pick(Pick::SaveVarFile { suggested });
+            commands.push(Command::SaveVarFile);
         }
     }
 }
@@ -1178,15 +1156,9 @@ impl eframe::App for KilnApp {
         });
         while let Ok(message) = self.messages.try_recv() {
             match message {
-                Message::Event(id, event, at) => {
-                    if let Some(tab) = self.tab_mut(id) {
-                        tab.state.apply(event, at);
-                    }
-                }
+                Message::Event(id, event, at) => self.build.apply(id, event, at),
                 Message::Finished(id, report) => {
-                    if let Some(tab) = self.tab_mut(id) {
-                        tab.state.finish(report, now);
-                    }
+                    self.build.finish(id, report, now);
                     self.notify_build_end(ctx, id);
                     // The build was recorded before its report was sent.
                     self.history.stale = true;
@@ -1218,9 +1190,10 @@ impl eframe::App for KilnApp {
                 self.started.elapsed().as_millis()
             );
         }
+        let mut commands: Vec<Command> = Vec::new();
         let build_key = egui::KeyboardShortcut::new(egui::Modifiers::COMMAND, egui::Key::B);
         if ui.input_mut(|i| i.consume_shortcut(&build_key)) {
-            self.start_build();
+            commands.push(Command::StartBuild);
         }
         self.file_input(ui);
         egui::Panel::left("places")
@@ -1228,105 +1201,16 @@ impl eframe::App for KilnApp {
             .exact_size(theme::SIDEBAR_WIDTH)
             .show(ui, |ui| self.sidebar_ui(ui));
         match self.saved.place {
-            Place::Recipes => {
-                let open_path = self.open.as_ref().map(|o| o.path.clone());
-                let chosen = egui::Panel::left("recipe-list")
-                    .default_size(280.0)
-                    .max_size(420.0)
-                    .show(ui, |ui| {
-                        egui::ScrollArea::vertical()
-                            .show(ui, |ui| {
-                                recipes_panel::recipes_ui(
-                                    ui,
-                                    &mut self.recipes,
-                                    &self.saved.recent,
-                                    open_path.as_deref(),
-                                )
-                            })
-                            .inner
-                    })
-                    .inner;
-                match chosen {
-                    Some(RecipesAction::Open(path)) => self.open_recipe(path),
-                    Some(RecipesAction::OpenDialog) => self.pick(Pick::OpenRecipe),
-                    Some(RecipesAction::NewFromDefault) => self.pick(Pick::NewRecipe {
-                        suggested: "my-recipe.json".into(),
-                    }),
-                    None => {}
-                }
-                egui::CentralPanel::default().show(ui, |ui| {
-                    let typed = self
-                        .recipes
-                        .path_prompt
-                        .as_mut()
-                        .and_then(|prompt| recipes_panel::path_prompt_ui(ui, prompt));
-                    match typed {
-                        Some(Ok(path)) => {
-                            if let Some(prompt) = self.recipes.path_prompt.take() {
-                                self.on_picked(prompt.pick, PickAnswer::Chosen(path));
-                            }
-                        }
-                        Some(Err(())) => self.recipes.path_prompt = None,
-                        None => {}
-                    }
-                    self.recipe_ui(ui);
-                });
-            }
+            Place::Recipes => self.recipes_place_ui(ui, &mut commands),
             Place::Build => {
                 let now = Instant::now();
-                let shown = self.shown_build;
-                let notice = self.build_notice.clone();
-                let (tab_action, action) = egui::CentralPanel::default()
-                    .show(ui, |ui| {
-                        if let Some(notice) = &notice {
-                            ui.colored_label(theme::current(ui.ctx()).warn, notice);
-                        }
-                        let list: Vec<(BuildId, &BuildState)> =
-                            self.builds.iter().map(|t| (t.id, &t.state)).collect();
-                        let tab_action = if list.len() > 1 {
-                            let clicked = build_panel::tabs_ui(ui, &list, shown);
-                            ui.separator();
-                            clicked
-                        } else {
-                            None
-                        };
-                        let shown = list.iter().find(|(id, _)| Some(*id) == shown);
-                        let action = match shown {
-                            Some((id, build)) => build_panel::build_ui(
-                                ui,
-                                build,
-                                &mut self.saved.log_tab,
-                                &mut self.log_search,
-                                id.0,
-                                now,
-                            ),
-                            None => {
-                                ui.label("No build yet: open a recipe and press Start build.");
-                                None
-                            }
-                        };
-                        (tab_action, action)
-                    })
-                    .inner;
-                match (action, shown) {
-                    (Some(BuildAction::Cancel), Some(id)) => self.cancel_build(id),
-                    (Some(BuildAction::Continue), Some(id)) => self.continue_build(id),
-                    (Some(BuildAction::OpenFolder(dir)), _) => {
-                        self.build_notice = self.dialogs.open_folder(&dir).err();
-                    }
-                    (Some(BuildAction::Rebuild), Some(id)) => self.build_again(id),
-                    (Some(BuildAction::OpenTemplates), _) => {
-                        self.saved.place = Place::Templates;
-                        // Listed again: the build just registered new ones.
-                        self.templates_read = false;
-                    }
-                    _ => {}
-                }
-                match tab_action {
-                    Some(TabAction::Show(id)) => self.shown_build = Some(id),
-                    Some(TabAction::Close(id)) => self.close_tab(id),
-                    None => {}
-                }
+                let build = &mut self.build;
+                let log_tab = &mut self.saved.log_tab;
+                commands.extend(
+                    egui::CentralPanel::default()
+                        .show(ui, |ui| build.ui(ui, log_tab, now))
+                        .inner,
+                );
             }
             Place::Templates => {
                 // Listed the first time the place is shown (it needs the network).
@@ -1358,16 +1242,12 @@ impl eframe::App for KilnApp {
                             .inner
                     })
                     .inner;
-                match request {
-                    Some(templates_panel::Request::Refresh) => self.run_templates(None),
-                    Some(templates_panel::Request::Act(action)) => self.run_templates(Some(action)),
-                    Some(templates_panel::Request::ChooseImage) => {
-                        self.templates.choosing_image = true;
-                        self.pick(Pick::OpenImage);
-                    }
-                    Some(templates_panel::Request::Publish) => self.publish_image(),
-                    None => {}
-                }
+                commands.extend(request.map(|request| match request {
+                    templates_panel::Request::Refresh => Command::Templates(None),
+                    templates_panel::Request::Act(action) => Command::Templates(Some(action)),
+                    templates_panel::Request::ChooseImage => Command::ChooseImage,
+                    templates_panel::Request::Publish => Command::PublishImage,
+                }));
             }
             Place::Credentials => {
                 self.read_credentials_once();
@@ -1380,9 +1260,7 @@ impl eframe::App for KilnApp {
                             .inner
                     })
                     .inner;
-                if let Some(action) = action {
-                    self.run_credentials(action);
-                }
+                commands.extend(action.map(Command::Credentials));
             }
             Place::History => {
                 // Read when first shown and after a build ended, never on a timer.
@@ -1395,25 +1273,22 @@ impl eframe::App for KilnApp {
                         history_panel::history_ui(ui, &mut self.history, db.as_deref())
                     })
                     .inner;
-                match request {
-                    Some(history_panel::Request::Refresh) => self.read_history(),
-                    Some(history_panel::Request::Rebuild(id)) => self.rebuild(id),
-                    None => {}
-                }
+                commands.extend(request.map(|request| match request {
+                    history_panel::Request::Refresh => Command::ReadHistory,
+                    history_panel::Request::Rebuild(id) => Command::Rebuild(id),
+                }));
             }
             Place::Host => {
                 let action = egui::CentralPanel::default()
                     .show(ui, |ui| host_panel::host_ui(ui, self.host.as_deref()))
                     .inner;
                 if action == Some(HostAction::Recheck) {
-                    self.host = None;
-                    engine::check_host(
-                        &self.runtime,
-                        self.inbox.clone(),
-                        crate::host::KvmProbe::Fresh,
-                    );
+                    commands.push(Command::RecheckHost);
                 }
             }
+        }
+        for command in commands {
+            self.run(command);
         }
         let ctx = ui.ctx().clone();
         self.unsaved_modal(&ctx);

@@ -4,9 +4,11 @@
 
 pub mod app;
 pub mod build_panel;
+pub mod build_place;
 pub mod build_settings;
 pub mod build_state;
 pub mod builds_picker;
+pub mod command;
 pub mod credentials;
 pub mod credentials_panel;
 pub mod dialogs;
