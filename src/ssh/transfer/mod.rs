@@ -9,31 +9,27 @@
 //!
 //! Progress goes to a callback as `(bytes done, bytes total)`, counting every file of a
 //! directory transfer.
+//!
+//! The two ways implement one `Transport` trait, in `sftp.rs` and `exec.rs`; this module picks
+//! one per transfer and builds files, trees and Packer's path rules on top of it.
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::atomic::Ordering;
-use std::task::{Context, Poll};
 
-use russh::ChannelMsg;
-use russh_sftp::client::SftpSession;
-use russh_sftp::protocol::{FileAttributes, OpenFlags, StatusCode};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
+use tokio::io::AsyncRead;
 use tokio_util::sync::CancellationToken;
 
 use super::error::SshError;
-use super::session::{ExitStatus, Session};
+use super::session::Session;
+use exec::Exec;
+use sftp::Sftp;
 
-/// Size of the pieces files are read and written in (and progress reported at).
-const CHUNK: usize = 256 * 1024;
+mod exec;
+mod sftp;
 
 /// How deep a local directory tree may go (guards against symlink loops).
 const MAX_DEPTH: usize = 64;
-
-/// Seconds SFTP waits for the guest to answer one request (a slow guest under TCG can
-/// take a while to write a large chunk).
-const SFTP_REQUEST_TIMEOUT_SECS: u64 = 120;
 
 /// How transfers reach the guest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,11 +42,6 @@ pub enum TransferMethod {
 
 type Progress<'a> = &'a mut (dyn FnMut(u64, u64) + Send);
 
-enum Backend {
-    Sftp(SftpSession),
-    Exec,
-}
-
 impl Session {
     /// Which method transfers on this connection use (probes the `sftp` subsystem once).
     pub async fn transfer_method(
@@ -59,10 +50,10 @@ impl Session {
     ) -> Result<TransferMethod, SshError> {
         Ok(match self.backend(cancel).await? {
             Backend::Sftp(sftp) => {
-                let _ = sftp.close().await;
+                sftp.close().await;
                 TransferMethod::Sftp
             }
-            Backend::Exec => TransferMethod::Exec,
+            Backend::Exec(_) => TransferMethod::Exec,
         })
     }
 
@@ -80,16 +71,8 @@ impl Session {
         let total = data.len() as u64;
         let mut reader = data;
         let mut tally = Tally::new(total, &mut progress);
-        let work = self.put(
-            &backend,
-            &mut reader,
-            total,
-            remote,
-            mode,
-            cancel,
-            &mut tally,
-        );
-        finish(&backend, cancel, work).await
+        let work = backend.put(&mut reader, total, remote, mode, cancel, &mut tally);
+        backend.finish(cancel, work).await
     }
 
     /// Uploads the local file `local` to exactly the path `remote` (created or truncated),
@@ -108,8 +91,8 @@ impl Session {
         let backend = self.backend(cancel).await?;
         let total = meta.len();
         let mut tally = Tally::new(total, &mut progress);
-        let work = self.put_local(&backend, local, total, remote, mode, cancel, &mut tally);
-        finish(&backend, cancel, work).await
+        let work = backend.put_local(local, total, remote, mode, cancel, &mut tally);
+        backend.finish(cancel, work).await
     }
 
     /// Uploads the contents of the local directory `local` into the remote directory
@@ -126,8 +109,8 @@ impl Session {
         let total = entries.iter().map(|e| e.size).sum();
         let backend = self.backend(cancel).await?;
         let mut tally = Tally::new(total, &mut progress);
-        let work = self.put_tree(&backend, local, &entries, remote, cancel, &mut tally);
-        finish(&backend, cancel, work).await
+        let work = backend.put_tree(local, &entries, remote, cancel, &mut tally);
+        backend.finish(cancel, work).await
     }
 
     /// Uploads a file or directory the way Packer's `file` provisioner does, and returns
@@ -156,8 +139,7 @@ impl Session {
             return Ok(dest);
         }
         let backend = self.backend(cancel).await?;
-        let into_dir =
-            remote.ends_with('/') || self.remote_is_dir(&backend, remote, cancel).await?;
+        let into_dir = remote.ends_with('/') || backend.is_dir(remote, cancel).await?;
         let dest = if into_dir {
             join_remote(remote, &local_basename(local)?)
         } else {
@@ -165,16 +147,8 @@ impl Session {
         };
         let total = meta.len();
         let mut tally = Tally::new(total, &mut progress);
-        let work = self.put_local(
-            &backend,
-            local,
-            total,
-            &dest,
-            unix_mode(&meta),
-            cancel,
-            &mut tally,
-        );
-        finish(&backend, cancel, work).await?;
+        let work = backend.put_local(local, total, &dest, unix_mode(&meta), cancel, &mut tally);
+        backend.finish(cancel, work).await?;
         Ok(dest)
     }
 
@@ -189,11 +163,11 @@ impl Session {
     ) -> Result<(), SshError> {
         let backend = self.backend(cancel).await?;
         let work = async {
-            let size = self.remote_size(&backend, remote, cancel).await?;
+            let size = backend.size(remote).await?;
             let mut tally = Tally::new(size.unwrap_or(0), &mut progress);
-            self.get(&backend, remote, local, cancel, &mut tally).await
+            backend.get(remote, local, cancel, &mut tally).await
         };
-        finish(&backend, cancel, work).await
+        backend.finish(cancel, work).await
     }
 
     /// Downloads a file or directory with the same rules as [`Session::upload`], mirrored,
@@ -212,7 +186,7 @@ impl Session {
     ) -> Result<PathBuf, SshError> {
         let backend = self.backend(cancel).await?;
         let work = async {
-            if self.remote_is_dir(&backend, remote, cancel).await? {
+            if backend.is_dir(remote, cancel).await? {
                 let dest = if remote.ends_with('/') {
                     local.to_path_buf()
                 } else {
@@ -228,7 +202,7 @@ impl Session {
                             .into(),
                     });
                 };
-                let files = self.walk_remote(sftp, remote).await?;
+                let files = sftp.walk_remote(remote).await?;
                 let total = files.iter().map(|e| e.size).sum();
                 let mut tally = Tally::new(total, &mut progress);
                 create_local_dir(&dest).await?;
@@ -238,7 +212,7 @@ impl Session {
                     if entry.is_dir {
                         create_local_dir(&to).await?;
                     } else {
-                        self.get(&backend, &from, &to, cancel, &mut tally).await?;
+                        backend.get(&from, &to, cancel, &mut tally).await?;
                     }
                 }
                 Ok(dest)
@@ -251,54 +225,33 @@ impl Session {
                 if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
                     create_local_dir(parent).await?;
                 }
-                let size = self.remote_size(&backend, remote, cancel).await?;
+                let size = backend.size(remote).await?;
                 let mut tally = Tally::new(size.unwrap_or(0), &mut progress);
-                self.get(&backend, remote, &dest, cancel, &mut tally)
-                    .await?;
+                backend.get(remote, &dest, cancel, &mut tally).await?;
                 Ok(dest)
             }
         };
-        finish(&backend, cancel, work).await
+        backend.finish(cancel, work).await
     }
 
-    // ---- backends ------------------------------------------------------------------------
-
-    /// An SFTP session, or `Exec` when the guest refuses the subsystem.
-    async fn backend(&self, cancel: &CancellationToken) -> Result<Backend, SshError> {
+    /// An SFTP session, or exec when the guest refuses the subsystem (remembered for the
+    /// rest of the connection).
+    async fn backend(&self, cancel: &CancellationToken) -> Result<Backend<'_>, SshError> {
         if self.sftp_refused.load(Ordering::Relaxed) {
-            return Ok(Backend::Exec);
+            return Ok(Backend::Exec(Exec::new(self)));
         }
         let open = async {
-            let doing = "opening an SFTP session";
-            let mut channel = self.open_channel(doing).await?;
-            channel
-                .request_subsystem(true, "sftp")
-                .await
-                .map_err(|_| self.lost(doing))?;
-            loop {
-                match channel.wait().await {
-                    Some(ChannelMsg::Success) => break,
-                    Some(ChannelMsg::Failure) | Some(ChannelMsg::Close) => {
-                        let _ = channel.close().await;
-                        self.sftp_refused.store(true, Ordering::Relaxed);
-                        tracing::info!(
-                            "{}: no SFTP subsystem; transfers use `cat` over exec",
-                            self.addr()
-                        );
-                        return Ok(Backend::Exec);
-                    }
-                    None => return Err(self.lost(doing)),
-                    Some(_) => {}
+            match Sftp::open(self).await? {
+                Some(sftp) => Ok(Backend::Sftp(sftp)),
+                None => {
+                    self.sftp_refused.store(true, Ordering::Relaxed);
+                    tracing::info!(
+                        "{}: no SFTP subsystem; transfers use `cat` over exec",
+                        self.addr()
+                    );
+                    Ok(Backend::Exec(Exec::new(self)))
                 }
             }
-            let config = russh_sftp::client::Config {
-                request_timeout_secs: SFTP_REQUEST_TIMEOUT_SECS,
-                ..Default::default()
-            };
-            let sftp = SftpSession::new_with_config(channel.into_stream(), config)
-                .await
-                .map_err(|e| self.sftp_error("start SFTP on", "the guest", e))?;
-            Ok(Backend::Sftp(sftp))
         };
         tokio::select! {
             biased;
@@ -306,172 +259,87 @@ impl Session {
             r = open => r,
         }
     }
+}
 
-    fn sftp_error(
-        &self,
-        what: &'static str,
-        path: &str,
-        e: russh_sftp::client::error::Error,
-    ) -> SshError {
-        if self.is_closed() {
-            return self.lost(&format!("transferring `{path}`"));
-        }
-        SshError::Remote {
-            what,
-            path: path.to_string(),
-            reason: sftp_reason(&e),
-        }
-    }
+/// One way of moving files to and from the guest.
+trait Transport {
+    /// Whether `remote` is a directory.
+    async fn is_dir(&self, remote: &str, cancel: &CancellationToken) -> Result<bool, SshError>;
 
-    /// Runs a helper command of the exec fallback; a non-zero exit is an error naming
-    /// `what` and `path`, with the command's stderr.
-    async fn exec_helper(
-        &self,
-        command: &str,
-        stdin: Option<&mut (dyn AsyncRead + Unpin + Send)>,
-        what: &'static str,
-        path: &str,
-        cancel: &CancellationToken,
-        mut on_stdout: impl FnMut(&[u8]),
-    ) -> Result<(), SshError> {
-        let mut stderr = Vec::new();
-        let status = self
-            .run(command, false, stdin, cancel, |stream, data| match stream {
-                crate::build::event::Stream::Stderr => {
-                    if stderr.len() < 4096 {
-                        stderr.extend_from_slice(data);
-                    }
-                }
-                _ => on_stdout(data),
-            })
-            .await?;
-        match status {
-            ExitStatus::Code(0) => Ok(()),
-            ExitStatus::ConnectionLost => Err(self.lost(&format!("transferring `{path}`"))),
-            other => {
-                let text = String::from_utf8_lossy(&stderr).trim().to_string();
-                Err(SshError::Remote {
-                    what,
-                    path: path.to_string(),
-                    reason: if text.is_empty() {
-                        other.to_string()
-                    } else {
-                        format!("{text} ({other})")
-                    },
-                })
-            }
-        }
-    }
-
-    async fn remote_is_dir(
-        &self,
-        backend: &Backend,
-        remote: &str,
-        cancel: &CancellationToken,
-    ) -> Result<bool, SshError> {
-        match backend {
-            Backend::Sftp(sftp) => Ok(sftp.metadata(remote).await.is_ok_and(|m| m.is_dir())),
-            Backend::Exec => {
-                let out = self
-                    .exec_capture(&format!("test -d {}", sh_quote(remote)), None, cancel)
-                    .await?;
-                match out.status {
-                    ExitStatus::ConnectionLost => Err(self.lost(&format!("looking at `{remote}`"))),
-                    status => Ok(status.success()),
-                }
-            }
-        }
-    }
-
-    async fn remote_size(
-        &self,
-        backend: &Backend,
-        remote: &str,
-        _cancel: &CancellationToken,
-    ) -> Result<Option<u64>, SshError> {
-        match backend {
-            Backend::Sftp(sftp) => {
-                let meta = sftp
-                    .metadata(remote)
-                    .await
-                    .map_err(|e| self.sftp_error("read", remote, e))?;
-                Ok(meta.size)
-            }
-            Backend::Exec => Ok(None),
-        }
-    }
+    /// The size of the remote file `remote`, when known in advance.
+    async fn size(&self, remote: &str) -> Result<Option<u64>, SshError>;
 
     /// `mkdir -p remote`, then `chmod mode` on the last component if given.
     async fn mkdir_p(
         &self,
-        backend: &Backend,
+        remote: &str,
+        mode: Option<u32>,
+        cancel: &CancellationToken,
+    ) -> Result<(), SshError>;
+
+    /// Writes what `reader` yields (`size` bytes) to `remote` with `mode`.
+    async fn put(
+        &self,
+        reader: &mut (dyn AsyncRead + Unpin + Send),
+        size: u64,
+        remote: &str,
+        mode: u32,
+        cancel: &CancellationToken,
+        tally: &mut Tally<'_>,
+    ) -> Result<(), SshError>;
+
+    /// Copies the remote file `remote` to the local file `local`.
+    async fn get(
+        &self,
+        remote: &str,
+        local: &Path,
+        cancel: &CancellationToken,
+        tally: &mut Tally<'_>,
+    ) -> Result<(), SshError>;
+
+    /// Runs a transfer, stopping it at cancel the way this transport can.
+    async fn finish<T>(
+        &self,
+        cancel: &CancellationToken,
+        work: impl Future<Output = Result<T, SshError>>,
+    ) -> Result<T, SshError>;
+}
+
+/// The transport of a connection: SFTP, or exec when the guest refuses SFTP.
+enum Backend<'s> {
+    Sftp(Sftp<'s>),
+    Exec(Exec<'s>),
+}
+
+impl Transport for Backend<'_> {
+    async fn is_dir(&self, remote: &str, cancel: &CancellationToken) -> Result<bool, SshError> {
+        match self {
+            Backend::Sftp(t) => t.is_dir(remote, cancel).await,
+            Backend::Exec(t) => t.is_dir(remote, cancel).await,
+        }
+    }
+
+    async fn size(&self, remote: &str) -> Result<Option<u64>, SshError> {
+        match self {
+            Backend::Sftp(t) => t.size(remote).await,
+            Backend::Exec(t) => t.size(remote).await,
+        }
+    }
+
+    async fn mkdir_p(
+        &self,
         remote: &str,
         mode: Option<u32>,
         cancel: &CancellationToken,
     ) -> Result<(), SshError> {
-        match backend {
-            Backend::Sftp(sftp) => {
-                let mut path = String::new();
-                if remote.starts_with('/') {
-                    path.push('/');
-                }
-                for part in remote.split('/').filter(|p| !p.is_empty() && *p != ".") {
-                    if !path.is_empty() && !path.ends_with('/') {
-                        path.push('/');
-                    }
-                    path.push_str(part);
-                    match sftp.metadata(path.as_str()).await {
-                        Ok(m) if m.is_dir() => continue,
-                        Ok(_) => {
-                            return Err(SshError::Remote {
-                                what: "create the directory",
-                                path: path.clone(),
-                                reason: "a file of that name is in the way".into(),
-                            });
-                        }
-                        Err(_) => {}
-                    }
-                    if let Err(e) = sftp.create_dir(path.as_str()).await {
-                        // Someone else may have made it in the meantime.
-                        if !sftp.metadata(path.as_str()).await.is_ok_and(|m| m.is_dir()) {
-                            return Err(self.sftp_error("create the directory", &path, e));
-                        }
-                    }
-                }
-                if let Some(mode) = mode {
-                    let attrs = FileAttributes {
-                        permissions: Some(mode & 0o7777),
-                        ..FileAttributes::empty()
-                    };
-                    sftp.set_metadata(remote, attrs)
-                        .await
-                        .map_err(|e| self.sftp_error("set the mode of", remote, e))?;
-                }
-                Ok(())
-            }
-            Backend::Exec => {
-                let mut command = format!("mkdir -p -- {}", sh_quote(remote));
-                if let Some(mode) = mode {
-                    command += &format!(" && chmod {:o} -- {}", mode & 0o7777, sh_quote(remote));
-                }
-                self.exec_helper(
-                    &command,
-                    None,
-                    "create the directory",
-                    remote,
-                    cancel,
-                    |_| {},
-                )
-                .await
-            }
+        match self {
+            Backend::Sftp(t) => t.mkdir_p(remote, mode, cancel).await,
+            Backend::Exec(t) => t.mkdir_p(remote, mode, cancel).await,
         }
     }
 
-    /// Writes what `reader` yields (`size` bytes) to `remote` with `mode`.
-    #[allow(clippy::too_many_arguments)]
     async fn put(
         &self,
-        backend: &Backend,
         reader: &mut (dyn AsyncRead + Unpin + Send),
         size: u64,
         remote: &str,
@@ -479,74 +347,41 @@ impl Session {
         cancel: &CancellationToken,
         tally: &mut Tally<'_>,
     ) -> Result<(), SshError> {
-        let mode = mode & 0o7777;
-        match backend {
-            Backend::Sftp(sftp) => {
-                let attrs = FileAttributes {
-                    permissions: Some(mode),
-                    ..FileAttributes::empty()
-                };
-                let mut file = sftp
-                    .open_with_flags_and_attributes(
-                        remote,
-                        OpenFlags::CREATE | OpenFlags::TRUNCATE | OpenFlags::WRITE,
-                        attrs.clone(),
-                    )
-                    .await
-                    .map_err(|e| self.sftp_error("create", remote, e))?;
-                let mut buf = vec![0u8; CHUNK];
-                let mut sent = 0u64;
-                loop {
-                    let n = reader.read(&mut buf).await.map_err(|e| SshError::Remote {
-                        what: "upload",
-                        path: remote.to_string(),
-                        reason: format!("reading the source failed: {e}"),
-                    })?;
-                    if n == 0 {
-                        break;
-                    }
-                    file.write_all(&buf[..n])
-                        .await
-                        .map_err(|e| self.io_error("write", remote, e))?;
-                    sent += n as u64;
-                    tally.add(n as u64);
-                }
-                file.shutdown()
-                    .await
-                    .map_err(|e| self.io_error("write", remote, e))?;
-                if sent != size {
-                    tracing::debug!("{remote}: expected {size} bytes, sent {sent}");
-                }
-                // The mode given at creation is subject to the server's umask, and an
-                // existing file keeps its old mode: set it explicitly.
-                sftp.set_metadata(remote, attrs)
-                    .await
-                    .map_err(|e| self.sftp_error("set the mode of", remote, e))
-            }
-            Backend::Exec => {
-                let q = sh_quote(remote);
-                let command = format!("umask 077 && cat > {q} && chmod {mode:o} -- {q}");
-                let mut counting = Counting {
-                    inner: reader,
-                    tally,
-                };
-                self.exec_helper(
-                    &command,
-                    Some(&mut counting),
-                    "write",
-                    remote,
-                    cancel,
-                    |_| {},
-                )
-                .await
-            }
+        match self {
+            Backend::Sftp(t) => t.put(reader, size, remote, mode, cancel, tally).await,
+            Backend::Exec(t) => t.put(reader, size, remote, mode, cancel, tally).await,
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    async fn get(
+        &self,
+        remote: &str,
+        local: &Path,
+        cancel: &CancellationToken,
+        tally: &mut Tally<'_>,
+    ) -> Result<(), SshError> {
+        match self {
+            Backend::Sftp(t) => t.get(remote, local, cancel, tally).await,
+            Backend::Exec(t) => t.get(remote, local, cancel, tally).await,
+        }
+    }
+
+    async fn finish<T>(
+        &self,
+        cancel: &CancellationToken,
+        work: impl Future<Output = Result<T, SshError>>,
+    ) -> Result<T, SshError> {
+        match self {
+            Backend::Sftp(t) => t.finish(cancel, work).await,
+            Backend::Exec(t) => t.finish(cancel, work).await,
+        }
+    }
+}
+
+impl Backend<'_> {
+    /// Uploads the local file `local` (`size` bytes) to `remote` with `mode`.
     async fn put_local(
         &self,
-        backend: &Backend,
         local: &Path,
         size: u64,
         remote: &str,
@@ -561,24 +396,23 @@ impl Session {
                 path: local.to_path_buf(),
                 source,
             })?;
-        self.put(backend, &mut file, size, remote, mode, cancel, tally)
-            .await
+        self.put(&mut file, size, remote, mode, cancel, tally).await
     }
 
+    /// Uploads the tree `entries` of the local directory `local` into `remote`.
     async fn put_tree(
         &self,
-        backend: &Backend,
         local: &Path,
         entries: &[LocalEntry],
         remote: &str,
         cancel: &CancellationToken,
         tally: &mut Tally<'_>,
     ) -> Result<(), SshError> {
-        self.mkdir_p(backend, remote, None, cancel).await?;
+        self.mkdir_p(remote, None, cancel).await?;
         // Directories first (parents before children), files after, modes last so that a
         // read-only directory does not stop its own files.
         for entry in entries.iter().filter(|e| e.is_dir) {
-            self.mkdir_p(backend, &join_remote(remote, &entry.rel), None, cancel)
+            self.mkdir_p(&join_remote(remote, &entry.rel), None, cancel)
                 .await?;
         }
         for entry in entries.iter().filter(|e| !e.is_dir) {
@@ -587,7 +421,6 @@ impl Session {
             }
             let to = join_remote(remote, &entry.rel);
             self.put_local(
-                backend,
                 &local.join(&entry.rel),
                 entry.size,
                 &to,
@@ -599,187 +432,9 @@ impl Session {
         }
         for entry in entries.iter().filter(|e| e.is_dir).rev() {
             let to = join_remote(remote, &entry.rel);
-            self.mkdir_p(backend, &to, Some(entry.mode), cancel).await?;
+            self.mkdir_p(&to, Some(entry.mode), cancel).await?;
         }
         Ok(())
-    }
-
-    /// Copies the remote file `remote` to the local file `local`.
-    async fn get(
-        &self,
-        backend: &Backend,
-        remote: &str,
-        local: &Path,
-        cancel: &CancellationToken,
-        tally: &mut Tally<'_>,
-    ) -> Result<(), SshError> {
-        let local_err = |source| SshError::Local {
-            what: "could not write",
-            path: local.to_path_buf(),
-            source,
-        };
-        match backend {
-            Backend::Sftp(sftp) => {
-                let meta = sftp
-                    .metadata(remote)
-                    .await
-                    .map_err(|e| self.sftp_error("read", remote, e))?;
-                let mut from = sftp
-                    .open_with_flags(remote, OpenFlags::READ)
-                    .await
-                    .map_err(|e| self.sftp_error("read", remote, e))?;
-                let mut to = tokio::fs::File::create(local).await.map_err(local_err)?;
-                let mut buf = vec![0u8; CHUNK];
-                loop {
-                    let n = from
-                        .read(&mut buf)
-                        .await
-                        .map_err(|e| self.io_error("read", remote, e))?;
-                    if n == 0 {
-                        break;
-                    }
-                    to.write_all(&buf[..n]).await.map_err(local_err)?;
-                    tally.add(n as u64);
-                }
-                to.flush().await.map_err(local_err)?;
-                let _ = from.shutdown().await;
-                if let Some(mode) = meta.permissions {
-                    set_local_mode(local, mode & 0o7777).await?;
-                }
-                Ok(())
-            }
-            Backend::Exec => {
-                let mut to = std::fs::File::create(local).map_err(local_err)?;
-                let mut write_error = None;
-                let command = format!("cat -- {}", sh_quote(remote));
-                self.exec_helper(&command, None, "read", remote, cancel, |data| {
-                    use std::io::Write;
-                    if write_error.is_none() {
-                        match to.write_all(data) {
-                            Ok(()) => tally.add(data.len() as u64),
-                            Err(e) => write_error = Some(e),
-                        }
-                    }
-                })
-                .await?;
-                match write_error {
-                    Some(e) => Err(local_err(e)),
-                    None => Ok(()),
-                }
-            }
-        }
-    }
-
-    fn io_error(&self, what: &'static str, path: &str, e: io::Error) -> SshError {
-        if self.is_closed() {
-            return self.lost(&format!("transferring `{path}`"));
-        }
-        SshError::Remote {
-            what,
-            path: path.to_string(),
-            reason: e.to_string(),
-        }
-    }
-
-    /// Every entry under the remote directory `root` (directories before their contents),
-    /// symbolic links followed.
-    async fn walk_remote(
-        &self,
-        sftp: &SftpSession,
-        root: &str,
-    ) -> Result<Vec<RemoteEntry>, SshError> {
-        let mut out = Vec::new();
-        let mut pending = vec![(String::new(), 0usize)];
-        while let Some((rel, depth)) = pending.pop() {
-            if depth > MAX_DEPTH {
-                return Err(SshError::Remote {
-                    what: "download",
-                    path: root.to_string(),
-                    reason: format!(
-                        "it is more than {MAX_DEPTH} directories deep (a symlink loop?)"
-                    ),
-                });
-            }
-            let dir = if rel.is_empty() {
-                root.to_string()
-            } else {
-                join_remote(root, &rel)
-            };
-            let listing = sftp
-                .read_dir(dir.as_str())
-                .await
-                .map_err(|e| self.sftp_error("list", &dir, e))?;
-            let mut entries: Vec<_> = listing.collect();
-            entries.sort_by_key(|e| e.file_name());
-            for entry in entries {
-                let child = if rel.is_empty() {
-                    entry.file_name()
-                } else {
-                    format!("{rel}/{}", entry.file_name())
-                };
-                let mut meta = entry.metadata();
-                if meta.is_symlink() {
-                    match sftp.metadata(join_remote(root, &child)).await {
-                        Ok(target) => meta = target,
-                        Err(_) => continue, // a dangling link: nothing to copy
-                    }
-                }
-                if meta.is_dir() {
-                    out.push(RemoteEntry {
-                        rel: child.clone(),
-                        is_dir: true,
-                        size: 0,
-                    });
-                    pending.push((child, depth + 1));
-                } else if meta.is_regular() {
-                    out.push(RemoteEntry {
-                        rel: child,
-                        is_dir: false,
-                        size: meta.size.unwrap_or(0),
-                    });
-                }
-            }
-        }
-        // Parents before children for the local mkdirs.
-        out.sort_by(|a, b| a.rel.cmp(&b.rel));
-        Ok(out)
-    }
-}
-
-/// What an SFTP error means, in words a user can act on.
-fn sftp_reason(e: &russh_sftp::client::error::Error) -> String {
-    use russh_sftp::client::error::Error;
-    match e {
-        Error::Status(status) => match status.status_code {
-            StatusCode::NoSuchFile => {
-                "no such file or directory (does its directory exist on the guest?)".into()
-            }
-            StatusCode::PermissionDenied => "permission denied (can the SSH user reach it? \
-                                             upload to /tmp and move it with sudo in a shell \
-                                             provisioner)"
-                .into(),
-            code if status.error_message.is_empty() => code.to_string(),
-            _ => status.error_message.clone(),
-        },
-        Error::Timeout => format!("the guest did not answer within {SFTP_REQUEST_TIMEOUT_SECS} s"),
-        other => other.to_string(),
-    }
-}
-
-/// Runs a transfer: over SFTP the whole thing stops at cancel (dropping SFTP requests is
-/// safe); over exec the commands themselves watch `cancel` and close their channels.
-async fn finish<T>(
-    backend: &Backend,
-    cancel: &CancellationToken,
-    work: impl Future<Output = Result<T, SshError>>,
-) -> Result<T, SshError> {
-    match backend {
-        Backend::Sftp(_) => tokio::select! {
-            biased;
-            _ = cancel.cancelled() => Err(SshError::Cancelled),
-            r = work => r,
-        },
-        Backend::Exec => work.await,
     }
 }
 
@@ -808,43 +463,12 @@ impl<'a> Tally<'a> {
     }
 }
 
-/// Counts what passes through to the progress tally.
-struct Counting<'r, 't, 'p> {
-    inner: &'r mut (dyn AsyncRead + Unpin + Send),
-    tally: &'t mut Tally<'p>,
-}
-
-impl AsyncRead for Counting<'_, '_, '_> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        let poll = Pin::new(&mut *this.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = poll {
-            let n = buf.filled().len() - before;
-            if n > 0 {
-                this.tally.add(n as u64);
-            }
-        }
-        poll
-    }
-}
-
 struct LocalEntry {
     /// Path relative to the root, with `/` separators.
     rel: String,
     is_dir: bool,
     size: u64,
     mode: u32,
-}
-
-struct RemoteEntry {
-    rel: String,
-    is_dir: bool,
-    size: u64,
 }
 
 /// Every entry under the local directory `root` (symbolic links followed), directories
@@ -941,6 +565,15 @@ async fn create_local_dir(dir: &Path) -> Result<(), SshError> {
         })
 }
 
+/// The error for a local file a download could not write.
+fn write_error(local: &Path, source: io::Error) -> SshError {
+    SshError::Local {
+        what: "could not write",
+        path: local.to_path_buf(),
+        source,
+    }
+}
+
 async fn set_local_mode(path: &Path, mode: u32) -> Result<(), SshError> {
     use std::os::unix::fs::PermissionsExt;
     tokio::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
@@ -1007,11 +640,6 @@ fn join_remote(dir: &str, name: &str) -> String {
     }
 }
 
-/// `s` quoted for a POSIX shell.
-pub(crate) fn sh_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1024,12 +652,6 @@ mod tests {
         assert_eq!(join_remote("", "a"), "a");
         assert_eq!(remote_basename("/var/log/"), "log");
         assert_eq!(remote_basename("file"), "file");
-    }
-
-    #[test]
-    fn shell_quoting_survives_quotes() {
-        assert_eq!(sh_quote("it's"), r"'it'\''s'");
-        assert_eq!(sh_quote("/tmp/a b"), "'/tmp/a b'");
     }
 
     #[test]
