@@ -1791,6 +1791,8 @@ fn the_build_form_chooses_the_ssh_key_and_the_credentials_profile_and_remembers_
     harness.run();
     harness.get_by_label_contains("ssh as `debian` with keyring key `deploy`");
     harness.get_by_label_contains("credentials of profile `work`");
+    // The steps Start will run, as the runner will run them (the same plan value).
+    harness.get_by_label_contains("9. Connect");
     // And what this machine adds: the base image's source and the accelerator.
     harness.get_by_label_contains("base image: ");
     harness.get_by_label_contains("accelerator: ");

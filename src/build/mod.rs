@@ -9,6 +9,7 @@ pub mod event;
 pub mod local_shell;
 pub mod log;
 pub mod plan;
+pub mod planned;
 pub mod postprocess;
 pub mod publish;
 pub mod redact;

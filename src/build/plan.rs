@@ -11,13 +11,10 @@ use super::artifact::Artifact;
 use super::breakpoint::{self, Resume};
 use super::event::{EventSink, Outcome};
 use super::log::LineFormatter;
-use super::postprocess::{self, BuildFacts, PostStep};
-use super::runner::{self, OnError, Step};
+use super::planned::{Plan, PlanOptions};
+use super::postprocess::{self, BuildFacts};
+use super::runner::{self, OnError};
 use super::state::{BuildDirs, BuildState};
-use super::steps::{
-    BaseImage, Boot, BootCommand, CdFiles, Compact, Connect, Disk, Floppy, Http, Provision, Seed,
-    Shutdown,
-};
 use crate::recipe::postprocessor::PostProcessorKind;
 use crate::recipe::provisioner::ProvisionerKind;
 use crate::recipe::template::{Build, Recipe};
@@ -286,8 +283,14 @@ pub async fn run_build(
         qemu_binary: options.qemu_binary.clone().unwrap_or_default(),
         accel: None,
     };
-    let post_steps = match PostStep::for_chains(&build.post_processors) {
-        Ok(steps) => steps,
+    let plan = match Plan::new(
+        build,
+        &PlanOptions {
+            force: options.force,
+            resume: options.resume.clone(),
+        },
+    ) {
+        Ok(plan) => plan,
         Err(missing) => {
             return failed(format!(
                 "{}: `kiln build` does not run {} yet; nothing was started",
@@ -303,37 +306,10 @@ pub async fn run_build(
         options.qemu_binary.clone().unwrap_or_default(),
         facts,
     );
-    let count = build.provisioners.len();
-    let mut steps: Vec<Box<dyn Step<BuildState>>> = vec![
-        Box::new(BaseImage),
-        Box::new(Disk {
-            force: options.force,
-        }),
-        Box::new(Seed),
-        Box::new(Http),
-        Box::new(CdFiles),
-        Box::new(Floppy),
-        Box::new(Boot),
-        Box::new(BootCommand),
-        Box::new(Connect),
-    ];
-    for (i, p) in build.provisioners.iter().enumerate() {
-        steps.push(Box::new(Provision {
-            number: (i + 1, count),
-            provisioner: p.clone(),
-            build_name: build.name.clone(),
-            resume: options.resume.clone(),
-        }));
-    }
-    steps.push(Box::new(Shutdown));
-    steps.push(Box::new(Compact));
-    for step in post_steps {
-        steps.push(Box::new(step));
-    }
     let started = Instant::now();
     let outcome = runner::run(
         &build.name,
-        steps,
+        plan.steps,
         &mut state,
         inner.clone(),
         cancel,

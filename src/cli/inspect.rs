@@ -184,7 +184,7 @@ fn write_text(recipe: &Recipe, out: &mut dyn Write) -> std::io::Result<()> {
     }
     for build in &recipe.builds {
         writeln!(out, "\nBuild `{}`:", build.name)?;
-        for line in describe::plan_lines(build)
+        for line in crate::build::planned::plan_lines(build)
             .into_iter()
             .chain(describe::host_lines(build, None))
         {

@@ -344,7 +344,7 @@ fn plan_ui(ui: &mut egui::Ui, open: &OpenRecipe, recipe_build: &Build, kvm: Opti
         .default_open(false)
         .show(ui, |ui| {
             let host = crate::build::describe::host_lines(&planned, kvm);
-            for line in crate::build::describe::plan_lines(&planned)
+            for line in crate::build::planned::plan_lines(&planned)
                 .into_iter()
                 .chain(host)
             {
