@@ -177,11 +177,7 @@ impl BuildChoices {
 
 /// Whether `build` publishes to Exoscale (has an `exoscale-import` post-processor).
 pub fn publishes(build: &Build) -> bool {
-    build
-        .post_processors
-        .iter()
-        .flatten()
-        .any(|pp| matches!(pp.kind, PostProcessorKind::ExoscaleImport(_)))
+    build.exoscale_imports().next().is_some()
 }
 
 /// The `ssh-… AAAA…` public keys in `text` (cloud-config's `ssh_authorized_keys`, an

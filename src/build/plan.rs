@@ -15,7 +15,6 @@ use super::planned::{Plan, PlanOptions};
 use super::postprocess::{self, BuildFacts};
 use super::runner::{self, OnError};
 use super::state::{BuildDirs, BuildState};
-use crate::recipe::postprocessor::PostProcessorKind;
 use crate::recipe::provisioner::ProvisionerKind;
 use crate::recipe::template::{Build, Recipe};
 
@@ -206,15 +205,7 @@ pub async fn run_build(
         return failed(format!("{}: {}; nothing was started", recipe.file, e.0));
     }
     // Publishing is checked now, in seconds, not after the download, boot and provisioning.
-    for config in build
-        .post_processors
-        .iter()
-        .flatten()
-        .filter_map(|pp| match &pp.kind {
-            PostProcessorKind::ExoscaleImport(config) => Some(config),
-            _ => None,
-        })
-    {
+    for config in build.exoscale_imports() {
         let redactor = events.redactor().clone();
         tokio::select! {
             checked = postprocess::exoscale_import::preflight(config, &redactor) => match checked {

@@ -15,7 +15,8 @@ use super::plan::{self, BuildReport};
 use super::postprocess::exoscale_import::{ImageSource, check_image_from};
 use super::postprocess::{BuildFacts, run_chains};
 use crate::recipe::diag::Diagnostic;
-use crate::recipe::postprocessor::{ExoscaleImportConfig, PostProcessorKind};
+use crate::recipe::postprocessor::ExoscaleImportConfig;
+use crate::recipe::template::Build;
 use crate::recipe::template::{LoadOptions, Recipe, load_str};
 
 /// The build name a publication is recorded under (history, logs).
@@ -203,14 +204,7 @@ pub fn option_warnings(recipe: &Recipe) -> Vec<String> {
 
 /// The `exoscale-import` options of every build of `recipe`.
 fn import_configs(recipe: &Recipe) -> impl Iterator<Item = &ExoscaleImportConfig> {
-    recipe
-        .builds
-        .iter()
-        .flat_map(|b| b.post_processors.iter().flatten())
-        .filter_map(|pp| match &pp.kind {
-            PostProcessorKind::ExoscaleImport(config) => Some(config),
-            _ => None,
-        })
+    recipe.builds.iter().flat_map(Build::exoscale_imports)
 }
 
 /// Where a publication's logs go and which run it belongs to.
@@ -301,6 +295,7 @@ pub async fn run_publish(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::recipe::postprocessor::PostProcessorKind;
 
     /// A qcow2 image of `size` (virtual) made by qemu-img.
     fn qcow2_image(dir: &Path, size: &str) -> PathBuf {

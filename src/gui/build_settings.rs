@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use crate::build::choices::{BuildChoices, CredentialsChoice, KeyChoice, publishes};
 use crate::exoscale::credentials::{KEY_ENV as API_KEY_ENV, SECRET_ENV as API_SECRET_ENV};
 use crate::host::Check;
-use crate::recipe::postprocessor::{ExoscaleImportConfig, PostProcessorKind};
+use crate::recipe::postprocessor::ExoscaleImportConfig;
 use crate::recipe::template::Build;
 use crate::secrets::ssh_keys::KeySource;
 
@@ -108,15 +108,7 @@ fn key_entries(build: &Build, snapshot: Option<&Snapshot>) -> Vec<Entry<KeyChoic
 
 /// The exoscale-import configurations of `build`.
 fn imports(build: &Build) -> Vec<&ExoscaleImportConfig> {
-    build
-        .post_processors
-        .iter()
-        .flatten()
-        .filter_map(|pp| match &pp.kind {
-            PostProcessorKind::ExoscaleImport(config) => Some(config),
-            _ => None,
-        })
-        .collect()
+    build.exoscale_imports().collect()
 }
 
 /// Both `EXOSCALE_API_KEY` and `EXOSCALE_API_SECRET` are set.

@@ -98,6 +98,22 @@ pub struct Build {
     pub error_cleanup: Option<Provisioner>,
 }
 
+impl Build {
+    /// The `exoscale-import` post-processors' configurations, in chain order (what the build
+    /// publishes).
+    pub fn exoscale_imports(
+        &self,
+    ) -> impl Iterator<Item = &super::postprocessor::ExoscaleImportConfig> {
+        self.post_processors
+            .iter()
+            .flatten()
+            .filter_map(|pp| match &pp.kind {
+                super::postprocessor::PostProcessorKind::ExoscaleImport(config) => Some(config),
+                _ => None,
+            })
+    }
+}
+
 /// A recipe that passed validation.
 #[derive(Debug, Clone)]
 pub struct Recipe {
