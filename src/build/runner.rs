@@ -242,7 +242,7 @@ pub async fn run<S: Send>(
             None => Outcome::Cancelled,
             Some(Ok(StepDone::Done)) => Outcome::Done,
             Some(Ok(StepDone::Skipped(why))) => Outcome::Skipped(why),
-            Some(Err(StepError(message))) => Outcome::Failed(format!("{}: {message}", step.name())),
+            Some(Err(StepError(message))) => Outcome::Failed(failure(&step.name(), &message)),
         };
         events.send(Event::StepFinished {
             index,
@@ -282,12 +282,40 @@ pub async fn run<S: Send>(
     outcome
 }
 
+/// A failed step's message, prefixed with the step's name — once: a message that already
+/// starts with what the name ends with (`Post-processor 1/1: exoscale-import` and
+/// `exoscale-import: set both…`) is not prefixed twice.
+fn failure(step_name: &str, message: &str) -> String {
+    let kind = step_name.rsplit(": ").next().unwrap_or(step_name);
+    let rest = message
+        .strip_prefix(kind)
+        .and_then(|r| r.strip_prefix(": "))
+        .unwrap_or(message);
+    format!("{step_name}: {rest}")
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn a_failure_names_its_step_once() {
+        assert_eq!(
+            failure(
+                "Post-processor 1/1: exoscale-import",
+                "exoscale-import: set both `api_key` and `api_secret`"
+            ),
+            "Post-processor 1/1: exoscale-import: set both `api_key` and `api_secret`"
+        );
+        assert_eq!(failure("Connect", "no SSH port"), "Connect: no SSH port");
+        assert_eq!(
+            failure("Provision 1/2: shell", "shellcheck: x"),
+            "Provision 1/2: shell: shellcheck: x"
+        );
+    }
     use crate::build::redact::Redactor;
 
     /// A step that records its cleanup in `journal`, then does `action`.
