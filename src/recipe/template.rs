@@ -174,7 +174,7 @@ pub fn load_file(path: &Path, options: &LoadOptions) -> Result<Recipe, Diagnosti
     result
 }
 
-fn read_text(path: &Path, display: &str) -> Result<String, Diagnostics> {
+pub(crate) fn read_text(path: &Path, display: &str) -> Result<String, Diagnostics> {
     let fail = |message: String| {
         let mut d = Diagnostics::new();
         d.error(display, None, "", message);
@@ -319,7 +319,7 @@ pub fn load_file_partial(path: &Path, options: &LoadOptions) -> Result<Recipe, D
 }
 
 /// The directory holding the recipe at `path` (`{{template_dir}}`), absolute when it exists.
-fn recipe_dir(path: &Path) -> PathBuf {
+pub(crate) fn recipe_dir(path: &Path) -> PathBuf {
     let dir = path
         .parent()
         .map(|p| {
@@ -342,8 +342,18 @@ fn load_str_partial(
     options: &LoadOptions,
 ) -> Result<Recipe, Diagnostics> {
     let root = parse_json(display, text)?;
+    load_document(display, &root, template_dir, options)
+}
+
+/// [`load_str_partial`] from an already parsed document (the HCL2 reader builds one).
+pub(crate) fn load_document(
+    display: &str,
+    root: &Node,
+    template_dir: &Path,
+    options: &LoadOptions,
+) -> Result<Recipe, Diagnostics> {
     let mut diags = Diagnostics::new();
-    let Some(top) = members(&root) else {
+    let Some(top) = members(root) else {
         diags.error(
             display,
             Some(root.pos),
@@ -355,7 +365,7 @@ fn load_str_partial(
         );
         return Err(diags);
     };
-    check_duplicates(display, &root, "", &mut diags);
+    check_duplicates(display, root, "", &mut diags);
     for m in top {
         if !m.key.starts_with('_') && !TOP_LEVEL_KEYS.contains(&m.key.as_str()) {
             let hint = match suggest(&m.key, TOP_LEVEL_KEYS.iter().copied()) {
@@ -654,7 +664,7 @@ fn load_str_partial(
         }
     }
 
-    drop_consequences_of_unresolved(&root, &variables, &mut diags);
+    drop_consequences_of_unresolved(root, &variables, &mut diags);
     diags.sort();
     Ok(Recipe {
         file: display.to_string(),
