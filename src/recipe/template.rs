@@ -150,6 +150,9 @@ impl Recipe {
 
 /// Reads and validates the recipe at `path`.
 pub fn load_file(path: &Path, options: &LoadOptions) -> Result<Recipe, Diagnostics> {
+    if super::hcl::is_hcl(path) {
+        return super::hcl::load_path(path, options, false);
+    }
     let display = path.display().to_string();
     let text = read_text(path, &display)?;
     let dir = recipe_dir(path);
@@ -313,6 +316,9 @@ pub fn load_str(
 /// provisioner and post-processor that could be read, with every problem — errors too — in
 /// `warnings`. `Err` only when there is nothing to show (not JSON, not an object).
 pub fn load_file_partial(path: &Path, options: &LoadOptions) -> Result<Recipe, Diagnostics> {
+    if super::hcl::is_hcl(path) {
+        return super::hcl::load_path(path, options, true);
+    }
     let display = path.display().to_string();
     let text = read_text(path, &display)?;
     load_str_partial(&display, &text, &recipe_dir(path), options)

@@ -1,0 +1,139 @@
+//! Expressions: the `var.x` / `local.x` references an expression makes (with their source
+//! spans, so an undeclared name is reported where it is written), evaluation with hcl-rs,
+//! and evaluated values turned into the JSON-shaped document nodes the decoder reads.
+
+use std::ops::Range;
+
+use ::hcl::Value;
+use ::hcl::edit::expr::{Expression, Traversal, TraversalOperator};
+use ::hcl::edit::visit::{Visit, visit_traversal};
+use ::hcl::edit::{Ident, Span};
+use ::hcl::eval::{Context, Evaluate};
+
+use super::functions::FUNCTIONS;
+use crate::recipe::json::{Member, Node, Pos, Value as JsonValue};
+
+/// A reference like `var.name` in an expression.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Ref {
+    /// `var`, `local`, `path`, `source`, …
+    pub root: String,
+    /// The attribute after the root (`name`), when there is one.
+    pub name: Option<String>,
+    /// Where the reference is written.
+    pub span: Option<Range<usize>>,
+}
+
+struct Refs(Vec<Ref>);
+
+impl Visit for Refs {
+    fn visit_traversal(&mut self, node: &Traversal) {
+        if let Expression::Variable(root) = &node.expr {
+            let name = match node.operators.first().map(|o| o.value()) {
+                Some(TraversalOperator::GetAttr(ident)) => Some(ident_str(ident.value())),
+                _ => None,
+            };
+            self.0.push(Ref {
+                root: ident_str(root.value()),
+                name,
+                span: node.span(),
+            });
+        }
+        visit_traversal(self, node);
+    }
+}
+
+fn ident_str(ident: &Ident) -> String {
+    ident.as_str().to_string()
+}
+
+/// Every traversal from a variable (`var.x`, `local.y`, `path.root`) in `expr`.
+pub(crate) fn refs(expr: &Expression) -> Vec<Ref> {
+    let mut v = Refs(Vec::new());
+    v.visit_expr(expr);
+    v.0
+}
+
+/// Evaluates `expr`; the error is a one-line message.
+pub(crate) fn eval(expr: &Expression, ctx: &Context) -> Result<Value, String> {
+    let e: ::hcl::Expression = expr.clone().into();
+    e.evaluate(ctx).map_err(|e| match e.kind() {
+        ::hcl::eval::ErrorKind::UndefinedFunc(name) => {
+            let name = name.to_string();
+            let hint = crate::recipe::decode::suggest(&name, FUNCTIONS.iter().copied())
+                .map(|s| format!(" (did you mean `{s}`?)"))
+                .unwrap_or_default();
+            format!(
+                "`{name}()` is not a function kiln implements{hint}; it has {}",
+                FUNCTIONS.join(", ")
+            )
+        }
+        kind => kind.to_string(),
+    })
+}
+
+/// `value` as a document node; every node gets `pos`.
+pub(crate) fn to_node(value: &Value, pos: Pos) -> Node {
+    let value = match value {
+        Value::Null => JsonValue::Null,
+        Value::Bool(b) => JsonValue::Bool(*b),
+        Value::Number(n) => JsonValue::Number(n.to_string()),
+        Value::String(s) => JsonValue::String(s.clone()),
+        Value::Array(items) => JsonValue::Array(items.iter().map(|v| to_node(v, pos)).collect()),
+        Value::Object(map) => JsonValue::Object(
+            map.iter()
+                .map(|(k, v)| Member {
+                    key: k.clone(),
+                    key_pos: pos,
+                    value: to_node(v, pos),
+                })
+                .collect(),
+        ),
+    };
+    Node { pos, value }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Expression {
+        ::hcl::edit::parser::parse_expr(text).unwrap()
+    }
+
+    #[test]
+    fn finds_references_with_spans() {
+        let text = r#""${var.a}-${local.b}" == x ? path.root : upper(var.c[0])"#;
+        let r = refs(&parse(text));
+        let names: Vec<(String, Option<String>)> =
+            r.iter().map(|r| (r.root.clone(), r.name.clone())).collect();
+        assert_eq!(
+            names,
+            [
+                ("var".into(), Some("a".into())),
+                ("local".into(), Some("b".into())),
+                ("path".into(), Some("root".into())),
+                ("var".into(), Some("c".into())),
+            ]
+        );
+        let span = r[0].span.clone().unwrap();
+        assert_eq!(&text[span], "var.a");
+    }
+
+    #[test]
+    fn converts_values_to_nodes() {
+        let pos = Pos { line: 3, col: 1 };
+        let v: Value = ::hcl::value!({ a = [1, "x", true, null] });
+        let node = to_node(&v, pos);
+        let JsonValue::Object(m) = &node.value else {
+            panic!()
+        };
+        assert_eq!(m[0].key, "a");
+        let JsonValue::Array(items) = &m[0].value.value else {
+            panic!()
+        };
+        assert_eq!(items[0].value, JsonValue::Number("1".into()));
+        assert_eq!(items[3].value, JsonValue::Null);
+        assert_eq!(items[1].pos, pos);
+    }
+}

@@ -1,0 +1,558 @@
+//! HCL2 recipes (`.pkr.hcl` files, or a directory of them): a second front door into the
+//! same recipe model as the legacy-JSON reader.
+//!
+//! The files are parsed with hcl-edit (spans kept), `variable`, `locals`/`local` are
+//! resolved and evaluated with hcl-rs and Packer's functions, and the `source` and `build`
+//! blocks are lowered into the document the JSON reader decodes
+//! ([`crate::recipe::template`]), so every option check, default and message is shared.
+//! The decoder's diagnostics are mapped back to HCL files, positions and block paths.
+
+mod expr;
+mod files;
+mod functions;
+mod locals;
+mod lower;
+mod sourcemap;
+mod variables;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use ::hcl::Value;
+use ::hcl::edit::Span;
+use ::hcl::edit::structure::{Block, Structure};
+use ::hcl::eval::Context;
+use chrono::Utc;
+
+pub use files::is_hcl;
+
+use self::files::Parsed;
+use self::locals::LocalDef;
+use self::lower::{BuildDef, Lowerer, SourceDef, block_path, labels};
+use self::sourcemap::SourceMap;
+use self::variables::{Decl, Given, GivenValue, VarType};
+use super::decode::suggest;
+use super::diag::Diagnostics;
+use super::template::{self, LoadOptions, Recipe};
+use super::vars::VarSource;
+
+const TOP_LEVEL_BLOCKS: &[&str] = &[
+    "packer",
+    "variable",
+    "variables",
+    "locals",
+    "local",
+    "source",
+    "build",
+    "data",
+];
+
+/// Reads the HCL2 recipe at `path` (a `.pkr.hcl` file or a directory). With `partial`, the
+/// recipe is returned as far as it could be read with every problem in its `warnings`
+/// (`kiln inspect`); without, any error makes it `Err`.
+pub fn load_path(path: &Path, options: &LoadOptions, partial: bool) -> Result<Recipe, Diagnostics> {
+    let display = path.display().to_string();
+    let mut diags = Diagnostics::new();
+    let mut map = SourceMap::default();
+    let Some((templates, auto_var_files)) = files::recipe_files(path, &mut diags) else {
+        return Err(diags);
+    };
+    let parsed: Vec<Parsed> = templates
+        .iter()
+        .filter_map(|p| files::parse_file(p, &mut map, &mut diags))
+        .collect();
+    if diags.has_errors() {
+        diags.sort();
+        return Err(diags);
+    }
+    let template_dir = if path.is_dir() {
+        std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+    } else {
+        template::recipe_dir(path)
+    };
+    let pwd = options
+        .pwd
+        .clone()
+        .or_else(|| std::env::current_dir().ok())
+        .unwrap_or_else(|| PathBuf::from("."));
+    let started = options.started.unwrap_or_else(Utc::now);
+    let _run = functions::enter(functions::RunState {
+        started,
+        cwd: pwd.clone(),
+        env: options.env.clone(),
+    });
+
+    let mut base = Context::new();
+    functions::declare(&mut base);
+    let mut path_obj = ::hcl::Map::new();
+    path_obj.insert(
+        "root".to_string(),
+        Value::String(template_dir.display().to_string()),
+    );
+    path_obj.insert("cwd".to_string(), Value::String(pwd.display().to_string()));
+    base.declare_var("path", Value::Object(path_obj));
+
+    let mut lw = Lowerer {
+        map: &mut map,
+        diags: &mut diags,
+        ctx: base.clone(),
+        vars: Vec::new(),
+        locals: Vec::new(),
+        unresolved: HashSet::new(),
+        tainted: HashSet::new(),
+    };
+
+    // Top-level blocks.
+    let mut decls: Vec<(Decl, Vec<&Block>)> = Vec::new();
+    let mut local_defs: Vec<LocalDef<'_>> = Vec::new();
+    let mut sources: Vec<SourceDef<'_>> = Vec::new();
+    let mut builds: Vec<BuildDef<'_>> = Vec::new();
+    for p in &parsed {
+        let file = p.file;
+        for s in p.body.iter() {
+            let block = match s {
+                Structure::Block(b) => b,
+                Structure::Attribute(a) => {
+                    let key = a.key.value().as_str();
+                    lw.error(
+                        file,
+                        a.key.span(),
+                        key,
+                        format!(
+                            "unexpected attribute `{key}` at the top level: a template has variable, locals, source and build blocks"
+                        ),
+                    );
+                    continue;
+                }
+            };
+            let ident = block.ident.value().as_str();
+            let ls = labels(block);
+            let path = block_path(block);
+            match (ident, ls.as_slice()) {
+                ("variable", [name]) => {
+                    if decls.iter().any(|(d, _)| &d.name == name) {
+                        lw.error(
+                            file,
+                            block.ident.span(),
+                            &path,
+                            format!("variable `{name}` is declared twice: remove one"),
+                        );
+                        continue;
+                    }
+                    if let Some(d) = variable_decl(&mut lw, file, block, name, &base) {
+                        lw.vars.push(name.clone());
+                        decls.push(d);
+                    }
+                }
+                ("variables", []) => {
+                    for s in block.body.iter() {
+                        if let Structure::Attribute(a) = s {
+                            let name = a.key.value().as_str().to_string();
+                            let vpath = format!("variables.{name}");
+                            let default = lw.value(file, &a.value, &vpath, &base).map(|v| v.0);
+                            lw.vars.push(name.clone());
+                            decls.push((
+                                Decl {
+                                    name,
+                                    file,
+                                    span: a.key.span(),
+                                    ty: VarType::Any,
+                                    default,
+                                    description: None,
+                                    sensitive: false,
+                                },
+                                Vec::new(),
+                            ));
+                        }
+                    }
+                }
+                ("locals", []) => {
+                    for s in block.body.iter() {
+                        match s {
+                            Structure::Attribute(a) => {
+                                let name = a.key.value().as_str().to_string();
+                                lw.locals.push(name.clone());
+                                local_defs.push(LocalDef {
+                                    name,
+                                    file,
+                                    expr: &a.value,
+                                    span: a.key.span(),
+                                });
+                            }
+                            Structure::Block(b) => lw.error(
+                                file,
+                                b.ident.span(),
+                                "locals",
+                                "a locals block holds name = value attributes only".into(),
+                            ),
+                        }
+                    }
+                }
+                ("local", [name]) => match block.body.get_attribute("expression") {
+                    Some(a) => {
+                        lw.locals.push(name.clone());
+                        local_defs.push(LocalDef {
+                            name: name.clone(),
+                            file,
+                            expr: &a.value,
+                            span: block.ident.span(),
+                        });
+                    }
+                    None => lw.error(
+                        file,
+                        block.ident.span(),
+                        &path,
+                        "a local block needs expression = …".into(),
+                    ),
+                },
+                ("source", [ty, name]) => {
+                    if sources.iter().any(|s| &s.ty == ty && &s.name == name) {
+                        lw.error(
+                            file,
+                            block.ident.span(),
+                            &path,
+                            format!("source \"{ty}\" \"{name}\" is declared twice: rename one"),
+                        );
+                        continue;
+                    }
+                    sources.push(SourceDef {
+                        file,
+                        ty: ty.clone(),
+                        name: name.clone(),
+                        block,
+                    });
+                }
+                ("build", []) => builds.push(BuildDef { file, block }),
+                ("packer", []) => {}
+                ("data", _) => lw.error(
+                    file,
+                    block.ident.span(),
+                    &path,
+                    "data sources are not supported: kiln evaluates none yet; replace data.… with a variable or a local".into(),
+                ),
+                (known, _) if TOP_LEVEL_BLOCKS.contains(&known) => {
+                    let want = match known {
+                        "variable" => "variable \"NAME\" { … }",
+                        "local" => "local \"NAME\" { expression = … }",
+                        "source" => "source \"qemu\" \"NAME\" { … }",
+                        "build" => "build { … }",
+                        "locals" => "locals { … }",
+                        "variables" => "variables { … }",
+                        _ => "packer { … }",
+                    };
+                    lw.error(
+                        file,
+                        block.ident.span(),
+                        &path,
+                        format!("wrong labels: write {want}"),
+                    );
+                }
+                (other, _) => {
+                    let hint = suggest(other, TOP_LEVEL_BLOCKS.iter().copied())
+                        .map(|s| format!(" (did you mean `{s}`?)"))
+                        .unwrap_or_default();
+                    lw.error(
+                        file,
+                        block.ident.span(),
+                        other,
+                        format!(
+                            "unknown block `{other}`{hint}: a template has packer, variable, locals, local, source and build blocks"
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    if builds.is_empty() && !lw.diags.has_errors() {
+        lw.diags.error(
+            &display,
+            None,
+            "build",
+            "the template has no build block: add build { sources = [\"source.qemu.NAME\"] }",
+        );
+    }
+
+    // Variables: defaults, PKR_VAR_*, auto var-files, -var-file, -var (later wins).
+    let mut given = Vec::new();
+    for (d, _) in &decls {
+        if let Some(v) = (options.env)(&format!("PKR_VAR_{}", d.name)) {
+            given.push(Given {
+                name: d.name.clone(),
+                value: GivenValue::Text(v),
+                source: VarSource::Default,
+                at: None,
+            });
+        }
+    }
+    for f in auto_var_files.iter().chain(&options.var_files) {
+        given.extend(var_file(&mut lw, f, &base));
+    }
+    for (name, value) in &options.vars {
+        given.push(Given {
+            name: name.clone(),
+            value: GivenValue::Text(value.clone()),
+            source: VarSource::CommandLine,
+            at: None,
+        });
+    }
+    let plain: Vec<Decl> = decls.iter().map(|(d, _)| d.clone()).collect();
+    let resolved = variables::resolve(
+        lw.map,
+        &plain,
+        &given,
+        options.required_is_warning,
+        lw.diags,
+    );
+    lw.unresolved
+        .extend(resolved.unresolved.iter().map(|n| format!("var.{n}")));
+    lw.ctx
+        .declare_var("var", Value::Object(resolved.values.clone()));
+    for (d, validations) in &decls {
+        if !resolved.unresolved.contains(&d.name) {
+            validate(&mut lw, d, validations);
+        }
+    }
+    locals::evaluate(&mut lw, &local_defs);
+
+    let lowered = lw.lower(&sources, &builds);
+    let tainted = std::mem::take(&mut lw.tainted);
+    let mut document_options = options.clone();
+    document_options.vars.clear();
+    document_options.var_files.clear();
+    document_options.started = Some(started);
+    document_options.pwd = Some(pwd);
+    let result = template::load_document(&display, &lowered.root, &template_dir, &document_options);
+    let mut recipe = match result {
+        Ok(r) => r,
+        Err(d) => {
+            let mut out = map.remap(&d, &display, &lowered.prefixes);
+            out.extend(diags);
+            out.sort();
+            return Err(out);
+        }
+    };
+    recipe.warnings.retain(|d| {
+        !(d.is_error() && d.file == display && d.line.is_some_and(|l| tainted.contains(&l)))
+    });
+    let mut warnings = map.remap(&recipe.warnings, &display, &lowered.prefixes);
+    warnings.extend(diags);
+    warnings.sort();
+    recipe.warnings = warnings;
+    recipe.variables = resolved.variables;
+    if !partial && recipe.warnings.has_errors() {
+        return Err(recipe.warnings);
+    }
+    Ok(recipe)
+}
+
+/// A `variable "name" { … }` block, with its `validation` blocks.
+fn variable_decl<'b>(
+    lw: &mut Lowerer<'_>,
+    file: usize,
+    block: &'b Block,
+    name: &str,
+    base: &Context,
+) -> Option<(Decl, Vec<&'b Block>)> {
+    let path = format!("var.{name}");
+    let mut decl = Decl {
+        name: name.to_string(),
+        file,
+        span: block.ident.span(),
+        ty: VarType::Any,
+        default: None,
+        description: None,
+        sensitive: false,
+    };
+    let mut validations = Vec::new();
+    let mut default_expr = None;
+    for s in block.body.iter() {
+        match s {
+            Structure::Attribute(a) => {
+                let key = a.key.value().as_str();
+                let apath = format!("{path}.{key}");
+                match key {
+                    "type" => {
+                        let e: ::hcl::Expression = a.value.clone().into();
+                        match variables::parse_type(&e) {
+                            Ok(t) => decl.ty = t,
+                            Err(m) => lw.error(file, a.value.span(), &apath, m),
+                        }
+                    }
+                    "default" => default_expr = Some(a),
+                    "description" => {
+                        decl.description = lw.string_attr(file, &block.body, key, &path, base)
+                    }
+                    "sensitive" | "nullable" => {
+                        match lw.value(file, &a.value, &apath, base).map(|v| v.0) {
+                            Some(Value::Bool(b)) if key == "sensitive" => decl.sensitive = b,
+                            Some(Value::Bool(_)) | None => {}
+                            Some(_) => lw.error(
+                                file,
+                                a.value.span(),
+                                &apath,
+                                "expected true or false".into(),
+                            ),
+                        }
+                    }
+                    other => {
+                        let known = ["type", "default", "description", "sensitive", "nullable"];
+                        let hint = suggest(other, known.iter().copied())
+                            .map(|s| format!(" (did you mean `{s}`?)"))
+                            .unwrap_or_default();
+                        lw.error(
+                            file,
+                            a.key.span(),
+                            &apath,
+                            format!(
+                                "unknown variable attribute `{other}`{hint}: a variable has type, default, description, sensitive, nullable and validation blocks"
+                            ),
+                        );
+                    }
+                }
+            }
+            Structure::Block(b) if b.ident.value().as_str() == "validation" => validations.push(b),
+            Structure::Block(b) => lw.error(
+                file,
+                b.ident.span(),
+                &format!("{path}.{}", b.ident.value().as_str()),
+                "a variable holds validation blocks only".into(),
+            ),
+        }
+    }
+    if let Some(a) = default_expr {
+        let apath = format!("{path}.default");
+        let v = lw.value(file, &a.value, &apath, base)?.0;
+        match variables::convert(v, &decl.ty) {
+            // `default = null` declares a required variable.
+            Ok(Value::Null) => {}
+            Ok(v) => decl.default = Some(v),
+            Err(m) => {
+                lw.error(
+                    file,
+                    a.value.span(),
+                    &apath,
+                    format!("the default does not fit the variable's type: {m}"),
+                );
+                return None;
+            }
+        }
+    }
+    Some((decl, validations))
+}
+
+/// Runs the `validation { condition, error_message }` blocks of `d`.
+fn validate(lw: &mut Lowerer<'_>, d: &Decl, validations: &[&Block]) {
+    let ctx = lw.ctx.clone();
+    for v in validations {
+        let path = format!("var.{}.validation", d.name);
+        let Some(cond) = v.body.get_attribute("condition") else {
+            lw.error(
+                d.file,
+                v.ident.span(),
+                &path,
+                "a validation block needs condition = …".into(),
+            );
+            continue;
+        };
+        let message = lw
+            .string_attr(d.file, &v.body, "error_message", &path, &ctx)
+            .unwrap_or_else(|| format!("the value of var.{} is not valid", d.name));
+        match lw.value(d.file, &cond.value, &format!("{path}.condition"), &ctx) {
+            Some((Value::Bool(true), _)) | None => {}
+            Some((Value::Bool(false), _)) => lw.error(d.file, d.span.clone(), &path, message),
+            Some(_) => lw.error(
+                d.file,
+                cond.value.span(),
+                &format!("{path}.condition"),
+                "a condition must be true or false".into(),
+            ),
+        }
+    }
+}
+
+/// The values of a var-file (`.pkrvars.hcl`, or `.json`).
+fn var_file(lw: &mut Lowerer<'_>, path: &Path, base: &Context) -> Vec<Given> {
+    let display = path.display().to_string();
+    let text = match template::read_text(path, &display) {
+        Ok(t) => t,
+        Err(d) => {
+            lw.diags.extend(d);
+            return Vec::new();
+        }
+    };
+    let file = lw.map.add_file(&display, &text);
+    let source = VarSource::VarFile(display.clone());
+    if display.ends_with(".json") {
+        return match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&text) {
+            Ok(m) => m
+                .into_iter()
+                .map(|(name, v)| Given {
+                    name,
+                    value: GivenValue::Value(from_json(v)),
+                    source: source.clone(),
+                    at: Some((file, None)),
+                })
+                .collect(),
+            Err(e) => {
+                let pos = lw.map.locate(file, 0).map(|_| super::json::Pos {
+                    line: u32::try_from(e.line()).unwrap_or(u32::MAX),
+                    col: u32::try_from(e.column()).unwrap_or(u32::MAX),
+                });
+                lw.diags.error(
+                    &display,
+                    pos,
+                    "",
+                    format!("a JSON var-file is an object of name → value: {e}"),
+                );
+                Vec::new()
+            }
+        };
+    }
+    let Some(body) = files::parse_text(file, &text, lw.map, lw.diags) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for s in body.iter() {
+        match s {
+            Structure::Attribute(a) => {
+                let name = a.key.value().as_str().to_string();
+                if let Some((v, _)) = lw.value(file, &a.value, &name, base) {
+                    out.push(Given {
+                        name,
+                        value: GivenValue::Value(v),
+                        source: source.clone(),
+                        at: Some((file, a.key.span())),
+                    });
+                }
+            }
+            Structure::Block(b) => lw.error(
+                file,
+                b.ident.span(),
+                b.ident.value().as_str(),
+                "a var-file holds name = value lines only".into(),
+            ),
+        }
+    }
+    out
+}
+
+fn from_json(v: serde_json::Value) -> Value {
+    match v {
+        serde_json::Value::Null => Value::Null,
+        serde_json::Value::Bool(b) => Value::Bool(b),
+        serde_json::Value::Number(n) => n
+            .as_i64()
+            .map(Value::from)
+            .or_else(|| {
+                n.as_f64()
+                    .and_then(::hcl::Number::from_f64)
+                    .map(Value::Number)
+            })
+            .unwrap_or(Value::Null),
+        serde_json::Value::String(s) => Value::String(s),
+        serde_json::Value::Array(a) => Value::Array(a.into_iter().map(from_json).collect()),
+        serde_json::Value::Object(m) => {
+            Value::Object(m.into_iter().map(|(k, v)| (k, from_json(v))).collect())
+        }
+    }
+}
