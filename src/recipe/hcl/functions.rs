@@ -72,6 +72,7 @@ pub(crate) const FUNCTIONS: &[&str] = &[
     "formatdate",
     "index",
     "join",
+    "jsondecode",
     "jsonencode",
     "keys",
     "length",
@@ -80,18 +81,23 @@ pub(crate) const FUNCTIONS: &[&str] = &[
     "max",
     "merge",
     "min",
+    "pathexpand",
     "replace",
     "sha256",
     "split",
     "substr",
+    "templatefile",
     "timestamp",
     "tolist",
+    "tomap",
     "tonumber",
+    "toset",
     "tostring",
     "trimspace",
     "upper",
     "uuidv4",
     "values",
+    "zipmap",
 ];
 
 /// Declares every function of [`FUNCTIONS`] in `ctx`.
@@ -123,6 +129,7 @@ pub(crate) fn declare(ctx: &mut Context) {
     def("formatdate", vec![s(), s()], None, formatdate);
     def("index", vec![list(), any()], None, index);
     def("join", vec![s()], Some(list()), join);
+    def("jsondecode", vec![s()], None, jsondecode);
     def("jsonencode", vec![any()], None, jsonencode);
     def("keys", vec![any()], None, keys);
     def("length", vec![any()], None, length);
@@ -131,18 +138,23 @@ pub(crate) fn declare(ctx: &mut Context) {
     def("max", vec![], Some(P::Number), max);
     def("merge", vec![], Some(any()), merge);
     def("min", vec![], Some(P::Number), min);
+    def("pathexpand", vec![s()], None, pathexpand);
     def("replace", vec![s(), s(), s()], None, replace);
     def("sha256", vec![s()], None, sha256);
     def("split", vec![s(), s()], None, split);
     def("substr", vec![s(), P::Number, P::Number], None, substr);
+    def("templatefile", vec![s(), any()], None, templatefile);
     def("timestamp", vec![], None, timestamp);
     def("tolist", vec![list()], None, tolist);
+    def("tomap", vec![any()], None, tomap);
     def("tonumber", vec![any()], None, tonumber);
+    def("toset", vec![list()], None, toset);
     def("tostring", vec![any()], None, tostring);
     def("trimspace", vec![s()], None, trimspace);
     def("upper", vec![s()], None, upper);
     def("uuidv4", vec![], None, uuidv4);
     def("values", vec![any()], None, values);
+    def("zipmap", vec![list(), list()], None, zipmap);
 }
 
 fn str_arg(args: &FuncArgs, i: usize) -> Result<&str, String> {
@@ -331,16 +343,17 @@ fn env(args: FuncArgs) -> Result<Value, String> {
 const MAX_FILE: u64 = 16 * 1024 * 1024;
 
 fn file(args: FuncArgs) -> Result<Value, String> {
-    let name = str_arg(&args, 0)?;
+    read_file(str_arg(&args, 0)?).map(Value::String)
+}
+
+fn read_file(name: &str) -> Result<String, String> {
     let path = resolve(name)?;
     let meta = std::fs::metadata(&path).map_err(|e| format!("cannot read {name}: {e}"))?;
     if meta.len() > MAX_FILE {
         return Err(format!("{name} is larger than 16 MiB"));
     }
     let bytes = std::fs::read(&path).map_err(|e| format!("cannot read {name}: {e}"))?;
-    String::from_utf8(bytes)
-        .map(Value::String)
-        .map_err(|_| format!("{name} is not UTF-8 text"))
+    String::from_utf8(bytes).map_err(|_| format!("{name} is not UTF-8 text"))
 }
 
 fn fileexists(args: FuncArgs) -> Result<Value, String> {
@@ -698,6 +711,98 @@ fn tonumber(args: FuncArgs) -> Result<Value, String> {
     }
 }
 
+fn jsondecode(args: FuncArgs) -> Result<Value, String> {
+    let v: serde_json::Value =
+        serde_json::from_str(str_arg(&args, 0)?).map_err(|e| format!("not JSON: {e}"))?;
+    Ok(from_json(v))
+}
+
+/// A JSON value as an HCL value.
+pub(crate) fn from_json(v: serde_json::Value) -> Value {
+    match v {
+        serde_json::Value::Null => Value::Null,
+        serde_json::Value::Bool(b) => Value::Bool(b),
+        serde_json::Value::Number(n) => n
+            .as_i64()
+            .map(Value::from)
+            .or_else(|| n.as_f64().and_then(Number::from_f64).map(Value::Number))
+            .unwrap_or(Value::Null),
+        serde_json::Value::String(s) => Value::String(s),
+        serde_json::Value::Array(a) => Value::Array(a.into_iter().map(from_json).collect()),
+        serde_json::Value::Object(m) => {
+            Value::Object(m.into_iter().map(|(k, v)| (k, from_json(v))).collect())
+        }
+    }
+}
+
+fn pathexpand(args: FuncArgs) -> Result<Value, String> {
+    let p = str_arg(&args, 0)?;
+    let Some(rest) = p.strip_prefix('~') else {
+        return Ok(Value::String(p.to_string()));
+    };
+    if !(rest.is_empty() || rest.starts_with('/')) {
+        return Ok(Value::String(p.to_string()));
+    }
+    let home = with_run(|run| (run.env)("HOME"))?.ok_or("HOME is not set")?;
+    Ok(Value::String(format!("{home}{rest}")))
+}
+
+fn templatefile(args: FuncArgs) -> Result<Value, String> {
+    let name = str_arg(&args, 0)?;
+    let text = read_file(name)?;
+    let template: ::hcl::Template = text
+        .parse()
+        .map_err(|e: ::hcl::Error| format!("{name} is not a template: {e}"))?;
+    let mut ctx = Context::new();
+    declare(&mut ctx);
+    match &args[1] {
+        Value::Object(vars) => {
+            for (k, v) in vars {
+                ctx.declare_var(k.as_str(), v.clone());
+            }
+        }
+        other => return Err(format!("the variables must be a map, got {}", kind(other))),
+    }
+    use ::hcl::eval::Evaluate;
+    template
+        .evaluate(&ctx)
+        .map(Value::String)
+        .map_err(|e| format!("in {name}: {}", e.kind()))
+}
+
+fn tomap(args: FuncArgs) -> Result<Value, String> {
+    match &args[0] {
+        v @ (Value::Object(_) | Value::Null) => Ok(v.clone()),
+        other => Err(format!("cannot convert {} to a map", kind(other))),
+    }
+}
+
+fn toset(args: FuncArgs) -> Result<Value, String> {
+    let mut out: Vec<Value> = Vec::new();
+    for v in list_arg(&args, 0)? {
+        if !out.contains(v) {
+            out.push(v.clone());
+        }
+    }
+    Ok(Value::Array(out))
+}
+
+fn zipmap(args: FuncArgs) -> Result<Value, String> {
+    let (keys, values) = (list_arg(&args, 0)?, list_arg(&args, 1)?);
+    if keys.len() != values.len() {
+        return Err(format!(
+            "{} keys and {} values: the lists must be as long",
+            keys.len(),
+            values.len()
+        ));
+    }
+    let mut out = Map::new();
+    for (k, v) in keys.iter().zip(values) {
+        out.insert(to_text(k)?, v.clone());
+    }
+    Ok(Value::Object(out))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -820,6 +925,36 @@ mod tests {
         assert!(eval(r#"formatdate("YYYY", "yesterday")"#).is_err());
         let u = s("uuidv4()");
         assert_eq!(u.len(), 36);
+    }
+
+    #[test]
+    fn decoding_sets_maps_and_templates() {
+        assert_eq!(
+            eval(r#"jsondecode("{\"a\": [1, true]}")"#),
+            eval("{a = [1, true]}")
+        );
+        assert_eq!(
+            eval(r#"zipmap(["a", "b"], [1, 2])"#),
+            eval("{a = 1, b = 2}")
+        );
+        assert_eq!(eval(r#"toset(["a", "b", "a"])"#), eval(r#"["a", "b"]"#));
+        assert_eq!(s(r#"pathexpand("~/x")"#), "/home/me/x");
+        assert_eq!(s(r#"pathexpand("/x")"#), "/x");
+        let dir = tempfile::tempdir().unwrap();
+        let t = dir.path().join("user-data.pkrtpl");
+        std::fs::write(
+            &t,
+            "#cloud-config\nusers:\n%{ for u in users ~}\n  - name: ${u}\n%{ endfor ~}\nhostname: ${upper(host)}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            s(&format!(
+                r#"templatefile("{}", {{ users = ["a", "b"], host = "vm" }})"#,
+                t.display()
+            )),
+            "#cloud-config\nusers:\n  - name: a\n  - name: b\nhostname: VM\n"
+        );
+        assert!(eval(r#"templatefile("/nonexistent", {})"#).is_err());
     }
 
     #[test]

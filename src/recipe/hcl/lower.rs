@@ -272,6 +272,9 @@ pub(crate) struct Lowered {
     pub root: Node,
     /// Document key path prefix → HCL block path.
     pub prefixes: Vec<(String, String)>,
+    /// Every builder: the names `-only`/`-except` may give it (`qemu.x`, `build.qemu.x`)
+    /// and its name in the document.
+    pub builders: Vec<(Vec<String>, String)>,
 }
 
 /// One builder of the document: a source used by a build.
@@ -280,6 +283,8 @@ struct Builder {
     name: String,
     /// `qemu.x` (what `only`/`except` name).
     full: String,
+    /// `qemu.y` when a build's source block renames it to `y`.
+    renamed: String,
     /// The build block's index.
     build: usize,
 }
@@ -291,6 +296,22 @@ fn synthetic(pos: Pos, key: &str, value: JsonValue) -> Member {
         value: Node { pos, value },
     }
 }
+
+/// The build's values a provisioner may use (`build.Host`).
+const BUILD_VALUES: [&str; 12] = [
+    "ID",
+    "Host",
+    "Port",
+    "User",
+    "Password",
+    "ConnType",
+    "PackerRunUUID",
+    "PackerHTTPIP",
+    "PackerHTTPPort",
+    "PackerHTTPAddr",
+    "SSHPublicKey",
+    "SSHPrivateKey",
+];
 
 /// `source.qemu.x` / `qemu.x` → `qemu.x`.
 fn source_ref(s: &str) -> &str {
@@ -314,11 +335,13 @@ impl Lowerer<'_> {
             })
             .collect();
         let ctx = self.ctx.clone();
+        let mut build_names: Vec<Option<String>> = Vec::new();
 
         for (bi, build) in builds.iter().enumerate() {
             let (file, body) = (build.file, &build.block.body);
             let bpath = &build_paths[bi];
             let build_name = self.string_attr(file, body, "name", bpath, &ctx);
+            build_names.push(build_name.clone());
             if description.is_none() {
                 description = self.string_attr(file, body, "description", bpath, &ctx);
             }
@@ -456,6 +479,7 @@ impl Lowerer<'_> {
                     value: JsonValue::Object(members),
                 });
                 builders.push(Builder {
+                    renamed: format!("{}.{name}", def.ty),
                     name,
                     full: wanted.to_string(),
                     build: bi,
@@ -480,6 +504,18 @@ impl Lowerer<'_> {
             source_obj.insert("name".to_string(), Value::String(sname.to_string()));
             source_obj.insert("type".to_string(), Value::String(ty.to_string()));
             sctx.declare_var("source", Value::Object(source_obj));
+            // `build.Host`, … are known when the provisioner runs: they become the JSON
+            // reader's `{{ build `Host` }}`.
+            let mut build_obj = ::hcl::Map::new();
+            for key in BUILD_VALUES {
+                build_obj.insert(
+                    key.to_string(),
+                    Value::String(format!("{{{{ build `{key}` }}}}")),
+                );
+            }
+            let bname = build_names[builder.build].clone().unwrap_or_default();
+            build_obj.insert("name".to_string(), Value::String(bname));
+            sctx.declare_var("build", Value::Object(build_obj));
             let mut p_index = 0;
             let mut pp_index = 0;
             for s in body.iter() {
@@ -507,24 +543,30 @@ impl Lowerer<'_> {
                         } else {
                             format!("{bpath}.error-cleanup-provisioner")
                         };
+                        // The recipe has one error-cleanup provisioner, for every build.
+                        let own_only = several && ident == "provisioner";
+                        if ident != "provisioner" && cleanup.is_some() {
+                            if builder.build != builders[0].build {
+                                self.error(
+                                    file,
+                                    block.ident.span(),
+                                    &ppath,
+                                    "kiln runs one error-cleanup-provisioner per recipe; another build already has one".into(),
+                                );
+                            }
+                            continue;
+                        }
                         let Some(node) =
-                            self.plugin_block(file, block, &ppath, &sctx, builder, several)
+                            self.plugin_block(file, block, &ppath, &sctx, builder, own_only)
                         else {
                             continue;
                         };
                         if ident == "provisioner" {
                             prefixes.push((format!("provisioners[{}]", provisioners.len()), ppath));
                             provisioners.push(node);
-                        } else if cleanup.is_none() {
+                        } else {
                             prefixes.push(("error-cleanup-provisioner".into(), ppath));
                             cleanup = Some(node);
-                        } else if builder.build != builders[0].build {
-                            self.error(
-                                file,
-                                block.ident.span(),
-                                &ppath,
-                                "kiln runs one error-cleanup-provisioner per recipe; another build already has one".into(),
-                            );
                         }
                     }
                     "post-processor" => {
@@ -638,7 +680,22 @@ impl Lowerer<'_> {
                 value: c,
             });
         }
+        let builders = builders
+            .iter()
+            .map(|b| {
+                let mut aliases = vec![
+                    b.full.clone(),
+                    format!("source.{}", b.full),
+                    b.renamed.clone(),
+                ];
+                if let Some(n) = &build_names[b.build] {
+                    aliases.push(format!("{n}.{}", b.full));
+                }
+                (aliases, b.name.clone())
+            })
+            .collect();
         Lowered {
+            builders,
             root: Node {
                 pos: top,
                 value: JsonValue::Object(members),
@@ -694,7 +751,7 @@ impl Lowerer<'_> {
             };
             let listed = list.iter().any(|v| {
                 matches!(v, Value::String(s)
-                    if source_ref(s) == builder.full || *s == builder.name)
+                    if [&builder.full, &builder.renamed, &builder.name].contains(&&source_ref(s).to_string()))
             });
             if listed != keep_if_listed {
                 return None;

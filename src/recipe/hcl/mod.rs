@@ -321,6 +321,16 @@ pub fn load_path(path: &Path, options: &LoadOptions, partial: bool) -> Result<Re
     document_options.var_files.clear();
     document_options.started = Some(started);
     document_options.pwd = Some(pwd);
+    // `-only qemu.debian` (Packer's HCL2 names) selects the builder named `debian`.
+    let rename = |names: &mut Vec<String>| {
+        for n in names.iter_mut() {
+            if let Some((_, name)) = lowered.builders.iter().find(|(a, _)| a.contains(n)) {
+                *n = name.clone();
+            }
+        }
+    };
+    rename(&mut document_options.selection.only);
+    rename(&mut document_options.selection.except);
     let result = template::load_document(&display, &lowered.root, &template_dir, &document_options);
     let mut recipe = match result {
         Ok(r) => r,
@@ -488,7 +498,7 @@ fn var_file(lw: &mut Lowerer<'_>, path: &Path, base: &Context) -> Vec<Given> {
                 .into_iter()
                 .map(|(name, v)| Given {
                     name,
-                    value: GivenValue::Value(from_json(v)),
+                    value: GivenValue::Value(functions::from_json(v)),
                     source: source.clone(),
                     at: Some((file, None)),
                 })
@@ -534,25 +544,4 @@ fn var_file(lw: &mut Lowerer<'_>, path: &Path, base: &Context) -> Vec<Given> {
         }
     }
     out
-}
-
-fn from_json(v: serde_json::Value) -> Value {
-    match v {
-        serde_json::Value::Null => Value::Null,
-        serde_json::Value::Bool(b) => Value::Bool(b),
-        serde_json::Value::Number(n) => n
-            .as_i64()
-            .map(Value::from)
-            .or_else(|| {
-                n.as_f64()
-                    .and_then(::hcl::Number::from_f64)
-                    .map(Value::Number)
-            })
-            .unwrap_or(Value::Null),
-        serde_json::Value::String(s) => Value::String(s),
-        serde_json::Value::Array(a) => Value::Array(a.into_iter().map(from_json).collect()),
-        serde_json::Value::Object(m) => {
-            Value::Object(m.into_iter().map(|(k, v)| (k, from_json(v))).collect())
-        }
-    }
 }

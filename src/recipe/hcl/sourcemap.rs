@@ -120,6 +120,8 @@ impl SourceMap {
                     }
                 }
                 d.path = rename_path(&d.path, prefixes);
+                // The JSON reader's hints, in HCL words.
+                d.message = d.message.replace("{{template_dir}}", "${path.root}");
             }
             out.push(d);
         }
