@@ -226,8 +226,9 @@ build { sources = ["source.null.n"] }
         Err(d) => texts(&d),
     };
     assert!(
-        t.iter().any(|l| l
-            .ends_with("v.pkr.hcl:9:1: var.ram.validation: The VM needs at least 1024 MiB.")),
+        t.iter()
+            .any(|l| l
+                .ends_with("v.pkr.hcl:9:1: var.ram.validation: The VM needs at least 1024 MiB.")),
         "{t:#?}"
     );
 }
@@ -300,4 +301,83 @@ proptest! {
         let mutated = format!("{}{insert}{}", &text[..at], &text[end..]);
         load_never_panics(&mutated);
     }
+}
+
+#[test]
+fn build_source_blocks_chains_cleanup_and_expressions() {
+    use kiln::recipe::provisioner::ProvisionerKind;
+    use kiln::recipe::shell_local::ShellSource;
+    let r =
+        load_file(&fixture("features.pkr.hcl"), &options(&[])).unwrap_or_else(|d| panic!("{d}"));
+    let names: Vec<&str> = r.builds.iter().map(|b| b.name.as_str()).collect();
+    assert_eq!(names, ["small", "large"]);
+    let (small, large) = (&r.builds[0], &r.builds[1]);
+    assert_eq!(small.builder.disk_size, Some(4 << 30));
+    assert_eq!(large.builder.disk_size, Some(40 << 30));
+    assert_eq!(large.builder.memory, 4096);
+    assert_eq!(
+        small
+            .builder
+            .http_content
+            .get("/meta-data")
+            .map(String::as_str),
+        Some("instance-id: base\n")
+    );
+    assert_eq!(small.provisioners.len(), 1);
+    assert_eq!(
+        large.provisioners.len(),
+        2,
+        "only = [\"qemu.large\"] names the renamed source"
+    );
+    let ProvisionerKind::Shell(shell) = &small.provisioners[0].kind else {
+        panic!("{:?}", small.provisioners[0]);
+    };
+    let ShellSource::Inline(lines) = &shell.sources[0] else {
+        panic!("{:?}", shell.sources);
+    };
+    assert_eq!(lines[..2], ["useradd -m ops", "useradd -m ci"]);
+    assert!(
+        lines[2].starts_with("echo built by debian on "),
+        "{lines:?}"
+    );
+    let ProvisionerKind::Shell(heredoc) = &large.provisioners[1].kind else {
+        panic!();
+    };
+    assert_eq!(
+        heredoc.sources[0],
+        ShellSource::Inline(vec!["echo \"a large one\"\ndf -h /\n".to_string()])
+    );
+    for b in &r.builds {
+        assert!(b.error_cleanup.is_some(), "{}", b.name);
+        assert_eq!(b.post_processors.len(), 1);
+        assert_eq!(b.post_processors[0].len(), 2, "one chain of two");
+    }
+
+    // Packer's -only names for HCL2 builds.
+    let mut opts = options(&[]);
+    opts.selection.only = vec!["qemu.large".to_string()];
+    let r = load_file(&fixture("features.pkr.hcl"), &opts).unwrap_or_else(|d| panic!("{d}"));
+    let names: Vec<&str> = r.builds.iter().map(|b| b.name.as_str()).collect();
+    assert_eq!(names, ["large"]);
+}
+
+#[test]
+fn the_qemu_plugin_example_validates_from_its_directory() {
+    // Packer resolves relative paths (floppy_files) from the working directory; the example
+    // is run from its own.
+    let dir = root().join("tests/fixtures/hcl/qemu-plugin-example");
+    let mut opts = options(&[]);
+    opts.pwd = Some(dir.clone());
+    let r = load_file(&dir, &opts).unwrap_or_else(|d| panic!("{d}"));
+    assert_eq!(r.builds.len(), 1);
+    assert_eq!(r.builds[0].name, "example");
+    assert_eq!(r.builds[0].builder.boot_command.len(), 7);
+    let warnings = texts(&r.warnings);
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    assert!(
+        warnings[0].ends_with(
+            "source.pkr.hcl:24:3: warning: source.qemu.example.ssh_wait_timeout: `ssh_wait_timeout` is the old name of `ssh_timeout`"
+        ),
+        "{warnings:#?}"
+    );
 }
