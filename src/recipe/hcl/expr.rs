@@ -4,11 +4,12 @@
 
 use std::ops::Range;
 
-use ::hcl::Value;
-use ::hcl::edit::expr::{Expression, Traversal, TraversalOperator};
+use ::hcl::edit::expr::{Expression, Parenthesis, Traversal, TraversalOperator};
 use ::hcl::edit::visit::{Visit, visit_traversal};
+use ::hcl::edit::visit_mut::{VisitMut, visit_expr_mut};
 use ::hcl::edit::{Ident, Span};
 use ::hcl::eval::{Context, Evaluate};
+use ::hcl::{Map, Value};
 
 use super::functions::FUNCTIONS;
 use crate::recipe::json::{Member, Node, Pos, Value as JsonValue};
@@ -52,6 +53,56 @@ pub(crate) fn refs(expr: &Expression) -> Vec<Ref> {
     let mut v = Refs(Vec::new());
     v.visit_expr(expr);
     v.0
+}
+
+/// The values of `var.x` and `local.x`, substituted into expressions before evaluation:
+/// hcl-rs clones a whole variable (`var`, every variable of the recipe) at each reference,
+/// which makes a recipe with many variables quadratic.
+#[derive(Default)]
+pub(crate) struct Known {
+    /// `var.*`
+    pub var: Map<String, Value>,
+    /// `local.*`
+    pub local: Map<String, Value>,
+}
+
+struct Substitute<'a>(&'a Known);
+
+impl VisitMut for Substitute<'_> {
+    fn visit_expr_mut(&mut self, node: &mut Expression) {
+        if let Expression::Traversal(t) = node
+            && let Expression::Variable(root) = &t.expr
+            && let Some(TraversalOperator::GetAttr(name)) = t.operators.first().map(|o| o.value())
+        {
+            let map = match root.value().as_str() {
+                "var" => Some(&self.0.var),
+                "local" => Some(&self.0.local),
+                _ => None,
+            };
+            if let Some(value) = map.and_then(|m| m.get(name.value().as_str())) {
+                let literal: Expression = ::hcl::Expression::from(value.clone()).into();
+                let rest = t.operators[1..].to_vec();
+                *node = if rest.is_empty() {
+                    literal
+                } else {
+                    Expression::Traversal(Box::new(Traversal::new(
+                        Expression::Parenthesis(Box::new(Parenthesis::new(literal))),
+                        rest,
+                    )))
+                };
+                // The index expressions of the remaining operators (`var.l[local.i]`) are
+                // visited below; the literal has no references.
+            }
+        }
+        visit_expr_mut(self, node);
+    }
+}
+
+/// Evaluates `expr` with the known `var.`/`local.` values substituted first.
+pub(crate) fn eval_with(expr: &Expression, known: &Known, ctx: &Context) -> Result<Value, String> {
+    let mut e = expr.clone();
+    Substitute(known).visit_expr_mut(&mut e);
+    eval(&e, ctx)
 }
 
 /// Evaluates `expr`; the error is a one-line message.
@@ -118,6 +169,20 @@ mod tests {
         );
         let span = r[0].span.clone().unwrap();
         assert_eq!(&text[span], "var.a");
+    }
+
+    #[test]
+    fn substitutes_known_values_before_evaluating() {
+        let mut known = Known::default();
+        known.var.insert("list".into(), ::hcl::value!(["a", "b"]));
+        known.local.insert("n".into(), Value::from(1));
+        let mut ctx = Context::new();
+        super::super::functions::declare(&mut ctx);
+        ctx.declare_var("x", "X");
+        let e = parse(r#""${var.list[local.n]}-${x}-${upper(var.list[0])}""#);
+        assert_eq!(eval_with(&e, &known, &ctx), Ok(Value::from("b-X-A")));
+        // Unknown names are left to the context (and fail there).
+        assert!(eval_with(&parse("var.nope"), &known, &ctx).is_err());
     }
 
     #[test]

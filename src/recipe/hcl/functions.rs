@@ -581,7 +581,7 @@ fn substr(args: FuncArgs) -> Result<Value, String> {
     let end = if length < 0 {
         len
     } else {
-        (offset + length).min(len)
+        offset.saturating_add(length).min(len)
     };
     Ok(Value::String(
         chars[offset as usize..end as usize].iter().collect(),

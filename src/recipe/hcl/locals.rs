@@ -1,6 +1,7 @@
 //! `locals { … }` and `local "name" { expression = … }`: evaluated in dependency order (a
 //! local may use variables and other locals, in any order of writing), cycles reported.
 
+use std::collections::HashSet;
 use std::ops::Range;
 
 use ::hcl::edit::expr::Expression;
@@ -24,7 +25,7 @@ pub(crate) struct LocalDef<'b> {
 /// Evaluates every local into `lw.ctx`'s `local` object; problems are reported.
 pub(crate) fn evaluate(lw: &mut Lowerer<'_>, defs: &[LocalDef<'_>]) {
     let mut done: Map<String, Value> = Map::new();
-    let mut failed: Vec<String> = Vec::new();
+    let mut failed: HashSet<String> = HashSet::new();
     let mut pending: Vec<usize> = Vec::new();
     for (i, d) in defs.iter().enumerate() {
         if defs[..i].iter().any(|o| o.name == d.name) {
@@ -39,41 +40,41 @@ pub(crate) fn evaluate(lw: &mut Lowerer<'_>, defs: &[LocalDef<'_>]) {
         }
     }
     lw.ctx.declare_var("local", Value::Object(done.clone()));
+    // One pass per dependency level: every local whose locals are known is evaluated, then
+    // the `local` object is declared again once (not once per local: that is quadratic).
     loop {
-        let mut progressed = false;
-        let mut waiting = Vec::new();
-        for i in pending {
-            let d = &defs[i];
-            let blocked = expr::refs(d.expr).iter().any(|r| {
+        let (ready, waiting): (Vec<usize>, Vec<usize>) = pending.into_iter().partition(|&i| {
+            !expr::refs(defs[i].expr).iter().any(|r| {
                 r.root == "local"
                     && r.name.as_ref().is_some_and(|n| {
-                        !done.contains_key(n)
-                            && !failed.contains(n)
-                            && defs.iter().any(|o| &o.name == n)
+                        !done.contains_key(n) && !failed.contains(n) && lw.locals.contains(n)
                     })
-            });
-            if blocked {
-                waiting.push(i);
-                continue;
-            }
-            progressed = true;
-            let ctx = lw.ctx.clone();
+            })
+        });
+        pending = waiting;
+        if ready.is_empty() {
+            break;
+        }
+        let ctx = std::mem::take(&mut lw.ctx);
+        for i in ready {
+            let d = &defs[i];
             match lw.value(d.file, d.expr, &format!("local.{}", d.name), &ctx) {
                 Some((v, tainted)) => {
                     if tainted {
                         lw.unresolved.insert(format!("local.{}", d.name));
                     }
                     done.insert(d.name.clone(), v);
-                    lw.ctx.declare_var("local", Value::Object(done.clone()));
                 }
                 None => {
                     lw.unresolved.insert(format!("local.{}", d.name));
-                    failed.push(d.name.clone());
+                    failed.insert(d.name.clone());
                 }
             }
         }
-        pending = waiting;
-        if pending.is_empty() || !progressed {
+        lw.ctx = ctx;
+        lw.ctx.declare_var("local", Value::Object(done.clone()));
+        lw.known.local = done.clone();
+        if pending.is_empty() {
             break;
         }
     }

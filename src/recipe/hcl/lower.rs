@@ -3,7 +3,7 @@
 //! default and error message is the JSON reader's. Every member gets a synthetic position
 //! that the [`SourceMap`] maps back to the HCL file, line, column and block path.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::ops::Range;
 
 use ::hcl::Value;
@@ -26,10 +26,12 @@ pub(crate) struct Lowerer<'a> {
     pub diags: &'a mut Diagnostics,
     /// `var`, `local`, `path` and the functions.
     pub ctx: Context<'static>,
+    /// The values of `var.x` and `local.x`.
+    pub known: expr::Known,
     /// Declared variable names.
-    pub vars: Vec<String>,
+    pub vars: BTreeSet<String>,
     /// Declared local names.
-    pub locals: Vec<String>,
+    pub locals: BTreeSet<String>,
     /// `var.x` / `local.x` without a value (already reported).
     pub unresolved: HashSet<String>,
     /// Synthetic lines whose value used an unresolved name: decoder errors there would only
@@ -119,7 +121,7 @@ impl Lowerer<'_> {
         ctx: &Context,
     ) -> Option<(Value, bool)> {
         let tainted = self.check_refs(file, e, path).ok()?;
-        match expr::eval(e, ctx) {
+        match expr::eval_with(e, &self.known, ctx) {
             Ok(v) => Some((v, tainted)),
             Err(_) if tainted => None,
             Err(message) => {

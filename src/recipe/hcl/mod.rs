@@ -15,7 +15,7 @@ mod lower;
 mod sourcemap;
 mod variables;
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 
 use ::hcl::Value;
@@ -96,8 +96,9 @@ pub fn load_path(path: &Path, options: &LoadOptions, partial: bool) -> Result<Re
         map: &mut map,
         diags: &mut diags,
         ctx: base.clone(),
-        vars: Vec::new(),
-        locals: Vec::new(),
+        known: expr::Known::default(),
+        vars: BTreeSet::new(),
+        locals: BTreeSet::new(),
         unresolved: HashSet::new(),
         tainted: HashSet::new(),
     };
@@ -140,7 +141,7 @@ pub fn load_path(path: &Path, options: &LoadOptions, partial: bool) -> Result<Re
                         continue;
                     }
                     if let Some(d) = variable_decl(&mut lw, file, block, name, &base) {
-                        lw.vars.push(name.clone());
+                        lw.vars.insert(name.clone());
                         decls.push(d);
                     }
                 }
@@ -150,7 +151,7 @@ pub fn load_path(path: &Path, options: &LoadOptions, partial: bool) -> Result<Re
                             let name = a.key.value().as_str().to_string();
                             let vpath = format!("variables.{name}");
                             let default = lw.value(file, &a.value, &vpath, &base).map(|v| v.0);
-                            lw.vars.push(name.clone());
+                            lw.vars.insert(name.clone());
                             decls.push((
                                 Decl {
                                     name,
@@ -171,7 +172,7 @@ pub fn load_path(path: &Path, options: &LoadOptions, partial: bool) -> Result<Re
                         match s {
                             Structure::Attribute(a) => {
                                 let name = a.key.value().as_str().to_string();
-                                lw.locals.push(name.clone());
+                                lw.locals.insert(name.clone());
                                 local_defs.push(LocalDef {
                                     name,
                                     file,
@@ -190,7 +191,7 @@ pub fn load_path(path: &Path, options: &LoadOptions, partial: bool) -> Result<Re
                 }
                 ("local", [name]) => match block.body.get_attribute("expression") {
                     Some(a) => {
-                        lw.locals.push(name.clone());
+                        lw.locals.insert(name.clone());
                         local_defs.push(LocalDef {
                             name: name.clone(),
                             file,
@@ -307,6 +308,7 @@ pub fn load_path(path: &Path, options: &LoadOptions, partial: bool) -> Result<Re
         .extend(resolved.unresolved.iter().map(|n| format!("var.{n}")));
     lw.ctx
         .declare_var("var", Value::Object(resolved.values.clone()));
+    lw.known.var = resolved.values.clone();
     for (d, validations) in &decls {
         if !resolved.unresolved.contains(&d.name) {
             validate(&mut lw, d, validations);
@@ -452,7 +454,10 @@ fn variable_decl<'b>(
 
 /// Runs the `validation { condition, error_message }` blocks of `d`.
 fn validate(lw: &mut Lowerer<'_>, d: &Decl, validations: &[&Block]) {
-    let ctx = lw.ctx.clone();
+    if validations.is_empty() {
+        return;
+    }
+    let ctx = std::mem::take(&mut lw.ctx);
     for v in validations {
         let path = format!("var.{}.validation", d.name);
         let Some(cond) = v.body.get_attribute("condition") else {
@@ -478,6 +483,7 @@ fn validate(lw: &mut Lowerer<'_>, d: &Decl, validations: &[&Block]) {
             ),
         }
     }
+    lw.ctx = ctx;
 }
 
 /// The values of a var-file (`.pkrvars.hcl`, or `.json`).
