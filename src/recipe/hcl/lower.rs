@@ -315,6 +315,50 @@ const BUILD_VALUES: [&str; 12] = [
     "SSHPrivateKey",
 ];
 
+/// The context of a provisioner or post-processor of `builder`: `source.name`/`source.type`
+/// and `build.*` (the values known when it runs become the JSON reader's
+/// `{{ build `Host` }}`).
+fn plugin_context(
+    ctx: &Context<'static>,
+    builder: &Builder,
+    build_name: Option<&str>,
+) -> Context<'static> {
+    let mut sctx = ctx.clone();
+    let mut source_obj = ::hcl::Map::new();
+    let (ty, sname) = builder.full.split_once('.').unwrap_or(("", &builder.full));
+    source_obj.insert("name".to_string(), Value::String(sname.to_string()));
+    source_obj.insert("type".to_string(), Value::String(ty.to_string()));
+    sctx.declare_var("source", Value::Object(source_obj));
+    let mut build_obj = ::hcl::Map::new();
+    for key in BUILD_VALUES {
+        build_obj.insert(
+            key.to_string(),
+            Value::String(format!("{{{{ build `{key}` }}}}")),
+        );
+    }
+    build_obj.insert(
+        "name".to_string(),
+        Value::String(build_name.unwrap_or_default().to_string()),
+    );
+    sctx.declare_var("build", Value::Object(build_obj));
+    sctx
+}
+
+/// Whether a provisioner or post-processor block differs between builders: it has
+/// `only`/`except`, or uses `source.*` or `build.*`.
+fn per_builder(block: &Block) -> bool {
+    fn uses(body: &Body) -> bool {
+        body.iter().any(|s| match s {
+            Structure::Attribute(a) => expr::refs(&a.value)
+                .iter()
+                .any(|r| r.root == "source" || r.root == "build"),
+            Structure::Block(b) => uses(&b.body),
+        })
+    }
+    let narrowed = |body: &Body| body.has_attribute("only") || body.has_attribute("except");
+    narrowed(&block.body) || block.body.blocks().any(|b| narrowed(&b.body)) || uses(&block.body)
+}
+
 /// `source.qemu.x` / `qemu.x` → `qemu.x`.
 fn source_ref(s: &str) -> &str {
     s.strip_prefix("source.").unwrap_or(s)
@@ -489,35 +533,26 @@ impl Lowerer<'_> {
             }
         }
 
-        // Provisioners and post-processors, once per builder of their build (with `only`
-        // naming it when the recipe has several builders), so each builder sees its own in
-        // order.
+        // Provisioners and post-processors: one copy for every builder when the build
+        // covers them all and the block is the same for each; else one copy per builder of
+        // the build, with `only` naming it (in block order, so each builder sees its own in
+        // order).
         let mut provisioners = Vec::new();
         let mut post_processors = Vec::new();
         let mut cleanup: Option<Node> = None;
         let several = builders.len() > 1;
-        for builder in &builders {
-            let build = &builds[builder.build];
+        for (bi, build) in builds.iter().enumerate() {
+            let mine: Vec<&Builder> = builders.iter().filter(|b| b.build == bi).collect();
+            let Some(&first) = mine.first() else {
+                continue;
+            };
+            let covers_all = mine.len() == builders.len();
             let (file, body) = (build.file, &build.block.body);
-            let bpath = &build_paths[builder.build];
-            let mut sctx = ctx.clone();
-            let mut source_obj = ::hcl::Map::new();
-            let (ty, sname) = builder.full.split_once('.').unwrap_or(("", &builder.full));
-            source_obj.insert("name".to_string(), Value::String(sname.to_string()));
-            source_obj.insert("type".to_string(), Value::String(ty.to_string()));
-            sctx.declare_var("source", Value::Object(source_obj));
-            // `build.Host`, … are known when the provisioner runs: they become the JSON
-            // reader's `{{ build `Host` }}`.
-            let mut build_obj = ::hcl::Map::new();
-            for key in BUILD_VALUES {
-                build_obj.insert(
-                    key.to_string(),
-                    Value::String(format!("{{{{ build `{key}` }}}}")),
-                );
-            }
-            let bname = build_names[builder.build].clone().unwrap_or_default();
-            build_obj.insert("name".to_string(), Value::String(bname));
-            sctx.declare_var("build", Value::Object(build_obj));
+            let bpath = &build_paths[bi];
+            let contexts: Vec<Context<'static>> = mine
+                .iter()
+                .map(|b| plugin_context(&ctx, b, build_names[bi].as_deref()))
+                .collect();
             let mut p_index = 0;
             let mut pp_index = 0;
             for s in body.iter() {
@@ -536,37 +571,50 @@ impl Lowerer<'_> {
                     }
                     continue;
                 };
+                let shared = covers_all && !per_builder(block);
+                let targets: Vec<usize> = if shared {
+                    vec![0]
+                } else {
+                    (0..mine.len()).collect()
+                };
+                let own_only = several && !shared;
                 let ident = block.ident.value().as_str();
                 match ident {
-                    "provisioner" | "error-cleanup-provisioner" => {
-                        let ppath = if ident == "provisioner" {
-                            p_index += 1;
-                            format!("{bpath}.provisioner[{}]", p_index - 1)
-                        } else {
-                            format!("{bpath}.error-cleanup-provisioner")
-                        };
-                        // The recipe has one error-cleanup provisioner, for every build.
-                        let own_only = several && ident == "provisioner";
-                        if ident != "provisioner" && cleanup.is_some() {
-                            if builder.build != builders[0].build {
-                                self.error(
-                                    file,
-                                    block.ident.span(),
-                                    &ppath,
-                                    "kiln runs one error-cleanup-provisioner per recipe; another build already has one".into(),
-                                );
+                    "provisioner" => {
+                        p_index += 1;
+                        let ppath = format!("{bpath}.provisioner[{}]", p_index - 1);
+                        for &t in &targets {
+                            if let Some(node) = self.plugin_block(
+                                file,
+                                block,
+                                &ppath,
+                                &contexts[t],
+                                mine[t],
+                                own_only,
+                            ) {
+                                prefixes.push((
+                                    format!("provisioners[{}]", provisioners.len()),
+                                    ppath.clone(),
+                                ));
+                                provisioners.push(node);
                             }
+                        }
+                    }
+                    "error-cleanup-provisioner" => {
+                        // The recipe has one error-cleanup provisioner, for every build.
+                        let ppath = format!("{bpath}.error-cleanup-provisioner");
+                        if cleanup.is_some() {
+                            self.error(
+                                file,
+                                block.ident.span(),
+                                &ppath,
+                                "kiln runs one error-cleanup-provisioner per recipe; this one comes after another".into(),
+                            );
                             continue;
                         }
-                        let Some(node) =
-                            self.plugin_block(file, block, &ppath, &sctx, builder, own_only)
-                        else {
-                            continue;
-                        };
-                        if ident == "provisioner" {
-                            prefixes.push((format!("provisioners[{}]", provisioners.len()), ppath));
-                            provisioners.push(node);
-                        } else {
+                        if let Some(node) =
+                            self.plugin_block(file, block, &ppath, &contexts[0], first, false)
+                        {
                             prefixes.push(("error-cleanup-provisioner".into(), ppath));
                             cleanup = Some(node);
                         }
@@ -574,58 +622,73 @@ impl Lowerer<'_> {
                     "post-processor" => {
                         pp_index += 1;
                         let ppath = format!("{bpath}.post-processor[{}]", pp_index - 1);
-                        if let Some(node) =
-                            self.plugin_block(file, block, &ppath, &sctx, builder, several)
-                        {
-                            prefixes.push((
-                                format!("post-processors[{}]", post_processors.len()),
-                                ppath,
-                            ));
-                            post_processors.push(node);
+                        for &t in &targets {
+                            if let Some(node) = self.plugin_block(
+                                file,
+                                block,
+                                &ppath,
+                                &contexts[t],
+                                mine[t],
+                                own_only,
+                            ) {
+                                prefixes.push((
+                                    format!("post-processors[{}]", post_processors.len()),
+                                    ppath.clone(),
+                                ));
+                                post_processors.push(node);
+                            }
                         }
                     }
                     "post-processors" => {
                         pp_index += 1;
                         let cpath = format!("{bpath}.post-processors[{}]", pp_index - 1);
-                        let k = post_processors.len();
-                        let mut chain = Vec::new();
-                        for inner in block.body.iter() {
-                            match inner {
-                                Structure::Block(b)
-                                    if b.ident.value().as_str() == "post-processor" =>
-                                {
-                                    let ppath = format!("{cpath}.post-processor[{}]", chain.len());
-                                    if let Some(node) =
-                                        self.plugin_block(file, b, &ppath, &sctx, builder, several)
+                        for &t in &targets {
+                            let k = post_processors.len();
+                            let mut chain = Vec::new();
+                            for inner in block.body.iter() {
+                                match inner {
+                                    Structure::Block(b)
+                                        if b.ident.value().as_str() == "post-processor" =>
                                     {
-                                        prefixes.push((
-                                            format!("post-processors[{k}][{}]", chain.len()),
-                                            ppath,
-                                        ));
-                                        chain.push(node);
+                                        let ppath =
+                                            format!("{cpath}.post-processor[{}]", chain.len());
+                                        if let Some(node) = self.plugin_block(
+                                            file,
+                                            b,
+                                            &ppath,
+                                            &contexts[t],
+                                            mine[t],
+                                            own_only,
+                                        ) {
+                                            prefixes.push((
+                                                format!("post-processors[{k}][{}]", chain.len()),
+                                                ppath,
+                                            ));
+                                            chain.push(node);
+                                        }
+                                    }
+                                    other => {
+                                        let span = match other {
+                                            Structure::Block(b) => b.ident.span(),
+                                            Structure::Attribute(a) => a.key.span(),
+                                        };
+                                        self.error(
+                                            file,
+                                            span,
+                                            &cpath,
+                                            "a post-processors block holds post-processor \"TYPE\" { … } blocks only".into(),
+                                        );
                                     }
                                 }
-                                other => {
-                                    let span = match other {
-                                        Structure::Block(b) => b.ident.span(),
-                                        Structure::Attribute(a) => a.key.span(),
-                                    };
-                                    self.error(
-                                        file,
-                                        span,
-                                        &cpath,
-                                        "a post-processors block holds post-processor \"TYPE\" { … } blocks only".into(),
-                                    );
-                                }
                             }
-                        }
-                        if !chain.is_empty() {
-                            prefixes.push((format!("post-processors[{k}]"), cpath));
-                            let pos = self.map.spot(file, block.ident.span(), bpath);
-                            post_processors.push(Node {
-                                pos,
-                                value: JsonValue::Array(chain),
-                            });
+                            if !chain.is_empty() {
+                                prefixes.push((format!("post-processors[{k}]"), cpath.clone()));
+                                let pos = self.map.spot(file, block.ident.span(), bpath);
+                                post_processors.push(Node {
+                                    pos,
+                                    value: JsonValue::Array(chain),
+                                });
+                            }
                         }
                     }
                     "source" => {}
