@@ -551,3 +551,111 @@ fn var_file(lw: &mut Lowerer<'_>, path: &Path, base: &Context) -> Vec<Given> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn load(text: &str, vars: &[(&str, &str)]) -> Result<Recipe, Vec<String>> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.pkr.hcl");
+        std::fs::write(&p, text).unwrap();
+        let options = LoadOptions {
+            vars: vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            env: Arc::new(|n| (n == "PKR_VAR_from_env").then(|| "env".to_string())),
+            pwd: Some(dir.path().to_path_buf()),
+            ..LoadOptions::default()
+        };
+        load_path(&p, &options, false).map_err(|d| {
+            d.iter()
+                .map(|d| {
+                    let s = d.to_string();
+                    s[s.find("t.pkr.hcl").unwrap_or(0)..].to_string()
+                })
+                .collect()
+        })
+    }
+
+    const SOURCE: &str = r#"
+source "qemu" "a" {
+  disk_image   = true
+  iso_url      = "a.qcow2"
+  iso_checksum = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+  ssh_username = local.user
+}
+"#;
+
+    #[test]
+    fn locals_in_any_order_and_typed_variables() {
+        let text = format!(
+            r#"{SOURCE}
+variable "n" {{
+  type    = number
+  default = 2
+}}
+variable "from_env" {{
+  type = string
+}}
+locals {{
+  user  = "${{local.first}}-${{var.from_env}}"
+  first = var.n > 1 ? "many" : "one"
+}}
+build {{ sources = ["source.qemu.a"] }}
+"#
+        );
+        let r = load(&text, &[("n", "1")]).unwrap();
+        assert_eq!(r.builds[0].builder.ssh.username, "one-env");
+        let n = r.variables.iter().find(|v| v.name == "n").unwrap();
+        assert_eq!((n.value.as_str(), n.default.as_deref()), ("1", Some("2")));
+    }
+
+    #[test]
+    fn a_cycle_among_locals_is_reported_once_per_local() {
+        let text = format!(
+            "{SOURCE}\nlocals {{\n  user = local.b\n  b = local.user\n}}\nbuild {{ sources = [\"source.qemu.a\"] }}\n"
+        );
+        let errors = load(&text, &[]).unwrap_err();
+        assert_eq!(
+            errors,
+            [
+                "t.pkr.hcl:10:3: local.user: local `user` depends on itself (through other locals): break the cycle",
+                "t.pkr.hcl:11:3: local.b: local `b` depends on itself (through other locals): break the cycle",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_bad_command_line_value_names_the_variable() {
+        let text = format!(
+            "{SOURCE}\nlocals {{ user = \"u\" }}\nvariable \"n\" {{ type = number }}\nbuild {{ sources = [\"source.qemu.a\"] }}\n"
+        );
+        let errors = load(&text, &[("n", "many"), ("typo", "1")]).unwrap_err();
+        assert_eq!(
+            errors,
+            [
+                "-var typo: `typo` is not a declared variable: declare it with a variable \"typo\" {} block",
+                "var.n: the value from -var n does not fit the variable's type: expected number, got \"many\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_blocks_and_attributes_are_named() {
+        let text = format!(
+            "{SOURCE}\nlocals {{ user = \"u\" }}\nbuidl {{}}\nfoo = 1\nbuild {{\n  sources = [\"source.qemu.a\"]\n  provisoner \"shell\" {{}}\n}}\n"
+        );
+        let errors = load(&text, &[]).unwrap_err();
+        assert_eq!(
+            errors,
+            [
+                "t.pkr.hcl:10:1: buidl: unknown block `buidl` (did you mean `build`?): a template has packer, variable, locals, local, source and build blocks",
+                "t.pkr.hcl:11:1: foo: unexpected attribute `foo` at the top level: a template has variable, locals, source and build blocks",
+                "t.pkr.hcl:14:3: build.provisoner: unknown block `provisoner` in a build (did you mean `provisioner`?): a build has source, provisioner, post-processor and post-processors blocks",
+            ]
+        );
+    }
+}

@@ -231,7 +231,8 @@ fn from_text(text: &str, ty: &VarType) -> Result<Value, String> {
     }
     let e = ::hcl::edit::parser::parse_expr(text)
         .map_err(|e| format!("\"{text}\" is not an HCL value: {}", e.message()))?;
-    let value = expr::eval(&e, &::hcl::eval::Context::new())?;
+    let value = expr::eval(&e, &::hcl::eval::Context::new())
+        .map_err(|_| format!("expected {ty}, got \"{text}\""))?;
     convert(value, ty)
 }
 
