@@ -305,6 +305,9 @@ pub fn load_str(
     template_dir: &Path,
     options: &LoadOptions,
 ) -> Result<Recipe, Diagnostics> {
+    if display.ends_with(".pkr.hcl") {
+        return super::hcl::load_str(display, text, template_dir, options, false);
+    }
     let recipe = load_str_partial(display, text, template_dir, options)?;
     if recipe.warnings.has_errors() {
         return Err(recipe.warnings);

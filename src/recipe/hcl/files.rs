@@ -8,7 +8,6 @@ use ::hcl::edit::structure::Body;
 
 use super::sourcemap::SourceMap;
 use crate::recipe::diag::Diagnostics;
-use crate::recipe::template::read_text;
 
 /// Whether `path` names an HCL2 recipe: a `.pkr.hcl` file or a directory (not one named
 /// `*.json`, which the JSON reader reports as a directory).
@@ -86,25 +85,6 @@ pub(crate) fn recipe_files(
         return None;
     }
     Some((templates, auto))
-}
-
-/// Reads and parses `path`; problems go to `diags`.
-pub(crate) fn parse_file(
-    path: &Path,
-    map: &mut SourceMap,
-    diags: &mut Diagnostics,
-) -> Option<Parsed> {
-    let display = path.display().to_string();
-    let text = match read_text(path, &display) {
-        Ok(t) => t,
-        Err(d) => {
-            diags.extend(d);
-            return None;
-        }
-    };
-    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
-    let file = map.add_file(&display, text);
-    parse_text(file, text, map, diags).map(|body| Parsed { file, body })
 }
 
 /// Parses `text` (file `file` of `map`).

@@ -53,23 +53,83 @@ const TOP_LEVEL_BLOCKS: &[&str] = &[
 pub fn load_path(path: &Path, options: &LoadOptions, partial: bool) -> Result<Recipe, Diagnostics> {
     let display = path.display().to_string();
     let mut diags = Diagnostics::new();
-    let mut map = SourceMap::default();
     let Some((templates, auto_var_files)) = files::recipe_files(path, &mut diags) else {
         return Err(diags);
     };
-    let parsed: Vec<Parsed> = templates
-        .iter()
-        .filter_map(|p| files::parse_file(p, &mut map, &mut diags))
-        .collect();
-    if diags.has_errors() {
-        diags.sort();
-        return Err(diags);
+    let mut texts = Vec::new();
+    for p in &templates {
+        let name = p.display().to_string();
+        match template::read_text(p, &name) {
+            Ok(text) => texts.push((name, text)),
+            Err(d) => diags.extend(d),
+        }
     }
     let template_dir = if path.is_dir() {
         std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
     } else {
         template::recipe_dir(path)
     };
+    let files = Files {
+        display: &display,
+        texts,
+        auto_var_files: &auto_var_files,
+        template_dir: &template_dir,
+    };
+    load_texts(files, options, partial, diags)
+}
+
+/// Reads one HCL2 template given as text (the window's editor); `display` names it and
+/// `template_dir` is its `path.root`.
+pub fn load_str(
+    display: &str,
+    text: &str,
+    template_dir: &Path,
+    options: &LoadOptions,
+    partial: bool,
+) -> Result<Recipe, Diagnostics> {
+    let files = Files {
+        display,
+        texts: vec![(display.to_string(), text.to_string())],
+        auto_var_files: &[],
+        template_dir,
+    };
+    load_texts(files, options, partial, Diagnostics::new())
+}
+
+/// The texts of one recipe.
+struct Files<'a> {
+    /// The recipe as the user named it.
+    display: &'a str,
+    /// Each template file's name and text.
+    texts: Vec<(String, String)>,
+    /// `*.auto.pkrvars.hcl` files.
+    auto_var_files: &'a [PathBuf],
+    /// `path.root`.
+    template_dir: &'a Path,
+}
+
+fn load_texts(
+    files: Files<'_>,
+    options: &LoadOptions,
+    partial: bool,
+    mut diags: Diagnostics,
+) -> Result<Recipe, Diagnostics> {
+    let display = files.display.to_string();
+    let template_dir = files.template_dir.to_path_buf();
+    let auto_var_files = files.auto_var_files;
+    let mut map = SourceMap::default();
+    let mut parsed: Vec<Parsed> = Vec::new();
+    for (name, text) in &files.texts {
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let file = map.add_file(name, text);
+        if let Some(body) = files::parse_text(file, text, &map, &mut diags) {
+            parsed.push(Parsed { file, body });
+        }
+    }
+    if diags.has_errors() {
+        diags.sort();
+        return Err(diags);
+    }
     let pwd = options
         .pwd
         .clone()
