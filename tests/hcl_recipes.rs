@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use kiln::recipe::template::{LoadOptions, Recipe, load_file, load_file_partial};
+use kiln::recipe::template::{LoadOptions, Recipe, load_file, load_file_partial, load_str};
 use proptest::prelude::*;
 
 fn root() -> &'static Path {
@@ -234,10 +234,8 @@ build { sources = ["source.null.n"] }
 }
 
 fn load_never_panics(text: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("fuzz.pkr.hcl");
-    std::fs::write(&p, text).unwrap();
-    match load_file(&p, &options(&[])) {
+    // The text entry point (the window's editor): `load_str` dispatches on the name.
+    match load_str("fuzz.pkr.hcl", text, Path::new("/tmp"), &options(&[])) {
         Ok(recipe) => assert!(!recipe.builds.is_empty(), "a valid recipe has a build"),
         Err(diags) => assert!(diags.has_errors(), "a failed load reports an error"),
     }
@@ -379,5 +377,36 @@ fn the_qemu_plugin_example_validates_from_its_directory() {
             "source.pkr.hcl:24:3: warning: source.qemu.example.ssh_wait_timeout: `ssh_wait_timeout` is the old name of `ssh_timeout`"
         ),
         "{warnings:#?}"
+    );
+}
+
+#[test]
+fn kiln_validate_and_inspect_take_hcl_files_and_directories() {
+    let kiln = env!("CARGO_BIN_EXE_kiln");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(kiln)
+            .args(args)
+            .current_dir(root())
+            .env("PKR_VAR_os_arch", "aarch64")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, out, err) = run(&["validate", "tests/fixtures/hcl/multi-source"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let (code, out, err) = run(&["inspect", "--json", "tests/fixtures/hcl/features.pkr.hcl"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["valid"], true);
+    let (code, out, err) = run(&["validate", "tests/fixtures/hcl/broken.pkr.hcl"]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    let all = format!("{out}{err}");
+    assert!(
+        all.contains("tests/fixtures/hcl/broken.pkr.hcl:17:3: source.qemu.vm.ssh_timout: unknown option `ssh_timout` for builder qemu (did you mean `ssh_timeout`?)"),
+        "{all}"
     );
 }
