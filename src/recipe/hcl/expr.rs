@@ -98,10 +98,41 @@ impl VisitMut for Substitute<'_> {
     }
 }
 
+/// `try(a, b, …)` and `can(a)` need their arguments unevaluated (hcl-rs evaluates them
+/// first and fails on the first error): each call is replaced by its value when an argument
+/// evaluates in the context. Calls that remain (all arguments fail, or they use names bound
+/// by a `for`) go to the eager functions of the same names, which report the error.
+struct Lazy<'a, 'c>(&'a Context<'c>);
+
+impl VisitMut for Lazy<'_, '_> {
+    fn visit_expr_mut(&mut self, node: &mut Expression) {
+        visit_expr_mut(self, node);
+        let Expression::FuncCall(call) = node else {
+            return;
+        };
+        if !call.name.namespace.is_empty() {
+            return;
+        }
+        let value = match call.name.name.value().as_str() {
+            "try" => call.args.iter().find_map(|a| eval(a, self.0).ok()),
+            "can" => call
+                .args
+                .iter()
+                .next()
+                .map(|a| Value::Bool(eval(a, self.0).is_ok())),
+            _ => None,
+        };
+        if let Some(v) = value {
+            *node = ::hcl::Expression::from(v).into();
+        }
+    }
+}
+
 /// Evaluates `expr` with the known `var.`/`local.` values substituted first.
 pub(crate) fn eval_with(expr: &Expression, known: &Known, ctx: &Context) -> Result<Value, String> {
     let mut e = expr.clone();
     Substitute(known).visit_expr_mut(&mut e);
+    Lazy(ctx).visit_expr_mut(&mut e);
     eval(&e, ctx)
 }
 
@@ -183,6 +214,20 @@ mod tests {
         assert_eq!(eval_with(&e, &known, &ctx), Ok(Value::from("b-X-A")));
         // Unknown names are left to the context (and fail there).
         assert!(eval_with(&parse("var.nope"), &known, &ctx).is_err());
+        // try/can see their arguments unevaluated.
+        assert_eq!(
+            eval_with(
+                &parse(r#"try(data.x.y.os, var.list[5], "linux")"#),
+                &known,
+                &ctx
+            ),
+            Ok(Value::from("linux"))
+        );
+        assert_eq!(
+            eval_with(&parse("[can(var.list[0]), can(var.list[9])]"), &known, &ctx),
+            Ok(::hcl::value!([true, false]))
+        );
+        assert!(eval_with(&parse("try(var.list[9])"), &known, &ctx).is_err());
     }
 
     #[test]

@@ -58,6 +58,7 @@ fn with_run<T>(f: impl FnOnce(&RunState) -> T) -> Result<T, String> {
 pub(crate) const FUNCTIONS: &[&str] = &[
     "abspath",
     "basename",
+    "can",
     "chomp",
     "coalesce",
     "concat",
@@ -93,7 +94,11 @@ pub(crate) const FUNCTIONS: &[&str] = &[
     "tonumber",
     "toset",
     "tostring",
+    "trim",
+    "trimprefix",
     "trimspace",
+    "trimsuffix",
+    "try",
     "upper",
     "uuidv4",
     "values",
@@ -115,6 +120,7 @@ pub(crate) fn declare(ctx: &mut Context) {
     };
     def("abspath", vec![s()], None, abspath);
     def("basename", vec![s()], None, basename);
+    def("can", vec![any()], None, can);
     def("chomp", vec![s()], None, chomp);
     def("coalesce", vec![], Some(any()), coalesce);
     def("concat", vec![], Some(list()), concat);
@@ -150,7 +156,11 @@ pub(crate) fn declare(ctx: &mut Context) {
     def("tonumber", vec![any()], None, tonumber);
     def("toset", vec![list()], None, toset);
     def("tostring", vec![any()], None, tostring);
+    def("trim", vec![s(), s()], None, trim);
+    def("trimprefix", vec![s(), s()], None, trimprefix);
     def("trimspace", vec![s()], None, trimspace);
+    def("trimsuffix", vec![s(), s()], None, trimsuffix);
+    def("try", vec![], Some(any()), try_);
     def("upper", vec![s()], None, upper);
     def("uuidv4", vec![], None, uuidv4);
     def("values", vec![any()], None, values);
@@ -259,6 +269,19 @@ fn dirname(args: FuncArgs) -> Result<Value, String> {
     Ok(Value::String(dir.to_string()))
 }
 
+/// `can(x)` once `x` evaluated (the lazy case is handled before evaluation).
+fn can(_: FuncArgs) -> Result<Value, String> {
+    Ok(Value::Bool(true))
+}
+
+/// `try(a, …)` once its arguments evaluated: the first (the lazy case is handled before
+/// evaluation).
+fn try_(args: FuncArgs) -> Result<Value, String> {
+    args.first()
+        .cloned()
+        .ok_or_else(|| "try() needs at least one argument".to_string())
+}
+
 fn chomp(args: FuncArgs) -> Result<Value, String> {
     let s = str_arg(&args, 0)?;
     Ok(Value::String(s.trim_end_matches(['\n', '\r']).to_string()))
@@ -266,6 +289,24 @@ fn chomp(args: FuncArgs) -> Result<Value, String> {
 
 fn trimspace(args: FuncArgs) -> Result<Value, String> {
     Ok(Value::String(str_arg(&args, 0)?.trim().to_string()))
+}
+
+fn trim(args: FuncArgs) -> Result<Value, String> {
+    let cut = str_arg(&args, 1)?;
+    let s = str_arg(&args, 0)?.trim_matches(|c| cut.contains(c));
+    Ok(Value::String(s.to_string()))
+}
+
+fn trimprefix(args: FuncArgs) -> Result<Value, String> {
+    let s = str_arg(&args, 0)?;
+    let p = str_arg(&args, 1)?;
+    Ok(Value::String(s.strip_prefix(p).unwrap_or(s).to_string()))
+}
+
+fn trimsuffix(args: FuncArgs) -> Result<Value, String> {
+    let s = str_arg(&args, 0)?;
+    let p = str_arg(&args, 1)?;
+    Ok(Value::String(s.strip_suffix(p).unwrap_or(s).to_string()))
 }
 
 fn lower(args: FuncArgs) -> Result<Value, String> {
@@ -840,6 +881,9 @@ mod tests {
         assert_eq!(s(r#"upper("AbC")"#), "ABC");
         assert_eq!(s(r#"trimspace("  x \n")"#), "x");
         assert_eq!(s(r#"chomp("x\n\n")"#), "x");
+        assert_eq!(s(r#"trimprefix("source.qemu.vm", "source.")"#), "qemu.vm");
+        assert_eq!(s(r#"trimsuffix("a.box", ".box")"#), "a");
+        assert_eq!(s(r#"trim("?!hello?!", "!?")"#), "hello");
         assert_eq!(s(r#"substr("hello world", 1, 4)"#), "ello");
         assert_eq!(s(r#"substr("hello", -3, -1)"#), "llo");
         assert_eq!(s(r#"format("%s-%d-%v", "a", 12.7, true)"#), "a-12-true");

@@ -485,24 +485,14 @@ impl Lowerer<'_> {
                         if let Some(n) = self.string_attr(file, &b.body, "name", &opath, &sctx) {
                             name = n;
                         }
-                        self.members(file, &b.body, &opath, &sctx, &["name"])
+                        if matches!(def.ty.as_str(), "qemu" | "null") {
+                            self.members(file, &b.body, &opath, &sctx, &["name"])
+                        } else {
+                            Vec::new()
+                        }
                     }
                     None => Vec::new(),
                 };
-                if builders.iter().any(|b| b.name == name) {
-                    name = format!("{}.{name}", build_name.as_deref().unwrap_or("build"));
-                }
-                if builders.iter().any(|b| b.name == name) {
-                    self.error(
-                        file,
-                        span,
-                        &format!("{bpath}.sources"),
-                        format!(
-                            "source \"{r}\" is used twice as `{name}`: give the builds distinct names"
-                        ),
-                    );
-                    continue;
-                }
                 let type_pos = self.map.spot(
                     def.file,
                     def.block.labels.first().and_then(|l| l.span()),
@@ -513,7 +503,14 @@ impl Lowerer<'_> {
                     synthetic(type_pos, "type", JsonValue::String(def.ty.clone())),
                     synthetic(block_pos, "name", JsonValue::String(name.clone())),
                 ];
-                let own = self.members(def.file, &def.block.body, &spath, &sctx, &[]);
+                // kiln checks no option of the builders it does not run (as for JSON), so
+                // their expressions are not evaluated either.
+                let runs = matches!(def.ty.as_str(), "qemu" | "null");
+                let own = if runs {
+                    self.members(def.file, &def.block.body, &spath, &sctx, &[])
+                } else {
+                    Vec::new()
+                };
                 members.extend(
                     own.into_iter()
                         .filter(|m| !over_members.iter().any(|o| o.key == m.key)),
@@ -530,6 +527,36 @@ impl Lowerer<'_> {
                     full: wanted.to_string(),
                     build: bi,
                 });
+            }
+        }
+
+        // Names: the source's (or its build source block's) name; Packer's `TYPE.NAME` when
+        // two builders would share it (bento names every source `vm`); with the build's name
+        // in front when that is not enough. Builders still sharing a name are reported by
+        // the decoder.
+        for level in 0..2 {
+            let mut counts: std::collections::HashMap<String, usize> =
+                std::collections::HashMap::new();
+            for b in &builders {
+                *counts.entry(b.name.clone()).or_default() += 1;
+            }
+            for (i, b) in builders.iter_mut().enumerate() {
+                if counts[&b.name] < 2 {
+                    continue;
+                }
+                b.name = if level == 0 {
+                    b.renamed.clone()
+                } else {
+                    let build = build_names[b.build]
+                        .clone()
+                        .unwrap_or_else(|| format!("build{}", b.build + 1));
+                    format!("{build}.{}", b.renamed)
+                };
+                if let JsonValue::Object(members) = &mut builder_nodes[i].value
+                    && let Some(m) = members.iter_mut().find(|m| m.key == "name")
+                {
+                    m.value.value = JsonValue::String(b.name.clone());
+                }
             }
         }
 
@@ -801,6 +828,8 @@ impl Lowerer<'_> {
             let kpath = format!("{path}.{key}");
             let list = match self.value(file, &attr.value, &kpath, ctx)?.0 {
                 Value::Array(items) => items,
+                // `except = var.is_windows ? local.names : null` (bento): not narrowed.
+                Value::Null => continue,
                 other => {
                     self.error(
                         file,

@@ -495,8 +495,8 @@ fn variable_decl<'b>(
         let apath = format!("{path}.default");
         let v = lw.value(file, &a.value, &apath, base)?.0;
         match variables::convert(v, &decl.ty) {
-            // `default = null` declares a required variable.
-            Ok(Value::Null) => {}
+            // `default = null` makes an optional variable whose value is null (bento's many
+            // provider options); only a variable without `default` is required.
             Ok(v) => decl.default = Some(v),
             Err(m) => {
                 lw.error(
@@ -613,11 +613,12 @@ fn var_file(lw: &mut Lowerer<'_>, path: &Path, base: &Context) -> Vec<Given> {
 }
 
 #[cfg(test)]
-mod tests {
+mod tests_support {
     use super::*;
     use std::sync::Arc;
 
-    fn load(text: &str, vars: &[(&str, &str)]) -> Result<Recipe, Vec<String>> {
+    /// Loads `text` as `t.pkr.hcl`; the diagnostics as text from the file name on.
+    pub(super) fn load(text: &str, vars: &[(&str, &str)]) -> Result<Recipe, Vec<String>> {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("t.pkr.hcl");
         std::fs::write(&p, text).unwrap();
@@ -639,6 +640,11 @@ mod tests {
                 .collect()
         })
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::load;
 
     const SOURCE: &str = r#"
 source "qemu" "a" {
@@ -717,5 +723,64 @@ build {{ sources = ["source.qemu.a"] }}
                 "t.pkr.hcl:14:3: build.provisoner: unknown block `provisoner` in a build (did you mean `provisioner`?): a build has source, provisioner, post-processor and post-processors blocks",
             ]
         );
+    }
+}
+
+#[cfg(test)]
+mod bento_shapes {
+    //! Shapes from chef/bento's packer_templates (pkr-sources.pkr.hcl, pkr-builder.pkr.hcl,
+    //! pkr-variables.pkr.hcl): every source named `vm`, `default = null` options,
+    //! `except = cond ? list : null`, `try(data…, fallback)`.
+    use super::tests_support::load;
+
+    #[test]
+    fn sources_sharing_a_name_get_packers_names_and_null_options_stay_unset() {
+        let text = r#"
+variable "is_windows" {
+  type    = bool
+  default = false
+}
+variable "qemu_binary" {
+  type    = string
+  default = null
+}
+variable "sources_enabled" {
+  type    = list(string)
+  default = ["source.qemu.vm", "source.virtualbox-iso.vm"]
+}
+locals {
+  source_names = [for source in var.sources_enabled : trimprefix(source, "source.")]
+  host_os      = try(data.host-info.this.os_type, "linux")
+}
+source "qemu" "vm" {
+  disk_image   = true
+  iso_url      = "a.qcow2"
+  iso_checksum = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+  ssh_username = local.host_os
+  qemu_binary  = var.qemu_binary
+}
+source "virtualbox-iso" "vm" {
+  guest_os_type = var.undeclared_but_not_checked
+}
+build {
+  sources = var.sources_enabled
+  provisioner "shell" {
+    inline = ["echo linux"]
+    except = var.is_windows ? local.source_names : null
+  }
+}
+"#;
+        let r = load(text, &[]).unwrap_or_else(|e| panic!("{e:#?}"));
+        assert_eq!(r.builds.len(), 1);
+        assert_eq!(r.builds[0].name, "qemu.vm");
+        assert_eq!(r.builds[0].builder.ssh.username, "linux");
+        assert_eq!(r.builds[0].provisioners.len(), 1);
+        assert_eq!(r.skipped.len(), 1);
+        let v = r
+            .variables
+            .iter()
+            .find(|v| v.name == "qemu_binary")
+            .unwrap();
+        assert!(!v.required && !v.unresolved, "{v:?}");
     }
 }

@@ -193,7 +193,8 @@ pub(crate) struct Decl {
     pub span: Option<Range<usize>>,
     /// `type`
     pub ty: VarType,
-    /// `default` (converted to the type); `None` when there is no default.
+    /// `default` (converted to the type, possibly null); `None` when there is no default
+    /// (the variable is required).
     pub default: Option<Value>,
     /// `description`
     pub description: Option<String>,
