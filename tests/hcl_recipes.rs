@@ -410,3 +410,31 @@ fn kiln_validate_and_inspect_take_hcl_files_and_directories() {
         "{all}"
     );
 }
+
+#[test]
+fn a_source_declared_in_two_files_names_both_places() {
+    // hashicorp/packer-plugin-qemu's example directory at 94d9fee5 declares
+    // source "qemu" "example" in build.pkr.hcl and again in source.pkr.hcl.
+    let dir = tempfile::tempdir().unwrap();
+    let source = "source \"qemu\" \"example\" {\n  ssh_username = \"vagrant\"\n}\n";
+    std::fs::write(
+        dir.path().join("build.pkr.hcl"),
+        format!("build {{\n  sources = [\"source.qemu.example\"]\n}}\n\n{source}"),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("source.pkr.hcl"), format!("\n{source}")).unwrap();
+    let err = load_file(dir.path(), &options(&[])).unwrap_err();
+    let d = err
+        .errors()
+        .find(|d| d.message.contains("declared twice"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(d.file.ends_with("source.pkr.hcl"), "{d}");
+    assert_eq!((d.line, d.col), (Some(2), Some(1)));
+    assert_eq!(d.path, "source.qemu.example");
+    assert!(
+        d.message
+            .starts_with("source \"qemu\" \"example\" is declared twice (first at ")
+            && d.message.contains("build.pkr.hcl:5:1)"),
+        "{d}"
+    );
+}

@@ -267,12 +267,17 @@ fn load_texts(
                     ),
                 },
                 ("source", [ty, name]) => {
-                    if sources.iter().any(|s| &s.ty == ty && &s.name == name) {
+                    if let Some(first) = sources.iter().find(|s| &s.ty == ty && &s.name == name) {
+                        let at = lw
+                            .map
+                            .start(first.file, first.block.ident.span())
+                            .map(|p| format!(" (first at {}:{}:{})", lw.map.display(first.file), p.line, p.col))
+                            .unwrap_or_default();
                         lw.error(
                             file,
                             block.ident.span(),
                             &path,
-                            format!("source \"{ty}\" \"{name}\" is declared twice: rename one"),
+                            format!("source \"{ty}\" \"{name}\" is declared twice{at}: rename or remove one"),
                         );
                         continue;
                     }
