@@ -148,6 +148,12 @@ fn a_directory_loads_like_packer_with_only_and_except() {
         notes.iter().any(|n| n.contains("virtualbox-iso")),
         "{notes:#?}"
     );
+    assert!(
+        notes.iter().any(|n| n.ends_with(
+            "pkr-variables.pkr.hcl:6:3: warning: packer.required_plugins: kiln does not implement the plugin virtualbox: builds of its sources are not run, and its provisioners and post-processors are refused where a build uses them"
+        )),
+        "{notes:#?}"
+    );
 }
 
 #[test]

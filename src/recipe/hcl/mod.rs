@@ -289,7 +289,7 @@ fn load_texts(
                     });
                 }
                 ("build", []) => builds.push(BuildDef { file, block }),
-                ("packer", []) => {}
+                ("packer", []) => required_plugins(&mut lw, file, block),
                 ("data", _) => lw.error(
                     file,
                     block.ident.span(),
@@ -420,6 +420,41 @@ fn load_texts(
         return Err(recipe.warnings);
     }
     Ok(recipe)
+}
+
+/// Plugins whose components kiln implements (the qemu builder, the ansible provisioner, the
+/// vagrant and exoscale-import post-processors).
+const KNOWN_PLUGINS: &[&str] = &["qemu", "ansible", "vagrant", "exoscale"];
+
+/// `packer { required_plugins { name = { source, version } } }`: accepted; the plugins kiln
+/// does not implement are named in one warning (what uses them is reported where it is used).
+fn required_plugins(lw: &mut Lowerer<'_>, file: usize, block: &Block) {
+    for inner in block
+        .body
+        .blocks()
+        .filter(|b| b.ident.value().as_str() == "required_plugins")
+    {
+        let others: Vec<&str> = inner
+            .body
+            .attributes()
+            .map(|a| a.key.value().as_str())
+            .filter(|name| !KNOWN_PLUGINS.contains(name))
+            .collect();
+        if !others.is_empty() {
+            lw.warning(
+                file,
+                inner.ident.span(),
+                "packer.required_plugins",
+                format!(
+                    "kiln does not implement the plugin{} {}: builds of {} sources are not run, and {} provisioners and post-processors are refused where a build uses them",
+                    if others.len() == 1 { "" } else { "s" },
+                    others.join(", "),
+                    if others.len() == 1 { "its" } else { "their" },
+                    if others.len() == 1 { "its" } else { "their" }
+                ),
+            );
+        }
+    }
 }
 
 /// A `variable "name" { … }` block, with its `validation` blocks.
