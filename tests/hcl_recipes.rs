@@ -444,3 +444,29 @@ fn a_source_declared_in_two_files_names_both_places() {
         "{d}"
     );
 }
+
+#[test]
+fn json_var_files_and_wrong_types_in_var_files() {
+    let (dir, _json, hcl) = default_recipe_pair();
+    let json_vars = dir.path().join("site.pkrvars.json");
+    std::fs::write(&json_vars, r#"{"bucket": "from-json", "cpus": 4}"#).unwrap();
+    let mut opts = options(&[]);
+    opts.var_files = vec![json_vars];
+    let r = load_file(&hcl, &opts).unwrap_or_else(|d| panic!("{d}"));
+    assert_eq!(r.builds[0].builder.cpus, 4);
+    let bucket = r.variables.iter().find(|v| v.name == "bucket").unwrap();
+    assert_eq!(bucket.value, "from-json");
+
+    let bad = dir.path().join("bad.pkrvars.hcl");
+    std::fs::write(&bad, "bucket = \"b\"\n\ncpus = [2]\n").unwrap();
+    opts.var_files = vec![bad];
+    let err = load_file(&hcl, &opts).unwrap_err();
+    let t = texts(&err);
+    assert_eq!(t.len(), 1, "{t:#?}");
+    assert!(
+        t[0].ends_with(
+            "bad.pkrvars.hcl:3:1: var.cpus: the value from the var-file does not fit the variable's type: expected number, got a list"
+        ),
+        "{t:#?}"
+    );
+}
