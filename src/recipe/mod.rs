@@ -1,10 +1,12 @@
-//! Recipes: Packer legacy-JSON templates — parsing with positions, interpolation, variables,
-//! typed configuration of builders, provisioners and post-processors, and diagnostics.
+//! Recipes: Packer legacy-JSON templates and HCL2 (`.pkr.hcl`) templates — parsing with
+//! positions, interpolation, variables, typed configuration of builders, provisioners and
+//! post-processors, and diagnostics.
 
 pub mod ansible;
 pub mod checksum;
 pub(crate) mod decode;
 pub mod diag;
+pub mod hcl;
 pub mod image_test;
 pub mod interp;
 pub mod isotime;

@@ -166,6 +166,9 @@ impl Recipe {
 
 /// Reads and validates the recipe at `path`.
 pub fn load_file(path: &Path, options: &LoadOptions) -> Result<Recipe, Diagnostics> {
+    if super::hcl::is_hcl(path) {
+        return super::hcl::load_path(path, options, false);
+    }
     let display = path.display().to_string();
     let text = read_text(path, &display)?;
     let dir = recipe_dir(path);
@@ -190,7 +193,7 @@ pub fn load_file(path: &Path, options: &LoadOptions) -> Result<Recipe, Diagnosti
     result
 }
 
-fn read_text(path: &Path, display: &str) -> Result<String, Diagnostics> {
+pub(crate) fn read_text(path: &Path, display: &str) -> Result<String, Diagnostics> {
     let fail = |message: String| {
         let mut d = Diagnostics::new();
         d.error(display, None, "", message);
@@ -318,6 +321,9 @@ pub fn load_str(
     template_dir: &Path,
     options: &LoadOptions,
 ) -> Result<Recipe, Diagnostics> {
+    if display.ends_with(".pkr.hcl") {
+        return super::hcl::load_str(display, text, template_dir, options, false);
+    }
     let recipe = load_str_partial(display, text, template_dir, options)?;
     if recipe.warnings.has_errors() {
         return Err(recipe.warnings);
@@ -329,13 +335,16 @@ pub fn load_str(
 /// provisioner and post-processor that could be read, with every problem — errors too — in
 /// `warnings`. `Err` only when there is nothing to show (not JSON, not an object).
 pub fn load_file_partial(path: &Path, options: &LoadOptions) -> Result<Recipe, Diagnostics> {
+    if super::hcl::is_hcl(path) {
+        return super::hcl::load_path(path, options, true);
+    }
     let display = path.display().to_string();
     let text = read_text(path, &display)?;
     load_str_partial(&display, &text, &recipe_dir(path), options)
 }
 
 /// The directory holding the recipe at `path` (`{{template_dir}}`), absolute when it exists.
-fn recipe_dir(path: &Path) -> PathBuf {
+pub(crate) fn recipe_dir(path: &Path) -> PathBuf {
     let dir = path
         .parent()
         .map(|p| {
@@ -358,8 +367,18 @@ fn load_str_partial(
     options: &LoadOptions,
 ) -> Result<Recipe, Diagnostics> {
     let root = parse_json(display, text)?;
+    load_document(display, &root, template_dir, options)
+}
+
+/// [`load_str_partial`] from an already parsed document (the HCL2 reader builds one).
+pub(crate) fn load_document(
+    display: &str,
+    root: &Node,
+    template_dir: &Path,
+    options: &LoadOptions,
+) -> Result<Recipe, Diagnostics> {
     let mut diags = Diagnostics::new();
-    let Some(top) = members(&root) else {
+    let Some(top) = members(root) else {
         diags.error(
             display,
             Some(root.pos),
@@ -371,7 +390,7 @@ fn load_str_partial(
         );
         return Err(diags);
     };
-    check_duplicates(display, &root, "", &mut diags);
+    check_duplicates(display, root, "", &mut diags);
     for m in top {
         if !m.key.starts_with('_') && !TOP_LEVEL_KEYS.contains(&m.key.as_str()) {
             let hint = match suggest(&m.key, TOP_LEVEL_KEYS.iter().copied()) {
@@ -670,7 +689,7 @@ fn load_str_partial(
         }
     }
 
-    drop_consequences_of_unresolved(&root, &variables, &mut diags);
+    drop_consequences_of_unresolved(root, &variables, &mut diags);
     diags.sort();
     Ok(Recipe {
         file: display.to_string(),
