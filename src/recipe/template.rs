@@ -135,6 +135,8 @@ pub struct Recipe {
     pub run: RunInfo,
     /// Warnings (deprecations, ignored options).
     pub warnings: Diagnostics,
+    /// Other values to mask in every log: an HCL2 template's sensitive `local`s.
+    pub sensitive_values: Vec<String>,
 }
 
 impl Recipe {
@@ -147,6 +149,7 @@ impl Recipe {
             .filter(|v| v.sensitive && !v.value.is_empty())
             .map(|v| v.value.clone())
             .collect();
+        out.extend(self.sensitive_values.iter().cloned());
         for build in &self.builds {
             if let Some(p) = &build.builder.ssh.password {
                 out.push(p.expose().to_string());
@@ -701,6 +704,7 @@ pub(crate) fn load_document(
         skipped,
         run,
         warnings: diags,
+        sensitive_values: Vec::new(),
     })
 }
 

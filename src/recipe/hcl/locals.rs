@@ -20,6 +20,29 @@ pub(crate) struct LocalDef<'b> {
     pub expr: &'b Expression,
     /// Where its name is written.
     pub span: Option<Range<usize>>,
+    /// `sensitive = true` (a `local` block): its value is masked in every log.
+    pub sensitive: bool,
+}
+
+/// The values of the sensitive locals as text (every string and number in them), for the
+/// log redactor.
+pub(crate) fn sensitive_values(lw: &Lowerer<'_>, defs: &[LocalDef<'_>]) -> Vec<String> {
+    fn leaves(value: &Value, out: &mut Vec<String>) {
+        match value {
+            Value::String(s) => out.push(s.clone()),
+            Value::Number(n) => out.push(n.to_string()),
+            Value::Array(items) => items.iter().for_each(|v| leaves(v, out)),
+            Value::Object(map) => map.values().for_each(|v| leaves(v, out)),
+            Value::Null | Value::Bool(_) => {}
+        }
+    }
+    let mut out = Vec::new();
+    for d in defs.iter().filter(|d| d.sensitive) {
+        if let Some(v) = lw.known.local.get(&d.name) {
+            leaves(v, &mut out);
+        }
+    }
+    out
 }
 
 /// Evaluates every local into `lw.ctx`'s `local` object; problems are reported.

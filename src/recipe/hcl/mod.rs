@@ -238,6 +238,7 @@ fn load_texts(
                                     file,
                                     expr: &a.value,
                                     span: a.key.span(),
+                                    sensitive: false,
                                 });
                             }
                             Structure::Block(b) => lw.error(
@@ -252,11 +253,29 @@ fn load_texts(
                 ("local", [name]) => match block.body.get_attribute("expression") {
                     Some(a) => {
                         lw.locals.insert(name.clone());
+                        let sensitive = match block.body.get_attribute("sensitive") {
+                            None => false,
+                            Some(s) => match lw.value(file, &s.value, &format!("{path}.sensitive"), &base) {
+                                Some((Value::Bool(b), _)) => b,
+                                Some(_) => {
+                                    lw.error(
+                                        file,
+                                        s.key.span(),
+                                        &format!("{path}.sensitive"),
+                                        "`sensitive` is true or false".into(),
+                                    );
+                                    // Masked rather than shown when in doubt.
+                                    true
+                                }
+                                None => true,
+                            },
+                        };
                         local_defs.push(LocalDef {
                             name: name.clone(),
                             file,
                             expr: &a.value,
                             span: block.ident.span(),
+                            sensitive,
                         });
                     }
                     None => lw.error(
@@ -380,6 +399,7 @@ fn load_texts(
         }
     }
     locals::evaluate(&mut lw, &local_defs);
+    let sensitive_locals = locals::sensitive_values(&lw, &local_defs);
 
     let lowered = lw.lower(&sources, &builds);
     let tainted = std::mem::take(&mut lw.tainted);
@@ -416,6 +436,7 @@ fn load_texts(
     warnings.sort();
     recipe.warnings = warnings;
     recipe.variables = resolved.variables;
+    recipe.sensitive_values = sensitive_locals;
     if !partial && recipe.warnings.has_errors() {
         return Err(recipe.warnings);
     }
@@ -694,6 +715,48 @@ source "qemu" "a" {
   ssh_username = local.user
 }
 "#;
+
+    #[test]
+    fn a_sensitive_local_is_masked_in_logs_and_a_plain_one_is_not() {
+        let text = format!(
+            r#"{SOURCE}
+variable "suffix" {{
+  default = "42"
+}}
+locals {{
+  user = "debian"
+}}
+local "token" {{
+  expression = {{ key = "tok-${{var.suffix}}", port = 8443 }}
+  sensitive  = true
+}}
+build {{
+  sources = ["source.qemu.a"]
+  provisioner "shell" {{
+    inline = ["echo ${{local.token.key}}"]
+  }}
+}}
+"#
+        );
+        let recipe = load(&text, &[]).unwrap_or_else(|d| panic!("{d:?}"));
+        let secrets = recipe.secrets();
+        assert!(secrets.contains(&"tok-42".to_string()), "{secrets:?}");
+        assert!(secrets.contains(&"8443".to_string()), "{secrets:?}");
+        assert!(!secrets.contains(&"debian".to_string()), "{secrets:?}");
+        let refused = load(
+            &format!(
+                "{SOURCE}\nlocals {{\n  user = \"d\"\n}}\nlocal \"t\" {{\n  expression = \"x\"\n  sensitive = \"yes\"\n}}\nbuild {{ sources = [\"source.qemu.a\"] }}\n"
+            ),
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            refused
+                .iter()
+                .any(|d| d.contains("local.t.sensitive") && d.contains("true or false")),
+            "{refused:?}"
+        );
+    }
 
     #[test]
     fn locals_in_any_order_and_typed_variables() {
