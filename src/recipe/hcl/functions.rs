@@ -461,29 +461,6 @@ fn formatdate(args: FuncArgs) -> Result<Value, String> {
 
 /// Terraform's `formatdate` layout: `YYYY-MM-DD hh:mm:ss`, `EEE`, `MMM`, `'literal'`, …
 pub(crate) fn format_date(spec: &str, t: &DateTime<chrono::FixedOffset>) -> Result<String, String> {
-    const MONTHS: [&str; 12] = [
-        "January",
-        "February",
-        "March",
-        "April",
-        "May",
-        "June",
-        "July",
-        "August",
-        "September",
-        "October",
-        "November",
-        "December",
-    ];
-    const DAYS: [&str; 7] = [
-        "Monday",
-        "Tuesday",
-        "Wednesday",
-        "Thursday",
-        "Friday",
-        "Saturday",
-        "Sunday",
-    ];
     let chars: Vec<char> = spec.chars().collect();
     let mut out = String::new();
     let mut i = 0;
@@ -511,19 +488,18 @@ pub(crate) fn format_date(spec: &str, t: &DateTime<chrono::FixedOffset>) -> Resu
         while chars.get(i + n) == Some(&c) {
             n += 1;
         }
-        let month = t.month0() as usize;
         let offset = t.offset().local_minus_utc();
         let piece = match (c, n) {
             ('Y', 4) => format!("{:04}", t.year()),
             ('Y', 2) => format!("{:02}", t.year().rem_euclid(100)),
-            ('M', 4) => MONTHS[month].to_string(),
-            ('M', 3) => MONTHS[month][..3].to_string(),
+            ('M', 4) => t.format("%B").to_string(),
+            ('M', 3) => t.format("%b").to_string(),
             ('M', 2) => format!("{:02}", t.month()),
             ('M', 1) => t.month().to_string(),
             ('D', 2) => format!("{:02}", t.day()),
             ('D', 1) => t.day().to_string(),
-            ('E', 4) => DAYS[t.weekday().num_days_from_monday() as usize].to_string(),
-            ('E', 3) => DAYS[t.weekday().num_days_from_monday() as usize][..3].to_string(),
+            ('E', 4) => t.format("%A").to_string(),
+            ('E', 3) => t.format("%a").to_string(),
             ('h', 2) => format!("{:02}", t.hour()),
             ('h', 1) => t.hour().to_string(),
             ('H', 2) => format!("{:02}", t.hour12().1),
@@ -964,6 +940,10 @@ mod tests {
         assert_eq!(
             s(r#"formatdate("EEE, DD MMM YY 'at' h:mm aa ZZZ", "2024-03-05T15:04:00Z")"#),
             "Tue, 05 Mar 24 at 15:04 pm UTC"
+        );
+        assert_eq!(
+            s(r#"formatdate("EEEE, D MMMM YYYY", "2024-12-01T00:00:00Z")"#),
+            "Sunday, 1 December 2024"
         );
         assert!(eval(r#"formatdate("YYYY-x", timestamp())"#).is_err());
         assert!(eval(r#"formatdate("YYYY", "yesterday")"#).is_err());

@@ -299,22 +299,6 @@ fn synthetic(pos: Pos, key: &str, value: JsonValue) -> Member {
     }
 }
 
-/// The build's values a provisioner may use (`build.Host`).
-const BUILD_VALUES: [&str; 12] = [
-    "ID",
-    "Host",
-    "Port",
-    "User",
-    "Password",
-    "ConnType",
-    "PackerRunUUID",
-    "PackerHTTPIP",
-    "PackerHTTPPort",
-    "PackerHTTPAddr",
-    "SSHPublicKey",
-    "SSHPrivateKey",
-];
-
 /// The context of a provisioner or post-processor of `builder`: `source.name`/`source.type`
 /// and `build.*` (the values known when it runs become the JSON reader's
 /// `{{ build `Host` }}`).
@@ -330,7 +314,8 @@ fn plugin_context(
     source_obj.insert("type".to_string(), Value::String(ty.to_string()));
     sctx.declare_var("source", Value::Object(source_obj));
     let mut build_obj = ::hcl::Map::new();
-    for key in BUILD_VALUES {
+    // The build's values a provisioner may use (`build.Host`), as in the JSON reader.
+    for key in crate::recipe::interp::BUILD_VALUES {
         build_obj.insert(
             key.to_string(),
             Value::String(format!("{{{{ build `{key}` }}}}")),
