@@ -30,6 +30,14 @@ pub struct AgentLogin {
 }
 
 impl AgentLogin {
+    /// The keys' fingerprints (`SHA256:…`).
+    pub fn fingerprints(&self) -> Vec<String> {
+        self.keys
+            .iter()
+            .map(crate::ssh::keys::fingerprint)
+            .collect()
+    }
+
     /// The keys as `authorized_keys` lines.
     pub fn public_lines(&self) -> Vec<String> {
         self.keys
@@ -188,6 +196,15 @@ impl BuildState {
         match (&self.client_key, &self.agent) {
             (Some(key), _) => vec![key.public_key_openssh()],
             (None, Some(agent)) => agent.public_lines(),
+            (None, None) => Vec::new(),
+        }
+    }
+
+    /// The fingerprints of the keys kiln logs in with (see [`Self::client_public_lines`]).
+    pub fn client_fingerprints(&self) -> Vec<String> {
+        match (&self.client_key, &self.agent) {
+            (Some(key), _) => vec![key.fingerprint()],
+            (None, Some(agent)) => agent.fingerprints(),
             (None, None) => Vec::new(),
         }
     }

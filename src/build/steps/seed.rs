@@ -98,12 +98,7 @@ impl Step<BuildState> for Seed {
                 ctx.log(format!(
                     "ssh-agent at {} signs for key {}",
                     login.socket.display(),
-                    login
-                        .keys
-                        .iter()
-                        .map(crate::ssh::keys::fingerprint)
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    login.fingerprints().join(", ")
                 ));
                 state.agent = Some(login);
                 None
@@ -168,12 +163,7 @@ impl Step<BuildState> for Seed {
             write_to_path(&files, SeedFormat::Iso, &seed_path).map_err(super::fail)?;
             ctx.log(format!(
                 "cidata seed with client key {} and host key {}",
-                authorised
-                    .iter()
-                    .filter_map(|l| crate::ssh::keys::parse_public_key(l).ok())
-                    .map(|k| crate::ssh::keys::fingerprint(&k))
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                state.client_fingerprints().join(", "),
                 host.fingerprint()
             ));
             state.host_key = Some(HostKeyPolicy::pinned(host.public_key().clone()));
