@@ -297,3 +297,181 @@ fn builds_the_seed_article_form_with_its_own_seed_and_old_checksum_keys() {
     let contents = read_from_image(&artifact, dir, &["/root/marker"]);
     assert_eq!(contents[0].trim(), "article-form");
 }
+
+/// `kiln build --cache` with the recipe in tests/build/cached.json, its inputs in `work`.
+fn cached_build(work: &Path, base: &Path, extra: &[&str]) -> (String, String) {
+    let recipe = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/build/cached.json");
+    let not_before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .current_dir(work)
+        .env("XDG_STATE_HOME", work.join("state"))
+        .env("XDG_DATA_HOME", work.join("data"))
+        .env("XDG_CACHE_HOME", work.join("cache"))
+        .args(["build", "--cache", "--force"])
+        .args(extra)
+        .arg("-var")
+        .arg(format!("base_image={}", base.display()))
+        .arg("-var")
+        .arg(format!("work={}", work.display()))
+        .arg("-var")
+        .arg(format!("not_before={not_before}"))
+        .arg(&recipe)
+        .output()
+        .expect("kiln runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    eprintln!("{stdout}\n{stderr}");
+    assert_eq!(out.status.code(), Some(0), "kiln build --cache failed");
+    (stdout, stderr)
+}
+
+fn last_script(work: &Path, tag: &str) {
+    std::fs::write(
+        work.join("last.sh"),
+        format!(
+            "#!/bin/sh\nset -eu\nnow=$(date +%s)\n[ \"$now\" -ge \"$NOT_BEFORE\" ] || {{ echo \"the guest's clock is behind: $now < $NOT_BEFORE\"; exit 1; }}\necho {tag} > /root/last\ncp /tmp/upload.txt /root/upload.txt\necho last provisioner ran: {tag}\n"
+        ),
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_rebuild_resumes_from_the_step_cache_and_runs_only_what_changed() {
+    let _one = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let base = fixture::debian_image();
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path();
+    std::fs::write(work.join("upload.txt"), "upload v1\n").unwrap();
+    last_script(work, "last-v1");
+    let artifact = work.join("output-cached/cached.qcow2");
+    let files = [
+        "/root/one",
+        "/root/upload.txt",
+        "/root/last",
+        "/home/debian/.ssh/authorized_keys",
+        "/etc/ssh/ssh_host_ed25519_key",
+    ];
+
+    // 1. Cold: boots the base image, saves the VM after Connect and each provisioner.
+    let (cold, _) = cached_build(work, &base, &[]);
+    assert!(
+        cold.contains("step cache: nothing cached for this build yet"),
+        "{cold}"
+    );
+    for step in [
+        "Connect",
+        "Provision 1/3: shell",
+        "Provision 2/3: file",
+        "Provision 3/3: shell",
+    ] {
+        assert!(
+            cold.contains(&format!("step cache: saved the VM after {step} (entry")),
+            "no snapshot after {step}"
+        );
+    }
+    assert!(cold.contains("last provisioner ran: last-v1"), "{cold}");
+
+    // 2. The last script changed: resumes after provisioner 2, runs only provisioner 3; the
+    //    guest's clock was set (the script fails on a clock behind the build's start).
+    last_script(work, "last-v2");
+    let (second, _) = cached_build(work, &base, &[]);
+    assert!(
+        second.contains("step cache: resumes after Provision 2/3: file"),
+        "{second}"
+    );
+    assert!(
+        second.contains("resumed from the step cache with TCG"),
+        "{second}"
+    );
+    assert!(second.contains("set the guest's clock to now"), "{second}");
+    assert!(
+        !second.contains("first provisioner ran"),
+        "provisioner 1 was cached"
+    );
+    assert!(second.contains("cached, from "), "{second}");
+    assert!(second.contains("last provisioner ran: last-v2"), "{second}");
+    let contents = read_from_image(&artifact, work, &files);
+    assert_eq!(
+        contents[0].trim(),
+        "one",
+        "provisioner 1's effect is in the image"
+    );
+    assert_eq!(contents[1].trim(), "upload v1");
+    assert_eq!(contents[2].trim(), "last-v2");
+    for (file, content) in files[3..].iter().zip(&contents[3..]) {
+        assert!(
+            !content.contains("ssh-") && !content.contains("PRIVATE KEY"),
+            "{file} ships in the image of a resumed build: {content}"
+        );
+    }
+
+    // 3. The uploaded file changed: provisioner 2 and 3 run again, 1 stays cached.
+    std::fs::write(work.join("upload.txt"), "upload v2\n").unwrap();
+    let (third, _) = cached_build(work, &base, &[]);
+    assert!(
+        third.contains("step cache: resumes after Provision 1/3: shell"),
+        "{third}"
+    );
+    assert!(!third.contains("first provisioner ran"), "{third}");
+    let contents = read_from_image(&artifact, work, &files);
+    assert_eq!(contents[0].trim(), "one");
+    assert_eq!(contents[1].trim(), "upload v2");
+
+    // 4. A damaged entry is found by its checksum, removed with a warning, and the build
+    //    resumes from the one before it; --from 1 reruns every provisioner.
+    let list = run(Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .env("XDG_CACHE_HOME", work.join("cache"))
+        .args(["cache", "list", "--json"]));
+    let entries: serde_json::Value = serde_json::from_str(&list).unwrap();
+    let p1 = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["step"] == "Provision 1/3: shell")
+        .expect("an entry after provisioner 1");
+    let p1_dir = work
+        .join("cache/kiln/steps")
+        .join(p1["key"].as_str().unwrap());
+    let state_file = std::fs::read_dir(&p1_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("state.")
+        })
+        .unwrap();
+    let len = std::fs::metadata(&state_file).unwrap().len();
+    std::fs::File::options()
+        .write(true)
+        .open(&state_file)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    let (fourth, stderr) = cached_build(work, &base, &[]);
+    let both = format!("{fourth}{stderr}");
+    assert!(
+        both.contains("is damaged") && both.contains("removed it"),
+        "{both}"
+    );
+    assert!(
+        fourth.contains("step cache: resumes after Connect"),
+        "{fourth}"
+    );
+    assert!(fourth.contains("first provisioner ran"), "{fourth}");
+    let (fifth, _) = cached_build(work, &base, &["--from", "1"]);
+    assert!(
+        fifth.contains("step cache: resumes after Connect"),
+        "{fifth}"
+    );
+    assert!(fifth.contains("first provisioner ran"), "{fifth}");
+
+    let cleared = run(Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .env("XDG_CACHE_HOME", work.join("cache"))
+        .args(["cache", "clear"]));
+    assert!(cleared.starts_with("removed 4 entries"), "{cleared}");
+}

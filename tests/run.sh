@@ -17,6 +17,7 @@ APT_PACKAGES=(
   xvfb x11-apps x11-utils libgl1-mesa-dri libegl1 libxkbcommon-x11-0         # the window under Xvfb (tests/gui_window.rs)
   dbus gnome-keyring openssh-client                                          # a real Secret Service (tests/keyring.rs)
   iproute2                                                                   # ss: listening sockets (tests/build_publish.rs)
+  zstd                                                                       # the step cache's VM state (tests/build_e2e.rs)
   desktop-file-utils appstream dpkg-dev binutils man-db                      # the .deb and its desktop files (tests/packaging.rs)
   mesa-vulkan-drivers                                                        # lavapipe: wgpu renders the GUI snapshots headless (tests/gui_snapshots.rs)
   ansible-core vagrant vagrant-libvirt                                       # Ansible against a VM, Vagrant reads the box (tests/build_installer.rs)

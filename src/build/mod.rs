@@ -15,4 +15,5 @@ pub mod publish;
 pub mod redact;
 pub mod runner;
 pub mod state;
+pub mod stepcache;
 pub mod steps;

@@ -15,6 +15,7 @@ use super::planned::{Plan, PlanOptions};
 use super::postprocess::{self, BuildFacts};
 use super::runner::{self, OnError};
 use super::state::{BuildDirs, BuildState};
+use super::stepcache::{CacheInputs, CacheRun, Store};
 use crate::recipe::provisioner::ProvisionerKind;
 use crate::recipe::template::{Build, Recipe};
 
@@ -37,6 +38,11 @@ pub struct BuildOptions {
     /// The run's id (`PACKER_RUN_UUID`, manifests' `packer_run_uuid`); a fresh one when
     /// `None`. Give every build of one run the same.
     pub run_uuid: Option<String>,
+    /// Use the step cache (`--cache`): resume from the last unchanged step and save the VM
+    /// after Connect and each provisioner.
+    pub step_cache: bool,
+    /// `--from N`: run provisioner N and the later ones again even when they are cached.
+    pub rerun_from: Option<usize>,
 }
 
 /// How a build ended and where its results are.
@@ -297,6 +303,20 @@ pub async fn run_build(
         options.qemu_binary.clone().unwrap_or_default(),
         facts,
     );
+    if options.step_cache {
+        match CacheInputs::of(build) {
+            Ok(inputs) => {
+                state.cache = Some(CacheRun::new(
+                    Store::in_cache(&state.dirs.cache),
+                    inputs,
+                    options.rerun_from,
+                    &recipe.file,
+                    build,
+                ));
+            }
+            Err(why) => inner.log(None, format!("step cache: not used: {why}")),
+        }
+    }
     let started = Instant::now();
     let outcome = runner::run(
         &build.name,

@@ -9,6 +9,7 @@ use super::describe;
 use super::postprocess::PostStep;
 use super::runner::Step;
 use super::state::BuildState;
+use super::stepcache::CachePoint;
 use super::steps::{
     BaseImage, Boot, BootCommand, CdFiles, Compact, Connect, Disk, Floppy, Http, Provision, Seed,
     Shutdown,
@@ -48,14 +49,20 @@ impl Plan {
             Box::new(Floppy),
             Box::new(Boot),
             Box::new(BootCommand),
-            Box::new(Connect),
+            Box::new(CachePoint {
+                point: 0,
+                inner: Box::new(Connect),
+            }),
         ];
         for (i, p) in build.provisioners.iter().enumerate() {
-            steps.push(Box::new(Provision {
-                number: (i + 1, count),
-                provisioner: p.clone(),
-                build_name: build.name.clone(),
-                resume: options.resume.clone(),
+            steps.push(Box::new(CachePoint {
+                point: i + 1,
+                inner: Box::new(Provision {
+                    number: (i + 1, count),
+                    provisioner: p.clone(),
+                    build_name: build.name.clone(),
+                    resume: options.resume.clone(),
+                }),
             }));
         }
         steps.push(Box::new(Shutdown));

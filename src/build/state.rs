@@ -115,6 +115,8 @@ pub struct BuildState {
     /// The post-processors' state (and the facts about the build they and `shell-local`
     /// use).
     pub post: PostState,
+    /// The step cache, when the build uses it.
+    pub cache: Option<crate::build::stepcache::CacheRun>,
 }
 
 impl BuildState {
@@ -152,6 +154,7 @@ impl BuildState {
             artifact: None,
             complete: Arc::default(),
             post: PostState::new(facts, None),
+            cache: None,
         }
     }
 
@@ -272,6 +275,12 @@ impl BuildState {
         .into_iter()
         .map(|(name, value)| (crate::recipe::interp::build_field(name), value))
         .collect()
+    }
+
+    /// The point (0: Connect, N: provisioner N) the build resumed after from the step
+    /// cache, when it did.
+    pub fn restored_point(&self) -> Option<usize> {
+        self.cache.as_ref().and_then(|c| c.restored_point())
     }
 
     /// The last `n` console lines, for error messages.

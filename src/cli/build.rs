@@ -48,6 +48,16 @@ pub struct BuildArgs {
     /// the scratch files for debugging and says where (the VM is stopped either way).
     #[arg(long = "on-error", value_enum, default_value_t = OnErrorArg::Cleanup, value_name = "cleanup|abort")]
     pub on_error: OnErrorArg,
+    /// Use the step cache: resume the VM from the last step whose inputs did not change, and
+    /// save it after Connect and each provisioner for the next build (`kiln cache` lists it).
+    #[arg(long, conflicts_with = "no_cache")]
+    pub cache: bool,
+    /// Build from the base image, without the step cache (the default for now).
+    #[arg(long = "no-cache")]
+    pub no_cache: bool,
+    /// With --cache: run provisioner N and the ones after it again, even when cached.
+    #[arg(long = "from", value_name = "N", requires = "cache", value_parser = clap::value_parser!(u32).range(1..))]
+    pub from: Option<u32>,
 }
 
 /// The values of `--on-error`.
@@ -136,6 +146,8 @@ pub fn run(args: &BuildArgs, out: &mut dyn Write, err: &mut dyn Write) -> std::i
             },
             resume: resume.clone(),
             run_uuid: Some(run_uuid.clone()),
+            step_cache: args.cache && !args.no_cache,
+            rerun_from: args.from.map(|n| n as usize),
             ..BuildOptions::default()
         };
         // The history: a file that cannot be written is a warning, never a failed build.

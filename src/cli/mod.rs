@@ -2,6 +2,7 @@
 
 pub mod args;
 pub mod build;
+pub mod cache;
 pub mod completions;
 pub mod credentials;
 pub mod doctor;
@@ -54,6 +55,8 @@ pub enum Command {
     Keys(keys::KeysArgs),
     /// List the builds recorded in the history (the window's History place), newest first.
     History(history::HistoryArgs),
+    /// The step cache of `kiln build --cache`: list its entries, prune it, clear it.
+    Cache(cache::CacheArgs),
     /// Print the shell completion script for bash, zsh or fish.
     Completions(completions::CompletionsArgs),
     /// Write the manual pages (kiln.1 and one per subcommand) into a directory.

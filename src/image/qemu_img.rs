@@ -319,6 +319,30 @@ impl QemuImg {
         self.run(&args, cancel, |_| {}).await.map(drop)
     }
 
+    /// Makes the qcow2 overlay `path` sit directly on `backing` (`qemu-img rebase`, safe
+    /// mode): every cluster where its current backing chain differs from `backing` is
+    /// copied into it first, so its content does not change.
+    pub async fn rebase(
+        &self,
+        path: &Path,
+        backing: &Path,
+        cancel: &CancellationToken,
+    ) -> Result<(), QemuImgError> {
+        let info = self.info(backing, cancel).await?;
+        let args = vec![
+            OsString::from("rebase"),
+            "-q".into(),
+            "-f".into(),
+            "qcow2".into(),
+            "-b".into(),
+            arg_path(backing),
+            "-F".into(),
+            info.format.name().into(),
+            arg_path(path),
+        ];
+        self.run(&args, cancel, |_| {}).await.map(drop)
+    }
+
     /// Copies `src` to `dst` in `format` (`qemu-img convert`), flattening any backing chain;
     /// `compress` (qcow2 only) compresses every cluster. `progress(done, total)` follows
     /// qemu-img's `-p` output, in bytes of the virtual disk, at most ten times a second.

@@ -66,6 +66,9 @@ pub struct Launch {
     pub http: Option<(String, u16)>,
     /// The output directory (`{{ .OutputDir }}`).
     pub output_dir: PathBuf,
+    /// Where the VM's saved state comes from (`-incoming`), when it resumes from the step
+    /// cache instead of booting.
+    pub incoming: Option<String>,
 }
 
 /// A `qemuargs` value could not be rendered.
@@ -375,6 +378,10 @@ pub fn build_args(config: &QemuConfig, launch: &Launch) -> Result<Vec<String>, A
         args.push("-serial".into());
         args.push("chardev:kiln-serial".into());
     }
+    if let Some(incoming) = &launch.incoming {
+        args.push("-incoming".into());
+        args.push(incoming.clone());
+    }
     Ok(args)
 }
 
@@ -488,6 +495,7 @@ mod tests {
             serial_socket: "/run/kiln/serial.sock".into(),
             http: Some(("10.0.2.2".into(), 8123)),
             output_dir: "out".into(),
+            incoming: None,
         }
     }
 

@@ -10,4 +10,5 @@ pub mod kvm_probe;
 pub mod ports;
 pub mod qmp;
 pub mod serial;
+pub mod snapshot;
 pub mod vm;

@@ -13,6 +13,7 @@ use crate::qemu::cmdline::{Accel, Launch, build_args, requested_cpu_model};
 use crate::qemu::kvm_probe::{KvmHost, is_kvm_start_failure, qemu_words};
 use crate::qemu::ports::{free_local_port, is_port_clash};
 use crate::qemu::serial::SerialConsole;
+use crate::qemu::snapshot::{finish_incoming, incoming_uri};
 use crate::qemu::vm::{Vm, VmEnd, VmError, VmSockets};
 use crate::recipe::qemu::{Accelerator, Communicator};
 use crate::ssh::{Auth, Target};
@@ -79,6 +80,11 @@ async fn try_start_vm(
         serial_socket: sockets.serial.clone(),
         http: state.http.clone(),
         output_dir: state.dirs.output.clone(),
+        incoming: state
+            .cache
+            .as_ref()
+            .and_then(|c| c.incoming())
+            .map(|(file, compressor)| incoming_uri(&file, compressor)),
     };
     let args = build_args(config, &launch).map_err(super::fail)?;
     let vm = match Vm::start(
@@ -223,6 +229,9 @@ impl Step<BuildState> for Boot {
     ) -> BoxFuture<'a, Result<StepDone, StepError>> {
         Box::pin(async move {
             pick_ssh_port(state)?;
+            if let Some(choice) = state.cache.as_ref().and_then(|c| c.restored_accel()) {
+                return resume(ctx, state, &choice).await;
+            }
             let config = &state.config;
             let wanted = config.accelerator;
             let choice = accel::choose(
@@ -265,6 +274,53 @@ impl Step<BuildState> for Boot {
             Ok(StepDone::Done)
         })
     }
+}
+
+/// Starts the VM from the step cache's saved state, with the accelerator it was saved with.
+async fn resume(
+    ctx: &mut StepContext,
+    state: &mut BuildState,
+    choice: &AccelChoice,
+) -> Result<StepDone, StepError> {
+    let started = std::time::Instant::now();
+    let vm_slot = state.vm.clone();
+    ctx.defer("the VM", move || async move {
+        if let Some(mut vm) = vm_slot.lock().await.take() {
+            vm.kill().await;
+        }
+        Ok(())
+    });
+    match try_start_vm(ctx, state, choice).await? {
+        Ok(()) => {}
+        Err(e) => {
+            return Err(StepError(format!(
+                "cannot resume the VM from the step cache: {e}; build with --no-cache, or clear the cache (`kiln cache clear`)"
+            )));
+        }
+    }
+    let (file, _) = state
+        .cache
+        .as_ref()
+        .and_then(|c| c.incoming())
+        .ok_or_else(|| StepError("no saved state".into()))?;
+    {
+        let mut guard = state.vm.lock().await;
+        let vm = guard
+            .as_mut()
+            .ok_or_else(|| StepError("the VM is not running".into()))?;
+        finish_incoming(vm.qmp(), &file).await.map_err(|e| {
+            StepError(format!(
+                "cannot resume the VM from the step cache: {e}; build with --no-cache, or clear the cache (`kiln cache clear`)"
+            ))
+        })?;
+    }
+    ctx.log(format!(
+        "{} resumed from the step cache with {} in {:.1} s",
+        state.config.vm_name,
+        choice.accel.name().to_uppercase(),
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(StepDone::Done)
 }
 
 /// Waits until SSH answers with the pinned host key and the build's credentials.

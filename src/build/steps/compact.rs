@@ -30,8 +30,11 @@ impl Step<BuildState> for Compact {
                 .ok_or_else(|| StepError("no disk".into()))?;
             let artifact = state.dirs.output.join(&state.config.vm_name);
             let config = &state.config;
-            let outcome = if config.use_backing_file
-                || (config.skip_compaction && !config.disk_compression)
+            // With the step cache the disk sits on a chain of cached layers: it is always
+            // written out whole.
+            let chained = state.cache.is_some();
+            let outcome = if !chained
+                && (config.use_backing_file || (config.skip_compaction && !config.disk_compression))
             {
                 if partial != artifact {
                     std::fs::rename(&partial, &artifact).map_err(|e| {
@@ -52,7 +55,22 @@ impl Step<BuildState> for Compact {
             } else {
                 let qemu_img = QemuImg::locate().map_err(super::fail)?;
                 let cancel = ctx.cancel().clone();
-                if let Some(base) = state.merge_base.take() {
+                let merge_base = match state.merge_base.take() {
+                    Some(base) if chained => {
+                        // The merge takes the changes of one overlay on the base image.
+                        match qemu_img.rebase(&partial, &base.path, &cancel).await {
+                            Ok(()) => Some(base),
+                            Err(e) => {
+                                ctx.log(format!(
+                                    "warning: cannot put the build's changes on the base image ({e}); compressing the whole disk instead"
+                                ));
+                                None
+                            }
+                        }
+                    }
+                    other => other,
+                };
+                if let Some(base) = merge_base {
                     match merge_into(ctx, &qemu_img, &partial, &base, &artifact, &state.dirs.work)
                         .await
                     {

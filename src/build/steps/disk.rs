@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::build::event::Unit;
 use crate::build::runner::{BoxFuture, Step, StepContext, StepDone, StepError};
 use crate::build::state::BuildState;
+use crate::build::stepcache::Layering;
 use crate::image::compact::merge_base;
 use crate::image::qemu_img::{ImageFormat, QemuImg, Resized};
 use crate::qemu::cmdline::user_supplies_drives;
@@ -152,6 +153,15 @@ impl Step<BuildState> for Disk {
                     .base_image
                     .clone()
                     .ok_or_else(|| StepError("no base image".into()))?;
+                let mut cache = state.cache.take();
+                let layering = cache
+                    .as_mut()
+                    .and_then(|run| run.prepare(ctx, &state.config, &base, &state.dirs.work));
+                if let Some(layering) = layering {
+                    state.cache = cache;
+                    return on_cache_layer(ctx, state, &qemu_img, &format, &base, layering).await;
+                }
+                let config = &state.config;
                 let merge_base = if wants_merge_compaction(config, &format) {
                     match merge_base(&base) {
                         Ok(merge) => Some(merge),
@@ -224,6 +234,50 @@ impl Step<BuildState> for Disk {
             Ok(StepDone::Done)
         })
     }
+}
+
+/// The disk of a build that uses the step cache: an overlay on the layer it resumes from,
+/// or, the first time, on the base image (resized, and merged back at compaction when it
+/// can be).
+async fn on_cache_layer(
+    ctx: &mut StepContext,
+    state: &mut BuildState,
+    qemu_img: &QemuImg,
+    format: &ImageFormat,
+    base: &Path,
+    layering: Layering,
+) -> Result<StepDone, StepError> {
+    let cancel = ctx.cancel().clone();
+    qemu_img
+        .create_overlay(&layering.backing, &layering.active, &cancel)
+        .await
+        .map_err(super::fail)?;
+    if layering.cold {
+        let config = &state.config;
+        if wants_merge_compaction(config, format)
+            && let Ok(merge) = merge_base(base)
+        {
+            state.merge_base = Some(merge);
+        }
+        if let (Some(size), false) = (config.disk_size, config.skip_resize_disk)
+            && let Resized::Grown { from, to } = qemu_img
+                .resize(&layering.active, size, &cancel)
+                .await
+                .map_err(super::fail)?
+        {
+            ctx.log(format!(
+                "resized from {} to {}",
+                format_bytes(from),
+                format_bytes(to)
+            ));
+        }
+    } else if wants_merge_compaction(&state.config, format)
+        && let Ok(merge) = merge_base(base)
+    {
+        state.merge_base = Some(merge);
+    }
+    state.disk = Some(layering.active);
+    Ok(StepDone::Done)
 }
 
 #[cfg(test)]

@@ -93,6 +93,13 @@ impl Step<BuildState> for Seed {
             if config.communicator == Communicator::None {
                 return Ok(StepDone::Skipped("communicator \"none\"".into()));
             }
+            let restored = state.cache.as_ref().and_then(|c| {
+                Some((
+                    c.restored_seed()?,
+                    c.restored.as_ref()?.meta.host_key.clone(),
+                ))
+            });
+            let stored_key = restored.as_ref().and_then(|((_, key), _)| key.clone());
             let client = if config.ssh.agent_auth {
                 let login = agent_login(config.ssh.agent_key.as_deref()).await?;
                 ctx.log(format!(
@@ -114,7 +121,15 @@ impl Step<BuildState> for Seed {
                     (None, Some(name)) => SshKeys::platform()
                         .and_then(|keys| keys.load(name, &state.redactor))
                         .map_err(|e| StepError(format!("ssh_private_key_keyring: {e}")))?,
-                    (None, None) => KeyPair::generate().map_err(super::fail)?,
+                    (None, None) => match &stored_key {
+                        Some(file) => KeyPair::from_file(file).map_err(|e| {
+                            StepError(format!(
+                                "the step cache's build key {}: {e}; run `kiln cache clear`",
+                                file.display()
+                            ))
+                        })?,
+                        None => KeyPair::generate().map_err(super::fail)?,
+                    },
                 };
                 key.register_with(&state.redactor).map_err(super::fail)?;
                 Some(key)
@@ -153,6 +168,28 @@ impl Step<BuildState> for Seed {
                 state.recipe_seed = Some(why);
                 return Ok(StepDone::Skipped("the recipe brings its own seed".into()));
             }
+            if let Some(((seed, _), host_key)) = restored {
+                let host = crate::ssh::keys::parse_public_key(&host_key).map_err(|e| {
+                    StepError(format!(
+                        "the step cache's host key: {e}; run `kiln cache clear`"
+                    ))
+                })?;
+                state.client_key = client;
+                state.host_key = Some(HostKeyPolicy::pinned(host));
+                state.seed = Some(seed);
+                let note = state
+                    .cache
+                    .as_ref()
+                    .map(|c| c.cached_note())
+                    .unwrap_or_default();
+                return Ok(StepDone::Skipped(format!(
+                    "{note}: the guest's keys and seed from the step cache"
+                )));
+            }
+            let generated = stored_key.is_none()
+                && !config.ssh.agent_auth
+                && config.ssh.private_key_file.is_none()
+                && config.ssh.private_key_keyring.is_none();
             let host = KeyPair::generate_with_comment("kiln-host").map_err(super::fail)?;
             host.register_with(&state.redactor).map_err(super::fail)?;
             let seed_path = state.dirs.work.join("seed.iso");
@@ -167,6 +204,15 @@ impl Step<BuildState> for Seed {
                 host.fingerprint()
             ));
             state.host_key = Some(HostKeyPolicy::pinned(host.public_key().clone()));
+            if let Some(run) = state.cache.as_mut() {
+                let key = state.client_key.as_ref().filter(|_| generated);
+                if let Err(e) = run.keep_seed(&seed_path, key) {
+                    ctx.events().send(Event::Warning(format!(
+                        "step cache: cannot keep the seed with the cache ({e}); the build goes on without the cache"
+                    )));
+                    run.stop();
+                }
+            }
             state.seed = Some(seed_path);
             Ok(StepDone::Done)
         })

@@ -24,6 +24,9 @@ impl Step<BuildState> for BootCommand {
             if state.config.boot_command.is_empty() {
                 return Ok(StepDone::Skipped("no boot_command".into()));
             }
+            if let Some(cache) = state.cache.as_ref().filter(|c| c.restored.is_some()) {
+                return Ok(StepDone::Skipped(cache.cached_note()));
+            }
             if let Err(e) = type_boot_command(ctx, state).await {
                 // Nested KVM can pause the guest while the keys are typed (qemu then refuses
                 // them: "VM not running"): that is KVM's failure, handled like at Connect.

@@ -143,6 +143,7 @@ pub async fn boot(ctx: &StepContext, request: BootRequest<'_>) -> Result<TestVm,
         serial_socket: sockets.serial.clone(),
         http: None,
         output_dir: request.dir.to_path_buf(),
+        incoming: None,
     };
     let start = |choice: &AccelChoice| {
         let args = build_args(&config, &launch(choice));
