@@ -30,7 +30,7 @@ use kiln::build::event::{Event, EventSink, Outcome, Stream, Unit};
 use kiln::build::plan::BuildReport;
 use kiln::gui::app::Place;
 use kiln::gui::build_state::StepState;
-use kiln::gui::engine::{BuildControls, BuildFuture, Engine};
+use kiln::gui::engine::{BuildControls, BuildFuture, Engine, StepCacheUse};
 use kiln::gui::notify::{Notification, Notifier};
 use kiln::gui::{AppConfig, KilnApp};
 use kiln::recipe::template::{Build, Recipe};
@@ -76,6 +76,7 @@ struct ScriptedEngine {
     gate: Arc<Semaphore>,
     artifact: PathBuf,
     received: Arc<Mutex<Option<(Recipe, Build)>>>,
+    cache_uses: Arc<Mutex<Vec<StepCacheUse>>>,
 }
 
 impl Engine for ScriptedEngine {
@@ -106,12 +107,17 @@ impl ScriptedEngine {
         controls: BuildControls,
     ) -> BuildFuture {
         *self.received.lock().unwrap() = Some((recipe, build.clone()));
+        self.cache_uses.lock().unwrap().push(controls.step_cache);
         let (ending, gate, artifact) = (self.ending, self.gate.clone(), self.artifact.clone());
         Box::pin(async move {
             let log_dir = PathBuf::from("/tmp/kiln-gui-test-logs");
             events.send(Event::BuildStarted {
                 build: build.name.clone(),
-                steps: vec!["Base image".into(), "Provision".into(), "Compact".into()],
+                steps: vec![
+                    "Base image".into(),
+                    "Provision 1/1: shell".into(),
+                    "Compact".into(),
+                ],
             });
             events.send(Event::StepStarted {
                 index: 0,
@@ -136,7 +142,7 @@ impl ScriptedEngine {
             });
             events.send(Event::StepStarted {
                 index: 1,
-                name: "Provision".into(),
+                name: "Provision 1/1: shell".into(),
             });
             for i in 0..50 {
                 events.send(Event::Log {
@@ -256,6 +262,7 @@ struct Setup {
     recipes_dir: PathBuf,
     gate: Arc<Semaphore>,
     received: Arc<Mutex<Option<(Recipe, Build)>>>,
+    cache_uses: Arc<Mutex<Vec<StepCacheUse>>>,
     artifact: PathBuf,
     history: PathBuf,
     dialogs: Arc<kiln::gui::dialogs::ScriptedDialogs>,
@@ -314,11 +321,13 @@ fn setup_prepared(
     std::fs::write(&artifact, vec![0u8; 4096]).unwrap();
     let gate = Arc::new(Semaphore::new(0));
     let received = Arc::new(Mutex::new(None));
+    let cache_uses = Arc::new(Mutex::new(Vec::new()));
     let engine = Arc::new(ScriptedEngine {
         ending,
         gate: gate.clone(),
         artifact: artifact.clone(),
         received: received.clone(),
+        cache_uses: cache_uses.clone(),
     });
     let secrets = Arc::new(MockSecrets::new(
         dir.path().join("config/config.toml"),
@@ -370,6 +379,7 @@ fn setup_prepared(
         recipes_dir,
         gate,
         received,
+        cache_uses,
         artifact,
         history,
         dialogs,
@@ -1309,7 +1319,11 @@ fn a_finished_build_is_in_the_history_with_its_steps_and_rebuild_refills_the_for
                 StepEnd::Done,
                 Some(Duration::from_millis(600))
             ),
-            ("Provision", StepEnd::Done, Some(Duration::from_millis(10))),
+            (
+                "Provision 1/1: shell",
+                StepEnd::Done,
+                Some(Duration::from_millis(10))
+            ),
             ("Compact", StepEnd::Done, Some(Duration::from_millis(10))),
         ]
     );
@@ -1390,10 +1404,15 @@ fn a_failed_build_is_in_the_history_with_the_step_that_failed() {
     open_history(&mut harness);
     let records = harness.state().history().records.clone().unwrap().unwrap();
     assert_eq!(records.len(), 1);
-    assert_eq!(records[0].stopped_at.as_deref(), Some("Provision"));
+    assert_eq!(
+        records[0].stopped_at.as_deref(),
+        Some("Provision 1/1: shell")
+    );
     // The table's outcome and the step's.
     assert_eq!(harness.query_all_by_label("failed").count(), 2);
-    harness.get_by_label("Failed at Provision: provisioner: install.sh exited with status 100");
+    harness.get_by_label(
+        "Failed at Provision 1/1: shell: provisioner: install.sh exited with status 100",
+    );
     harness.get_by_label("Logs: /tmp/kiln-gui-test-logs");
     // The recipe went away since: Rebuild says so in place and fills nothing.
     std::fs::remove_file(setup.recipes_dir.join("gui-test.json")).unwrap();
@@ -2080,4 +2099,51 @@ fn publish_an_image_from_the_templates_place_runs_in_the_build_place_and_the_his
         .expect("the form again");
     assert_eq!(form.image, image.display().to_string());
     assert_eq!(form.name, import.template_name);
+}
+
+#[test]
+fn the_step_cache_is_chosen_on_the_form_and_rebuild_from_here_reruns_from_that_provisioner() {
+    let (setup, mut harness) = setup(Ending::Success);
+    choose_fill_and_start(&mut harness, &setup.recipes_dir);
+    setup.gate.add_permits(1);
+    step_until(&mut harness, "the build's end", |app| {
+        app.build_state().is_some_and(|b| !b.is_running())
+    });
+    assert_eq!(
+        setup.cache_uses.lock().unwrap().clone(),
+        [StepCacheUse::default()],
+        "off unless chosen"
+    );
+    // The ended build's provisioner row: build again with the cache, from provisioner 1.
+    harness.get_by_label("Rebuild from here").click();
+    harness.run();
+    setup.gate.add_permits(1);
+    step_until(&mut harness, "the second build's end", |app| {
+        app.build_state().is_some_and(|b| !b.is_running())
+    });
+    assert_eq!(
+        setup.cache_uses.lock().unwrap().last().copied(),
+        Some(StepCacheUse {
+            on: true,
+            rerun_from: Some(1)
+        })
+    );
+    // The form's checkbox turns it on for Start.
+    harness.get_by_label("Recipes").click();
+    harness.run();
+    harness.get_by_label("Resume from the step cache").click();
+    harness.run();
+    harness.get_by_label("Start build").click();
+    harness.run();
+    setup.gate.add_permits(1);
+    step_until(&mut harness, "the third build's end", |app| {
+        app.build_state().is_some_and(|b| !b.is_running())
+    });
+    assert_eq!(
+        setup.cache_uses.lock().unwrap().last().copied(),
+        Some(StepCacheUse {
+            on: true,
+            rerun_from: None
+        })
+    );
 }

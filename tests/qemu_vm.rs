@@ -383,3 +383,147 @@ async fn verdicts_are_remembered_for_the_boot_and_a_failure_seen_later_too() {
         "probed again after forget"
     );
 }
+
+/// qemu (TCG, firmware only) with one qcow2 disk and kiln's serial console; `extra` args.
+async fn vm_with_disk(
+    dir: &Path,
+    name: &str,
+    disk: &Path,
+    extra: &[String],
+) -> (Vm, SerialConsole) {
+    let sockets = VmSockets {
+        qmp: dir.join(format!("{name}.qmp")),
+        serial: dir.join(format!("{name}.serial")),
+    };
+    let (events, _rx) = EventSink::channel(Redactor::new());
+    let console = SerialConsole::listen(
+        &sockets.serial,
+        &dir.join(format!("{name}.log")),
+        events.clone(),
+    )
+    .unwrap();
+    let mut args = firmware_only_args(&sockets, "tcg");
+    args.extend([
+        "-drive".to_string(),
+        format!("file={},if=virtio,format=qcow2", disk.display()),
+    ]);
+    args.extend(extra.iter().cloned());
+    let vm = Vm::start(&qemu(), &args, &sockets.qmp, events)
+        .await
+        .expect("qemu starts");
+    (vm, console)
+}
+
+fn qemu_img(args: &[&str]) {
+    let out = std::process::Command::new("qemu-img")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "qemu-img {args:?}: {out:?}");
+}
+
+#[tokio::test]
+async fn a_saved_vm_resumes_from_its_layer_and_state_file() {
+    use kiln::qemu::snapshot::{self, Compressor};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let active = d.join("active.qcow2");
+    qemu_img(&[
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        active.to_str().unwrap(),
+        "64M",
+    ]);
+    let (mut vm, _console) = vm_with_disk(d, "first", &active, &[]).await;
+    let next = d.join("next.qcow2");
+    let state = d.join("state");
+    let compressor = Compressor::available();
+    snapshot::save(vm.qmp(), &active, &next, &state, compressor)
+        .await
+        .expect("saved");
+    assert_eq!(vm.qmp().status().await.unwrap(), "running", "it runs on");
+    let info = std::process::Command::new("qemu-img")
+        .args(["info", "-U", "--output=json"])
+        .arg(&next)
+        .output()
+        .unwrap();
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_eq!(
+        info["backing-filename"].as_str().map(PathBuf::from),
+        Some(active.clone()),
+        "the VM continues on an overlay of the frozen layer"
+    );
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&state).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "the state file (guest memory) is private");
+    }
+    vm.kill().await;
+
+    // The way back: a new overlay on the frozen layer, the state through -incoming.
+    let resumed = d.join("resumed.qcow2");
+    qemu_img(&[
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        "-F",
+        "qcow2",
+        "-b",
+        active.to_str().unwrap(),
+        resumed.to_str().unwrap(),
+    ]);
+    let incoming = snapshot::incoming_uri(&state, compressor);
+    let (mut vm, _console) =
+        vm_with_disk(d, "second", &resumed, &["-incoming".into(), incoming]).await;
+    snapshot::finish_incoming(vm.qmp(), &state)
+        .await
+        .expect("resumed");
+    assert_eq!(vm.qmp().status().await.unwrap(), "running");
+    vm.kill().await;
+}
+
+#[tokio::test]
+async fn a_state_file_that_cannot_be_written_fails_the_save_and_the_vm_runs_on() {
+    use kiln::qemu::snapshot::{self, Compressor, SnapshotError};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let active = d.join("active.qcow2");
+    qemu_img(&[
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        active.to_str().unwrap(),
+        "64M",
+    ]);
+    let (mut vm, _console) = vm_with_disk(d, "full", &active, &[]).await;
+    // The state goes to /dev/full, where every write fails with ENOSPC, as on a full disk.
+    let state = d.join("state");
+    std::os::unix::fs::symlink("/dev/full", d.join("state.part")).unwrap();
+    let err = snapshot::save(
+        vm.qmp(),
+        &active,
+        &d.join("next.qcow2"),
+        &state,
+        Compressor::available(),
+    )
+    .await
+    .expect_err("a full disk fails the save");
+    assert!(
+        matches!(
+            err,
+            SnapshotError::NotWritten(_) | SnapshotError::Migration { .. }
+        ),
+        "the save failed: {err}"
+    );
+    assert!(!state.exists(), "no state file claims to be whole");
+    assert_eq!(
+        vm.qmp().status().await.unwrap(),
+        "running",
+        "the VM was let run again"
+    );
+    vm.kill().await;
+}

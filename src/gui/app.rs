@@ -23,7 +23,9 @@ use super::credentials_panel::{self, CredentialsPanel};
 use super::dialogs::{FileDialogs, Pick, PickAnswer};
 use super::editor::view::{self as editor_view, EditorAction};
 use super::editor::{self, RecipeTab};
-use super::engine::{self, BuildId, Engine, HistoryTarget, Inbox, Job, JobKind, Message};
+use super::engine::{
+    self, BuildId, Engine, HistoryTarget, Inbox, Job, JobKind, Message, StepCacheUse,
+};
 use super::history_panel::{self, HistoryPanel};
 use super::host_panel::{self, HostAction};
 use super::notify::{self, DesktopNotifier, Notifier};
@@ -817,11 +819,16 @@ impl KilnApp {
             db,
             recipe_path: open.path.clone(),
         });
+        let step_cache = StepCacheUse {
+            on: open.step_cache,
+            rerun_from: None,
+        };
         self.launch(
             Job {
                 recipe,
                 build,
                 kind: JobKind::Build,
+                step_cache,
             },
             history,
         );
@@ -861,6 +868,7 @@ impl KilnApp {
                 recipe,
                 build,
                 kind: JobKind::Publish,
+                step_cache: StepCacheUse::default(),
             },
             history,
         );
@@ -889,6 +897,21 @@ impl KilnApp {
             return;
         }
         if let Some((job, history)) = self.build.ran(id) {
+            self.launch(job, history);
+        }
+    }
+
+    /// Runs build `id` again with the step cache, provisioner `n` and after run again
+    /// ("Rebuild from here"), in a new tab.
+    fn build_again_from(&mut self, id: BuildId, n: usize) {
+        if self.close_after_builds {
+            return;
+        }
+        if let Some((mut job, history)) = self.build.ran(id) {
+            job.step_cache = StepCacheUse {
+                on: true,
+                rerun_from: Some(n),
+            };
             self.launch(job, history);
         }
     }
@@ -996,6 +1019,7 @@ impl KilnApp {
             Command::CancelBuild(id) => self.build.cancel(id),
             Command::ContinueBuild(id) => self.build.resume(id),
             Command::BuildAgain(id) => self.build_again(id),
+            Command::BuildAgainFrom(id, n) => self.build_again_from(id, n),
             Command::OpenFolder(dir) => self.build.notice = self.dialogs.open_folder(&dir).err(),
             Command::ShowTemplates => {
                 self.saved.place = Place::Templates;
@@ -1018,6 +1042,10 @@ impl KilnApp {
                     self.inbox.clone(),
                     crate::host::KvmProbe::Fresh,
                 );
+            }
+            Command::ClearStepCache => {
+                self.host = None;
+                engine::clear_step_cache(&self.runtime, self.inbox.clone());
             }
         }
     }
@@ -1282,8 +1310,10 @@ impl eframe::App for KilnApp {
                 let action = egui::CentralPanel::default()
                     .show(ui, |ui| host_panel::host_ui(ui, self.host.as_deref()))
                     .inner;
-                if action == Some(HostAction::Recheck) {
-                    commands.push(Command::RecheckHost);
+                match action {
+                    Some(HostAction::Recheck) => commands.push(Command::RecheckHost),
+                    Some(HostAction::ClearStepCache) => commands.push(Command::ClearStepCache),
+                    None => {}
                 }
             }
         }

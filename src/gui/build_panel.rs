@@ -34,6 +34,8 @@ pub enum BuildAction {
     OpenFolder(PathBuf),
     /// Run the same build again (same recipe, same values) in a new tab.
     Rebuild,
+    /// Run it again with the step cache, provisioner N and after run again.
+    RebuildFrom(usize),
     /// Show the Templates place (after a build registered templates).
     OpenTemplates,
 }
@@ -203,7 +205,9 @@ pub fn build_ui(
                     if let Some(asked) = result_card_ui(ui, state) {
                         action = Some(asked);
                     }
-                    steps_ui(ui, state, now);
+                    if let Some(asked) = steps_ui(ui, state, now) {
+                        action = Some(asked);
+                    }
                     if let Some(p) = &state.progress {
                         let mut text = match p.total {
                             Some(total) => format!(
@@ -417,8 +421,20 @@ fn result_card_ui(ui: &mut egui::Ui, state: &BuildState) -> Option<BuildAction> 
     action
 }
 
-fn steps_ui(ui: &mut egui::Ui, state: &BuildState, now: Instant) {
+/// The provisioner number of a step named "Provision N/M: type".
+fn provisioner_number(step: &str) -> Option<usize> {
+    step.strip_prefix("Provision ")?
+        .split('/')
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// The step list; after the build ended, each provisioner's row offers "Rebuild from here".
+fn steps_ui(ui: &mut egui::Ui, state: &BuildState, now: Instant) -> Option<BuildAction> {
     let palette = theme::current(ui.ctx());
+    let mut action = None;
+    let ended = state.outcome.is_some();
     egui::Grid::new("steps")
         .num_columns(3)
         .spacing([theme::GAP * 2.0, theme::GAP * 0.5])
@@ -445,10 +461,33 @@ fn steps_ui(ui: &mut egui::Ui, state: &BuildState, now: Instant) {
                     _ => word.to_string(),
                 };
                 // Last, so a long reason wraps in the width left instead of running off.
-                ui.add(egui::Label::new(egui::RichText::new(detail).color(colour)).wrap());
+                match provisioner_number(&step.name).filter(|_| ended) {
+                    Some(n) => {
+                        ui.horizontal(|ui| {
+                            if ui
+                                .small_button("Rebuild from here")
+                                .on_hover_text(format!(
+                                    "Build again with the step cache: resume after provisioner {}, run {n} and after again",
+                                    n - 1
+                                ))
+                                .clicked()
+                            {
+                                action = Some(BuildAction::RebuildFrom(n));
+                            }
+                            ui.add(
+                                egui::Label::new(egui::RichText::new(detail).color(colour))
+                                    .wrap(),
+                            );
+                        });
+                    }
+                    None => {
+                        ui.add(egui::Label::new(egui::RichText::new(detail).color(colour)).wrap());
+                    }
+                }
                 ui.end_row();
             }
         });
+    action
 }
 
 /// A log view that lays out only the visible rows, so a million lines scroll smoothly. It

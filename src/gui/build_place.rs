@@ -217,6 +217,7 @@ impl BuildPlace {
             (Some(BuildAction::Cancel), Some(id)) => Some(Command::CancelBuild(id)),
             (Some(BuildAction::Continue), Some(id)) => Some(Command::ContinueBuild(id)),
             (Some(BuildAction::Rebuild), Some(id)) => Some(Command::BuildAgain(id)),
+            (Some(BuildAction::RebuildFrom(n)), Some(id)) => Some(Command::BuildAgainFrom(id, n)),
             (Some(BuildAction::OpenFolder(dir)), _) => Some(Command::OpenFolder(dir)),
             (Some(BuildAction::OpenTemplates), _) => Some(Command::ShowTemplates),
             _ => None,

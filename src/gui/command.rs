@@ -54,6 +54,8 @@ pub enum Command {
     ContinueBuild(BuildId),
     /// Run build `id` again as it ran.
     BuildAgain(BuildId),
+    /// Run build `id` again with the step cache, from provisioner `n` on.
+    BuildAgainFrom(BuildId, usize),
     /// Show a folder in the file manager.
     OpenFolder(PathBuf),
     /// Show the Templates place and list them again (a build just registered some).
@@ -72,4 +74,6 @@ pub enum Command {
     Rebuild(i64),
     /// Run the host check again (probing KVM afresh).
     RecheckHost,
+    /// Remove every entry of the step cache, then check the host again.
+    ClearStepCache,
 }

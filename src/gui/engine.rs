@@ -35,6 +35,18 @@ pub struct BuildControls {
     pub cancel: CancellationToken,
     /// Continues the build when it is paused at a `breakpoint` provisioner.
     pub resume: Resume,
+    /// Whether the build uses the step cache.
+    pub step_cache: StepCacheUse,
+}
+
+/// Whether a build uses the step cache (the form's "Resume from the step cache"), and the
+/// provisioner it runs again from ("Rebuild from here").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StepCacheUse {
+    /// Resume from the last unchanged step and save the VM after each.
+    pub on: bool,
+    /// Run provisioner N and after again even when cached.
+    pub rerun_from: Option<usize>,
 }
 
 /// Runs builds. The window never builds anything itself.
@@ -71,6 +83,8 @@ pub struct Job {
     pub build: Build,
     /// Which it is.
     pub kind: JobKind,
+    /// Whether it uses the step cache.
+    pub step_cache: StepCacheUse,
 }
 
 /// Whether a build tab builds or publishes.
@@ -101,6 +115,8 @@ impl Engine for RealEngine {
         // The window's Continue button is the one who continues a breakpoint.
         let options = BuildOptions {
             resume: Some(controls.resume),
+            step_cache: controls.step_cache.on,
+            rerun_from: controls.step_cache.rerun_from,
             ..self.options.clone()
         };
         Box::pin(async move { run_build(&recipe, &build, &options, events, controls.cancel).await })
@@ -179,8 +195,12 @@ pub fn start(
         recipe,
         build,
         kind,
+        step_cache,
     } = job;
-    let controls = BuildControls::default();
+    let controls = BuildControls {
+        step_cache,
+        ..BuildControls::default()
+    };
     let recorder = history.map(|h| {
         let recorder = Recorder::new(&h.recipe_path, &recipe, &build, Origin::Gui);
         (h.db, recorder)
@@ -316,4 +336,17 @@ pub fn read_history(runtime: &Handle, db: PathBuf, limit: usize, inbox: Inbox) {
 /// KVM is probed again or this boot's remembered verdict is enough.
 pub fn check_host(runtime: &Handle, inbox: Inbox, kvm: crate::host::KvmProbe) {
     runtime.spawn_blocking(move || inbox.send(Message::HostChecked(crate::host::checks(kvm))));
+}
+
+/// Removes every entry of the step cache off the UI thread, then checks the host again (the
+/// KVM verdict remembered).
+pub fn clear_step_cache(runtime: &Handle, inbox: Inbox) {
+    runtime.spawn_blocking(move || {
+        if let Ok(dir) = crate::image::fetch::default_cache_dir() {
+            crate::build::stepcache::Store::in_cache(&dir).clear();
+        }
+        inbox.send(Message::HostChecked(crate::host::checks(
+            crate::host::KvmProbe::Remembered,
+        )));
+    });
 }

@@ -9,6 +9,8 @@ use super::theme;
 pub enum HostAction {
     /// Run the checks again.
     Recheck,
+    /// Remove every entry of the step cache.
+    ClearStepCache,
 }
 
 /// A one-line summary for the sidebar: `Host: ready` or `Host: 1 problem`.
@@ -57,6 +59,20 @@ pub fn host_ui(ui: &mut egui::Ui, checks: Option<&[Check]>) -> Option<HostAction
             ui.strong(&check.name);
             ui.label(&check.detail);
         });
+        if check.name == "step cache"
+            && !check.detail.starts_with("empty")
+            && check.status == Status::Ok
+        {
+            ui.horizontal(|ui| {
+                if ui
+                    .button("Clear the step cache")
+                    .on_hover_text("Remove every saved VM (kiln cache clear)")
+                    .clicked()
+                {
+                    action = Some(HostAction::ClearStepCache);
+                }
+            });
+        }
         if let Some(fix) = &check.fix {
             ui.horizontal(|ui| {
                 ui.label("fix:");

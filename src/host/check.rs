@@ -126,9 +126,46 @@ pub fn checks(kvm: KvmProbe) -> Vec<Check> {
     out.push(kvm_check(kvm));
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     out.push(free_space(&cwd));
+    out.push(step_cache());
     out.push(keyring());
     out.extend(super::publishing::checks());
     out
+}
+
+/// The step cache (`kiln build --cache`): how many entries, how big, where, and its cap.
+pub fn step_cache() -> Check {
+    use crate::build::stepcache::store::{Store, default_cap};
+    use crate::recipe::units::format_bytes;
+    let name = "step cache".to_string();
+    match crate::image::fetch::default_cache_dir() {
+        Ok(dir) => {
+            let store = Store::in_cache(&dir);
+            let count = store.list().len();
+            let detail = if count == 0 {
+                format!("empty ({})", store.root().display())
+            } else {
+                format!(
+                    "{count} entr{}, {} in {} (cap {})",
+                    if count == 1 { "y" } else { "ies" },
+                    format_bytes(store.size()),
+                    store.root().display(),
+                    format_bytes(default_cap(store.root()))
+                )
+            };
+            Check {
+                name,
+                status: Status::Ok,
+                detail,
+                fix: None,
+            }
+        }
+        Err(e) => Check {
+            name,
+            status: Status::Warn,
+            detail: e.to_string(),
+            fix: None,
+        },
+    }
 }
 
 /// Whether a Secret Service answers (profiles and keyring keys need one; CI can do without).

@@ -40,6 +40,11 @@ pub enum SnapshotError {
         /// qemu's error description.
         error: String,
     },
+    /// qemu sent the state, but the compressor did not write it whole (a full disk, say).
+    #[error(
+        "the VM's state could not be written to {0}: the compressor failed (is the disk full?)"
+    )]
+    NotWritten(PathBuf),
     /// The migration did not end in time.
     #[error("qemu's migration {direction} {file} did not end within {limit:?}")]
     TooSlow {
@@ -110,13 +115,42 @@ fn sh_quoted(path: &Path) -> String {
     format!("'{}'", path.display().to_string().replace('\'', r"'\''"))
 }
 
+/// Where the state is written before it is complete.
+fn partial(file: &Path) -> PathBuf {
+    let mut name = file.as_os_str().to_owned();
+    name.push(".part");
+    PathBuf::from(name)
+}
+
 /// The `exec:` URI that writes the state compressed to `file`, readable by this user only.
+/// It is written to `FILE.part` and renamed only when the compressor succeeded: qemu calls a
+/// migration complete once the pipe took the last byte, whatever became of it after.
 pub fn outgoing_uri(file: &Path, compressor: Compressor) -> String {
+    let (part, file) = (sh_quoted(&partial(file)), sh_quoted(file));
     format!(
-        "exec:umask 077 && exec {} > {}",
+        "exec:umask 077; if {} > {part}; then mv -f {part} {file}; else rm -f {part}; fi",
         compressor.compress(),
-        sh_quoted(file)
     )
+}
+
+/// How long the compressor may take to finish after qemu sent the last byte.
+const WRITE_LIMIT: Duration = Duration::from_secs(60);
+
+/// Waits until the compressor has written `file` whole (see [`outgoing_uri`]).
+async fn await_written(file: &Path) -> Result<(), SnapshotError> {
+    let started = Instant::now();
+    loop {
+        if file.exists() {
+            return Ok(());
+        }
+        // The compressor failed (its partial file was removed), or never ends.
+        let part_open = partial(file).symlink_metadata().is_ok() && started.elapsed() < WRITE_LIMIT;
+        if !part_open {
+            let _ = std::fs::remove_file(partial(file));
+            return Err(SnapshotError::NotWritten(file.to_path_buf()));
+        }
+        tokio::time::sleep(POLL_EVERY).await;
+    }
 }
 
 /// The value of `-incoming` that reads the state back from `file`.
@@ -228,12 +262,14 @@ async fn take(
             Some(json!({ "max-bandwidth": 0_u64 })),
         )
         .await;
+    let _ = std::fs::remove_file(state_file);
     qmp.execute(
         "migrate",
         Some(json!({ "uri": outgoing_uri(state_file, compressor) })),
     )
     .await?;
-    await_migration(qmp, "to", state_file).await
+    await_migration(qmp, "to", state_file).await?;
+    await_written(state_file).await
 }
 
 /// Waits until a VM started with [`incoming_uri`] has read its state from `state_file`, and
@@ -253,7 +289,7 @@ mod tests {
         let uri = outgoing_uri(Path::new("/c/it's here/state"), Compressor::Zstd);
         assert_eq!(
             uri,
-            r"exec:umask 077 && exec zstd -q -1 -T0 > '/c/it'\''s here/state'"
+            r"exec:umask 077; if zstd -q -1 -T0 > '/c/it'\''s here/state.part'; then mv -f '/c/it'\''s here/state.part' '/c/it'\''s here/state'; else rm -f '/c/it'\''s here/state.part'; fi"
         );
         assert_eq!(
             incoming_uri(Path::new("/c/s"), Compressor::Gzip),
