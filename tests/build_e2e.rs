@@ -261,22 +261,28 @@ fn builds_the_seed_article_form_with_its_own_seed_and_old_checksum_keys() {
     .unwrap();
 
     let recipe = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/build/seed-article.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .current_dir(dir)
-        .env("XDG_STATE_HOME", dir.join("state"))
-        .env("XDG_DATA_HOME", dir.join("data"))
-        .env("PACKER_PRIVATE_KEY", dir.join("id_ed25519"))
-        .arg("build")
-        .arg("-var")
-        .arg(format!("base_image={}", base.display()))
-        .arg("-var")
-        .arg(format!(
-            "checksum_list=file://{}",
-            dir.join("SHA256SUMS").display()
-        ))
-        .arg(&recipe)
-        .output()
-        .expect("kiln runs");
+    // With the step cache: the second build below resumes the VM the first one saved.
+    let article_build = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .current_dir(dir)
+            .env("XDG_STATE_HOME", dir.join("state"))
+            .env("XDG_DATA_HOME", dir.join("data"))
+            .env("XDG_CACHE_HOME", dir.join("cache"))
+            .env("PACKER_PRIVATE_KEY", dir.join("id_ed25519"))
+            .args(["build", "--cache"])
+            .args(extra)
+            .arg("-var")
+            .arg(format!("base_image={}", base.display()))
+            .arg("-var")
+            .arg(format!(
+                "checksum_list=file://{}",
+                dir.join("SHA256SUMS").display()
+            ))
+            .arg(&recipe)
+            .output()
+            .expect("kiln runs")
+    };
+    let out = article_build(&[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     eprintln!("{stdout}");
@@ -294,6 +300,33 @@ fn builds_the_seed_article_form_with_its_own_seed_and_old_checksum_keys() {
         "{stdout}"
     );
     let artifact = dir.join("output-qemu/debian-buster.qcow2");
+    let contents = read_from_image(&artifact, dir, &["/root/marker"]);
+    assert_eq!(contents[0].trim(), "article-form");
+
+    // The step cache with the recipe's own drives: the rebuild resumes after the provisioner
+    // on a layer in the cache (the recipe's `-drive file=output-qemu/…` pointed there), with
+    // the host key the guest showed the first time pinned, and writes the same artifact.
+    assert!(
+        stdout.contains("step cache: saved the VM after Provision 1/1: shell"),
+        "{stdout}"
+    );
+    let again = article_build(&["--force"]);
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    eprintln!("{stdout}");
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "the cached rebuild failed:\n{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert!(
+        stdout.contains("step cache: resumes after Provision 1/1: shell"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("trusts the first key"),
+        "the host key is pinned from the cache: {stdout}"
+    );
     let contents = read_from_image(&artifact, dir, &["/root/marker"]);
     assert_eq!(contents[0].trim(), "article-form");
 }

@@ -94,6 +94,7 @@ async fn boots_the_fixture_with_a_kiln_seed_and_pinned_host_key() {
         http: None,
         output_dir: dir.path().to_path_buf(),
         incoming: None,
+        recipe_disk: None,
     };
     let args = build_args(config, &launch).expect("command line");
     let (events, _rx) = EventSink::channel(redactor);

@@ -69,6 +69,9 @@ pub struct Launch {
     /// Where the VM's saved state comes from (`-incoming`), when it resumes from the step
     /// cache instead of booting.
     pub incoming: Option<String>,
+    /// The file the recipe's own `-drive` names for the output disk, when the VM writes
+    /// another one (`disk`: the step cache's layer): that drive's `file=` becomes `disk`.
+    pub recipe_disk: Option<PathBuf>,
 }
 
 /// A `qemuargs` value could not be rendered.
@@ -286,6 +289,23 @@ fn with_discard_for_output(drive: &str, disk: &Path) -> Option<String> {
     Some(format!("{drive},discard=unmap,detect-zeroes=unmap"))
 }
 
+/// A recipe's `-drive` value with `file=` naming `from` pointed at `to` instead; `None` for
+/// another drive.
+fn with_file_moved(drive: &str, from: &Path, to: &Path) -> Option<String> {
+    let mut moved = false;
+    let options: Vec<String> = drive
+        .split(',')
+        .map(|o| match o.strip_prefix("file=") {
+            Some(file) if same_path(Path::new(file), from) => {
+                moved = true;
+                format!("file={}", to.display())
+            }
+            _ => o.to_string(),
+        })
+        .collect();
+    moved.then(|| options.join(","))
+}
+
 /// Whether two paths name one file (`./out/x` and `/abs/out/x`), judged by the canonical
 /// parent directory and the file name; equal text otherwise.
 fn same_path(a: &Path, b: &Path) -> bool {
@@ -331,6 +351,11 @@ pub fn build_args(config: &QemuConfig, launch: &Launch) -> Result<Vec<String>, A
     // image. kiln lets the discards (and written zeroes) through, as it does for its own.
     if let Some((_, drives)) = switches.iter_mut().find(|(k, _)| k == "-drive") {
         for drive in drives.iter_mut() {
+            if let Some(from) = &launch.recipe_disk
+                && let Some(moved) = with_file_moved(drive, from, &launch.disk)
+            {
+                *drive = moved;
+            }
             if let Some(with_discard) = with_discard_for_output(drive, &launch.disk) {
                 *drive = with_discard;
             }
@@ -496,6 +521,7 @@ mod tests {
             http: Some(("10.0.2.2".into(), 8123)),
             output_dir: "out".into(),
             incoming: None,
+            recipe_disk: None,
         }
     }
 
@@ -595,6 +621,23 @@ mod tests {
             "devices untouched"
         );
         assert_eq!(args.iter().filter(|a| *a == "-cpu").count(), 1);
+    }
+
+    #[test]
+    fn the_recipes_drive_for_the_output_disk_can_be_pointed_at_the_step_caches_layer() {
+        let c = config(
+            r#", "qemuargs": [["-drive", "file=out/test.qcow2,format=qcow2,if=virtio"], ["-drive", "file=seed.img,format=raw,if=virtio"]]"#,
+        );
+        let mut at = launch(Accel::Tcg);
+        at.recipe_disk = Some("out/test.qcow2".into());
+        at.disk = "/cache/steps/k/disk.qcow2".into();
+        let args = build_args(&c, &at).unwrap();
+        let drives = values(&args, "-drive");
+        assert_eq!(
+            drives[0],
+            "file=/cache/steps/k/disk.qcow2,format=qcow2,if=virtio,discard=unmap,detect-zeroes=unmap"
+        );
+        assert_eq!(drives[1], "file=seed.img,format=raw,if=virtio");
     }
 
     #[test]

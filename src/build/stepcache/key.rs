@@ -11,9 +11,8 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use crate::qemu::cmdline::recipe_seed;
 use crate::recipe::provisioner::{FileDirection, FileSource, Provisioner, ProvisionerKind};
-use crate::recipe::qemu::{Communicator, QemuConfig};
+use crate::recipe::qemu::{Communicator, DiskFormat, QemuConfig};
 use crate::recipe::shell_local::ShellSource;
 use crate::recipe::template::Build;
 
@@ -40,8 +39,8 @@ pub fn cacheable_builder(config: &QemuConfig) -> Result<(), String> {
     if config.communicator != Communicator::Ssh {
         return Err("the build has no SSH communicator".into());
     }
-    if let Some(why) = recipe_seed(config) {
-        return Err(format!("{why} (kiln can only resume VMs it seeded)"));
+    if config.format != DiskFormat::Qcow2 {
+        return Err("the disk's format is raw (the cache keeps qcow2 layers)".into());
     }
     if config.efi_boot {
         return Err("efi_boot".into());
@@ -162,6 +161,23 @@ fn builder_hash(config: &QemuConfig) -> [u8; 32] {
         .chain(&c.floppy_dirs)
     {
         feed_path(&mut h, Path::new(path));
+    }
+    // The files the recipe's own drives attach (the seed article's seed.img), but not the
+    // output disk, which the build makes.
+    let output = Path::new(&c.output_directory);
+    for row in c
+        .qemuargs
+        .iter()
+        .filter(|r| r.first().is_some_and(|k| k == "-drive"))
+    {
+        let drive = row[1..].concat();
+        let file = drive
+            .split(',')
+            .find_map(|o| o.strip_prefix("file="))
+            .map(Path::new);
+        if let Some(file) = file.filter(|f| !f.starts_with(output)) {
+            feed_path(&mut h, file);
+        }
     }
     h.finalize().into()
 }

@@ -196,13 +196,15 @@ impl CacheRun {
     /// and is logged into with the same key.
     pub fn keep_seed(
         &mut self,
-        seed: &Path,
+        seed: Option<&Path>,
         client_key: Option<&crate::ssh::KeyPair>,
     ) -> Result<(), String> {
         let Some((0, writing)) = &self.writing else {
             return Ok(());
         };
-        std::fs::copy(seed, writing.dir.join(SEED)).map_err(|e| e.to_string())?;
+        if let Some(seed) = seed {
+            std::fs::copy(seed, writing.dir.join(SEED)).map_err(|e| e.to_string())?;
+        }
         if let Some(key) = client_key {
             use std::io::Write;
             use std::os::unix::fs::OpenOptionsExt;
@@ -219,12 +221,13 @@ impl CacheRun {
         Ok(())
     }
 
-    /// The seed and the build key of the chain resumed from.
-    pub fn restored_seed(&self) -> Option<(PathBuf, Option<PathBuf>)> {
+    /// The seed kiln made (none for a recipe with its own) and the build key kiln made, of
+    /// the chain resumed from.
+    pub fn restored_seed(&self) -> Option<(Option<PathBuf>, Option<PathBuf>)> {
         self.restored.as_ref()?;
         let root = self.root.as_ref()?;
-        let key = root.dir.join(CLIENT_KEY);
-        Some((root.dir.join(SEED), key.exists().then_some(key)))
+        let (seed, key) = (root.dir.join(SEED), root.dir.join(CLIENT_KEY));
+        Some((seed.exists().then_some(seed), key.exists().then_some(key)))
     }
 
     /// Saves nothing more in this build (the VM keeps using the layers it has).

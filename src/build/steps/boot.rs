@@ -9,7 +9,7 @@ use crate::build::event::Event;
 use crate::build::runner::{BoxFuture, Step, StepContext, StepDone, StepError};
 use crate::build::state::BuildState;
 use crate::qemu::accel::{self, AccelChoice, after_runtime_failure, may_fall_back};
-use crate::qemu::cmdline::{Accel, Launch, build_args, requested_cpu_model};
+use crate::qemu::cmdline::{Accel, Launch, build_args, requested_cpu_model, user_supplies_drives};
 use crate::qemu::kvm_probe::{KvmHost, is_kvm_start_failure, qemu_words};
 use crate::qemu::ports::{free_local_port, is_port_clash};
 use crate::qemu::serial::SerialConsole;
@@ -85,6 +85,10 @@ async fn try_start_vm(
             .as_ref()
             .and_then(|c| c.incoming())
             .map(|(file, compressor)| incoming_uri(&file, compressor)),
+        // With the step cache the VM writes a layer in the cache, not the output file the
+        // recipe's own drive names.
+        recipe_disk: (state.cache.is_some() && user_supplies_drives(config))
+            .then(|| state.dirs.output.join(&config.vm_name)),
     };
     let args = build_args(config, &launch).map_err(super::fail)?;
     let vm = match Vm::start(

@@ -137,6 +137,10 @@ impl Step<BuildState> for Seed {
             let user_key = config.ssh.agent_auth
                 || config.ssh.private_key_file.is_some()
                 || config.ssh.private_key_keyring.is_some();
+            let generated = stored_key.is_none()
+                && !config.ssh.agent_auth
+                && config.ssh.private_key_file.is_none()
+                && config.ssh.private_key_keyring.is_none();
             if let Some(why) = recipe_seed(config) {
                 let has_password = config.ssh.password.is_some();
                 if user_supplies_drives(config) && !user_key && !has_password {
@@ -154,21 +158,49 @@ impl Step<BuildState> for Seed {
                         "the recipe's cloud-init data does not use {{ .SSHPublicKey }} and sets neither ssh_private_key_file nor ssh_password: kiln's key will not be authorised in the guest (put `ssh_authorized_keys: [\"{{ .SSHPublicKey }}\"]` into its user-data)".into(),
                     ));
                 }
-                let events = ctx.events().clone();
-                state.host_key = Some(HostKeyPolicy::TrustOnFirstUse(TrustOnFirstUse::with_log(
-                    move |line| events.send(Event::Warning(line.to_string())),
-                )));
-                ctx.events().send(Event::Warning(format!(
-                    "{why}: kiln adds no seed of its own, so kiln cannot pin the guest's host key; it trusts the first key it sees and holds the rest of the build to it"
-                )));
+                match &restored {
+                    // The host key the guest showed the first time, kept with the cache.
+                    Some((_, host_key)) => {
+                        let host = crate::ssh::keys::parse_public_key(host_key).map_err(|e| {
+                            StepError(format!(
+                                "the step cache's host key: {e}; run `kiln cache clear`"
+                            ))
+                        })?;
+                        state.host_key = Some(HostKeyPolicy::pinned(host));
+                    }
+                    None => {
+                        let events = ctx.events().clone();
+                        state.host_key =
+                            Some(HostKeyPolicy::TrustOnFirstUse(TrustOnFirstUse::with_log(
+                                move |line| events.send(Event::Warning(line.to_string())),
+                            )));
+                        ctx.events().send(Event::Warning(format!(
+                            "{why}: kiln adds no seed of its own, so kiln cannot pin the guest's host key; it trusts the first key it sees and holds the rest of the build to it"
+                        )));
+                    }
+                }
                 if let Some(client) = &client {
                     ctx.log(format!("client key {}", client.fingerprint()));
                 }
                 state.client_key = client;
                 state.recipe_seed = Some(why);
+                if restored.is_none()
+                    && let Some(run) = state.cache.as_mut()
+                {
+                    let key = state.client_key.as_ref().filter(|_| generated);
+                    if let Err(e) = run.keep_seed(None, key) {
+                        ctx.events().send(Event::Warning(format!(
+                            "step cache: cannot keep the build key with the cache ({e}); the build goes on without the cache"
+                        )));
+                        run.stop();
+                    }
+                }
                 return Ok(StepDone::Skipped("the recipe brings its own seed".into()));
             }
             if let Some(((seed, _), host_key)) = restored {
+                let seed = seed.ok_or_else(|| {
+                    StepError("the step cache's entry has no seed: run `kiln cache clear`".into())
+                })?;
                 let host = crate::ssh::keys::parse_public_key(&host_key).map_err(|e| {
                     StepError(format!(
                         "the step cache's host key: {e}; run `kiln cache clear`"
@@ -186,10 +218,6 @@ impl Step<BuildState> for Seed {
                     "{note}: the guest's keys and seed from the step cache"
                 )));
             }
-            let generated = stored_key.is_none()
-                && !config.ssh.agent_auth
-                && config.ssh.private_key_file.is_none()
-                && config.ssh.private_key_keyring.is_none();
             let host = KeyPair::generate_with_comment("kiln-host").map_err(super::fail)?;
             host.register_with(&state.redactor).map_err(super::fail)?;
             let seed_path = state.dirs.work.join("seed.iso");
@@ -206,7 +234,7 @@ impl Step<BuildState> for Seed {
             state.host_key = Some(HostKeyPolicy::pinned(host.public_key().clone()));
             if let Some(run) = state.cache.as_mut() {
                 let key = state.client_key.as_ref().filter(|_| generated);
-                if let Err(e) = run.keep_seed(&seed_path, key) {
+                if let Err(e) = run.keep_seed(Some(&seed_path), key) {
                     ctx.events().send(Event::Warning(format!(
                         "step cache: cannot keep the seed with the cache ({e}); the build goes on without the cache"
                     )));

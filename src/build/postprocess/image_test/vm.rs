@@ -144,6 +144,7 @@ pub async fn boot(ctx: &StepContext, request: BootRequest<'_>) -> Result<TestVm,
         http: None,
         output_dir: request.dir.to_path_buf(),
         incoming: None,
+        recipe_disk: None,
     };
     let start = |choice: &AccelChoice| {
         let args = build_args(&config, &launch(choice));
