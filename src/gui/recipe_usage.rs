@@ -60,6 +60,7 @@ const FLAG_OPTIONS: &[&str] = &[
     "skip_version_check",
     "use_sftp",
     "disable",
+    "kiln_cache",
 ];
 
 /// The JSON of the recipe at `path` (`None` when it cannot be read or parsed).

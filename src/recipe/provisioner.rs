@@ -60,6 +60,10 @@ pub struct Provisioner {
     pub max_retries: u32,
     /// `timeout`: fail when one run takes longer. `None` when unset or zero (no limit).
     pub timeout: Option<Duration>,
+    /// `kiln_cache` (kiln's own): `false` ends the step cache's prefix before this
+    /// provisioner (one that must run every time: it fetches what changes upstream, say).
+    /// Default true.
+    pub kiln_cache: bool,
 }
 
 impl Provisioner {
@@ -235,6 +239,7 @@ pub(crate) fn decode(ty: &str, f: &mut Fields<'_, '_>) -> Option<Provisioner> {
         }
     };
     let timeout = f.duration("timeout").filter(|d| !d.is_zero());
+    let kiln_cache = f.bool("kiln_cache").unwrap_or(true);
     let kind = match ty {
         "shell" => decode_shell(f).map(ProvisionerKind::Shell),
         "file" => decode_file(f).map(ProvisionerKind::File),
@@ -261,6 +266,7 @@ pub(crate) fn decode(ty: &str, f: &mut Fields<'_, '_>) -> Option<Provisioner> {
         pause_before,
         max_retries,
         timeout,
+        kiln_cache,
     })
 }
 

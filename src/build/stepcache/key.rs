@@ -51,6 +51,9 @@ pub fn cacheable_builder(config: &QemuConfig) -> Result<(), String> {
 /// Why a provisioner ends the cached prefix (its effects are outside the VM, or it waits
 /// for a person), or `None` when it can be cached.
 pub fn uncacheable(p: &Provisioner) -> Option<&'static str> {
+    if !p.kiln_cache {
+        return Some("it sets \"kiln_cache\": false");
+    }
     match &p.kind {
         ProvisionerKind::ShellLocal(_) => Some("shell-local acts on this machine"),
         ProvisionerKind::Breakpoint(b) if !b.disable => Some("a breakpoint waits for you"),
@@ -328,6 +331,24 @@ mod tests {
         let after = CacheInputs::of(&build()).unwrap().keys(b"s", "b");
         assert_eq!(before[0], after[0]);
         assert_ne!(before[1], after[1]);
+    }
+
+    #[test]
+    fn kiln_cache_false_ends_the_cached_prefix() {
+        let build = build_of(serde_json::json!([
+            {"type": "shell", "inline": ["true"]},
+            {"type": "shell", "inline": ["apt-get update"], "kiln_cache": false},
+        ]));
+        let inputs = CacheInputs::of(&build).unwrap();
+        assert_eq!(inputs.keys(b"s", "b").len(), 2);
+        assert!(
+            inputs
+                .stops
+                .as_deref()
+                .is_some_and(|s| s.contains("\"kiln_cache\": false")),
+            "{:?}",
+            inputs.stops
+        );
     }
 
     #[test]
