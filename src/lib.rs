@@ -4,6 +4,7 @@
 //! The crate is one library with a thin binary on top. Data flows one way:
 //! `recipe` (parse, interpolate, validate) → build plan → runner → events → front ends.
 
+pub mod base;
 pub mod build;
 pub mod cli;
 pub mod cloudinit;

@@ -502,7 +502,7 @@ mod tests {
         let c = Client::new(
             "de-fra-1",
             Some("http://127.0.0.1:1/{zone}/v2"),
-            Credentials::new("k", crate::recipe::secret::Secret::new("s")).unwrap(),
+            Credentials::new("k", crate::base::secret::Secret::new("s")).unwrap(),
             ClientOptions::default(),
         )
         .unwrap();

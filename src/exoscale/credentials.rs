@@ -3,8 +3,8 @@
 use std::fmt;
 
 use super::error::ApiError;
-use crate::build::redact::Redactor;
-use crate::recipe::secret::Secret;
+use crate::base::redact::Redactor;
+use crate::base::secret::Secret;
 
 /// The environment variable holding the API key.
 pub const KEY_ENV: &str = "EXOSCALE_API_KEY";

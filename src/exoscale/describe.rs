@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use super::Template;
-use crate::recipe::units::format_bytes;
+use crate::base::units::format_bytes;
 
 /// Templates older than this many days are stale unless the user says otherwise: machines
 /// that old should be rebuilt.

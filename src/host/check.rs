@@ -134,8 +134,8 @@ pub fn checks(kvm: KvmProbe) -> Vec<Check> {
 
 /// The step cache (`kiln build --cache`): how many entries, how big, where, and its cap.
 pub fn step_cache() -> Check {
+    use crate::base::units::format_bytes;
     use crate::build::stepcache::store::{Store, default_cap};
-    use crate::recipe::units::format_bytes;
     let name = "step cache".to_string();
     match crate::image::fetch::default_cache_dir() {
         Ok(dir) => {

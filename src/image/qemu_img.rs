@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio_util::sync::CancellationToken;
 
-use crate::recipe::units::format_bytes;
+use crate::base::units::format_bytes;
 
 /// The command that installs qemu-img on Debian and Ubuntu.
 pub const INSTALL_HINT: &str = "sudo apt-get install qemu-utils";

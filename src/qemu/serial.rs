@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
 use tokio::task::JoinHandle;
 
-use crate::build::event::{Event, EventSink};
+use crate::base::event::{Event, EventSink};
 
 /// How many console lines are kept for error messages.
 pub const TAIL_LINES: usize = 200;
@@ -141,7 +141,7 @@ fn publish(events: &EventSink, tail: &Mutex<VecDeque<String>>, line: String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::redact::Redactor;
+    use crate::base::redact::Redactor;
     use tokio::net::UnixStream;
 
     #[test]

@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use super::cmdline::display_command;
 use super::kvm_probe::is_kvm_failure_line;
 use super::qmp::{Qmp, QmpError};
-use crate::build::event::{Event, EventSink, Stream};
+use crate::base::event::{Event, EventSink, Stream};
 
 /// How many lines of qemu's own output are kept for error messages.
 const OUTPUT_TAIL: usize = 50;

@@ -2,7 +2,7 @@
 //!
 //! Secrets live only in the keyring (the Secret Service on Linux) and in memory;
 //! `~/.config/kiln/config.toml` holds names and non-secret fields only. Every secret loaded
-//! from here is registered with the build's log [`Redactor`](crate::build::redact::Redactor)
+//! from here is registered with the build's log [`Redactor`](crate::base::redact::Redactor)
 //! by the function that loads it.
 
 pub mod config;

@@ -6,12 +6,12 @@ use std::path::PathBuf;
 use super::config::{self, Config, ProfileConfig};
 use super::error::{SecretsError, check_name};
 use super::vault::{Kind, Vault};
-use crate::build::redact::Redactor;
+use crate::base::redact::Redactor;
+use crate::base::secret::Secret;
 use crate::exoscale::credentials::Credentials;
 use crate::exoscale::error::ApiError;
 use crate::exoscale::model::{TemplateFilter, Visibility};
 use crate::exoscale::{Client, ClientOptions, zone};
-use crate::recipe::secret::Secret;
 
 /// The Exoscale credentials a profile holds.
 pub type ExoscaleCredentials = Credentials;

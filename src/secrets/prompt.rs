@@ -4,7 +4,7 @@
 use std::io::{BufRead, IsTerminal, Read};
 
 use super::error::SecretsError;
-use crate::recipe::secret::Secret;
+use crate::base::secret::Secret;
 
 /// Where a secret is read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

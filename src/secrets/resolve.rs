@@ -10,10 +10,10 @@
 
 use super::error::SecretsError;
 use super::profiles::Profiles;
-use crate::build::redact::Redactor;
+use crate::base::redact::Redactor;
+use crate::base::secret::Secret;
 use crate::exoscale::Credentials;
 use crate::exoscale::credentials::{KEY_ENV, SECRET_ENV};
-use crate::recipe::secret::Secret;
 
 /// Where resolved credentials came from.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -15,8 +15,8 @@ use russh::keys::agent::client::AgentClient;
 use super::config::{self, Config, KeyConfig};
 use super::error::{SecretsError, check_name};
 use super::vault::{Kind, Vault};
-use crate::build::redact::Redactor;
-use crate::recipe::secret::Secret;
+use crate::base::redact::Redactor;
+use crate::base::secret::Secret;
 use crate::ssh::{KeyPair, SshError, keys};
 
 /// Where a listed key comes from.

@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 use keyring_core::{CredentialStore, Entry, Error as KeyringError};
 
 use super::error::SecretsError;
-use crate::recipe::secret::Secret;
+use crate::base::secret::Secret;
 
 /// The keyring service name every kiln entry is filed under.
 pub const SERVICE: &str = "kiln";

@@ -23,7 +23,7 @@ use super::error::{AuthMethod, SshError, format_duration};
 use super::hostkey::HostKeyPolicy;
 use super::keys::KeyPair;
 use super::session::Session;
-use crate::recipe::secret::Secret;
+use crate::base::secret::Secret;
 
 /// Pause between two attempts while the port refuses or drops connections.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);

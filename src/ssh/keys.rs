@@ -14,8 +14,8 @@ use russh::keys::ssh_key::LineEnding;
 use russh::keys::{Algorithm, HashAlg, PrivateKey, PublicKey};
 
 use super::error::SshError;
-use crate::build::redact::Redactor;
-use crate::recipe::secret::Secret;
+use crate::base::redact::Redactor;
+use crate::base::secret::Secret;
 
 /// A private key file larger than this is not a key (an RSA 16384 key is about 13 KiB).
 const MAX_KEY_FILE: u64 = 1024 * 1024;

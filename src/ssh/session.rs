@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::connect::ClientHandler;
 use super::error::SshError;
 use super::keys::fingerprint;
-use crate::build::event::Stream;
+use crate::base::event::Stream;
 
 /// A line longer than this is passed on in pieces of this size (a binary stream without
 /// newlines must not grow a buffer without bound).

@@ -39,7 +39,7 @@ impl<'s> Exec<'s> {
         let status = self
             .session
             .run(command, false, stdin, cancel, |stream, data| match stream {
-                crate::build::event::Stream::Stderr => {
+                crate::base::event::Stream::Stderr => {
                     if stderr.len() < 4096 {
                         stderr.extend_from_slice(data);
                     }

@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, RwLock};
 
-use crate::recipe::secret::MASK;
+use super::secret::MASK;
 
 /// Secrets shorter than this are not redacted: masking every "a" or "1" would make logs
 /// unreadable while protecting nothing.
