@@ -422,12 +422,9 @@ fn qemu_img(args: &[&str]) {
     assert!(out.status.success(), "qemu-img {args:?}: {out:?}");
 }
 
-#[tokio::test]
-async fn a_saved_vm_resumes_from_its_layer_and_state_file() {
-    use kiln::qemu::snapshot::{self, Compressor};
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let active = d.join("active.qcow2");
+/// A blank 64 MiB qcow2 disk `active.qcow2` in `dir`.
+fn blank_disk(dir: &Path) -> PathBuf {
+    let active = dir.join("active.qcow2");
     qemu_img(&[
         "create",
         "-q",
@@ -436,6 +433,15 @@ async fn a_saved_vm_resumes_from_its_layer_and_state_file() {
         active.to_str().unwrap(),
         "64M",
     ]);
+    active
+}
+
+#[tokio::test]
+async fn a_saved_vm_resumes_from_its_layer_and_state_file() {
+    use kiln::qemu::snapshot::{self, Compressor};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let active = blank_disk(d);
     let (mut vm, _console) = vm_with_disk(d, "first", &active, &[]).await;
     let next = d.join("next.qcow2");
     let state = d.join("state");
@@ -490,15 +496,7 @@ async fn a_state_file_that_cannot_be_written_fails_the_save_and_the_vm_runs_on()
     use kiln::qemu::snapshot::{self, Compressor, SnapshotError};
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let active = d.join("active.qcow2");
-    qemu_img(&[
-        "create",
-        "-q",
-        "-f",
-        "qcow2",
-        active.to_str().unwrap(),
-        "64M",
-    ]);
+    let active = blank_disk(d);
     let (mut vm, _console) = vm_with_disk(d, "full", &active, &[]).await;
     // The state goes to /dev/full, where every write fails with ENOSPC, as on a full disk.
     let state = d.join("state");
