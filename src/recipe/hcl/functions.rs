@@ -68,6 +68,7 @@ pub(crate) const FUNCTIONS: &[&str] = &[
     "env",
     "file",
     "fileexists",
+    "fileset",
     "flatten",
     "format",
     "formatdate",
@@ -83,6 +84,8 @@ pub(crate) const FUNCTIONS: &[&str] = &[
     "merge",
     "min",
     "pathexpand",
+    "regex",
+    "regex_replace",
     "replace",
     "sha256",
     "split",
@@ -130,6 +133,7 @@ pub(crate) fn declare(ctx: &mut Context) {
     def("env", vec![s()], None, env);
     def("file", vec![s()], None, file);
     def("fileexists", vec![s()], None, fileexists);
+    def("fileset", vec![s(), s()], None, fileset);
     def("flatten", vec![list()], None, flatten);
     def("format", vec![s()], Some(any()), format);
     def("formatdate", vec![s(), s()], None, formatdate);
@@ -145,6 +149,8 @@ pub(crate) fn declare(ctx: &mut Context) {
     def("merge", vec![], Some(any()), merge);
     def("min", vec![], Some(P::Number), min);
     def("pathexpand", vec![s()], None, pathexpand);
+    def("regex", vec![s(), s()], None, regex);
+    def("regex_replace", vec![s(), s(), s()], None, regex_replace);
     def("replace", vec![s(), s(), s()], None, replace);
     def("sha256", vec![s()], None, sha256);
     def("split", vec![s(), s()], None, split);
@@ -573,15 +579,150 @@ fn split(args: FuncArgs) -> Result<Value, String> {
 
 fn replace(args: FuncArgs) -> Result<Value, String> {
     let (s, from, to) = (str_arg(&args, 0)?, str_arg(&args, 1)?, str_arg(&args, 2)?);
+    // `/…/` is a regular expression, as in Packer (and Terraform).
     if from.len() > 2 && from.starts_with('/') && from.ends_with('/') {
-        return Err(
-            "regular-expression patterns (/…/) are not supported; give the literal text".into(),
-        );
+        let re = compile(&from[1..from.len() - 1])?;
+        return Ok(Value::String(re.replace_all(s, to).into_owned()));
     }
     if from.is_empty() {
         return Ok(Value::String(s.to_string()));
     }
     Ok(Value::String(s.replace(from, to)))
+}
+
+/// A regular expression (Go's RE2 syntax, which the `regex` crate shares).
+fn compile(pattern: &str) -> Result<regex::Regex, String> {
+    regex::Regex::new(pattern).map_err(|e| format!("invalid regular expression {pattern:?}: {e}"))
+}
+
+/// `regex(pattern, string)`: the first match — the matched text when the pattern has no
+/// capture groups, the list of groups when they are unnamed, a map when they are named.
+fn regex(args: FuncArgs) -> Result<Value, String> {
+    let (pattern, s) = (str_arg(&args, 0)?, str_arg(&args, 1)?);
+    let re = compile(pattern)?;
+    let caps = re
+        .captures(s)
+        .ok_or_else(|| format!("pattern {pattern:?} does not match {s:?}"))?;
+    let text = |m: Option<regex::Match<'_>>| {
+        m.map_or(Value::Null, |m| Value::String(m.as_str().to_string()))
+    };
+    let names: Vec<Option<&str>> = re.capture_names().skip(1).collect();
+    if names.is_empty() {
+        return Ok(text(caps.get(0)));
+    }
+    let named = names.iter().filter(|n| n.is_some()).count();
+    if named == names.len() {
+        let map: Map<String, Value> = names
+            .iter()
+            .flatten()
+            .map(|n| (n.to_string(), text(caps.name(n))))
+            .collect();
+        return Ok(Value::Object(map));
+    }
+    if named > 0 {
+        return Err(format!(
+            "pattern {pattern:?} mixes named and unnamed capture groups; name all or none"
+        ));
+    }
+    Ok(Value::Array(
+        (1..=names.len()).map(|i| text(caps.get(i))).collect(),
+    ))
+}
+
+/// `regex_replace(string, pattern, replacement)`: every match replaced (`$1`, `${name}`
+/// refer to groups).
+fn regex_replace(args: FuncArgs) -> Result<Value, String> {
+    let (s, pattern, to) = (str_arg(&args, 0)?, str_arg(&args, 1)?, str_arg(&args, 2)?);
+    Ok(Value::String(
+        compile(pattern)?.replace_all(s, to).into_owned(),
+    ))
+}
+
+/// A `fileset` glob as a regular expression over `/`-separated relative paths: `*` and `?`
+/// stay within a directory, `**` crosses directories, `{a,b}` is either, `[…]` a class.
+fn glob_regex(pattern: &str) -> Result<regex::Regex, String> {
+    let mut out = String::from("^");
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut i = 0;
+    let mut braces = 0;
+    while i < chars.len() {
+        match chars[i] {
+            '*' if chars.get(i + 1) == Some(&'*') => {
+                if chars.get(i + 2) == Some(&'/') {
+                    out.push_str("(?:.*/)?");
+                    i += 1;
+                } else {
+                    out.push_str(".*");
+                }
+                i += 1;
+            }
+            '*' => out.push_str("[^/]*"),
+            '?' => out.push_str("[^/]"),
+            '{' => {
+                braces += 1;
+                out.push_str("(?:");
+            }
+            '}' if braces > 0 => {
+                braces -= 1;
+                out.push(')');
+            }
+            ',' if braces > 0 => out.push('|'),
+            '[' => match chars[i..].iter().position(|&c| c == ']') {
+                Some(end) => {
+                    let class: String = chars[i + 1..i + end].iter().collect();
+                    let class = class
+                        .strip_prefix('!')
+                        .map_or(class.clone(), |c| format!("^{c}"));
+                    out.push('[');
+                    out.push_str(&class.replace('\\', "\\\\"));
+                    out.push(']');
+                    i += end;
+                }
+                None => out.push_str("\\["),
+            },
+            c => out.push_str(&regex::escape(&c.to_string())),
+        }
+        i += 1;
+    }
+    if braces > 0 {
+        return Err(format!("unbalanced {{ in the pattern {pattern:?}"));
+    }
+    out.push('$');
+    compile(&out)
+}
+
+/// `fileset(path, pattern)`: the files under `path` whose paths relative to it match the
+/// glob `pattern`, sorted.
+fn fileset(args: FuncArgs) -> Result<Value, String> {
+    let (dir, pattern) = (str_arg(&args, 0)?, str_arg(&args, 1)?);
+    let root = resolve(dir)?;
+    let re = glob_regex(pattern)?;
+    let mut found = Vec::new();
+    let mut stack = vec![root.clone()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() {
+                stack.push(path);
+            } else if let Ok(rel) = path.strip_prefix(&root) {
+                let rel = rel.to_string_lossy().into_owned();
+                if re.is_match(&rel) {
+                    found.push(rel);
+                }
+            }
+        }
+        if found.len() > 100_000 {
+            return Err(format!("{dir} holds too many matching files"));
+        }
+    }
+    found.sort();
+    Ok(Value::Array(found.into_iter().map(Value::String).collect()))
 }
 
 fn substr(args: FuncArgs) -> Result<Value, String> {
@@ -846,6 +987,79 @@ mod tests {
             Ok(Value::String(s)) => s,
             other => panic!("{expr}: {other:?}"),
         }
+    }
+
+    #[test]
+    fn regular_expressions_as_packer_has_them() {
+        assert_eq!(s(r#"regex("[0-9]+", "debian-12-amd64")"#), "12");
+        assert_eq!(
+            eval(r#"regex("(\\d+)\\.(\\d+)", "v1.7 and 2.0")"#).unwrap(),
+            Value::Array(vec![Value::from("1"), Value::from("7")])
+        );
+        let Value::Object(named) =
+            eval(r#"regex("(?P<major>\\d+)\\.(?P<minor>\\d+)", "v1.7")"#).unwrap()
+        else {
+            panic!("named groups give a map")
+        };
+        assert_eq!(named.get("major"), Some(&Value::from("1")));
+        assert_eq!(named.get("minor"), Some(&Value::from("7")));
+        assert!(
+            eval(r#"regex("x+", "abc")"#)
+                .unwrap_err()
+                .contains("does not match")
+        );
+        assert!(
+            eval(r#"regex("(", "abc")"#)
+                .unwrap_err()
+                .contains("invalid regular expression")
+        );
+        assert_eq!(
+            s(r#"regex_replace("debian-12.4.0", "\\.[0-9]+$", "")"#),
+            "debian-12.4"
+        );
+        assert_eq!(
+            s(r#"regex_replace("a1b22", "([0-9]+)", "<$1>")"#),
+            "a<1>b<22>"
+        );
+        assert_eq!(s(r##"replace("a1b22", "/[0-9]+/", "#")"##), "a#b#");
+    }
+
+    #[test]
+    fn fileset_matches_globs_relative_to_the_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in [
+            "scripts/a.sh",
+            "scripts/b.sh",
+            "scripts/sub/c.sh",
+            "scripts/readme.md",
+            "x.sh",
+        ] {
+            let p = dir.path().join(f);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, "x").unwrap();
+        }
+        let set = |pattern: &str| {
+            eval(&format!(
+                r#"fileset("{}", "{pattern}")"#,
+                dir.path().display()
+            ))
+            .unwrap()
+        };
+        let strings = |v: &[&str]| Value::Array(v.iter().map(|s| Value::from(*s)).collect());
+        assert_eq!(
+            set("scripts/*.sh"),
+            strings(&["scripts/a.sh", "scripts/b.sh"])
+        );
+        assert_eq!(
+            set("**/*.sh"),
+            strings(&["scripts/a.sh", "scripts/b.sh", "scripts/sub/c.sh", "x.sh"])
+        );
+        assert_eq!(
+            set("scripts/{a,b}.sh"),
+            strings(&["scripts/a.sh", "scripts/b.sh"])
+        );
+        assert_eq!(set("scripts/[!a].sh"), strings(&["scripts/b.sh"]));
+        assert_eq!(set("nothing/*"), strings(&[]));
     }
 
     #[test]
