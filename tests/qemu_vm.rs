@@ -466,28 +466,39 @@ async fn a_saved_vm_resumes_from_its_layer_and_state_file() {
         let mode = std::fs::metadata(&state).unwrap().permissions().mode();
         assert_eq!(mode & 0o077, 0, "the state file (guest memory) is private");
     }
-    vm.kill().await;
-
-    // The way back: a new overlay on the frozen layer, the state through -incoming.
-    let resumed = d.join("resumed.qcow2");
-    qemu_img(&[
-        "create",
-        "-q",
-        "-f",
-        "qcow2",
-        "-F",
-        "qcow2",
-        "-b",
-        active.to_str().unwrap(),
-        resumed.to_str().unwrap(),
-    ]);
+    // The way back: a new overlay on the frozen layer, the state through -incoming — twice
+    // at once, as two builds resuming from the same entry do, while the VM that saved it runs
+    // on (the layer and the state file are only read).
+    let overlay = |name: &str| {
+        let path = d.join(name);
+        qemu_img(&[
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-F",
+            "qcow2",
+            "-b",
+            active.to_str().unwrap(),
+            path.to_str().unwrap(),
+        ]);
+        path
+    };
+    let (one, two) = (overlay("one.qcow2"), overlay("two.qcow2"));
     let incoming = snapshot::incoming_uri(&state, compressor);
-    let (mut vm, _console) =
-        vm_with_disk(d, "second", &resumed, &["-incoming".into(), incoming]).await;
-    snapshot::finish_incoming(vm.qmp(), &state)
-        .await
-        .expect("resumed");
-    assert_eq!(vm.qmp().status().await.unwrap(), "running");
+    let (mut first, _c1) =
+        vm_with_disk(d, "one", &one, &["-incoming".into(), incoming.clone()]).await;
+    let (mut second, _c2) = vm_with_disk(d, "two", &two, &["-incoming".into(), incoming]).await;
+    let (a, b) = tokio::join!(
+        snapshot::finish_incoming(first.qmp(), &state),
+        snapshot::finish_incoming(second.qmp(), &state)
+    );
+    a.expect("the first resumed");
+    b.expect("the second resumed at the same time");
+    assert_eq!(first.qmp().status().await.unwrap(), "running");
+    assert_eq!(second.qmp().status().await.unwrap(), "running");
+    first.kill().await;
+    second.kill().await;
     vm.kill().await;
 }
 
