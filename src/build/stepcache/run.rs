@@ -105,6 +105,7 @@ impl CacheRun {
         ctx: &StepContext,
         config: &crate::recipe::qemu::QemuConfig,
         base: &Path,
+        qemu: &Path,
         work: &Path,
     ) -> Option<Layering> {
         let salt = match self.store.salt() {
@@ -117,7 +118,17 @@ impl CacheRun {
                 return None;
             }
         };
-        self.keys = self.inputs.keys(&salt, &base_identity(config, base));
+        // Another kiln or qemu may run a step differently, or not read the saved state
+        // (`-machine pc` names the newest machine version): a new version is a new key.
+        let versions = format!(
+            "kiln {} | {}",
+            env!("CARGO_PKG_VERSION"),
+            qemu_version(qemu)
+        );
+        self.keys = self.inputs.keys(
+            &salt,
+            &format!("{} | {versions}", base_identity(config, base)),
+        );
         if let Some(stops) = &self.inputs.stops {
             ctx.log(format!("step cache: {stops}"));
         }
@@ -377,6 +388,22 @@ impl CacheRun {
             }
         }
     }
+}
+
+/// The first line of `qemu --version` (empty when it does not answer).
+fn qemu_version(qemu: &Path) -> String {
+    std::process::Command::new(qemu)
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .map(str::to_string)
+        })
+        .unwrap_or_default()
 }
 
 /// An entry's creation time as people read it: `2026-12-07 10:14 UTC`.

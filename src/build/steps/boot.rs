@@ -22,7 +22,7 @@ use crate::ssh::{Auth, Target};
 const CONSOLE_LINES: usize = 30;
 
 /// The qemu binary the build starts: the build's override, else the recipe's `qemu_binary`.
-fn qemu_binary(state: &BuildState) -> PathBuf {
+pub(super) fn qemu_binary(state: &BuildState) -> PathBuf {
     if state.qemu_binary.as_os_str().is_empty() {
         Path::new(&state.config.qemu_binary).to_path_buf()
     } else {

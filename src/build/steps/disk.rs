@@ -154,9 +154,10 @@ impl Step<BuildState> for Disk {
                     .clone()
                     .ok_or_else(|| StepError("no base image".into()))?;
                 let mut cache = state.cache.take();
-                let layering = cache
-                    .as_mut()
-                    .and_then(|run| run.prepare(ctx, &state.config, &base, &state.dirs.work));
+                let qemu = super::boot::qemu_binary(state);
+                let layering = cache.as_mut().and_then(|run| {
+                    run.prepare(ctx, &state.config, &base, &qemu, &state.dirs.work)
+                });
                 if let Some(layering) = layering {
                     state.cache = cache;
                     return on_cache_layer(ctx, state, &qemu_img, &format, &base, layering).await;
