@@ -2133,6 +2133,15 @@ fn the_step_cache_is_chosen_on_the_form_and_rebuild_from_here_reruns_from_that_p
     harness.run();
     harness.get_by_label("Resume from the step cache").click();
     harness.run();
+    assert!(
+        harness
+            .state()
+            .open_recipe_state()
+            .unwrap()
+            .choices
+            .step_cache,
+        "a choice of the build's, remembered with the key and credentials"
+    );
     harness.get_by_label("Start build").click();
     harness.run();
     setup.gate.add_permits(1);

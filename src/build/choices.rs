@@ -53,6 +53,8 @@ pub struct BuildChoices {
     pub ssh_key: KeyChoice,
     /// The Exoscale credentials.
     pub credentials: CredentialsChoice,
+    /// Resume from the step cache and save the VM after each step (`kiln build --cache`).
+    pub step_cache: bool,
 }
 
 impl KeyChoice {

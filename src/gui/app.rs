@@ -820,7 +820,7 @@ impl KilnApp {
             recipe_path: open.path.clone(),
         });
         let step_cache = StepCacheUse {
-            on: open.step_cache,
+            on: open.choices.step_cache,
             rerun_from: None,
         };
         self.launch(

@@ -313,7 +313,7 @@ pub fn build_settings_ui(
     if let Some(problem) = &open.choice_problem {
         ui.colored_label(palette.fail, format!("SSH key: {problem}"));
     }
-    ui.checkbox(&mut open.step_cache, "Resume from the step cache")
+    ui.checkbox(&mut choices.step_cache, "Resume from the step cache")
         .on_hover_text(
             "Start the VM from the last step whose inputs did not change, and save it after Connect and each provisioner for the next build (kiln build --cache)",
         );

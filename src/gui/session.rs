@@ -38,8 +38,6 @@ pub struct OpenRecipe {
     /// [`crate::build::choices::key_problem`]), found when the choice, the recipe or the
     /// keyring's listing changed.
     pub choice_problem: Option<String>,
-    /// "Resume from the step cache" on the build form.
-    pub step_cache: bool,
     /// The keyring's keys as last listed (public halves only), to judge a keyring key.
     pub known_keys: Vec<KeyListing>,
     /// Variables that only carry the Exoscale key and secret (folded on the form).
@@ -101,7 +99,6 @@ impl OpenRecipe {
             build_choice: None,
             choices: BuildChoices::default(),
             choice_problem: None,
-            step_cache: false,
             known_keys: Vec::new(),
             credential_variables: super::recipe_usage::credential_variables(path),
             field_kinds: super::recipe_usage::field_kinds(path),
