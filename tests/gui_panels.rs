@@ -109,6 +109,12 @@ impl ScriptedEngine {
         *self.received.lock().unwrap() = Some((recipe, build.clone()));
         self.cache_uses.lock().unwrap().push(controls.step_cache);
         let (ending, gate, artifact) = (self.ending, self.gate.clone(), self.artifact.clone());
+        // With the step cache, the first step is restored from it (as the real engine says).
+        let first_step = if controls.step_cache.on {
+            Outcome::Skipped("cached, from 2026-12-08 00:17 UTC".into())
+        } else {
+            Outcome::Done
+        };
         Box::pin(async move {
             let log_dir = PathBuf::from("/tmp/kiln-gui-test-logs");
             events.send(Event::BuildStarted {
@@ -137,7 +143,7 @@ impl ScriptedEngine {
             gate.acquire().await.unwrap().forget();
             events.send(Event::StepFinished {
                 index: 0,
-                outcome: Outcome::Done,
+                outcome: first_step,
                 duration: Duration::from_millis(600),
             });
             events.send(Event::StepStarted {
@@ -2128,6 +2134,9 @@ fn the_step_cache_is_chosen_on_the_form_and_rebuild_from_here_reruns_from_that_p
             rerun_from: Some(1)
         })
     );
+    // A step restored from the cache reads "cached", not "skipped".
+    harness.get_by_label("cached, from 2026-12-08 00:17 UTC");
+    assert!(harness.query_by_label_contains("skipped").is_none());
     // The form's checkbox turns it on for Start.
     harness.get_by_label("Recipes").click();
     harness.run();

@@ -444,6 +444,10 @@ fn steps_ui(ui: &mut egui::Ui, state: &BuildState, now: Instant) -> Option<Build
                     StepState::Pending => ("pending", palette.muted),
                     StepState::Running => ("running", palette.running),
                     StepState::Done => ("done", palette.ok),
+                    // Restored from the step cache: done, by an earlier build.
+                    StepState::Skipped(why) if why.starts_with("cached") => {
+                        ("cached", palette.ok)
+                    }
                     StepState::Skipped(_) => ("skipped", palette.warn),
                     StepState::Failed(_) => ("failed", palette.fail),
                     StepState::Cancelled => ("cancelled", palette.warn),
@@ -456,6 +460,7 @@ fn steps_ui(ui: &mut egui::Ui, state: &BuildState, now: Instant) -> Option<Build
                     .unwrap_or_default();
                 ui.label(duration);
                 let detail = match &step.state {
+                    StepState::Skipped(why) if word == "cached" => why.clone(),
                     StepState::Skipped(why) => format!("{word}: {why}"),
                     StepState::Failed(why) => format!("{word}: {why}"),
                     _ => word.to_string(),

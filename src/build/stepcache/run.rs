@@ -41,6 +41,8 @@ pub struct CacheRun {
     writing: Option<(usize, Writing)>,
     /// Unfinished entries whose layers the VM still uses; removed when the build ends.
     orphans: Vec<Writing>,
+    /// The entries whose layers the VM uses, held against eviction by other builds.
+    held: Vec<super::store::InUse>,
     compressor: Compressor,
     recipe: String,
     build: String,
@@ -75,6 +77,7 @@ impl CacheRun {
             root: None,
             writing: None,
             orphans: Vec::new(),
+            held: Vec::new(),
             compressor: Compressor::available(),
             recipe: recipe_file.to_string(),
             build: build.name.clone(),
@@ -167,6 +170,7 @@ impl CacheRun {
         }
         for hit in &hits {
             hit.touch();
+            self.held.extend(self.store.hold(hit));
         }
         self.root = hits.first().cloned();
         self.restored = hits.last().cloned();
@@ -364,6 +368,7 @@ impl CacheRun {
         };
         match committed {
             Ok(entry) => {
+                self.held.extend(self.store.hold(&entry));
                 ctx.log(format!(
                     "step cache: saved the VM after {} (entry {}, {}; paused {:.1} s, {:.1} s in all)",
                     entry.meta.step,

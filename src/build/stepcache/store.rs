@@ -153,6 +153,26 @@ fn try_lock(path: &Path) -> Option<std::fs::File> {
     (rc == 0).then_some(file)
 }
 
+/// `flock`s the directory `dir` itself (`exclusive` or shared) without waiting; `None`
+/// when another holder's lock conflicts.
+fn lock_dir(dir: &Path, exclusive: bool) -> Option<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let handle = std::fs::File::open(dir).ok()?;
+    let mode = if exclusive {
+        libc::LOCK_EX
+    } else {
+        libc::LOCK_SH
+    };
+    // SAFETY: flock on a file descriptor we own.
+    let rc = unsafe { libc::flock(handle.as_raw_fd(), mode | libc::LOCK_NB) };
+    (rc == 0).then_some(handle)
+}
+
+/// A running build's hold on an entry whose layer its VM uses (a shared lock on the entry's
+/// directory): eviction leaves the entry alone while it is held.
+#[derive(Debug)]
+pub struct InUse(#[allow(dead_code)] std::fs::File);
+
 /// The step cache's directory.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -374,20 +394,7 @@ impl Store {
 
     /// Removes entry `key` and every entry whose layer sits on it; returns the keys removed.
     pub fn remove_with_descendants(&self, key: &str) -> Vec<String> {
-        let entries = self.list();
-        let mut doomed = vec![key.to_string()];
-        let mut i = 0;
-        while i < doomed.len() {
-            let parent = doomed[i].clone();
-            for e in &entries {
-                if e.meta.parent.as_deref() == Some(parent.as_str())
-                    && !doomed.contains(&e.meta.key)
-                {
-                    doomed.push(e.meta.key.clone());
-                }
-            }
-            i += 1;
-        }
+        let doomed = self.with_descendants(key, &self.list());
         for key in &doomed {
             let _ = std::fs::remove_dir_all(self.root.join(key));
         }
@@ -404,19 +411,55 @@ impl Store {
         (entries.len(), bytes)
     }
 
+    /// Holds `entry` for a running build (see [`InUse`]); `None` if it is gone.
+    pub fn hold(&self, entry: &Entry) -> Option<InUse> {
+        lock_dir(&entry.dir, false).map(InUse)
+    }
+
+    /// Whether a running build holds the entry `key`.
+    fn in_use(&self, key: &str) -> bool {
+        let dir = self.root.join(key);
+        dir.exists() && lock_dir(&dir, true).is_none()
+    }
+
+    /// The entry `key` and the entries built on it, as keys.
+    fn with_descendants(&self, key: &str, entries: &[Entry]) -> Vec<String> {
+        let mut family = vec![key.to_string()];
+        let mut i = 0;
+        while i < family.len() {
+            let parent = family[i].clone();
+            for e in entries {
+                if e.meta.parent.as_deref() == Some(parent.as_str())
+                    && !family.contains(&e.meta.key)
+                {
+                    family.push(e.meta.key.clone());
+                }
+            }
+            i += 1;
+        }
+        family
+    }
+
     /// Removes least recently used entries (with the entries built on them) until the
-    /// cache takes at most `cap` bytes, never one of `keep`. Returns what was removed.
+    /// cache takes at most `cap` bytes, never one of `keep` nor one a running build holds
+    /// (nor one whose descendants are held). Returns what was removed.
     pub fn evict_to(&self, cap: u64, keep: &[String]) -> Vec<Entry> {
         let mut removed = Vec::new();
+        let mut spared: Vec<String> = keep.to_vec();
         loop {
             if self.size() <= cap {
                 return removed;
             }
             let mut entries = self.list();
             entries.reverse();
-            let Some(oldest) = entries.iter().find(|e| !keep.contains(&e.meta.key)) else {
+            let Some(oldest) = entries.iter().find(|e| !spared.contains(&e.meta.key)) else {
                 return removed;
             };
+            let family = self.with_descendants(&oldest.meta.key, &entries);
+            if family.iter().any(|k| keep.contains(k) || self.in_use(k)) {
+                spared.push(oldest.meta.key.clone());
+                continue;
+            }
             let gone = self.remove_with_descendants(&oldest.meta.key);
             removed.extend(entries.into_iter().filter(|e| gone.contains(&e.meta.key)));
         }
@@ -539,6 +582,26 @@ mod tests {
         );
         assert!(store.lookup("new").unwrap().is_some());
         assert!(store.evict_to(0, &["new".into()]).is_empty(), "kept");
+    }
+
+    #[test]
+    fn eviction_leaves_entries_a_running_build_holds_and_what_they_sit_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::in_cache(dir.path());
+        let base = make(&store, "base", None, 300_000);
+        let on_it = make(&store, "on-it", Some("base"), 300_000);
+        let other = make(&store, "other", None, 300_000);
+        let held = store.hold(&on_it).expect("held");
+        let removed: Vec<String> = store
+            .evict_to(0, &[])
+            .into_iter()
+            .map(|e| e.meta.key)
+            .collect();
+        assert_eq!(removed, ["other"], "base is under a held entry");
+        assert!(store.lookup("base").unwrap().is_some());
+        drop(held);
+        drop((base, other));
+        assert_eq!(store.evict_to(0, &[]).len(), 2, "free to go once released");
     }
 
     #[test]
