@@ -41,8 +41,13 @@ pub fn find_in_path(name: &str) -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
-fn first_line_of(binary: &Path, arg: &str) -> Option<String> {
-    let out = Command::new(binary).arg(arg).output().ok()?;
+/// The first line `binary ARG` prints (its version, with `--version`).
+pub fn first_line_of(binary: &Path, arg: &str) -> Option<String> {
+    let out = Command::new(binary)
+        .arg(arg)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .ok()?;
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .next()
@@ -72,27 +77,31 @@ fn tool(name: &str, fix: &str) -> Check {
     }
 }
 
-fn free_space(dir: &Path) -> Check {
-    let name = format!("free space in {}", dir.display());
-    let Ok(c_path) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else {
-        return Check {
-            name,
-            status: Status::Warn,
-            detail: "unusable path".into(),
-            fix: None,
-        };
-    };
+/// Bytes available to this user on the file system of `dir` (`statvfs`).
+pub fn free_bytes(dir: &Path) -> Result<u64, String> {
+    let c_path = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
+        .map_err(|_| "unusable path".to_string())?;
     // SAFETY: statvfs fills the zeroed struct we own; the path is a valid C string.
     let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
     if unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } != 0 {
-        return Check {
-            name,
-            status: Status::Warn,
-            detail: format!("cannot tell: {}", std::io::Error::last_os_error()),
-            fix: None,
-        };
+        return Err(format!("cannot tell: {}", std::io::Error::last_os_error()));
     }
-    let bytes = stat.f_bavail as u64 * stat.f_frsize as u64;
+    Ok(stat.f_bavail as u64 * stat.f_frsize as u64)
+}
+
+fn free_space(dir: &Path) -> Check {
+    let name = format!("free space in {}", dir.display());
+    let bytes = match free_bytes(dir) {
+        Ok(bytes) => bytes,
+        Err(detail) => {
+            return Check {
+                name,
+                status: Status::Warn,
+                detail,
+                fix: None,
+            };
+        }
+    };
     let gib = bytes as f64 / (1u64 << 30) as f64;
     // A 10 GiB image is sparse, but the base image, the work copy and the compacted
     // artifact together take a few GiB.

@@ -126,7 +126,7 @@ impl CacheRun {
         let versions = format!(
             "kiln {} | {}",
             env!("CARGO_PKG_VERSION"),
-            qemu_version(qemu)
+            crate::host::check::first_line_of(qemu, "--version").unwrap_or_default()
         );
         self.keys = self.inputs.keys(
             &salt,
@@ -393,22 +393,6 @@ impl CacheRun {
             }
         }
     }
-}
-
-/// The first line of `qemu --version` (empty when it does not answer).
-fn qemu_version(qemu: &Path) -> String {
-    std::process::Command::new(qemu)
-        .arg("--version")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .ok()
-        .and_then(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .next()
-                .map(str::to_string)
-        })
-        .unwrap_or_default()
 }
 
 /// An entry's creation time as people read it: `2026-12-07 10:14 UTC`.

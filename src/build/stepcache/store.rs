@@ -481,16 +481,7 @@ pub fn default_cap(root: &Path) -> u64 {
         .ancestors()
         .find(|p| p.exists())
         .unwrap_or(Path::new("/"));
-    free_bytes(probe).map_or(TWENTY_GIB, |free| TWENTY_GIB.min(free / 10))
-}
-
-fn free_bytes(path: &Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: a valid C string and a zeroed statvfs the call fills in.
-    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
-    (rc == 0).then(|| st.f_bavail as u64 * st.f_frsize as u64)
+    crate::host::check::free_bytes(probe).map_or(TWENTY_GIB, |free| TWENTY_GIB.min(free / 10))
 }
 
 /// The first 12 characters of a key or digest, as shown to people.
