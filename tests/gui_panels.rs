@@ -1283,8 +1283,13 @@ fn templates_are_listed_across_zones_marked_stale_renamed_copied_and_deleted() {
 /// Runs the scripted build to its end (the gate opened once).
 fn build_to_the_end(setup: &Setup, harness: &mut Harness<'static, KilnApp>) {
     choose_fill_and_start(harness, &setup.recipes_dir);
+    let_the_build_end(setup, harness, "the build's end");
+}
+
+/// Lets the scripted build past its gate and waits until it ended.
+fn let_the_build_end(setup: &Setup, harness: &mut Harness<'static, KilnApp>, what: &str) {
     setup.gate.add_permits(1);
-    step_until(harness, "the build's end", |app| {
+    step_until(harness, what, |app| {
         app.build_state().is_some_and(|b| !b.is_running())
     });
 }
@@ -2111,10 +2116,7 @@ fn publish_an_image_from_the_templates_place_runs_in_the_build_place_and_the_his
 fn the_step_cache_is_chosen_on_the_form_and_rebuild_from_here_reruns_from_that_provisioner() {
     let (setup, mut harness) = setup(Ending::Success);
     choose_fill_and_start(&mut harness, &setup.recipes_dir);
-    setup.gate.add_permits(1);
-    step_until(&mut harness, "the build's end", |app| {
-        app.build_state().is_some_and(|b| !b.is_running())
-    });
+    let_the_build_end(&setup, &mut harness, "the build's end");
     assert_eq!(
         setup.cache_uses.lock().unwrap().clone(),
         [StepCacheUse::default()],
@@ -2123,10 +2125,7 @@ fn the_step_cache_is_chosen_on_the_form_and_rebuild_from_here_reruns_from_that_p
     // The ended build's provisioner row: build again with the cache, from provisioner 1.
     harness.get_by_label("Rebuild from here").click();
     harness.run();
-    setup.gate.add_permits(1);
-    step_until(&mut harness, "the second build's end", |app| {
-        app.build_state().is_some_and(|b| !b.is_running())
-    });
+    let_the_build_end(&setup, &mut harness, "the second build's end");
     assert_eq!(
         setup.cache_uses.lock().unwrap().last().copied(),
         Some(StepCacheUse {
@@ -2153,10 +2152,7 @@ fn the_step_cache_is_chosen_on_the_form_and_rebuild_from_here_reruns_from_that_p
     );
     harness.get_by_label("Start build").click();
     harness.run();
-    setup.gate.add_permits(1);
-    step_until(&mut harness, "the third build's end", |app| {
-        app.build_state().is_some_and(|b| !b.is_running())
-    });
+    let_the_build_end(&setup, &mut harness, "the third build's end");
     assert_eq!(
         setup.cache_uses.lock().unwrap().last().copied(),
         Some(StepCacheUse {
